@@ -1,0 +1,76 @@
+"""On-disk cache of per-clip arrays (decoded frames or backbone features).
+
+One `.npy` file per video, named by the video's identity (path, size, modification time), inside
+a folder named by everything that shapes the array (sampling, views, backbone). Each file is
+written atomically, so an interrupted run resumes where it stopped and never reads half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("ACTIONREC_CACHE", Path.home() / ".cache" / "actionrec"))
+
+
+def settings_key(settings: dict) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ClipCache:
+    def __init__(self, root: Path, settings: dict) -> None:
+        self.folder = Path(root) / settings_key(settings)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        settings_file = self.folder / "settings.json"
+        if not settings_file.exists():
+            _write_atomic(settings_file, json.dumps(settings, indent=2, sort_keys=True).encode())
+
+    def path_for(self, video: Path) -> Path:
+        stat = video.stat()
+        identity = f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        return self.folder / (hashlib.sha1(identity.encode()).hexdigest()[:24] + ".npy")
+
+    def missing(self, videos: Iterable[Path]) -> list[Path]:
+        return [v for v in videos if not self.path_for(v).exists()]
+
+    def put(self, video: Path, array: np.ndarray) -> None:
+        target = self.path_for(video)
+        tmp = target.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, array)
+        os.replace(tmp, target)
+
+    def get(self, video: Path) -> np.ndarray:
+        return np.load(self.path_for(video), mmap_mode="r")
+
+
+def prefetch(items: list, load: Callable, depth: int = 2) -> Iterator[tuple[object, object]]:
+    """Yield (item, load(item)) with loading done ahead in a thread (PyAV releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = [pool.submit(_safe, load, item) for item in items[:depth]]
+        for i, item in enumerate(items):
+            result = pending[i].result()
+            if i + depth < len(items):
+                pending.append(pool.submit(_safe, load, items[i + depth]))
+            yield item, result
+
+
+def _safe(load: Callable, item: object) -> object:
+    try:
+        return load(item)
+    except Exception as exc:  # handed to the consumer, which decides what is fatal
+        return exc
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
