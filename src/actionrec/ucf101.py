@@ -1,0 +1,798 @@
+"""UCF101: download the official release, extract it, check it, and read its official splits.
+
+Layout under a root folder, as the official files unpack::
+
+    root/UCF101.rar                                    the archive (6,932,971,618 bytes)
+    root/UCF101TrainTestSplits-RecognitionTask.zip     the recognition-task splits
+    root/UCF-101/<Class>/v_<Class>_g<NN>_c<MM>.avi     13,320 clips of 101 classes
+    root/ucfTrainTestlist/classInd.txt                 "1 ApplyEyeMakeup" ... (1-based)
+    root/ucfTrainTestlist/trainlist0{1,2,3}.txt        "Class/clip.avi <class number>"
+    root/ucfTrainTestlist/testlist0{1,2,3}.txt         "Class/clip.avi"
+
+Each class's clips come in 25 groups (NN), the clips of a group cut from one source video.
+Official split k tests on groups 1-7, 8-14 or 15-21 and trains on the rest.
+
+Quirks of the release that this module absorbs: the folder ``HandstandPushups`` holds files named
+``v_HandStandPushups_*`` and lists may spell either (paths match case-insensitively); the list
+files have Windows line endings; test lists have no label column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from actionrec import __version__
+from actionrec.data import UCF_CLIP_NAME, DatasetError, DatasetSplit, Sample, read_list_file
+from actionrec.errors import ActionrecError
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_URL = "https://www.crcv.ucf.edu/data/UCF101/UCF101.rar"
+SPLITS_URL = "https://www.crcv.ucf.edu/data/UCF101/UCF101TrainTestSplits-RecognitionTask.zip"
+ARCHIVE_NAME = "UCF101.rar"
+SPLITS_NAME = "UCF101TrainTestSplits-RecognitionTask.zip"
+VIDEOS_DIR = "UCF-101"
+LISTS_DIR = "ucfTrainTestlist"
+
+SPLITS = (1, 2, 3)
+TEST_GROUPS = {1: range(1, 8), 2: range(8, 15), 3: range(15, 22)}
+OFFICIAL_CLASSES = 101
+OFFICIAL_VIDEOS = 13320
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    size: int
+    sha256: str
+
+
+# Sizes and SHA-256 digests of the official files, as published by the tensorflow/datasets URL
+# checksum registry (splits zip) and torchvision's dataset definitions (both files).
+KNOWN_FILES = {
+    ARCHIVE_URL: KnownFile(6_932_971_618, "ca8dfadb4c891cb11316f94d52b6b0ac2a11994e67a0cae227180cd160bd8e55"),
+    SPLITS_URL: KnownFile(113_943, "5c0d1a53b8ed364a2ac830a73f405e51bece7d98ce1254fd19ed4a36b224bd27"),
+}
+
+RAR_INSTALL_COMMAND = "sudo apt-get install unar"
+
+Progress = Callable[[int, "int | None"], None]
+
+
+class DownloadError(ActionrecError):
+    """A file could not be downloaded, or what arrived is not the expected file."""
+
+
+class HostUnreachableError(DownloadError):
+    """No connection to the server at all: offline, blocked, or the server is down."""
+
+
+class ExtractionError(ActionrecError):
+    """An archive could not be unpacked: a missing tool, a damaged archive or a full disk."""
+
+
+# --------------------------------------------------------------------------- download
+
+_CHUNK = 1 << 20
+_MAX_STALLED_ATTEMPTS = 4  # consecutive attempts that brought no new byte
+
+
+def download(
+    root: str | os.PathLike,
+    *,
+    archive_url: str = ARCHIVE_URL,
+    splits_url: str = SPLITS_URL,
+    progress: Progress | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Download the splits zip, then the archive, into `root`; returns `root`.
+
+    A file already in `root` with the expected size is kept. Interrupted downloads resume from
+    ``<name>.part``. The official files are checked against their published size and SHA-256;
+    for other URLs the size the server announces is checked and the SHA-256 of what arrived is
+    written to ``<name>.sha256``. `progress(done_bytes, total_bytes)` is called as each file
+    arrives (the splits zip first, then the archive; total is None when unknown).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for url, name in ((splits_url, SPLITS_NAME), (archive_url, ARCHIVE_NAME)):
+        known = KNOWN_FILES.get(url)
+        dest = root / name
+        if dest.is_file():
+            if known is None or dest.stat().st_size == known.size:
+                log.info("%s is already there, not downloading it", dest)
+                continue
+            raise DownloadError(
+                f"{dest} is {dest.stat().st_size:,} bytes but the official {name} is {known.size:,} bytes. "
+                f"Delete it (or replace it with the complete file) and run again."
+            )
+        try:
+            fetch(url, dest, size=known.size if known else None, sha256=known.sha256 if known else None,
+                  progress=progress, timeout=timeout)
+        except HostUnreachableError as exc:
+            raise HostUnreachableError(
+                f"{exc} Without access to it, download {ARCHIVE_NAME} and {SPLITS_NAME} on another machine "
+                f"(from {ARCHIVE_URL} and {SPLITS_URL}) and either put them in {root} or pass them as "
+                f"local files (--archive PATH --splits PATH)."
+            ) from exc
+    return root
+
+
+def fetch(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
+    progress: Progress | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Download `url` to `dest` through ``<dest>.part``, resuming it with HTTP Range requests.
+
+    The file is renamed to `dest` only once complete and verified: its size against `size` (or
+    the size the server announced) and its SHA-256 against `sha256`. Without `sha256`, the digest
+    of what arrived is written to ``<dest>.sha256`` for later checks.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    transfer = _Transfer(url, dest, size, sha256, progress, timeout)
+    transfer.run()
+    return dest
+
+
+class _Transfer:
+    """One file's download: the state that survives dropped connections and retries."""
+
+    def __init__(self, url: str, dest: Path, size: int | None, sha256: str | None,
+                 progress: Progress | None, timeout: float) -> None:
+        self.url, self.dest, self.size, self.sha256 = url, dest, size, sha256
+        self.progress, self.timeout = progress, timeout
+        self.part = dest.with_name(dest.name + ".part")
+        self.host = urllib.parse.urlsplit(url).hostname or url
+        self.total = size  # as announced by the server once known
+        self.tls_context: ssl.SSLContext | None = None
+        self.use_range = True
+        self.done, self.hasher = self._existing_part()
+
+    def _existing_part(self) -> tuple[int, hashlib._Hash]:
+        hasher = hashlib.sha256()
+        if not self.part.is_file():
+            return 0, hasher
+        with self.part.open("rb") as partial:
+            while chunk := partial.read(_CHUNK):
+                hasher.update(chunk)
+        return self.part.stat().st_size, hasher
+
+    def _restart(self, why: str) -> None:
+        log.info("%s: %s; downloading %s from the start", self.url, why, self.dest.name)
+        self.part.unlink(missing_ok=True)
+        self.done, self.hasher = 0, hashlib.sha256()
+
+    def run(self) -> None:
+        stalled = 0
+        attempts = 0
+        while not self._complete():
+            attempts += 1
+            before = self.done
+            try:
+                if not self._attempt():
+                    continue  # the answer did not fit the partial file, which was discarded
+                if not self._complete():
+                    raise ConnectionError(f"the connection closed after {self.done:,} of {self.total:,} bytes")
+            except urllib.error.HTTPError as exc:
+                self._http_error(exc)
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+                if isinstance(reason, ssl.SSLCertVerificationError):
+                    self._certificate_failed(reason)
+                    continue
+                connect_failed = isinstance(exc, urllib.error.URLError)
+                if connect_failed and attempts == 1:
+                    raise HostUnreachableError(
+                        f"This machine can't reach {self.host} to download {self.dest.name} ({_describe(reason)})."
+                    ) from None
+                stalled = 0 if self.done > before else stalled + 1
+                if stalled >= _MAX_STALLED_ATTEMPTS:
+                    raise DownloadError(
+                        f"Downloading {self.url} failed after {self.done:,} bytes ({_describe(reason)}). "
+                        f"Run the download again to resume from {self.part}."
+                    ) from None
+                log.info("%s: %s; resuming at byte %d", self.url, _describe(reason), self.done)
+                time.sleep(0.5 * stalled)
+        self._finish()
+
+    def _complete(self) -> bool:
+        return self.total is not None and self.done >= self.total
+
+    def _attempt(self) -> bool:
+        """One request; False when its answer could not be used and the download starts over."""
+        headers = {"User-Agent": f"actionrec/{__version__}", "Accept-Encoding": "identity"}
+        if self.done and self.use_range:
+            headers["Range"] = f"bytes={self.done}-"
+        request = urllib.request.Request(self.url, headers=headers)
+        with urllib.request.urlopen(request, timeout=self.timeout, context=self.tls_context) as response:
+            if not self._accept(response):
+                return False
+            self._report()
+            with self.part.open("ab") as out:
+                while chunk := response.read(_CHUNK):
+                    if self.total is not None and self.done + len(chunk) > self.total:
+                        self.part.unlink(missing_ok=True)
+                        raise DownloadError(f"{self.url} sent more than the expected {self.total:,} bytes; "
+                                            "the file on the server is not the expected one.")
+                    out.write(chunk)
+                    self.hasher.update(chunk)
+                    self.done += len(chunk)
+                    self._report()
+            if self.total is None:  # no length announced: the end of the stream is the end of the file
+                self.total = self.done
+        return True
+
+    def _accept(self, response: http.client.HTTPResponse) -> bool:
+        """Check the response against what is on disk; False when the body must not be used."""
+        if response.status == 206:
+            match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", "").strip())
+            if not match or int(match[1]) != self.done:
+                self.use_range = False
+                self._restart("the server answered the Range request with another range")
+                return False
+            announced = None if match[3] == "*" else int(match[3])
+        else:
+            if self.done:
+                self._restart("the server ignores Range requests")
+            length = response.headers.get("Content-Length")
+            announced = int(length) if length and length.isdigit() else None
+        if announced is not None:
+            if self.size is not None and announced != self.size:
+                self.part.unlink(missing_ok=True)
+                raise DownloadError(
+                    f"{self.url} is {announced:,} bytes on the server, but {self.dest.name} should be "
+                    f"{self.size:,} bytes: the server holds another file. Nothing was saved."
+                )
+            self.total = announced
+        return True
+
+    def _http_error(self, exc: urllib.error.HTTPError) -> None:
+        if exc.code == 416 and self.done:
+            match = re.fullmatch(r"bytes \*/(\d+)", (exc.headers.get("Content-Range") or "").strip())
+            if match and int(match[1]) == self.done:
+                self.total = self.done  # the partial file was already complete
+                return
+            self._restart("the server refused to resume")
+            return
+        raise DownloadError(f"{self.url}: the server answered HTTP {exc.code} {exc.reason}. "
+                            "Check the URL, or download the file by hand and pass it as a local file.") from None
+
+    def _certificate_failed(self, reason: ssl.SSLCertVerificationError) -> None:
+        # The official server has long sent an incomplete certificate chain. With a published
+        # SHA-256 the content is verified anyway, so the certificate adds nothing.
+        if self.sha256 is None or self.tls_context is not None:
+            raise DownloadError(
+                f"The TLS certificate of {self.host} could not be verified ({reason.verify_message}). "
+                f"Download {self.url} with a browser and pass it as a local file."
+            ) from None
+        log.warning("%s: certificate not verifiable (%s); relying on the published SHA-256 instead",
+                    self.host, reason.verify_message)
+        self.tls_context = ssl._create_unverified_context()
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def _finish(self) -> None:
+        if self.size is not None and self.done != self.size:
+            self.part.unlink(missing_ok=True)
+            raise DownloadError(f"{self.url}: received {self.done:,} bytes, expected {self.size:,}. "
+                                "The partial file was deleted; run the download again.")
+        digest = self.hasher.hexdigest()
+        if self.sha256 is not None and digest != self.sha256.lower():
+            self.part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{self.url}: the downloaded file's SHA-256 is {digest}, expected {self.sha256}. It is "
+                "damaged or not the published file and was deleted; run the download again."
+            )
+        if self.sha256 is None:
+            checksum_file = self.dest.with_name(self.dest.name + ".sha256")
+            checksum_file.write_text(f"{digest}  {self.dest.name}\n")
+        os.replace(self.part, self.dest)
+
+
+def _describe(reason: object) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, TimeoutError):
+        return "timed out"
+    return str(reason) or type(reason).__name__
+
+
+# --------------------------------------------------------------------------- extraction
+
+# Debian's 7-Zip is built without the RAR codec and bsdtar cannot read solid RAR archives,
+# so only these two read UCF101.rar; unar is free software and packaged by Debian.
+_RAR_TOOLS = (
+    ("unar", ["-quiet", "-force-overwrite", "-no-directory", "-no-recursion", "-output-directory", "{out}",
+              "{archive}"]),
+    ("unrar", ["x", "-o+", "-idq", "{archive}", "{out}/"]),
+)
+
+
+def find_rar_tool() -> list[str] | None:
+    """The command line (with {archive} and {out} placeholders) of an installed RAR extractor."""
+    for program, arguments in _RAR_TOOLS:
+        executable = shutil.which(program)
+        if executable:
+            return [executable, *arguments]
+    return None
+
+
+def extract(
+    root: str | os.PathLike,
+    *,
+    archive: str | os.PathLike | None = None,
+    splits: str | os.PathLike | None = None,
+    force: bool = False,
+) -> Path:
+    """Unpack the archive into ``root/UCF-101/`` and the splits zip into ``root/ucfTrainTestlist/``.
+
+    archive, splits: the downloaded files; by default ``root/UCF101.rar`` and
+        ``root/UCF101TrainTestSplits-RecognitionTask.zip``.
+    A folder that is already there is kept unless `force`. Each folder appears only once complete.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    splits_path = Path(splits) if splits is not None else root / SPLITS_NAME
+    archive_path = Path(archive) if archive is not None else root / ARCHIVE_NAME
+    if force or not (root / LISTS_DIR / "classInd.txt").is_file():
+        extract_splits(splits_path, root)
+    if force or not (root / VIDEOS_DIR).is_dir():
+        extract_videos(archive_path, root)
+    return root
+
+
+def extract_splits(zip_path: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """The list files of the splits zip, flattened into ``root/ucfTrainTestlist/``."""
+    zip_path, root = Path(zip_path), Path(root)
+    if not zip_path.is_file():
+        raise ExtractionError(f"{zip_path}: no such file. Download {SPLITS_NAME} from {SPLITS_URL} "
+                              "and pass its path, or put it in the dataset folder.")
+    target = root / LISTS_DIR
+    staging = root / f".{LISTS_DIR}.extracting"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            for member in archive.infolist():
+                name = member.filename.replace("\\", "/").rsplit("/", 1)[-1]
+                # Only the flat list files are wanted; taking the base name also keeps every
+                # write inside the staging folder whatever the member's path says.
+                if member.is_dir() or not name.lower().endswith(".txt") or name.startswith("."):
+                    continue
+                (staging / name).write_bytes(archive.read(member))
+    except (zipfile.BadZipFile, OSError) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExtractionError(f"{zip_path}: cannot unpack it ({exc}). Download {SPLITS_NAME} again.") from None
+    if not (staging / "classInd.txt").is_file():
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExtractionError(f"{zip_path}: has no classInd.txt, so it is not {SPLITS_NAME}.")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def extract_videos(archive_path: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """Unpack UCF101.rar with an external tool into ``root/UCF-101/``."""
+    archive_path, root = Path(archive_path), Path(root)
+    if not archive_path.is_file():
+        raise ExtractionError(f"{archive_path}: no such file. Download {ARCHIVE_NAME} from {ARCHIVE_URL} "
+                              "and pass its path, or put it in the dataset folder.")
+    root.mkdir(parents=True, exist_ok=True)
+    command = find_rar_tool()
+    if command is None:
+        raise ExtractionError(
+            f"Unpacking {archive_path.name} needs the 'unar' program (or RARLAB's 'unrar'), and neither is "
+            f"installed. Install it with: {RAR_INSTALL_COMMAND}  (macOS: brew install unar). Debian's 7zip "
+            "and bsdtar cannot unpack this archive."
+        )
+    free = shutil.disk_usage(root).free
+    needed = archive_path.stat().st_size * 11 // 10  # the videos are already compressed
+    if free < needed:
+        raise ExtractionError(f"{root}: {free / 1e9:.1f} GB free, unpacking {archive_path.name} needs about "
+                              f"{needed / 1e9:.1f} GB. Free some space or pick a dataset folder on another disk.")
+
+    staging = root / f".{VIDEOS_DIR}.extracting"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    arguments = [command[0]] + [a.format(archive=archive_path.resolve(), out=staging.resolve()) for a in command[1:]]
+    result = subprocess.run(arguments, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        details = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise ExtractionError(
+            f"{archive_path}: {Path(command[0]).name} failed (exit code {result.returncode}): "
+            f"{' / '.join(details) or 'no message'}. If the archive is damaged, delete it and download it again."
+        )
+    unpacked = _unpacked_videos_folder(staging)
+    target = root / VIDEOS_DIR
+    shutil.rmtree(target, ignore_errors=True)
+    unpacked.rename(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _unpacked_videos_folder(staging: Path) -> Path:
+    if (staging / VIDEOS_DIR).is_dir():
+        return staging / VIDEOS_DIR
+    entries = [p for p in staging.iterdir() if not p.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return staging
+
+
+# --------------------------------------------------------------------------- split files
+
+
+@dataclass(frozen=True)
+class _Layout:
+    root: Path
+    videos: Path
+    lists: Path
+
+
+def _layout(root: str | os.PathLike) -> _Layout:
+    root = Path(root).absolute()  # sample paths stay valid whatever the working directory
+    layout = _Layout(root, root / VIDEOS_DIR, root / LISTS_DIR)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder. Pass the folder that holds {VIDEOS_DIR}/ and {LISTS_DIR}/.")
+    for folder, source in ((layout.videos, ARCHIVE_NAME), (layout.lists, SPLITS_NAME)):
+        if not folder.is_dir():
+            hint = ""
+            if root.name in (VIDEOS_DIR, LISTS_DIR):
+                hint = f" It looks like you passed {root.name}/ itself: pass its parent folder."
+            raise DatasetError(f"{folder}: missing. Unpack {source} into {root} (actionrec.ucf101.extract "
+                               f"does this).{hint}")
+    return layout
+
+
+def read_class_index(path: Path) -> list[str]:
+    """Class names in classInd.txt order (its 1-based number minus one is the label)."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing. Unpack {SPLITS_NAME} again.")
+    numbered = {}
+    for line_number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise DatasetError(f"{path}, line {line_number}: expected '<number> <class name>', got {line.strip()!r}.")
+        numbered[int(parts[0])] = parts[1]
+    if sorted(numbered) != list(range(1, len(numbered) + 1)):
+        raise DatasetError(f"{path}: class numbers must run 1..N without gaps or repeats.")
+    if not numbered:
+        raise DatasetError(f"{path}: lists no classes. Unpack {SPLITS_NAME} again.")
+    return [numbered[number] for number in sorted(numbered)]
+
+
+def _index_videos(videos_dir: Path) -> dict[str, Path]:
+    """Every clip under ``UCF-101/<Class>/``, keyed by its lower-cased ``Class/file`` path."""
+    index = {}
+    for folder in sorted(videos_dir.iterdir()):
+        if folder.is_dir() and not folder.name.startswith("."):
+            for path in sorted(folder.iterdir()):
+                if path.is_file() and not path.name.startswith(".") and path.suffix.lower() == ".avi":
+                    index[f"{folder.name}/{path.name}".lower()] = path
+    return index
+
+
+@dataclass(frozen=True)
+class _ListedClip:
+    list_file: Path
+    line: int
+    relative: str
+    label: int
+
+
+def _read_split_list(path: Path, label_of: dict[str, int], classes: list[str]) -> list[_ListedClip]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing. Unpack {SPLITS_NAME} again.")
+    clips = []
+    for line, relative, number in read_list_file(path):
+        class_name = relative.split("/")[0].lower()
+        if class_name not in label_of:
+            raise DatasetError(f"{path}, line {line}: class folder of {relative!r} is not in classInd.txt.")
+        label = label_of[class_name]
+        if number is not None and number != label + 1:
+            raise DatasetError(f"{path}, line {line}: {relative} is labelled {number}, but classInd.txt "
+                               f"numbers {classes[label]} {label + 1}.")
+        clips.append(_ListedClip(path, line, relative, label))
+    return clips
+
+
+def _group_of(clip: _ListedClip) -> tuple[int, int] | None:
+    match = UCF_CLIP_NAME.match(Path(clip.relative).stem)
+    return (clip.label, int(match["group"])) if match else None
+
+
+def _group_leaks(train: list[_ListedClip], test: list[_ListedClip], classes: list[str]) -> list[str]:
+    train_groups = {g for c in train if (g := _group_of(c)) is not None}
+    leaks = []
+    for clip in test:
+        group = _group_of(clip)
+        if group in train_groups:
+            leaks.append(f"{classes[group[0]]} group g{group[1]:02d} ({clip.relative})")
+            train_groups.discard(group)
+    return leaks
+
+
+def load_split(root: str | os.PathLike, split: int) -> DatasetSplit:
+    """Official split `split` (1, 2 or 3): train from trainlist0N.txt, validation from testlist0N.txt.
+
+    Labels follow classInd.txt. Listed clips missing on disk are left out and reported in
+    `warnings`. Raises DatasetError if a clip group has clips on both sides.
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"UCF101 has official splits 1, 2 and 3, not {split!r}.")
+    layout = _layout(root)
+    classes = read_class_index(layout.lists / "classInd.txt")
+    label_of = {name.lower(): label for label, name in enumerate(classes)}
+    train_list = layout.lists / f"trainlist{split:02d}.txt"
+    test_list = layout.lists / f"testlist{split:02d}.txt"
+    train = _read_split_list(train_list, label_of, classes)
+    test = _read_split_list(test_list, label_of, classes)
+
+    leaks = _group_leaks(train, test, classes)
+    if leaks:
+        raise DatasetError(
+            f"UCF101 split {split}: {len(leaks)} clip group(s) are in both {train_list.name} and {test_list.name} "
+            f"(e.g. {leaks[0]}), which would leak near-identical clips into validation. The list files in "
+            f"{layout.lists} are not the official ones: unpack {SPLITS_NAME} again."
+        )
+
+    on_disk = _index_videos(layout.videos)
+    warnings = []
+    samples: dict[str, list[Sample]] = {}
+    for side, listed, list_file in (("train", train, train_list), ("val", test, test_list)):
+        samples[side] = [Sample(on_disk[c.relative.lower()], c.label) for c in listed if c.relative.lower() in on_disk]
+        missing = [c.relative for c in listed if c.relative.lower() not in on_disk]
+        if missing:
+            warnings.append(f"{list_file}: {len(missing)} listed clip(s) are missing under {layout.videos} and "
+                            f"were left out (e.g. {', '.join(missing[:3])}). Run validate() for a full report.")
+    return DatasetSplit(classes, samples["train"], samples["val"], f"UCF101 official split {split}", warnings)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@dataclass
+class ValidationReport:
+    root: Path
+    classes: list[str] = field(default_factory=list)  # class folders found under UCF-101/
+    num_videos: int = 0
+    missing: list[str] = field(default_factory=list)  # listed in a split file, not on disk
+    unlisted: list[str] = field(default_factory=list)  # on disk, in no split file
+    unreadable: list[str] = field(default_factory=list)  # "Class/file.avi (why)": empty or not a video
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        lines = [
+            f"UCF101 at {self.root}: {'OK' if self.ok else f'{len(self.problems)} problem(s)'}",
+            f"  classes: {len(self.classes)} (the official release has {OFFICIAL_CLASSES})",
+            f"  videos: {self.num_videos:,} (the official release has {OFFICIAL_VIDEOS:,})",
+            f"  listed in a split file but missing: {len(self.missing)}",
+            f"  in no split file: {len(self.unlisted)}",
+            f"  empty or unreadable: {len(self.unreadable)}",
+        ]
+        if self.problems:
+            lines.append("Problems:")
+            lines += [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+def _examples(items: Sequence[str], count: int = 5) -> str:
+    shown = ", ".join(items[:count])
+    return shown + (f" and {len(items) - count} more" if len(items) > count else "")
+
+
+def validate(
+    root: str | os.PathLike, *, open_videos: bool = True, progress: Callable[[int, int], None] | None = None
+) -> ValidationReport:
+    """Check an unpacked UCF101 folder: layout, split files, and that every clip is there and opens.
+
+    open_videos: open each clip's container with PyAV (headers only, no decoding); off, only
+        empty files are caught. `progress(checked, total)` follows that step.
+    """
+    root = Path(root)
+    report = ValidationReport(root)
+    videos_dir, lists_dir = root / VIDEOS_DIR, root / LISTS_DIR
+    on_disk: dict[str, Path] = {}
+    if videos_dir.is_dir():
+        report.classes = sorted(p.name for p in videos_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        on_disk = _index_videos(videos_dir)
+        report.num_videos = len(on_disk)
+        if not on_disk:
+            report.problems.append(f"{videos_dir} holds no .avi clips: unpack {ARCHIVE_NAME} again.")
+    else:
+        report.problems.append(f"{videos_dir} is missing: unpack {ARCHIVE_NAME} into {root}.")
+
+    listed = _check_split_files(lists_dir, report)
+    if listed is not None and on_disk:
+        report.missing = sorted(listed[key] for key in listed.keys() - on_disk.keys())
+        report.unlisted = sorted(f"{p.parent.name}/{p.name}" for key, p in on_disk.items() if key not in listed)
+        if report.missing:
+            report.problems.append(f"{len(report.missing)} clip(s) listed in the split files are missing: "
+                                   f"{_examples(report.missing)}.")
+        if report.unlisted:
+            report.problems.append(f"{len(report.unlisted)} clip(s) are in no split file: "
+                                   f"{_examples(report.unlisted)}.")
+
+    for checked, path in enumerate(on_disk.values(), start=1):
+        why = _unreadable_reason(path, open_videos)
+        if why:
+            report.unreadable.append(f"{path.parent.name}/{path.name} ({why})")
+        if progress is not None:
+            progress(checked, len(on_disk))
+    if report.unreadable:
+        report.problems.append(f"{len(report.unreadable)} clip(s) are empty or unreadable: "
+                               f"{_examples(report.unreadable)}. Unpack {ARCHIVE_NAME} again.")
+    return report
+
+
+def _check_split_files(lists_dir: Path, report: ValidationReport) -> dict[str, str] | None:
+    """Checks classInd and the six lists; returns every listed clip (lower-cased key -> as listed)."""
+    if not lists_dir.is_dir():
+        report.problems.append(f"{lists_dir} is missing: unpack {SPLITS_NAME} into {report.root}.")
+        return None
+    try:
+        classes = read_class_index(lists_dir / "classInd.txt")
+    except DatasetError as exc:
+        report.problems.append(str(exc))
+        return None
+    folders = {name.lower() for name in report.classes}
+    absent = [name for name in classes if name.lower() not in folders]
+    if report.classes and absent:
+        report.problems.append(f"{len(absent)} class(es) of classInd.txt have no folder: {_examples(absent)}.")
+    indexed = {name.lower() for name in classes}
+    extra = [name for name in report.classes if name.lower() not in indexed]
+    if extra:
+        report.problems.append(f"{len(extra)} folder(s) under {VIDEOS_DIR} are not in classInd.txt: "
+                               f"{_examples(extra)}.")
+
+    label_of = {name.lower(): label for label, name in enumerate(classes)}
+    listed: dict[str, str] = {}
+    for split in SPLITS:
+        try:
+            train = _read_split_list(lists_dir / f"trainlist{split:02d}.txt", label_of, classes)
+            test = _read_split_list(lists_dir / f"testlist{split:02d}.txt", label_of, classes)
+        except DatasetError as exc:
+            report.problems.append(str(exc))
+            continue
+        leaks = _group_leaks(train, test, classes)
+        if leaks:
+            report.problems.append(f"split {split}: {len(leaks)} clip group(s) are on both the train and the "
+                                   f"test side: {_examples(leaks)}.")
+        for clip in train + test:
+            listed.setdefault(clip.relative.lower(), clip.relative)
+    return listed
+
+
+def _unreadable_reason(path: Path, open_videos: bool) -> str | None:
+    try:
+        if path.stat().st_size == 0:
+            return "0 bytes"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not open_videos:
+        return None
+    import av
+
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.video:
+                return "no video stream"
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        return f"does not open: {getattr(exc, 'strerror', None) or exc}"
+    return None
+
+
+# --------------------------------------------------------------------------- a fake release for tests
+
+
+def _file_class_name(class_name: str) -> str:
+    """The class as spelled in its clips' file names: the release's one inconsistency."""
+    return "HandStandPushups" if class_name == "HandstandPushups" else class_name
+
+
+def make_fake_ucf101(
+    root: str | os.PathLike,
+    classes: Sequence[str],
+    groups: int = 25,
+    clips_per_group: int = 2,
+    write_clip: Callable[[Path, str], None] | None = None,
+) -> Path:
+    """Build a small folder shaped like the unpacked official release and return `root`.
+
+    ``UCF-101/<Class>/v_<Class>_g<NN>_c<MM>.avi`` for every group and clip, ``classInd.txt`` in the
+    order of `classes`, and the three official splits (test groups 1-7, 8-14, 15-21), written with
+    Windows line endings like the originals. A class named ``HandstandPushups`` gets the release's
+    ``v_HandStandPushups_*`` file names. `write_clip(path, class_name)` writes each clip; by default
+    a tiny real video of one solid colour per class (MPEG-4 in AVI, as in the release).
+    """
+    if not classes:
+        raise ValueError("classes is empty: name at least one class")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes has duplicates: {list(classes)}")
+    bad = [name for name in classes if not re.fullmatch(r"[A-Za-z0-9]+", name)]
+    if bad:
+        raise ValueError(f"UCF101 class names are letters and digits only, got {bad}")
+    if not 1 <= groups <= 99 or not 1 <= clips_per_group <= 99:
+        raise ValueError(f"groups and clips_per_group must be 1..99, got {groups} and {clips_per_group}")
+    write_clip = write_clip or write_solid_clip
+
+    root = Path(root)
+    videos_dir, lists_dir = root / VIDEOS_DIR, root / LISTS_DIR
+    lists_dir.mkdir(parents=True, exist_ok=True)
+    clips_by_group: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for label, name in enumerate(classes):
+        (videos_dir / name).mkdir(parents=True, exist_ok=True)
+        for group in range(1, groups + 1):
+            for clip in range(1, clips_per_group + 1):
+                file_name = f"v_{_file_class_name(name)}_g{group:02d}_c{clip:02d}.avi"
+                write_clip(videos_dir / name / file_name, name)
+                clips_by_group[group].append((label, f"{name}/{file_name}"))
+
+    def write_lines(name: str, lines: list[str]) -> None:
+        (lists_dir / name).write_bytes("".join(f"{line}\r\n" for line in lines).encode())
+
+    write_lines("classInd.txt", [f"{label + 1} {name}" for label, name in enumerate(classes)])
+    ordered = sorted((label, relative, group) for group, clips in clips_by_group.items() for label, relative in clips)
+    for split in SPLITS:
+        write_lines(f"trainlist{split:02d}.txt", [f"{relative} {label + 1}" for label, relative, group in ordered
+                                                  if group not in TEST_GROUPS[split]])
+        write_lines(f"testlist{split:02d}.txt", [relative for label, relative, group in ordered
+                                                 if group in TEST_GROUPS[split]])
+    return root
+
+
+def write_solid_clip(path: Path, class_name: str) -> None:
+    """Eight 64x48 frames of a colour that depends only on the class, encoded like the release."""
+    import numpy as np
+
+    from actionrec.synth import write_video
+
+    colour = np.frombuffer(hashlib.sha1(class_name.encode()).digest()[:3], dtype=np.uint8)
+    frames = np.broadcast_to(colour, (8, 48, 64, 3)).copy()
+    write_video(frames, path, fps=25, codec=_clip_codec())
+
+
+_codec_choice: str | None = None
+
+
+def _clip_codec() -> str:
+    global _codec_choice
+    if _codec_choice is None:
+        import av
+
+        try:
+            av.codec.Codec("mpeg4", "w")
+            _codec_choice = "mpeg4"
+        except (av.error.FFmpegError, ValueError):
+            _codec_choice = "h264"
+    return _codec_choice
