@@ -403,7 +403,9 @@ def read_clip(
     Segment centres by default; with `rng`, a random moment inside each segment (training).
     Raises a `VideoError` subclass for anything wrong with the video.
     """
-    return read_views(source, spec, views=1, rng=rng, limits=limits)[0]
+    plan = lambda times: [sample_indices(times, spec.num_frames, rng)]  # noqa: E731
+    groups, indices, probe, warnings = _read(source, spec, plan, limits)
+    return _clip(groups[0], indices[0], probe, warnings, 0.0, probe.info.duration_s)
 
 
 def read_views(
@@ -416,15 +418,13 @@ def read_views(
 ) -> list[Clip]:
     """Several temporal views of one video in one decoding pass.
 
-    View 0 takes segment centres; the others take random moments (from `rng`, or a fixed seed).
+    View 0 takes segment centres, exactly as `read_clip`; the others take random moments inside
+    each segment (from `rng`, or a fixed seed).
     """
-    first_random = rng if views == 1 else None
     rng = rng if rng is not None else np.random.default_rng(0)
 
     def plan(times: np.ndarray) -> list[np.ndarray]:
-        groups = [sample_indices(times, spec.num_frames, first_random)]
-        groups += [sample_indices(times, spec.num_frames, rng) for _ in range(views - 1)]
-        return groups
+        return [sample_indices(times, spec.num_frames, rng if view else None) for view in range(views)]
 
     groups, indices, probe, warnings = _read(source, spec, plan, limits)
     end = probe.info.duration_s

@@ -1,0 +1,185 @@
+"""The model: MobileNetV2 reads each frame, a temporal head reads the sequence of frame features.
+
+Input is what `actionrec.video` produces: uint8 RGB frames shaped (batch, frames, height, width, 3).
+Normalisation happens inside the model, so the exported graph takes decoded frames as they are.
+
+    frames --forward_features--> (batch, frames, 1280) --forward_head--> (batch, classes) logits
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+from actionrec.errors import ActionrecError
+from actionrec.video import IMAGENET_MEAN, IMAGENET_STD
+
+FEATURE_DIM = 1280  # MobileNetV2's last layer keeps 1280 channels for width_mult <= 1
+
+
+class BackboneWeightsError(ActionrecError):
+    """The backbone weights could not be obtained or do not fit."""
+
+
+@dataclass
+class ModelConfig:
+    num_classes: int
+    temporal: Literal["lstm", "mean"] = "lstm"
+    hidden_size: int = 512
+    dropout: float = 0.5
+    width_mult: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class FramePreprocess(nn.Module):
+    """uint8 (B, T, H, W, 3) RGB -> float (B*T, 3, H, W), scaled to [0, 1] and ImageNet-normalised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        b, t, h, w, c = frames.shape
+        x = frames.reshape(b * t, h, w, c).permute(0, 3, 1, 2).float()
+        return (x - self.mean) / self.std
+
+
+class LSTMHead(nn.Module):
+    """Reads frame features in order; classifies from the last hidden state."""
+
+    def __init__(self, num_classes: int, hidden_size: int, dropout: float) -> None:
+        super().__init__()
+        self.input_dropout = nn.Dropout(dropout / 2)
+        self.lstm = nn.LSTM(FEATURE_DIM, hidden_size, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        _, (hidden, _) = self.lstm(self.input_dropout(features))
+        return self.classifier(self.dropout(hidden[-1]))
+
+
+class MeanHead(nn.Module):
+    """Order-blind baseline: the mean of the frame features, then an MLP of the same width."""
+
+    def __init__(self, num_classes: int, hidden_size: int, dropout: float) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Dropout(dropout / 2),
+            nn.Linear(FEATURE_DIM, hidden_size),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_size, num_classes),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features.mean(dim=1))
+
+
+class ActionModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.preprocess = FramePreprocess()
+        self.backbone = mobilenet_v2(weights=None, width_mult=config.width_mult).features
+        head = {"lstm": LSTMHead, "mean": MeanHead}[config.temporal]
+        self.head = head(config.num_classes, config.hidden_size, config.dropout)
+
+    def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, 3) uint8 -> (B, T, 1280) globally pooled frame features."""
+        b, t = frames.shape[:2]
+        x = self.backbone(self.preprocess(frames))
+        return F.adaptive_avg_pool2d(x, 1).flatten(1).reshape(b, t, -1)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(frames))
+
+
+class Probabilities(nn.Module):
+    """What gets exported: frames in, class probabilities out."""
+
+    def __init__(self, model: ActionModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(frames), dim=-1)
+
+
+def load_backbone_weights(model: ActionModel, weights: str) -> str:
+    """Put `weights` into the backbone: 'imagenet', 'none' or a path. Returns an id for caching.
+
+    A path may hold torchvision's MobileNetV2 file (mobilenet_v2-b0353104.pth, keys 'features.*')
+    or a state dict of `features` alone; it is loaded with weights_only=True.
+    """
+    if weights == "none":
+        return "none"
+    if weights == "imagenet":
+        if model.config.width_mult != 1.0:
+            raise BackboneWeightsError("ImageNet weights exist only for width_mult 1.0.")
+        try:
+            state = MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+        except Exception as exc:  # URLError, timeouts, SSL errors, a corrupt partial download
+            url = MobileNet_V2_Weights.IMAGENET1K_V1.url
+            raise BackboneWeightsError(
+                f"Could not fetch the ImageNet weights for MobileNetV2 from {url} ({exc}). "
+                "Either download that file elsewhere and pass its path "
+                "(--backbone-weights /path/to/mobilenet_v2-b0353104.pth), or train without "
+                "pretrained weights (--backbone-weights none, which trains the backbone too)."
+            ) from None
+        weights_id = "imagenet1k_v1"
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise BackboneWeightsError(
+                f"{path}: no such weights file. Use 'imagenet', 'none', or the path of a "
+                "MobileNetV2 state dict (.pth or .safetensors)."
+            )
+        state = _read_state_dict(path)
+        weights_id = "file-" + _file_digest(path)[:16]
+    features = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+    try:
+        model.backbone.load_state_dict(features)
+    except RuntimeError as exc:
+        raise BackboneWeightsError(
+            f"{weights}: does not fit MobileNetV2 (width_mult {model.config.width_mult}): {exc}"
+        ) from None
+    return weights_id
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BackboneWeightsError(f"{path}: cannot read weights from this file ({exc}).") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise BackboneWeightsError(f"{path}: holds no state dict.")
+    return state
+
+
+def _file_digest(path: os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

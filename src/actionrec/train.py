@@ -1,0 +1,399 @@
+"""Training: cache what the frozen part computes once, then train the rest for many cheap epochs.
+
+Frozen backbone (the default, transfer learning): each clip's frame features are extracted once
+and cached; epochs train the temporal head on the cache and take seconds.
+End to end (`finetune`, implied by `backbone_weights="none"`): each clip's decoded frames are
+cached; epochs run the whole model.
+
+A run directory holds:
+    config.json        everything needed to rebuild the model and reproduce the run
+    model.safetensors  the best epoch's weights (by validation accuracy)
+    history.json/.csv  per-epoch loss, accuracy, learning rate and time
+    train_state.pt     the last completed epoch, for --resume (tensors only, loaded weights_only)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from actionrec import __version__
+from actionrec.cache import ClipCache, default_cache_root, prefetch
+from actionrec.data import DatasetSplit, Sample, load_dataset
+from actionrec.errors import ActionrecError
+from actionrec.model import ActionModel, ModelConfig, load_backbone_weights
+from actionrec.video import ClipSpec, DecodeLimits, read_views
+
+TRAINING_LIMITS = DecodeLimits(max_duration_s=3 * 3600.0)  # dataset files are trusted more than uploads
+
+
+class TrainingError(ActionrecError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str
+    out: str
+    dataset: str = "folder"  # "folder" or "ucf101"
+    split: int = 1
+    val_fraction: float = 0.2
+    epochs: int = 15
+    frames: int = 16
+    image_size: int = 224
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    backbone_weights: str = "imagenet"
+    temporal: str = "lstm"
+    finetune: bool = False
+    width_mult: float = 1.0
+    hidden_size: int = 512
+    dropout: float = 0.5
+    train_views: int = 1  # temporal clips cached per training video; one is drawn each epoch
+    test_views: int = 1  # clips averaged per validation video
+    flip: bool = False  # horizontal flips as augmentation (wrong where left/right is the label)
+    seed: int = 0
+    cache_dir: str | None = None
+
+    @property
+    def end_to_end(self) -> bool:
+        return self.finetune or self.backbone_weights == "none"
+
+    @property
+    def spec(self) -> ClipSpec:
+        return ClipSpec(self.frames, self.image_size)
+
+
+@dataclass
+class Run:
+    """What training produced, as recorded in the run directory."""
+
+    run_dir: Path
+    config: TrainConfig
+    labels: list[str]
+    best_epoch: int
+    best_val_acc: float
+    history: list[dict] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- data on disk
+
+
+def _clip_rng(seed: int, video: Path) -> np.random.Generator:
+    return np.random.default_rng([seed, int.from_bytes(str(video).encode()[-64:], "little") % (2**32)])
+
+
+def _decode_views(config: TrainConfig, views: int) -> Callable[[Path], np.ndarray]:
+    def decode(video: Path) -> np.ndarray:
+        clips = read_views(video, config.spec, views=views, rng=_clip_rng(config.seed, video), limits=TRAINING_LIMITS)
+        frames = np.stack([c.frames for c in clips])  # (V, T, S, S, 3)
+        if config.flip:
+            frames = np.concatenate([frames, frames[:, :, :, ::-1]])
+        return frames
+
+    return decode
+
+
+def cache_for(config: TrainConfig, views: int, backbone_id: str) -> ClipCache:
+    settings = {
+        "spec": config.spec.to_dict(),
+        "views": views,
+        "flip": config.flip,
+        "seed": config.seed,
+        "content": "frames" if config.end_to_end else f"features:{backbone_id}:w{config.width_mult}",
+    }
+    return ClipCache(Path(config.cache_dir) if config.cache_dir else default_cache_root(), settings)
+
+
+def build_cache(
+    config: TrainConfig,
+    model: ActionModel,
+    samples: list[Sample],
+    views: int,
+    backbone_id: str,
+    console: Console,
+    what: str,
+) -> tuple[ClipCache, list[Sample], dict[Path, str]]:
+    """Make sure every sample has its cached array. Returns the cache, usable samples, failures."""
+    cache = cache_for(config, views, backbone_id)
+    videos = [s.path for s in samples]
+    missing = cache.missing(videos)
+    failures: dict[Path, str] = {}
+    if missing:
+        decode = _decode_views(config, views)
+        model.eval()
+        started = time.perf_counter()
+        with _progress(console) as progress:
+            task = progress.add_task(f"{what}: {len(missing)} clips", total=len(missing), status="")
+            for video, frames in prefetch(missing, decode):
+                if isinstance(frames, ValueError):  # VideoError: skip the clip, report it
+                    failures[video] = str(frames)
+                elif isinstance(frames, Exception):
+                    raise frames
+                elif config.end_to_end:
+                    cache.put(video, frames)
+                else:
+                    with torch.inference_mode():
+                        batch = torch.from_numpy(np.ascontiguousarray(frames))
+                        cache.put(video, model.forward_features(batch).to(torch.float16).numpy())
+                progress.advance(task)
+        seconds = time.perf_counter() - started
+        done = len(missing) - len(failures)
+        console.print(
+            f"{what}: {done} clips in {seconds:.1f} s ({done / max(seconds, 1e-9):.2f} clips/s, "
+            f"{views} view(s) x {config.frames} frames at {config.image_size}px)"
+        )
+    for video, error in failures.items():
+        console.print(f"[yellow]skipped[/yellow] {video}: {error}")
+    usable = [s for s in samples if s.path not in failures]
+    return cache, usable, failures
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _load_arrays(cache: ClipCache, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+    arrays = np.stack([np.asarray(cache.get(s.path)) for s in samples])
+    labels = torch.tensor([s.label for s in samples])
+    return torch.from_numpy(arrays), labels
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _forward(model: ActionModel, batch: torch.Tensor, end_to_end: bool) -> torch.Tensor:
+    if end_to_end:
+        return model(batch)
+    return model.forward_head(batch.float())
+
+
+def predict_arrays(model: ActionModel, arrays: torch.Tensor, end_to_end: bool, batch_size: int) -> np.ndarray:
+    """Class probabilities for cached arrays (N, V, ...), averaged over the V views."""
+    model.eval()
+    n, views = arrays.shape[:2]
+    probs = []
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            chunk = arrays[start : start + batch_size]
+            flat = chunk.reshape(-1, *chunk.shape[2:])
+            p = torch.softmax(_forward(model, flat, end_to_end), dim=-1)
+            probs.append(p.reshape(len(chunk), views, -1).mean(dim=1))
+    return torch.cat(probs).numpy()
+
+
+def _lr_at(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train(config: TrainConfig, *, resume: bool = False, console: Console | None = None) -> Run:
+    console = console or Console()
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    dataset: DatasetSplit = load_dataset(
+        config.data_dir, kind=config.dataset, split=config.split, val_fraction=config.val_fraction, seed=config.seed
+    )
+    for warning in dataset.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if not dataset.train or not dataset.val:
+        raise TrainingError(f"{config.data_dir}: need clips for both training and validation ({dataset.description}).")
+    console.print(
+        f"{dataset.description}: {len(dataset.classes)} classes, {len(dataset.train)} training and "
+        f"{len(dataset.val)} validation clips"
+    )
+
+    model_config = ModelConfig(
+        num_classes=len(dataset.classes),
+        temporal=config.temporal,
+        hidden_size=config.hidden_size,
+        dropout=config.dropout,
+        width_mult=config.width_mult,
+    )
+    model = ActionModel(model_config)
+    backbone_id = load_backbone_weights(model, config.backbone_weights)
+    if config.backbone_weights == "none" and not config.finetune:
+        console.print("Backbone weights 'none': random features are useless frozen, so the backbone is trained too.")
+
+    train_cache, train_samples, train_failed = build_cache(
+        config, model, dataset.train, config.train_views, backbone_id, console, "Caching training clips"
+    )
+    val_cache, val_samples, val_failed = build_cache(
+        config, model, dataset.val, config.test_views, backbone_id, console, "Caching validation clips"
+    )
+    train_x, train_y = _load_arrays(train_cache, train_samples)
+    val_x, val_y = _load_arrays(val_cache, val_samples)
+
+    if not config.end_to_end:
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    params = [
+        {"params": [p for p in model.head.parameters()], "lr": config.lr},
+    ]
+    if config.end_to_end:
+        backbone_lr = config.lr if config.backbone_weights == "none" else config.lr * 0.1
+        params.append({"params": list(model.backbone.parameters()), "lr": backbone_lr})
+    optimizer = torch.optim.AdamW(params, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_samples) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _lr_at(step, total_steps, warmup=min(steps_per_epoch, total_steps // 10 + 1))
+    )
+
+    _write_json(run_dir / "config.json", {
+        "actionrec_version": __version__,
+        "train": asdict(config),
+        "model": model_config.to_dict(),
+        "spec": config.spec.to_dict(),
+        "labels": dataset.classes,
+        "dataset": dataset.description,
+        "backbone_id": backbone_id,
+        "num_train": len(train_samples),
+        "num_val": len(val_samples),
+        "skipped": {str(k): v for k, v in {**train_failed, **val_failed}.items()},
+    })
+    (run_dir / "labels.txt").write_text("\n".join(dataset.classes) + "\n")
+
+    history: list[dict] = []
+    start_epoch, best_acc, best_epoch = 1, -1.0, 0
+    state_path = run_dir / "train_state.pt"
+    generator = torch.Generator().manual_seed(config.seed)
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        history = json.loads(state["history"])
+        start_epoch, best_acc, best_epoch = state["epoch"] + 1, state["best_acc"], state["best_epoch"]
+        console.print(f"Resuming after epoch {state['epoch']} (best so far {best_acc:.1%} at epoch {best_epoch}).")
+    elif resume:
+        console.print(f"No {state_path.name} in {run_dir}: starting from the first epoch.")
+
+    with _progress(console) as progress:
+        task = progress.add_task("Training", total=config.epochs, completed=start_epoch - 1, status="")
+        for epoch in range(start_epoch, config.epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            if not config.end_to_end:
+                model.backbone.eval()
+            order = torch.randperm(len(train_samples), generator=generator)
+            view_choice = torch.randint(train_x.shape[1], (len(train_samples),), generator=generator)
+            loss_sum, correct = 0.0, 0
+            for start in range(0, len(order), config.batch_size):
+                idx = order[start : start + config.batch_size]
+                batch = train_x[idx, view_choice[idx]]
+                target = train_y[idx]
+                logits = _forward(model, batch, config.end_to_end)
+                loss = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.item() * len(idx)
+                correct += (logits.argmax(-1) == target).sum().item()
+
+            val_probs = predict_arrays(model, val_x, config.end_to_end, config.batch_size)
+            val_loss = float(F.nll_loss(torch.log(torch.from_numpy(val_probs).clamp_min(1e-8)), val_y))
+            val_acc = float((val_probs.argmax(-1) == val_y.numpy()).mean())
+            row = {
+                "epoch": epoch,
+                "train_loss": round(loss_sum / len(order), 5),
+                "train_acc": round(correct / len(order), 5),
+                "val_loss": round(val_loss, 5),
+                "val_acc": round(val_acc, 5),
+                "lr": float(f"{optimizer.param_groups[0]['lr']:.3g}"),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+            history.append(row)
+            if val_acc > best_acc:
+                best_acc, best_epoch = val_acc, epoch
+                _save_weights(model, run_dir / "model.safetensors")
+            _write_history(run_dir, history)
+            torch.save({
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "history": json.dumps(history),
+                "epoch": epoch,
+                "best_acc": best_acc,
+                "best_epoch": best_epoch,
+            }, state_path.with_suffix(".tmp"))
+            os.replace(state_path.with_suffix(".tmp"), state_path)
+            status = (f"loss {row['train_loss']:.3f} acc {row['train_acc']:.1%} | "
+                      f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.1%}")
+            progress.update(task, advance=1, status=status)
+            progress.console.print(f"epoch {epoch:3d}/{config.epochs}  {status}  ({row['seconds']:.1f} s)")
+
+    console.print(f"Best validation accuracy {best_acc:.1%} at epoch {best_epoch}; weights in {run_dir / 'model.safetensors'}")
+    return Run(run_dir, config, dataset.classes, best_epoch, best_acc, history)
+
+
+# --------------------------------------------------------------------------- run directory
+
+
+def _save_weights(model: ActionModel, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _write_history(run_dir: Path, history: list[dict]) -> None:
+    _write_json(run_dir / "history.json", history)
+    with open(run_dir / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[ActionModel, TrainConfig, dict]:
+    """Rebuild the trained model of a run directory. Returns (model in eval mode, config, config.json)."""
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir)
+    config_path, weights_path = run_dir / "config.json", run_dir / "model.safetensors"
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise TrainingError(f"{run_dir}: no {path.name}; is this the --out folder of `actionrec train`?")
+    saved = json.loads(config_path.read_text())
+    config = TrainConfig(**saved["train"])
+    model = ActionModel(ModelConfig(**saved["model"]))
+    model.load_state_dict(load_file(str(weights_path)))
+    return model.eval(), config, saved
