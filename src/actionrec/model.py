@@ -109,6 +109,17 @@ class ActionModel(nn.Module):
         return self.forward_head(self.forward_features(frames))
 
 
+class FrameFeatures(nn.Module):
+    """The frozen half on its own, for exporting to ONNX Runtime to extract features fast."""
+
+    def __init__(self, model: ActionModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(frames)
+
+
 class Probabilities(nn.Module):
     """What gets exported: frames in, class probabilities out."""
 

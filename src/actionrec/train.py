@@ -98,14 +98,59 @@ def _clip_rng(seed: int, video: Path) -> np.random.Generator:
 
 
 def _decode_views(config: TrainConfig, views: int) -> Callable[[Path], np.ndarray]:
+    """(V, T, S, S, 3) frames of a video: view 0 at segment centres, the others random moments,
+    each of those mirrored with probability 1/2 when `config.flip`."""
+
     def decode(video: Path) -> np.ndarray:
-        clips = read_views(video, config.spec, views=views, rng=_clip_rng(config.seed, video), limits=TRAINING_LIMITS)
-        frames = np.stack([c.frames for c in clips])  # (V, T, S, S, 3)
+        rng = _clip_rng(config.seed, video)
+        clips = read_views(video, config.spec, views=views, rng=rng, limits=TRAINING_LIMITS)
+        frames = np.stack([c.frames for c in clips])
         if config.flip:
-            frames = np.concatenate([frames, frames[:, :, :, ::-1]])
+            for view in range(1, views):
+                if rng.random() < 0.5:
+                    frames[view] = frames[view, :, :, ::-1]
         return frames
 
     return decode
+
+
+def feature_extractor(model: ActionModel, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """frames (N, T, S, S, 3) uint8 -> features (N, T, 1280) float16, run by ONNX Runtime.
+
+    On two CPU cores ONNX Runtime runs MobileNetV2 several times faster than eager PyTorch
+    (`actionrec benchmark` measures both), and this is most of the time a frozen-backbone run
+    takes. Falls back to PyTorch if the export does not reproduce PyTorch's features.
+    """
+    import onnxruntime as ort
+
+    from actionrec.model import FrameFeatures
+
+    wrapped = FrameFeatures(model).eval()
+
+    def with_torch(frames: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return wrapped(torch.from_numpy(np.ascontiguousarray(frames))).to(torch.float16).numpy()
+
+    path = folder / "frame_features.onnx"
+    try:
+        if not path.exists():
+            import warnings
+
+            example = torch.randint(0, 256, (2, 2, 32, 32, 3), dtype=torch.uint8)
+            tmp = path.with_suffix(".tmp.onnx")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(wrapped, (example,), str(tmp), input_names=["frames"], output_names=["features"],
+                                  dynamic_axes={"frames": {0: "n", 1: "t", 2: "h", 3: "w"}, "features": {0: "n", 1: "t"}},
+                                  opset_version=17, dynamo=False)
+            os.replace(tmp, path)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        probe = np.random.default_rng(0).integers(0, 256, (1, 2, 64, 64, 3), dtype=np.uint8)
+        if np.abs(session.run(None, {"frames": probe})[0] - with_torch(probe).astype(np.float32)).max() > 1e-2:
+            return with_torch
+    except Exception:  # an exporter or runtime problem costs speed, not correctness
+        return with_torch
+    return lambda frames: session.run(None, {"frames": np.ascontiguousarray(frames)})[0].astype(np.float16)
 
 
 def cache_for(config: TrainConfig, views: int, backbone_id: str) -> ClipCache:
@@ -136,6 +181,7 @@ def build_cache(
     if missing:
         decode = _decode_views(config, views)
         model.eval()
+        extract = None if config.end_to_end else feature_extractor(model, cache.folder)
         started = time.perf_counter()
         with _progress(console) as progress:
             task = progress.add_task(f"{what}: {len(missing)} clips", total=len(missing), status="")
@@ -147,14 +193,13 @@ def build_cache(
                 elif config.end_to_end:
                     cache.put(video, frames)
                 else:
-                    with torch.inference_mode():
-                        batch = torch.from_numpy(np.ascontiguousarray(frames))
-                        cache.put(video, model.forward_features(batch).to(torch.float16).numpy())
+                    cache.put(video, extract(frames))
                 progress.advance(task)
         seconds = time.perf_counter() - started
         done = len(missing) - len(failures)
         console.print(
             f"{what}: {done} clips in {seconds:.1f} s ({done / max(seconds, 1e-9):.2f} clips/s, "
+            f"{done * views * config.frames / max(seconds, 1e-9):.0f} frames/s; "
             f"{views} view(s) x {config.frames} frames at {config.image_size}px)"
         )
     for video, error in failures.items():

@@ -1,0 +1,307 @@
+"""The `actionrec` command. Training commands import torch lazily; `predict` and `serve` never do."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from actionrec.errors import ActionrecError
+
+app = typer.Typer(
+    help="Video action recognition: train MobileNetV2 + LSTM, export to ONNX, predict and serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _needs_training_extra() -> None:
+    try:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+    except ImportError:
+        _fail("this command needs PyTorch: install the training extra with `pip install 'actionrec[train]'`.")
+
+
+@app.command()
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder to write the dataset into (one sub-folder per class)."),
+    clips_per_class: int = typer.Option(40, help="Clips generated for each class."),
+    seed: int = typer.Option(0, help="Same seed, same videos."),
+    width: int = typer.Option(128),
+    height: int = typer.Option(96),
+) -> None:
+    """Generate the synthetic action dataset: real H.264 MP4 clips, folder per class, offline."""
+    from rich.progress import Progress
+
+    from actionrec import synth as synthetic
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("Generating clips", total=clips_per_class * len(synthetic.CLASSES))
+        paths = synthetic.generate_dataset(
+            out_dir, clips_per_class=clips_per_class, seed=seed, width=width, height=height,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    console.print(f"{len(paths)} clips of {len(synthetic.CLASSES)} classes in {out_dir}")
+
+
+data_app = typer.Typer(help="Get and check datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("ucf101")
+def data_ucf101(
+    root: Path = typer.Option(..., "--root", help="Folder for UCF101 (archive, UCF-101/, ucfTrainTestlist/)."),
+    download: bool = typer.Option(False, "--download", help="Fetch the official archive (~6.9 GB) and split files."),
+    archive: Optional[Path] = typer.Option(None, help="A UCF101.rar you already have (no download)."),
+    splits: Optional[Path] = typer.Option(None, help="A UCF101TrainTestSplits-RecognitionTask.zip you already have."),
+    check_videos: bool = typer.Option(True, help="Open every clip to find unreadable ones (takes a minute)."),
+) -> None:
+    """Download (optional), unpack and check UCF101; prints what is missing or unreadable."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from actionrec import ucf101
+
+    try:
+        if download and not (archive or splits):
+            with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                          console=console) as progress:
+                task = progress.add_task("Downloading UCF101", total=None)
+                ucf101.download(root, progress=lambda done, total: progress.update(task, completed=done, total=total))
+        needs_unpacking = not (root / ucf101.VIDEOS_DIR).is_dir() or not (root / ucf101.LISTS_DIR).is_dir()
+        if archive or splits or (needs_unpacking and (root / ucf101.ARCHIVE_NAME).exists()):
+            console.print("Unpacking (the archive takes several minutes)...")
+            ucf101.extract(root, archive=archive, splits=splits)
+        with Progress(console=console) as progress:
+            task = progress.add_task("Checking clips", total=None)
+            report = ucf101.validate(root, open_videos=check_videos,
+                                     progress=lambda done, total: progress.update(task, completed=done, total=total))
+    except (ActionrecError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    console.print(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    data_dir: Path = typer.Argument(..., help="Dataset root: folder per class, or the UCF101 root with --dataset ucf101."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to write the model, config and metrics into."),
+    dataset: str = typer.Option("folder", help="folder | ucf101"),
+    split: int = typer.Option(1, help="UCF101 official split (1, 2 or 3)."),
+    val_fraction: float = typer.Option(0.2, help="Folder datasets without train.txt/test.txt: share held out."),
+    epochs: int = typer.Option(15),
+    frames: int = typer.Option(16, help="Frames sampled per clip."),
+    image_size: int = typer.Option(224, help="Frame size in pixels (square)."),
+    batch_size: int = typer.Option(32),
+    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine decay)."),
+    weight_decay: float = typer.Option(0.05),
+    backbone_weights: str = typer.Option("imagenet", help="imagenet | none | PATH to MobileNetV2 weights."),
+    temporal: str = typer.Option("lstm", help="lstm | mean (order-blind baseline)."),
+    finetune: bool = typer.Option(False, help="Train the backbone too (implied by --backbone-weights none)."),
+    width_mult: float = typer.Option(1.0, help="MobileNetV2 width multiplier (1.0 for ImageNet weights)."),
+    hidden_size: int = typer.Option(512, help="LSTM / MLP hidden size."),
+    dropout: float = typer.Option(0.5),
+    train_views: int = typer.Option(1, help="Temporal clips cached per training video; one is drawn each epoch."),
+    test_views: int = typer.Option(1, help="Clips averaged per validation video."),
+    flip: bool = typer.Option(False, help="Horizontal flips as augmentation (not where left/right matters)."),
+    seed: int = typer.Option(0),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where cached frames/features go (default ~/.cache/actionrec or $ACTIONREC_CACHE)."),
+    resume: bool = typer.Option(False, help="Continue a killed run from its last completed epoch."),
+) -> None:
+    """Train a model on a folder-per-class dataset or UCF101."""
+    _needs_training_extra()
+    from actionrec.train import TrainConfig, train as run_training
+
+    if dataset not in ("folder", "ucf101"):
+        _fail(f"--dataset must be 'folder' or 'ucf101', not {dataset!r}.")
+    if temporal not in ("lstm", "mean"):
+        _fail(f"--temporal must be 'lstm' or 'mean', not {temporal!r}.")
+    config = TrainConfig(
+        data_dir=str(data_dir), out=str(out), dataset=dataset, split=split, val_fraction=val_fraction,
+        epochs=epochs, frames=frames, image_size=image_size, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, backbone_weights=backbone_weights, temporal=temporal, finetune=finetune,
+        width_mult=width_mult, hidden_size=hidden_size, dropout=dropout, train_views=train_views,
+        test_views=test_views, flip=flip, seed=seed, cache_dir=str(cache_dir) if cache_dir else None,
+    )
+    try:
+        run_training(config, resume=resume, console=console)
+    except (ActionrecError, ValueError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail(f"interrupted; the last completed epoch is saved: continue with the same command and --resume.", 130)
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `actionrec train`."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this dataset's validation split instead."),
+) -> None:
+    """Top-1/top-5, mean class accuracy, confusion matrix; writes metrics.json and report.html."""
+    _needs_training_extra()
+    from actionrec.evaluate import evaluate_run
+
+    try:
+        metrics, report = evaluate_run(run_dir, data_dir=data, console=console)
+    except (ActionrecError, ValueError) as exc:
+        _fail(str(exc))
+    table = Table(title=f"{run_dir} on {metrics['num_clips']} clips")
+    for column in ("top-1", "top-5", "mean class acc"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{metrics['top1']:.1%}", f"{metrics['top5']:.1%}", f"{metrics['mean_class_accuracy']:.1%}")
+    console.print(table)
+    worst = Table(title="Classes, worst first")
+    for column in ("class", "clips", "accuracy", "most confused with"):
+        worst.add_column(column)
+    for row in metrics["per_class"][:10]:
+        acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.0%}"
+        worst.add_row(row["label"], str(row["support"]), acc, row.get("top_confusion") or "")
+    console.print(worst)
+    console.print(f"Report: {report}")
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `actionrec train`."),
+    out: Optional[Path] = typer.Option(None, help="Where to write (default RUN_DIR/model.onnx)."),
+) -> None:
+    """Export to ONNX (frames in, probabilities out, labels and settings in the metadata), checked against PyTorch."""
+    _needs_training_extra()
+    from actionrec.export import export_onnx
+
+    try:
+        path = export_onnx(run_dir, out)
+    except (ActionrecError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB); ONNX Runtime matches PyTorch.")
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="An exported model.onnx."),
+    videos: List[Path] = typer.Argument(..., help="Video files."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="How many actions to list."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per video, one per line."),
+    segments: bool = typer.Option(False, help="Also say where in the video each action happens."),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
+) -> None:
+    """Say which action each video shows. Exit code 1 if any video could not be read."""
+    from actionrec.recognizer import Recognizer
+    from actionrec.video import VideoError
+
+    try:
+        recognizer = Recognizer(model, threads=threads)
+    except ActionrecError as exc:
+        _fail(str(exc))
+    failed = 0
+    for video in videos:
+        try:
+            result = recognizer.predict(video, top_k=top_k, segments=segments)
+        except VideoError as exc:
+            failed += 1
+            if as_json:
+                print(json.dumps({"file": str(video), "error": str(exc), "reason": exc.reason}))
+            else:
+                err_console.print(f"[red]{video}[/red]: {exc}")
+            continue
+        if as_json:
+            print(json.dumps({"file": str(video), **result.to_dict()}))
+            continue
+        flag = "  [yellow](uncertain)[/yellow]" if result.uncertain else ""
+        console.print(f"[bold]{video}[/bold]: {result.action} ({result.confidence:.1%}){flag}")
+        for entry in result.top_k[1:]:
+            console.print(f"    {entry['action']:<28} {entry['confidence']:.1%}")
+        for segment in result.segments or []:
+            console.print(f"    {segment.start_s:7.2f}-{segment.end_s:7.2f} s  {segment.action} ({segment.confidence:.0%})")
+        for warning in result.warnings:
+            console.print(f"    [yellow]warning:[/yellow] {warning}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="An exported model.onnx."),
+    host: str = typer.Option("127.0.0.1", envvar="ACTIONREC_HOST", help="Interface to listen on (0.0.0.0 for all)."),
+    port: int = typer.Option(8000, envvar="ACTIONREC_PORT"),
+    max_upload_mb: float = typer.Option(100.0, envvar="ACTIONREC_MAX_UPLOAD_MB", help="Larger bodies get 413."),
+    max_duration_s: float = typer.Option(600.0, envvar="ACTIONREC_MAX_DURATION_S", help="Longer videos get 422."),
+    decode_timeout_s: float = typer.Option(60.0, envvar="ACTIONREC_DECODE_TIMEOUT_S", help="Per upload; then 422."),
+    workers: int = typer.Option(2, envvar="ACTIONREC_WORKERS", help="Decoding worker processes."),
+    threads: Optional[int] = typer.Option(None, envvar="ACTIONREC_THREADS", help="ONNX Runtime threads per inference."),
+    max_pending: int = typer.Option(8, envvar="ACTIONREC_MAX_PENDING", help="Requests in progress before 503."),
+    uncertain_below: float = typer.Option(0.5, envvar="ACTIONREC_UNCERTAIN_BELOW", help="Confidence under which answers are flagged uncertain."),
+    cors_origins: str = typer.Option("", envvar="ACTIONREC_CORS_ORIGINS", help="Comma-separated origins allowed to call the API from a browser."),
+) -> None:
+    """Serve the REST API and the web page. Set ACTIONREC_API_KEY to require a key on prediction routes."""
+    import os
+
+    from actionrec.server import ServerSettings, serve as run_server
+
+    try:
+        settings = ServerSettings(
+            max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+            max_duration_s=max_duration_s,
+            decode_timeout_s=decode_timeout_s,
+            workers=workers,
+            threads=threads,
+            max_pending=max_pending,
+            uncertain_below=uncertain_below,
+            cors_origins=[o.strip() for o in cors_origins.split(",") if o.strip()],
+            api_key=os.environ.get("ACTIONREC_API_KEY") or None,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        run_server(model, host=host, port=port, settings=settings)
+    except ActionrecError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def demo(
+    folder: Path = typer.Option(Path("demo"), help="Where the dataset, the run and the model go."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    rebuild: bool = typer.Option(False, help="Train again even if the folder has a model."),
+    no_serve: bool = typer.Option(False, "--no-serve", help="Build the model and stop."),
+) -> None:
+    """Offline demo: generate data, train, export, then serve the page and API on http://HOST:PORT."""
+    _needs_training_extra()
+    from actionrec.demo import build_demo_model
+    from actionrec.server import ServerSettings, serve as run_server
+
+    try:
+        model = build_demo_model(folder, console, rebuild=rebuild)
+    except (ActionrecError, ValueError) as exc:
+        _fail(str(exc))
+    url = f"http://{host}:{port}"
+    some_clip = next((folder / "synthetic-actions").glob("*/*.mp4"), None)
+    console.rule("Serving")
+    console.print(f"Web page: [bold]{url}/[/bold]   API docs: {url}/docs")
+    if some_clip:
+        console.print(f"Try: curl --data-binary @{some_clip} -H 'Content-Type: video/mp4' {url}/")
+    if no_serve:
+        return
+    run_server(model, host=host, port=port, settings=ServerSettings())
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
