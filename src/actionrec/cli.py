@@ -233,6 +233,33 @@ def predict(
 
 
 @app.command()
+def benchmark(
+    model: Path = typer.Argument(..., help="An exported model.onnx."),
+    video: Path = typer.Argument(..., help="A video to decode and classify repeatedly."),
+    repeats: int = typer.Option(10),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
+    batch_size: int = typer.Option(1, help="Clips per inference call."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Time decoding and inference separately (medians), on this machine."""
+    from actionrec.benchmark import benchmark_model
+
+    try:
+        result = benchmark_model(model, video, repeats=repeats, threads=threads, batch_size=batch_size)
+    except (ActionrecError, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(result))
+        return
+    info = result["video_info"]
+    console.print(f"{video}: {info['width']}x{info['height']}, {info['duration_s']} s, {info['codec']}")
+    console.print(f"  decode    {result['decode_ms']:8.1f} ms  ({result['frames_per_clip']} frames sampled)")
+    console.print(f"  inference {result['inference_ms_per_clip']:8.1f} ms per clip "
+                  f"({result['model_frames_per_s']} frames/s at {result['image_size']}px, batch {batch_size})")
+    console.print(f"  total     {result['clips_per_s']:8.2f} clips/s  on {result['machine']}, threads: {result['threads']}")
+
+
+@app.command()
 def serve(
     model: Path = typer.Argument(..., help="An exported model.onnx."),
     host: str = typer.Option("127.0.0.1", envvar="ACTIONREC_HOST", help="Interface to listen on (0.0.0.0 for all)."),

@@ -1,0 +1,492 @@
+"""The HTTP API through a real uvicorn process: contract, errors, crash containment, v1, settings.
+
+Three servers, one per settings group, launched together once for the module:
+- `server`: the `actionrec serve` command with a 1 MB upload limit and one CORS origin;
+- `guarded_server`: the same command with ACTIONREC_API_KEY set;
+- `faulty_server`: an app factory whose decode function crashes, hangs or stalls on magic bodies,
+  with one worker, one pending request at a time and a 2 s decode limit.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from actionrec.server import PlainMetrics
+from actionrec.synth import render_clip, write_video
+
+PYTHON = sys.executable
+API_KEY = "test-key-7f3a"
+ALLOWED_ORIGIN = "http://allowed.example"
+LABELS = ["move_left", "move_right", "grow", "shrink"]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch", reason="making the test model needs the train extra (torch)")
+    from actionrec.testing import make_untrained_model
+
+    return make_untrained_model(tmp_path_factory.mktemp("model") / "model.onnx", labels=LABELS)
+
+
+def mp4_bytes(frames: np.ndarray, fps: float = 25.0) -> bytes:
+    buffer = io.BytesIO()
+    write_video(frames, buffer, fps, container_format="mp4")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def clip() -> bytes:
+    """A 2 s synthetic clip (about 0.2 MB)."""
+    return mp4_bytes(render_clip("grow", np.random.default_rng(1), num_frames=50))
+
+
+@pytest.fixture(scope="module")
+def long_clip() -> bytes:
+    """10 s: 5 s of one action, then 5 s of another."""
+    rng = np.random.default_rng(2)
+    frames = np.concatenate([render_clip("move_left", rng, num_frames=125),
+                             render_clip("grow", rng, num_frames=125)])
+    return mp4_bytes(frames)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without ACTIONREC_* settings (they would change the servers)."""
+    kept = {name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")}
+    return kept | extra
+
+
+def launch_server(command: list[str], log_path: Path, port: int, env: dict[str, str] | None = None) -> Server:
+    log_file = open(log_path, "wb")
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                               env=clean_environment(**(env or {})))
+    log_file.close()
+    return Server(f"http://127.0.0.1:{port}", process, log_path)
+
+
+def wait_until_ready(server: Server, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"the server exited with code {server.process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the server did not become ready within {timeout:.0f} s:\n{server.log()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=5)
+
+
+def serve_command(model: Path, port: int, *options: str) -> list[str]:
+    return [PYTHON, "-m", "actionrec.cli", "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
+            *options]
+
+
+# Imported by the server process and by its decode worker processes, so it lives in a module file.
+FAULTY_APP_MODULE = textwrap.dedent('''
+    import os
+    import signal
+    import time
+
+    from actionrec.recognizer import decode_video
+    from actionrec.server import ServerSettings, create_app
+
+
+    def decode_with_faults(source, spec, limits, **options):
+        if source == b"CRASH":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if source == b"EXIT":
+            os._exit(3)
+        if source == b"HANG":
+            time.sleep(3600)
+        if source.startswith(b"SLOW"):
+            time.sleep(1.0)
+            source = source[4:]
+        return decode_video(source, spec, limits, **options)
+
+
+    def app():
+        settings = ServerSettings(workers=1, max_pending=1, decode_timeout_s=2.0)
+        return create_app(os.environ["ACTIONREC_TEST_MODEL"], settings, decode=decode_with_faults)
+''')
+
+
+@pytest.fixture(scope="module")
+def servers(model_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """All three servers, launched together (start-up is mostly imports) and stopped at the end."""
+    folder = tmp_path_factory.mktemp("servers")
+    (folder / "faulty_app.py").write_text(FAULTY_APP_MODULE)
+    ports = [free_port() for _ in range(3)]
+    pythonpath = os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])
+    running = {
+        "main": launch_server(
+            serve_command(model_path, ports[0], "--max-upload-mb", "1", "--workers", "2",
+                          "--cors-origins", ALLOWED_ORIGIN),
+            folder / "main.log", ports[0]),
+        "guarded": launch_server(
+            serve_command(model_path, ports[1], "--workers", "1"),
+            folder / "guarded.log", ports[1], env={"ACTIONREC_API_KEY": API_KEY}),
+        "faulty": launch_server(
+            [PYTHON, "-m", "uvicorn", "--factory", "faulty_app:app", "--host", "127.0.0.1",
+             "--port", str(ports[2])],
+            folder / "faulty.log", ports[2],
+            env={"ACTIONREC_TEST_MODEL": str(model_path), "PYTHONPATH": pythonpath}),
+    }
+    try:
+        for server in running.values():
+            wait_until_ready(server)
+        yield running
+    finally:
+        for server in running.values():
+            stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def server(servers: dict[str, Server]) -> Server:
+    return servers["main"]
+
+
+@pytest.fixture(scope="module")
+def guarded_server(servers: dict[str, Server]) -> Server:
+    return servers["guarded"]
+
+
+@pytest.fixture(scope="module")
+def faulty_server(servers: dict[str, Server]) -> Server:
+    return servers["faulty"]
+
+
+def post_video(url: str, body: bytes, content_type: str | None = "video/mp4", **kwargs) -> httpx.Response:
+    headers = {"Content-Type": content_type} if content_type else {}
+    headers |= kwargs.pop("headers", {})
+    return httpx.post(url, content=body, headers=headers, timeout=60, **kwargs)
+
+
+def assert_error(response: httpx.Response, status: int, *fragments: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert list(body) == ["detail"] and isinstance(body["detail"], str)
+    for fragment in fragments:
+        assert fragment in body["detail"]
+
+
+# --------------------------------------------------------------------------- the original contract
+
+
+@pytest.mark.parametrize("route", ["/", "/predict"])
+def test_prediction_contract(server: Server, clip: bytes, route: str) -> None:
+    response = post_video(server.url + route, clip)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"action", "confidence", "message"}
+    assert body["action"] in LABELS
+    assert isinstance(body["confidence"], float) and 0.0 <= body["confidence"] <= 1.0
+    assert body["message"] == "Success"
+
+
+@pytest.mark.parametrize("content_type", ["application/octet-stream", "video/quicktime", None])
+def test_other_accepted_content_types(server: Server, clip: bytes, content_type: str | None) -> None:
+    request = httpx.Request("POST", server.url + "/", content=clip)
+    if content_type:
+        request.headers["Content-Type"] = content_type
+    assert ("content-type" in request.headers) == bool(content_type)
+    with httpx.Client(timeout=60) as client:
+        response = client.send(request)
+    assert response.status_code == 200, response.text
+    assert response.json()["action"] in LABELS
+
+
+def test_empty_body_is_400(server: Server) -> None:
+    assert_error(post_video(server.url + "/", b""), 400, "empty")
+
+
+def test_wrong_content_type_is_415(server: Server, clip: bytes) -> None:
+    assert_error(post_video(server.url + "/", clip, "application/json"), 415, "application/json")
+    assert_error(post_video(server.url + "/predict", b"hello", "text/plain"), 415, "video/*")
+
+
+def test_body_over_limit_is_413(server: Server) -> None:
+    too_big = os.urandom(1024 * 1024 + 1)
+    assert_error(post_video(server.url + "/", too_big), 413, "1.0 MB")
+
+    def chunks():  # no Content-Length: the server must count while it reads
+        for _ in range(3):
+            yield too_big[: 512 * 1024]
+
+    response = httpx.post(server.url + "/predict", content=chunks(), headers={"Content-Type": "video/mp4"},
+                          timeout=60)
+    assert_error(response, 413, "limit")
+
+
+def test_garbage_bytes_are_422(server: Server) -> None:
+    assert_error(post_video(server.url + "/", os.urandom(5000)), 422, "not a video file")
+
+
+def test_truncated_video_is_422(server: Server, clip: bytes) -> None:
+    response = post_video(server.url + "/", clip[: len(clip) // 2])
+    assert_error(response, 422)
+    assert "video" in response.json()["detail"]
+
+
+def test_server_keeps_serving_after_bad_uploads(server: Server, clip: bytes) -> None:
+    for body in (b"", os.urandom(100), clip[:1000]):
+        post_video(server.url + "/", body)
+    assert post_video(server.url + "/", clip).status_code == 200
+    assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
+
+
+# --------------------------------------------------------------------------- v1
+
+
+def test_v1_raw_body(server: Server, clip: bytes) -> None:
+    response = post_video(server.url + "/v1/predictions", clip)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["action"] in LABELS and body["message"] == "Success"
+    assert [item["action"] for item in body["top_k"]][0] == body["action"]
+    assert len(body["top_k"]) == len(LABELS)  # default 5, and the model knows only 4
+    confidences = [item["confidence"] for item in body["top_k"]]
+    assert confidences == sorted(confidences, reverse=True)
+    assert body["segments"] is None
+    assert body["video"]["duration_s"] == pytest.approx(2.0, abs=0.05)
+    assert body["video"]["fps"] == pytest.approx(25.0)
+    assert (body["video"]["width"], body["video"]["height"]) == (128, 96)
+    assert len(body["video"]["frames_used"]) == 4
+    assert set(body["timings_ms"]) == {"decode", "inference", "total"}
+    assert body["timings_ms"]["total"] >= body["timings_ms"]["decode"]
+    assert body["model"] == {"name": "untrained-test-model", "version": "0"}
+    assert body["uncertain"] == (body["confidence"] < 0.5)
+    if body["uncertain"]:  # an untrained model over 4 classes is rarely sure of anything
+        assert any("none of the 4 actions" in warning for warning in body["warnings"])
+
+
+def test_v1_multipart_and_top_k(server: Server, clip: bytes) -> None:
+    response = httpx.post(server.url + "/v1/predictions", params={"top_k": 2},
+                          files={"file": ("clip.mp4", clip, "video/mp4")}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["top_k"]) == 2
+
+    no_file = httpx.post(server.url + "/v1/predictions", files={"other": ("x.mp4", clip, "video/mp4")},
+                         timeout=60)
+    assert_error(no_file, 400, "`file`")
+    assert_error(post_video(server.url + "/v1/predictions?top_k=0", clip), 422, "top_k")
+
+
+def test_v1_segments_timeline(server: Server, long_clip: bytes) -> None:
+    response = post_video(server.url + "/v1/predictions?segments=true", long_clip)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["video"]["duration_s"] == pytest.approx(10.0, abs=0.05)
+    segments = body["segments"]
+    assert segments and all(s["action"] in LABELS and 0 <= s["confidence"] <= 1 for s in segments)
+    assert segments[0]["start_s"] == 0.0
+    assert segments[-1]["end_s"] == pytest.approx(10.0, abs=0.05)
+    for before, after in zip(segments, segments[1:]):
+        assert before["end_s"] == pytest.approx(after["start_s"])
+        assert before["action"] != after["action"]  # runs of one action are merged
+
+
+def test_model_and_service_routes(server: Server) -> None:
+    model = httpx.get(server.url + "/v1/model").json()
+    assert model["labels"] == LABELS
+    assert model["name"] == "untrained-test-model" and model["dataset"] == "none (untrained)"
+    assert model["api_key_required"] is False
+    assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(server.url + "/readyz").json()
+    assert ready["status"] == "ready" and ready["workers"] == {"running": 2, "configured": 2}
+    assert "/v1/predictions" in httpx.get(server.url + "/openapi.json").json()["paths"]
+    assert httpx.get(server.url + "/docs").status_code == 200
+
+
+def test_page_and_static_files(server: Server) -> None:
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "static/app.js" in page.text
+    for name in ("app.js", "style.css"):
+        assert httpx.get(f"{server.url}/static/{name}").status_code == 200
+
+
+def test_metrics_count_requests(server: Server, clip: bytes) -> None:
+    def count(text: str) -> float:
+        found = re.search(r'actionrec_http_requests_total\{method="POST",route="/predict",status="200"\} (\S+)',
+                          text)
+        return float(found.group(1)) if found else 0.0
+
+    before = httpx.get(server.url + "/metrics").text
+    assert post_video(server.url + "/predict", clip).status_code == 200
+    after = httpx.get(server.url + "/metrics")
+    assert after.headers["content-type"].startswith("text/plain")
+    assert count(after.text) == count(before) + 1
+    histogram_total = [line for line in after.text.splitlines()
+                       if line.startswith("actionrec_http_request_duration_seconds_bucket{")
+                       and 'route="/predict"' in line and 'le="+Inf"' in line]
+    assert len(histogram_total) == 1
+    assert re.search(r"^actionrec_predictions_in_progress 0(\.0)?$", after.text, re.MULTILINE)
+
+
+def test_one_log_line_per_request_without_body(server: Server) -> None:
+    marker = b"NOT-A-VIDEO-" + os.urandom(8).hex().encode()
+    post_video(server.url + "/predict", marker)
+    time.sleep(0.2)
+    log = server.log()
+    assert re.search(r"POST /predict 422 \d+\.\d ms", log)
+    assert marker.decode() not in log
+
+
+def test_cors_only_for_configured_origins(server: Server, guarded_server: Server) -> None:
+    allowed = httpx.get(server.url + "/healthz", headers={"Origin": ALLOWED_ORIGIN})
+    assert allowed.headers.get("access-control-allow-origin") == ALLOWED_ORIGIN
+    other = httpx.get(server.url + "/healthz", headers={"Origin": "http://elsewhere.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+    preflight = {"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type,x-api-key"}
+    response = httpx.options(server.url + "/v1/predictions", headers=preflight)
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    refused = httpx.options(server.url + "/v1/predictions",
+                            headers=preflight | {"Origin": "http://elsewhere.example"})
+    assert "access-control-allow-origin" not in refused.headers
+
+    # No origins configured: no CORS headers for anyone.
+    closed = httpx.get(guarded_server.url + "/healthz", headers={"Origin": ALLOWED_ORIGIN})
+    assert "access-control-allow-origin" not in closed.headers
+
+
+def test_plain_metrics_without_prometheus_client() -> None:
+    metrics = PlainMetrics()
+    metrics.request("POST", "/", 200, 0.2)
+    metrics.request("POST", "/", 200, 3.0)
+    metrics.decode_failure("crashed")
+    text = metrics.render().decode()
+    assert 'actionrec_http_requests_total{method="POST",route="/",status="200"} 2' in text
+    assert 'actionrec_http_request_duration_seconds_bucket{route="/",le="0.25"} 1' in text
+    assert 'actionrec_http_request_duration_seconds_bucket{route="/",le="+Inf"} 2' in text
+    assert 'actionrec_http_request_duration_seconds_count{route="/"} 2' in text
+    assert 'actionrec_decode_failures_total{reason="crashed"} 1' in text
+    assert "# TYPE actionrec_http_request_duration_seconds histogram" in text
+
+
+# --------------------------------------------------------------------------- API key
+
+
+def test_api_key_guards_prediction_routes(guarded_server: Server, clip: bytes) -> None:
+    url = guarded_server.url
+    for route in ("/", "/predict", "/v1/predictions"):
+        assert_error(post_video(url + route, clip), 401, "API key")
+    assert_error(post_video(url + "/", clip, headers={"X-API-Key": "wrong"}), 401, "wrong")
+
+    with_header = post_video(url + "/", clip, headers={"X-API-Key": API_KEY})
+    assert with_header.status_code == 200 and with_header.json()["action"] in LABELS
+    with_bearer = post_video(url + "/v1/predictions", clip, headers={"Authorization": f"Bearer {API_KEY}"})
+    assert with_bearer.status_code == 200
+
+    assert httpx.get(url + "/metrics").status_code == 401
+    assert httpx.get(url + "/metrics", headers={"X-API-Key": API_KEY}).status_code == 200
+
+
+def test_api_key_leaves_page_and_probes_open(guarded_server: Server) -> None:
+    url = guarded_server.url
+    for route in ("/", "/healthz", "/readyz", "/v1/model"):
+        assert httpx.get(url + route).status_code == 200, route
+    assert httpx.get(url + "/v1/model").json()["api_key_required"] is True
+
+
+# --------------------------------------------------------------------------- failures in the decoder
+
+
+def wait_for_workers(server: Server, running: int = 1, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = httpx.get(server.url + "/readyz")
+        if response.status_code == 200 and response.json()["workers"]["running"] >= running:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"no decode worker came back within {timeout} s:\n{server.log()}")
+
+
+@pytest.mark.parametrize("magic", [b"CRASH", b"EXIT"])
+def test_crashing_decoder_is_contained(faulty_server: Server, clip: bytes, magic: bytes) -> None:
+    assert post_video(faulty_server.url + "/", clip).status_code == 200
+    assert_error(post_video(faulty_server.url + "/", magic), 422, "could not be decoded")
+    assert httpx.get(faulty_server.url + "/healthz").status_code == 200
+
+    response = post_video(faulty_server.url + "/", clip)  # waits for the replacement worker
+    assert response.status_code == 200, response.text
+    assert response.json()["action"] in LABELS
+    wait_for_workers(faulty_server)
+    assert 'actionrec_decode_failures_total{reason="crashed"}' in httpx.get(faulty_server.url + "/metrics").text
+
+
+def test_stuck_decoder_times_out(faulty_server: Server, clip: bytes) -> None:
+    started = time.monotonic()
+    response = post_video(faulty_server.url + "/", b"HANG")
+    assert_error(response, 422, "within 2 s")
+    assert time.monotonic() - started < 10
+    assert post_video(faulty_server.url + "/", clip).status_code == 200
+
+
+def test_saturated_server_answers_503(faulty_server: Server, clip: bytes) -> None:
+    wait_for_workers(faulty_server)
+    slow_result: dict[str, httpx.Response] = {}
+    slow = threading.Thread(target=lambda: slow_result.update(
+        response=post_video(faulty_server.url + "/", b"SLOW" + clip)))
+    slow.start()
+    try:
+        deadline = time.monotonic() + 10
+        while httpx.get(faulty_server.url + "/readyz").json()["pending"] < 1:
+            assert time.monotonic() < deadline, "the slow request never started"
+            time.sleep(0.02)
+        busy = post_video(faulty_server.url + "/", clip)
+        assert_error(busy, 503, "busy")
+        assert int(busy.headers["Retry-After"]) > 0
+        # Health and model routes stay responsive while the upload is being processed.
+        assert httpx.get(faulty_server.url + "/healthz", timeout=1).status_code == 200
+        assert httpx.get(faulty_server.url + "/v1/model", timeout=1).status_code == 200
+    finally:
+        slow.join(30)
+    assert slow_result["response"].status_code == 200, slow_result["response"].text
+    assert post_video(faulty_server.url + "/", clip).status_code == 200

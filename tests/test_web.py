@@ -1,0 +1,227 @@
+"""The web page in real headless Chromium: upload, answer with bars, timeline, errors, keyboard.
+
+Needs Debian's Chromium at /usr/bin/chromium and the playwright Python package (no browser
+download). The screenshot after an upload is kept as artifacts/web-upload.png.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from actionrec.synth import render_clip, write_video
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+LABELS = ["move_left", "move_right", "grow", "shrink"]
+
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the "
+                "browser tests", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(3)
+    short = folder / "grow.mp4"
+    write_video(render_clip("grow", rng, num_frames=50), short, 25)
+    long = folder / "two-actions.mp4"
+    write_video(np.concatenate([render_clip("move_left", rng, num_frames=125),
+                                render_clip("shrink", rng, num_frames=125)]), long, 25)
+    return {"short": short, "long": long}
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("torch", reason="making the test model needs the train extra (torch)")
+    from actionrec.testing import make_untrained_model
+
+    folder = tmp_path_factory.mktemp("web")
+    model = make_untrained_model(folder / "model.onnx", labels=LABELS)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log_path = folder / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "actionrec.cli", "serve", str(model), "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT,
+            env={name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")})
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the server did not start:\n{log_path.read_text(errors='replace')}")
+            try:
+                if httpx.get(url + "readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server_url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server_url)
+    page.wait_for_selector("#model-name:not(:empty)")
+    yield page
+    page.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def wait_for_answer(page) -> None:
+    page.wait_for_selector("#state-result:not([hidden]), #state-error:not([hidden])", timeout=60_000)
+    if page.is_visible("#state-error"):
+        pytest.fail(f"the page showed an error: {page.inner_text('#state-error')}")
+
+
+def test_page_describes_the_model(page) -> None:
+    assert page.inner_text("#model-name") == "untrained-test-model"
+    assert "version 0" in page.inner_text("#model-version")
+    assert "none (untrained)" in page.inner_text("#model-dataset")
+    assert "not a UCF101 model" in page.inner_text("#model-notice")
+    chips = page.locator("#label-list li")
+    assert sorted(chips.evaluate_all("nodes => nodes.map(n => n.dataset.label)")) == sorted(LABELS)
+    assert page.is_visible("#label-list")
+    assert page.is_hidden("#key-card")  # no API key on this server
+
+
+def test_upload_shows_answer_and_bars(page, clips: dict[str, Path]) -> None:
+    page.set_input_files("#file-input", str(clips["short"]))
+    assert page.locator("#video").get_attribute("src").startswith("blob:")
+    wait_for_answer(page)
+
+    assert page.locator("#action-name").get_attribute("data-label") in LABELS
+    assert page.inner_text("#action-name").strip()
+    bars = page.locator("#bars li")
+    assert 4 <= bars.count() <= 5
+    for i in range(bars.count()):
+        bar = bars.nth(i)
+        assert bar.get_attribute("data-label") in LABELS
+        assert bar.locator(".bar-value").inner_text().endswith("%")
+    assert bars.first.get_attribute("data-label") == page.locator("#action-name").get_attribute("data-label")
+    confidence = page.inner_text("#confidence")
+    assert confidence.endswith("sure") and "%" in confidence
+    if page.is_visible("#uncertain-note"):
+        assert "none of the 4 actions" in page.inner_text("#uncertain-note")
+    assert page.is_hidden("#timeline")  # a 2 s clip is one window: no timeline
+
+    page.wait_for_function("document.getElementById('video').readyState >= 3")
+    page.wait_for_timeout(1500)  # the bars' growth and the player's loading spinner fade-out
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-upload.png"), full_page=True)
+
+
+def test_long_video_gets_a_timeline_that_seeks(page, clips: dict[str, Path]) -> None:
+    page.set_input_files("#file-input", str(clips["long"]))
+    wait_for_answer(page)
+    assert page.is_visible("#timeline")
+    segments = page.locator("#track .segment")
+    assert segments.count() >= 1
+    assert all(label in LABELS for label in segments.evaluate_all("nodes => nodes.map(n => n.dataset.label)"))
+
+    page.wait_for_function("document.getElementById('video').readyState >= 1")
+    last = segments.last
+    start = float(last.get_attribute("data-start"))
+    page.evaluate("document.getElementById('video').currentTime = 9")
+    last.click()
+    page.wait_for_function(f"Math.abs(document.getElementById('video').currentTime - {start}) < 0.05")
+
+
+def test_non_video_file_gets_a_plain_error(page) -> None:
+    page.set_input_files("#file-input", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"})
+    page.wait_for_selector("#state-error:not([hidden])")
+    assert page.inner_text("#error-title") == "This file isn't a video"
+    assert "notes.txt" in page.inner_text("#error-text")
+
+
+def test_unreadable_video_gets_a_plain_error(page) -> None:
+    page.set_input_files("#file-input", {"name": "broken.mp4", "mimeType": "video/mp4", "buffer": os.urandom(4000)})
+    page.wait_for_selector("#state-error:not([hidden])", timeout=60_000)
+    assert page.inner_text("#error-title") == "This file isn't a video we can read"
+    assert page.is_visible("#drop-zone")  # back to choosing a file
+
+
+def test_drop_zone_works_from_the_keyboard(page, clips: dict[str, Path]) -> None:
+    # Listen before any key press: file chooser interception is switched on asynchronously, and
+    # `expect_file_chooser` around the press sometimes starts it too late to see the dialog.
+    choosers: list = []
+    page.on("filechooser", lambda chooser: choosers.append(chooser))
+    for _ in range(15):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "drop-zone":
+            break
+    assert page.evaluate("document.activeElement.id") == "drop-zone"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none")
+
+    page.keyboard.press("Enter")
+    for _ in range(100):
+        if choosers:
+            break
+        page.wait_for_timeout(100)
+    assert choosers, "Enter on the drop zone did not open a file chooser"
+    choosers[0].set_files(str(clips["short"]))
+    wait_for_answer(page)
+    assert page.locator("#action-name").get_attribute("data-label") in LABELS
+
+
+def test_page_works_offline(browser, server_url: str) -> None:
+    """Everything the page loads comes from the server itself."""
+    page = browser.new_page()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(server_url)
+    page.wait_for_selector("#model-name:not(:empty)")
+    page.close()
+    outside = [url for url in requested if not (url.startswith(server_url) or url.startswith(("data:", "blob:")))]
+    assert not outside, f"the page fetched from elsewhere: {outside}"
+
+
+def test_narrow_screen_layout(browser, server_url: str) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(server_url)
+    page.wait_for_selector("#model-name:not(:empty)")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    page.close()
+    assert width <= 390, "the page scrolls sideways on a phone-sized screen"
+
+
+def test_web_files_name_no_other_hosts() -> None:
+    web = Path(__file__).resolve().parents[1] / "src" / "actionrec" / "web"
+    for path in web.iterdir():
+        text = path.read_text().replace("http://www.w3.org/2000/svg", "")  # an XML namespace, not a fetch
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path
