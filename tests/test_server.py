@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 import pytest
 
-from actionrec.server import PlainMetrics
+from actionrec.server import Metrics
 from actionrec.synth import render_clip, write_video
 
 PYTHON = sys.executable
@@ -396,17 +396,17 @@ def test_cors_only_for_configured_origins(server: Server, guarded_server: Server
     assert "access-control-allow-origin" not in closed.headers
 
 
-def test_plain_metrics_without_prometheus_client() -> None:
-    metrics = PlainMetrics()
+def test_metrics_exposition_format() -> None:
+    metrics = Metrics()
     metrics.request("POST", "/", 200, 0.2)
     metrics.request("POST", "/", 200, 3.0)
     metrics.decode_failure("crashed")
     text = metrics.render().decode()
-    assert 'actionrec_http_requests_total{method="POST",route="/",status="200"} 2' in text
-    assert 'actionrec_http_request_duration_seconds_bucket{route="/",le="0.25"} 1' in text
-    assert 'actionrec_http_request_duration_seconds_bucket{route="/",le="+Inf"} 2' in text
-    assert 'actionrec_http_request_duration_seconds_count{route="/"} 2' in text
-    assert 'actionrec_decode_failures_total{reason="crashed"} 1' in text
+    assert 'actionrec_http_requests_total{method="POST",route="/",status="200"} 2.0' in text
+    assert 'actionrec_http_request_duration_seconds_bucket{le="0.25",route="/"} 1.0' in text
+    assert 'actionrec_http_request_duration_seconds_bucket{le="+Inf",route="/"} 2.0' in text
+    assert 'actionrec_http_request_duration_seconds_count{route="/"} 2.0' in text
+    assert 'actionrec_decode_failures_total{reason="crashed"} 1.0' in text
     assert "# TYPE actionrec_http_request_duration_seconds histogram" in text
 
 

@@ -24,7 +24,7 @@ from actionrec.errors import ModelFileError
 from actionrec.video import Clip, ClipSpec, DecodeLimits, VideoSource, read_clip, read_windows
 
 METADATA_KEY = "actionrec"
-MAX_WINDOWS = 240
+MAX_WINDOWS = 64  # decoded windows travel back from a worker process: bound their memory
 
 
 @dataclass

@@ -30,7 +30,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
@@ -311,23 +311,14 @@ class DecodePool:
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
-def make_metrics() -> Metrics:
+class Metrics:
     """Request counts by route and status, latency histograms, predictions in progress, decode
-    failures by reason: with prometheus_client when it is installed, else in plain text format."""
-    try:
-        return PrometheusClientMetrics()
-    except ImportError:
-        return PlainMetrics()
+    failures by reason, in Prometheus' text format."""
 
-
-class PrometheusClientMetrics:
     content_type = "text/plain; version=0.0.4; charset=utf-8"
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
         self.registry = CollectorRegistry()  # one per app, so tests can build several apps
-        self._generate = generate_latest
         self.requests = Counter("actionrec_http_requests", "HTTP requests by route and status.",
                                 ["method", "route", "status"], registry=self.registry)
         self.latency = Histogram("actionrec_http_request_duration_seconds", "Time to answer a request.",
@@ -354,92 +345,7 @@ class PrometheusClientMetrics:
         self.in_progress.set(count)
 
     def render(self) -> bytes:
-        return self._generate(self.registry)
-
-
-class PlainMetrics:
-    """The same series as PrometheusClientMetrics, written in the text format without the library."""
-
-    content_type = "text/plain; version=0.0.4; charset=utf-8"
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, str], int] = {}
-        self._failures: dict[tuple[str], int] = {}
-        self._latency: dict[tuple[str], list[float]] = {}  # bucket counts..., count, sum
-        self._stages: dict[tuple[str], list[float]] = {}
-        self._in_progress = 0
-
-    @staticmethod
-    def _observe(histograms: dict[tuple[str], list[float]], key: tuple[str], value: float) -> None:
-        counts = histograms.setdefault(key, [0.0] * (len(LATENCY_BUCKETS_S) + 2))
-        for i, bound in enumerate(LATENCY_BUCKETS_S):
-            if value <= bound:
-                counts[i] += 1
-        counts[-2] += 1
-        counts[-1] += value
-
-    def request(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            key = (method, route, str(status))
-            self._requests[key] = self._requests.get(key, 0) + 1
-            self._observe(self._latency, (route,), seconds)
-
-    def stage(self, stage: str, seconds: float) -> None:
-        with self._lock:
-            self._observe(self._stages, (stage,), seconds)
-
-    def decode_failure(self, reason: str) -> None:
-        with self._lock:
-            self._failures[(reason,)] = self._failures.get((reason,), 0) + 1
-
-    def set_in_progress(self, count: int) -> None:
-        self._in_progress = count
-
-    def render(self) -> bytes:
-        lines: list[str] = []
-
-        def labels(names: tuple[str, ...], values: tuple[str, ...], extra: str = "") -> str:
-            pairs = [f'{n}="{_escape_label(v)}"' for n, v in zip(names, values)]
-            if extra:
-                pairs.append(extra)
-            return "{" + ",".join(pairs) + "}" if pairs else ""
-
-        def counter(name: str, help_text: str, names: tuple[str, ...], series: dict) -> None:
-            lines.extend([f"# HELP {name}_total {help_text}", f"# TYPE {name}_total counter"])
-            lines.extend(f"{name}_total{labels(names, key)} {value}" for key, value in sorted(series.items()))
-
-        def histogram(name: str, help_text: str, names: tuple[str, ...], series: dict) -> None:
-            lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} histogram"])
-            for key, counts in sorted(series.items()):
-                bounds = [*(f"{bound}" for bound in LATENCY_BUCKETS_S), "+Inf"]
-                cumulative = [*counts[: len(LATENCY_BUCKETS_S)], counts[-2]]
-                for bound, count in zip(bounds, cumulative):
-                    le = 'le="' + bound + '"'
-                    lines.append(f"{name}_bucket{labels(names, key, le)} {count:g}")
-                lines.append(f"{name}_count{labels(names, key)} {counts[-2]:g}")
-                lines.append(f"{name}_sum{labels(names, key)} {counts[-1]}")
-
-        with self._lock:
-            counter("actionrec_http_requests", "HTTP requests by route and status.",
-                    ("method", "route", "status"), self._requests)
-            histogram("actionrec_http_request_duration_seconds", "Time to answer a request.",
-                      ("route",), self._latency)
-            histogram("actionrec_prediction_stage_duration_seconds",
-                      "Time spent decoding and classifying an upload.", ("stage",), self._stages)
-            counter("actionrec_decode_failures", "Uploads that could not be decoded, by reason.",
-                    ("reason",), self._failures)
-            lines.extend(["# HELP actionrec_predictions_in_progress Prediction requests being handled.",
-                          "# TYPE actionrec_predictions_in_progress gauge",
-                          f"actionrec_predictions_in_progress {self._in_progress}"])
-        return ("\n".join(lines) + "\n").encode()
-
-
-Metrics = PrometheusClientMetrics | PlainMetrics
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        return generate_latest(self.registry)
 
 
 class RequestLogMiddleware:
@@ -586,7 +492,7 @@ def create_app(
         limits=DecodeLimits(max_duration_s=settings.max_duration_s),
         uncertain_below=settings.uncertain_below,
     )
-    metrics = make_metrics()
+    metrics = Metrics()
     pending = PendingLimit(settings.max_pending, metrics)
     pool = DecodePool(decode, settings.workers, settings.decode_timeout_s)
     inference_threads = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="inference")

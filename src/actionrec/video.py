@@ -212,6 +212,9 @@ def _describe(source: VideoSource) -> str:
 
 def _probe(container: av.container.InputContainer, source: VideoSource, limits: DecodeLimits) -> _Probe:
     name = _describe(source)
+    if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+        kind = container.format.name.removesuffix("_pipe")
+        raise NotAVideoError(f"{name}: is a still image ({kind}), not a video. Send a video file.")
     if not container.streams.video:
         kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
         raise NoVideoStreamError(f"{name}: has no video stream (streams found: {kinds}).")

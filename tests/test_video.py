@@ -1,0 +1,247 @@
+"""Decoding: sampling, bytes and paths, rotation, short, variable-rate and broken clips."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from actionrec import video
+from actionrec.errors import (
+    EmptyVideoError,
+    FrameTooLargeError,
+    NotAVideoError,
+    NoVideoStreamError,
+    UndecodableVideoError,
+    VideoNotFoundError,
+    VideoTooLongError,
+)
+from actionrec.video import ClipSpec, DecodeLimits, read_clip, read_views, read_windows, sample_indices
+from tests.conftest import encode, frame_number, numbered_frames
+
+SPEC = ClipSpec(num_frames=8, image_size=32)
+
+
+# --------------------------------------------------------------------------- sampling rule
+
+
+def test_centre_sampling_takes_the_middle_of_equal_segments():
+    times = np.arange(100) / 25
+    assert sample_indices(times, 4).tolist() == [12, 37, 62, 87]  # floor((k + 0.5) * 100 / 4)
+
+
+def test_random_sampling_stays_inside_each_segment():
+    times = np.arange(100) / 25
+    for seed in range(20):
+        picked = sample_indices(times, 4, rng=np.random.default_rng(seed))
+        assert all(25 * k <= i < 25 * (k + 1) for k, i in enumerate(picked))
+
+
+def test_short_clips_repeat_frames_in_order():
+    picked = sample_indices(np.arange(3) / 25, 8)
+    assert len(picked) == 8 and sorted(picked) == picked.tolist() and set(picked) == {0, 1, 2}
+
+
+def test_variable_frame_rate_samples_by_time_not_index():
+    # 10 frames in the first second, then one frame a second: by index, 5 of 10 picks would fall
+    # in the first second; by time, one does.
+    times = np.concatenate([np.arange(10) / 10, 1 + np.arange(9)])
+    picked = sample_indices(times, 10)
+    assert picked.tolist() == [5, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+
+
+def test_windows_cover_the_video_and_end_at_its_end():
+    assert video.window_bounds(10, 4, 3) == [(0, 4), (3, 7), (6, 10)]
+    assert video.window_bounds(2, 4, 3) == [(0, 2)]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_reads_from_path_bytes_and_file_object_alike(numbered_clip):
+    from_path = read_clip(numbered_clip, SPEC)
+    data = numbered_clip.read_bytes()
+    from_bytes = read_clip(data, SPEC)
+    from_file = read_clip(io.BytesIO(data), SPEC)
+    assert from_path.frames.shape == (8, 32, 32, 3) and from_path.frames.dtype == np.uint8
+    np.testing.assert_array_equal(from_path.frames, from_bytes.frames)
+    np.testing.assert_array_equal(from_path.frames, from_file.frames)
+    info = from_path.info
+    assert (info.num_frames, info.fps, info.width, info.height) == (30, 25.0, 64, 48)
+    assert info.duration_s == pytest.approx(1.2)
+
+
+def test_the_sampled_frames_are_the_ones_returned(numbered_clip):
+    clip = read_clip(numbered_clip, SPEC)
+    expected = sample_indices(np.arange(30) / 25, 8).tolist()
+    assert clip.frame_indices == expected
+    assert [frame_number(f) for f in clip.frames] == expected
+
+
+def test_only_sampled_frames_are_converted(numbered_clip, monkeypatch):
+    calls = []
+    original = video._convert
+    monkeypatch.setattr(video, "_convert", lambda frame, size: calls.append(1) or original(frame, size))
+    read_clip(numbered_clip, ClipSpec(4, 32))
+    assert len(calls) == 4
+
+
+def test_training_views_are_random_and_reproducible(numbered_clip):
+    views = read_views(numbered_clip, SPEC, views=3, rng=np.random.default_rng(1))
+    again = read_views(numbered_clip, SPEC, views=3, rng=np.random.default_rng(1))
+    assert views[0].frame_indices == read_clip(numbered_clip, SPEC).frame_indices  # view 0: centres
+    assert views[1].frame_indices != views[0].frame_indices
+    assert [v.frame_indices for v in views] == [v.frame_indices for v in again]
+
+
+def test_b_frames_and_audio_do_not_change_what_is_read(tmp_path):
+    frames = numbered_frames(30)
+    plain = read_clip(encode(frames), SPEC)
+    tricky = read_clip(encode(frames, bframes=True, audio=True), SPEC)
+    assert [frame_number(f) for f in tricky.frames] == [frame_number(f) for f in plain.frames]
+
+
+def test_variable_frame_rate_file_is_sampled_by_time():
+    # 20 frames in the first 0.5 s, then 10 frames one every 0.5 s.
+    pts = [i / 40 for i in range(20)] + [0.5 + 0.5 * i for i in range(10)]
+    clip = read_clip(encode(numbered_frames(30), pts_seconds=pts), ClipSpec(5, 32))
+    assert clip.info.duration_s == pytest.approx(5.5, abs=0.05)
+    assert all(i >= 20 for i in clip.frame_indices[1:])
+
+
+def test_frames_are_resized_and_centre_cropped(tmp_path):
+    frames = np.zeros((4, 60, 120, 3), np.uint8)
+    frames[:, :, :30] = 255  # white left quarter is cropped away by the centre square
+    clip = read_clip(encode(frames), ClipSpec(2, 30))
+    assert clip.frames.shape == (2, 30, 30, 3)
+    assert clip.frames.mean() < 10
+
+
+def test_display_rotation_is_applied():
+    frames = np.zeros((4, 48, 64, 3), np.uint8)
+    frames[:, :24, :, 0] = 255  # red top half
+    clip = read_clip(encode(frames, container_format="mp4", rotation=90), ClipSpec(2, 32))
+    assert clip.info.rotation == 90 and (clip.info.width, clip.info.height) == (48, 64)
+    red = clip.frames[0, :, :, 0].astype(float)
+    # Rotated 90 degrees anticlockwise for display, the top edge becomes the left edge.
+    assert red[:, :12].mean() > 200 and red[:, -12:].mean() < 50
+
+
+def test_windows_split_a_long_video(tmp_path):
+    data = encode(numbered_frames(100), fps=10)  # 10 s
+    clips = read_windows(data, ClipSpec(4, 32), window_s=4, stride_s=3, with_whole_video=True)
+    assert [(c.start_s, c.end_s) for c in clips] == [(0, 10), (0, 4), (3, 7), (6, 10)]
+    assert all(c.start_s * 10 <= i < c.end_s * 10 for c in clips for i in c.frame_indices)
+
+
+def test_max_windows_grows_the_stride():
+    data = encode(numbered_frames(100), fps=10)
+    clips = read_windows(data, ClipSpec(2, 32), window_s=1, stride_s=0.1, max_windows=5)
+    assert len(clips) == 5 and clips[-1].end_s == pytest.approx(10)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_empty_input():
+    with pytest.raises(EmptyVideoError):
+        read_clip(b"", SPEC)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(EmptyVideoError, match="empty.mp4"):
+        read_clip(tmp_path / "empty.mp4", SPEC)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VideoNotFoundError, match="nope.mp4"):
+        read_clip(tmp_path / "nope.mp4", SPEC)
+
+
+def test_not_a_video():
+    with pytest.raises(NotAVideoError, match="not a video"):
+        read_clip(b"this is a text file, not a video" * 100, SPEC)
+
+
+def test_still_image_is_not_a_video():
+    import PIL.Image
+
+    buffer = io.BytesIO()
+    PIL.Image.new("RGB", (64, 48), "red").save(buffer, format="PNG")
+    with pytest.raises(NotAVideoError, match="still image"):
+        read_clip(buffer.getvalue(), SPEC)
+
+
+def test_audio_only_file_has_no_video_stream():
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="matroska") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with pytest.raises(NoVideoStreamError, match="no video stream"):
+        read_clip(buffer.getvalue(), SPEC)
+
+
+def test_truncated_file_is_an_error_or_a_partial_read():
+    data = encode(numbered_frames(60, 128, 96))
+    with pytest.raises((NotAVideoError, UndecodableVideoError)):
+        read_clip(data[:200], SPEC)  # the header is cut: nothing to read
+
+
+def test_stream_broken_half_way_uses_what_decoded():
+    data = bytearray(encode(numbered_frames(60, 128, 96), container_format="matroska"))
+    cut = bytes(data[: len(data) * 2 // 3])  # the later frames are simply missing
+    clip = read_clip(cut, SPEC)
+    assert clip.frames.shape == (8, 32, 32, 3)
+    assert max(clip.frame_indices) < 60
+
+
+def test_frame_size_limit():
+    data = encode(numbered_frames(4, 128, 96))
+    with pytest.raises(FrameTooLargeError, match="128x96"):
+        read_clip(data, SPEC, limits=DecodeLimits(max_pixels=100 * 100))
+
+
+def test_duration_limit():
+    data = encode(numbered_frames(50), fps=10)
+    with pytest.raises(VideoTooLongError, match="limit of 2 s"):
+        read_clip(data, SPEC, limits=DecodeLimits(max_duration_s=2))
+
+
+# --------------------------------------------------------------------------- real-world clips
+
+
+def test_ucf101_style_xvid_avi(sample_videos):
+    clip = read_clip(sample_videos / "ucf101_format_xvid.avi", ClipSpec(16, 112))
+    assert clip.info.num_frames == 164 and clip.info.fps == 25 and clip.info.codec == "mpeg4"
+    # AVI timestamps are unusable here; indices must still spread evenly over the clip.
+    assert clip.frame_indices == sample_indices(np.arange(164) / 25, 16).tolist()
+    assert clip.frames.std() > 10
+
+
+def test_phone_rotation_tag(sample_videos):
+    rotated = read_clip(sample_videos / "rotated_90.mov", SPEC)
+    upright = read_clip(sample_videos / "rotated_0.mov", SPEC)
+    assert rotated.info.rotation == -90 and (rotated.info.width, rotated.info.height) == (320, 568)
+    assert upright.info.rotation == 0 and (upright.info.width, upright.info.height) == (568, 320)
+    assert rotated.info.num_frames == 3 and rotated.frames.shape[0] == 8
+
+
+def test_corrupted_stream_gives_the_frames_that_decode(sample_videos):
+    clip = read_clip(sample_videos / "corrupted_h264.mp4", SPEC)
+    assert clip.warnings and "28 of 50" in clip.warnings[0]
+    assert max(clip.frame_indices) < 28
+
+
+def test_reordered_timestamps(sample_videos):
+    clip = read_clip(sample_videos / "unordered_pts.mov", SPEC)
+    assert clip.info.num_frames == 4 and clip.frame_indices == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert clip.frame_times == sorted(clip.frame_times)
