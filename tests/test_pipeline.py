@@ -223,3 +223,26 @@ def test_frozen_backbone_features_are_cached_and_match_pytorch(workdir: Path, tm
     got = feature_extractor(model, tmp_path)(frames).astype(np.float32)
     assert np.abs(expected).mean() > 1e-3
     np.testing.assert_allclose(got, expected, atol=2e-2 * np.abs(expected).max())
+
+
+def test_ucf101_recipe_on_a_ucf101_shaped_tree(tmp_path: Path):
+    """Official layout, split files and the HandstandPushups quirk, with the UCF101 defaults."""
+    from actionrec.ucf101 import make_fake_ucf101
+
+    root = make_fake_ucf101(tmp_path / "UCF101", ["ApplyEyeMakeup", "HandstandPushups", "YoYo"],
+                            groups=25, clips_per_group=1)
+    weights = _calibrated_backbone_file(tmp_path / "backbone.pth")
+    run = tmp_path / "ucf-run"
+    args = ["train", root, "--dataset", "ucf101", "--split", "1", "--out", run, "--frames", "4",
+            "--image-size", "32", "--hidden-size", "32", "--backbone-weights", weights,
+            "--cache-dir", tmp_path / "cache", "--epochs", "2"]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["labels"] == ["ApplyEyeMakeup", "HandstandPushups", "YoYo"]
+    assert config["num_train"] == 3 * 18 and config["num_val"] == 3 * 7  # groups 8-25 / 1-7
+    assert config["train"]["train_views"] == 2 and config["train"]["flip"] and config["train"]["test_views"] == 2
+    assert "UCF101" in config["dataset"]
+    evaluated = invoke("evaluate", run)
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads((run / "metrics.json").read_text())["num_clips"] == 21

@@ -103,10 +103,10 @@ def train(
     dataset: str = typer.Option("folder", help="folder | ucf101"),
     split: int = typer.Option(1, help="UCF101 official split (1, 2 or 3)."),
     val_fraction: float = typer.Option(0.2, help="Folder datasets without train.txt/test.txt: share held out."),
-    epochs: int = typer.Option(15),
+    epochs: Optional[int] = typer.Option(None, help="Default 15; 30 for the UCF101 recipe."),
     frames: int = typer.Option(16, help="Frames sampled per clip."),
     image_size: int = typer.Option(224, help="Frame size in pixels (square)."),
-    batch_size: int = typer.Option(32),
+    batch_size: Optional[int] = typer.Option(None, help="Default 32; 64 for the UCF101 recipe."),
     lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine decay)."),
     weight_decay: float = typer.Option(0.05),
     backbone_weights: str = typer.Option("imagenet", help="imagenet | none | PATH to MobileNetV2 weights."),
@@ -115,27 +115,29 @@ def train(
     width_mult: float = typer.Option(1.0, help="MobileNetV2 width multiplier (1.0 for ImageNet weights)."),
     hidden_size: int = typer.Option(512, help="LSTM / MLP hidden size."),
     dropout: float = typer.Option(0.5),
-    train_views: int = typer.Option(1, help="Temporal clips cached per training video; one is drawn each epoch."),
-    test_views: int = typer.Option(1, help="Clips averaged per validation video."),
-    flip: bool = typer.Option(False, help="Horizontal flips as augmentation (not where left/right matters)."),
+    train_views: Optional[int] = typer.Option(None, help="Temporal clips cached per training video; one is drawn each epoch. Default 1; 2 for UCF101."),
+    test_views: Optional[int] = typer.Option(None, help="Clips averaged per validation video. Default 1; 2 for UCF101."),
+    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Mirror random training views. Default off; on for UCF101 (not where left/right is the label)."),
     seed: int = typer.Option(0),
     cache_dir: Optional[Path] = typer.Option(None, help="Where cached frames/features go (default ~/.cache/actionrec or $ACTIONREC_CACHE)."),
     resume: bool = typer.Option(False, help="Continue a killed run from its last completed epoch."),
 ) -> None:
     """Train a model on a folder-per-class dataset or UCF101."""
     _needs_training_extra()
-    from actionrec.train import TrainConfig, train as run_training
+    from actionrec.train import TrainConfig, recipe_defaults, train as run_training
 
     if dataset not in ("folder", "ucf101"):
         _fail(f"--dataset must be 'folder' or 'ucf101', not {dataset!r}.")
     if temporal not in ("lstm", "mean"):
         _fail(f"--temporal must be 'lstm' or 'mean', not {temporal!r}.")
+    chosen = dict(epochs=epochs, batch_size=batch_size, train_views=train_views, test_views=test_views, flip=flip)
     config = TrainConfig(
         data_dir=str(data_dir), out=str(out), dataset=dataset, split=split, val_fraction=val_fraction,
-        epochs=epochs, frames=frames, image_size=image_size, batch_size=batch_size, lr=lr,
+        frames=frames, image_size=image_size, lr=lr,
         weight_decay=weight_decay, backbone_weights=backbone_weights, temporal=temporal, finetune=finetune,
-        width_mult=width_mult, hidden_size=hidden_size, dropout=dropout, train_views=train_views,
-        test_views=test_views, flip=flip, seed=seed, cache_dir=str(cache_dir) if cache_dir else None,
+        width_mult=width_mult, hidden_size=hidden_size, dropout=dropout,
+        seed=seed, cache_dir=str(cache_dir) if cache_dir else None,
+        **(recipe_defaults(dataset) | {k: v for k, v in chosen.items() if v is not None}),
     )
     try:
         run_training(config, resume=resume, console=console)
