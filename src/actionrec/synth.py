@@ -1,0 +1,438 @@
+"""A synthetic action dataset: real H.264 MP4 clips of one shape moving, resizing or turning.
+
+Each class has a partner that differs only in the order of its frames (a ``move_left`` clip
+played backwards is a valid ``move_right`` clip), so a model that ignores frame order cannot
+tell the partners apart, while one that reads the sequence can. Everything else (shape,
+colours, background, noise, speed, start position, duration, jitter) is random, drawn from a
+generator seeded by ``(seed, class name, clip index)``.
+
+``write_video`` is also the way tests make video fixtures: variable frame timing, rotation
+tags, an audio track and B-frames.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+# Each pair: (class rendered as drawn, class rendered as the same clip reversed in time).
+ORDER_PAIRS: tuple[tuple[str, str], ...] = (
+    ("move_left", "move_right"),
+    ("move_up", "move_down"),
+    ("grow", "shrink"),
+    ("spin_clockwise", "spin_anticlockwise"),
+)
+CLASSES: tuple[str, ...] = tuple(label for pair in ORDER_PAIRS for label in pair)
+
+SHAPES: tuple[str, ...] = ("arrow", "wedge", "dart", "pacman")
+BACKGROUNDS: tuple[str, ...] = ("gradient", "blobs", "stripes", "checker")
+
+MIN_FRAMES, MAX_FRAMES = 24, 72
+
+# Containers whose FFmpeg muxer writes the display matrix (rotation) of a video stream.
+_ROTATION_CONTAINERS = frozenset({"mp4", "mov", "matroska", "webm"})
+# Divides common frame and millisecond durations; mpeg4 allows no denominator above 65535.
+_PTS_TIME_BASE = Fraction(1, 48000)
+_LUMA = np.array([0.299, 0.587, 0.114])
+_AUDIO_RATE = 16000
+_AUDIO_CHUNK = 1024
+_TONE_HZ = 440.0
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering
+
+
+def _partner_and_reversed(label: str) -> tuple[str, bool]:
+    """The class that is drawn for `label`, and whether the drawn clip is then reversed."""
+    for drawn, reversed_partner in ORDER_PAIRS:
+        if label == drawn:
+            return drawn, False
+        if label == reversed_partner:
+            return drawn, True
+    raise ValueError(f"unknown class {label!r}; expected one of: {', '.join(CLASSES)}")
+
+
+def _easing(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
+    """Progress 0..1 over normalised time `t`. The set of curves is closed under time reversal
+    (ease-in reversed is ease-out), so reversing a clip keeps it in distribution."""
+    kind = rng.integers(4)
+    if kind == 0:
+        return t
+    if kind == 1:
+        return t * t * (3 - 2 * t)
+    if kind == 2:
+        return t * t
+    return 1 - (1 - t) ** 2
+
+
+def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Mask of a shape in its own coordinates (u, v in [-1, 1]). Every shape points along +u
+    and has slanted edges, so its orientation is visible to edge detectors at any angle."""
+    av_ = np.abs(v)
+    if shape == "arrow":
+        shaft = (u >= -1) & (u <= 0.1) & (av_ <= 0.25)
+        head = (u >= 0.1) & (u <= 1) & (av_ <= 0.85 * (1 - u) / 0.9)
+        return shaft | head
+    wedge = (u >= -1) & (av_ <= 0.9 * (1 - u) / 2)
+    if shape == "wedge":
+        return wedge
+    if shape == "dart":
+        notch = av_ < 0.9 * (-0.3 - u) / 0.7
+        return wedge & ~notch
+    if shape == "pacman":
+        disc = u * u + v * v <= 1
+        mouth = (u > 0) & (av_ < 0.7 * u)
+        return disc & ~mouth
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _colour(rng: np.random.Generator, luminance: float, saturation: float) -> np.ndarray:
+    """An RGB colour (float, 0..255) of the given luminance (before clipping) and a random hue."""
+    hue = rng.normal(size=3)
+    hue -= hue.mean()
+    hue /= np.linalg.norm(hue) + 1e-6
+    colour = luminance + saturation * hue
+    colour += luminance - colour @ _LUMA
+    return np.clip(colour, 0, 255)
+
+
+def _background(rng: np.random.Generator, width: int, height: int, dark: bool) -> np.ndarray:
+    """A static (H, W, 3) float32 background: gradient, smooth blobs, stripes or checkerboard."""
+    # Textures are faint next to the object, whose features must dominate a global average.
+    base = rng.uniform(20, 90) if dark else rng.uniform(160, 230)
+    colour_a = _colour(rng, base, rng.uniform(10, 40))
+    colour_b = np.clip(colour_a + rng.uniform(-18, 18, size=3), 0, 255)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    xs /= max(width, height)
+    ys /= max(width, height)
+    kind = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    angle = rng.uniform(0, 2 * np.pi)
+    along = xs * np.cos(angle) + ys * np.sin(angle)
+    if kind == "gradient":
+        mix = (along - along.min()) / (np.ptp(along) + 1e-6)
+    elif kind == "blobs":
+        grid = rng.uniform(0, 1, size=(rng.integers(3, 7), rng.integers(3, 7))).astype(np.float32)
+        gy = np.linspace(0, grid.shape[0] - 1, height, dtype=np.float32)
+        gx = np.linspace(0, grid.shape[1] - 1, width, dtype=np.float32)
+        y0 = np.minimum(gy.astype(int), grid.shape[0] - 2)
+        x0 = np.minimum(gx.astype(int), grid.shape[1] - 2)
+        fy, fx = (gy - y0)[:, None], (gx - x0)[None, :]
+        top = grid[y0][:, x0] * (1 - fx) + grid[y0][:, x0 + 1] * fx
+        bottom = grid[y0 + 1][:, x0] * (1 - fx) + grid[y0 + 1][:, x0 + 1] * fx
+        mix = top * (1 - fy) + bottom * fy
+    elif kind == "stripes":
+        mix = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(3, 10) * along + rng.uniform(0, 2 * np.pi))
+    else:
+        cell = rng.uniform(0.06, 0.2)
+        across = -xs * np.sin(angle) + ys * np.cos(angle)
+        mix = ((np.floor(along / cell) + np.floor(across / cell)) % 2).astype(np.float32)
+    mix = mix[..., None].astype(np.float32)
+    return (colour_a * (1 - mix) + colour_b * mix).astype(np.float32)
+
+
+def _trajectory(motion: str, rng: np.random.Generator, width: int, height: int,
+                progress: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame centre x, centre y, radius (half the object's size) and angle, in pixels
+    and radians, of the clip as drawn (moving left, moving up, growing, swinging clockwise)."""
+    count = len(progress)
+    wobble_cycles, wobble_phase = rng.uniform(0.25, 1), rng.uniform(0, 2 * np.pi)
+    wobble = rng.uniform(-0.15, 0.15) * np.sin(2 * np.pi * wobble_cycles * progress + wobble_phase)
+    angle = np.full(count, rng.uniform(0, 2 * np.pi)) + wobble
+    if motion == "grow":
+        small = rng.uniform(0.18, 0.22) * height / 2
+        radius = small * rng.uniform(2.2, 2.8) ** progress
+    else:
+        radius = np.full(count, rng.uniform(0.33, 0.42) * height / 2)
+    # The object may leave the frame by up to a third of its size at either end.
+    margin = radius.max() * 0.65
+
+    def span(extent: float, min_travel: float) -> tuple[float, float]:
+        low, high = margin, extent - margin
+        travel = rng.uniform(min(min_travel, high - low), high - low)
+        start = rng.uniform(low + travel, high)
+        return start, start - travel
+
+    def drift(extent: float) -> np.ndarray:
+        return extent * rng.uniform(-0.08, 0.08) * (progress - 0.5)
+
+    if motion == "move_x":
+        x_start, x_end = span(width, 0.5 * width)
+        cx = x_start + (x_end - x_start) * progress
+        cy = rng.uniform(margin, height - margin) + drift(height)
+    elif motion == "move_y":
+        y_start, y_end = span(height, 0.5 * height)
+        cy = y_start + (y_end - y_start) * progress
+        cx = rng.uniform(margin, width - margin) + drift(width)
+    elif motion == "grow":
+        cx = rng.uniform(radius.max(), width - radius.max()) + drift(width)
+        cy = rng.uniform(radius.max(), height - radius.max()) + drift(height)
+    else:
+        # The shape swings rigidly around a pivot near the middle, like a clock hand, so both
+        # its orientation and its position turn. Angles grow clockwise on screen because image
+        # y points down. Half to two thirds of a turn: more would make the direction ambiguous
+        # between the few frames a model samples from a clip.
+        turn = rng.uniform(np.pi, 4 / 3 * np.pi) * progress
+        orbit = rng.uniform(0.16, 0.24) * height
+        start = rng.uniform(0, 2 * np.pi)
+        cx = rng.uniform(0.4, 0.6) * width + orbit * np.cos(start + turn)
+        cy = rng.uniform(0.4, 0.6) * height + orbit * np.sin(start + turn)
+        angle = angle + turn
+    jitter = rng.normal(0, 0.6, size=(2, count))
+    return cx + jitter[0], cy + jitter[1], radius, angle
+
+
+_MOTION_OF_CLASS = {"move_left": "move_x", "move_up": "move_y", "grow": "grow", "spin_clockwise": "spin"}
+
+
+def render_clip(label: str, rng: np.random.Generator, width: int = 128, height: int = 96,
+                num_frames: int | None = None) -> np.ndarray:
+    """Render one clip of class `label` as a (T, H, W, 3) uint8 RGB array.
+
+    The two classes of an order pair consume `rng` identically: the clip of one, reversed in
+    time, is exactly the clip of the other for the same generator state. The duration is drawn
+    from 24-72 frames unless `num_frames` is given.
+    """
+    drawn_label, reverse = _partner_and_reversed(label)
+    if width < 16 or height < 16:
+        raise ValueError(f"clip size {width}x{height} is too small; use at least 16x16")
+    drawn_frames = int(rng.integers(MIN_FRAMES, MAX_FRAMES + 1))
+    count = drawn_frames if num_frames is None else int(num_frames)
+    if count < 2:
+        raise ValueError(f"num_frames must be at least 2, got {num_frames}")
+
+    dark_background = bool(rng.integers(2))
+    background = _background(rng, width, height, dark_background)
+    # Luminance bands keep the object clearly apart from the background (and its noise).
+    object_luminance = rng.uniform(185, 245) if dark_background else rng.uniform(10, 70)
+    object_colour = _colour(rng, object_luminance, rng.uniform(30, 110)).astype(np.float32)
+    shape = SHAPES[rng.integers(len(SHAPES))]
+    # Elongated shapes: their axis is a strong orientation cue even after global pooling.
+    stretch = rng.uniform(1.25, 1.6)
+    shading = rng.uniform(0.0, 0.15)  # brighter/darker towards the shape's tip
+    noise_sigma = rng.uniform(2, 7)
+
+    progress = _easing(rng, np.linspace(0, 1, count))
+    cx, cy, radius, angle = _trajectory(_MOTION_OF_CLASS[drawn_label], rng, width, height, progress)
+
+    def per_frame(values: np.ndarray) -> np.ndarray:
+        return values.astype(np.float32)[:, None, None]
+
+    # Object coordinates of every pixel; x and y offsets broadcast as (T, 1, W) and (T, H, 1).
+    dx = np.arange(width, dtype=np.float32)[None, None, :] - per_frame(cx)
+    dy = np.arange(height, dtype=np.float32)[None, :, None] - per_frame(cy)
+    cos, sin, scale = per_frame(np.cos(angle)), per_frame(np.sin(angle)), per_frame(radius)
+    u = (cos * dx + sin * dy) / (scale * stretch)
+    v = (cos * dy - sin * dx) / (scale / stretch)
+    mask = _shape_mask(shape, u, v)
+
+    frames = np.empty((count, height, width, 3), dtype=np.float32)
+    frames[:] = background
+    shade = 1 + shading * np.clip(u[mask], -1, 1) * (1 if dark_background else -1)
+    frames[mask] = object_colour * shade[:, None]
+    noise = rng.standard_normal((count, height, width, 1), dtype=np.float32)
+    noise *= noise_sigma
+    frames += noise
+    clip = np.clip(frames, 0, 255, out=frames).astype(np.uint8)
+    return np.ascontiguousarray(clip[::-1]) if reverse else clip
+
+
+# ---------------------------------------------------------------------------------------
+# Encoding
+
+
+def _even_sized(frames: np.ndarray) -> np.ndarray:
+    """Pad odd widths/heights by repeating the last column/row (yuv420p needs even sizes)."""
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return frames
+
+
+def _sine_chunk(first_sample: int, count: int) -> np.ndarray:
+    t = (first_sample + np.arange(count)) / _AUDIO_RATE
+    return (0.2 * np.sin(2 * np.pi * _TONE_HZ * t)).astype(np.float32)[None]
+
+
+def write_video(frames: np.ndarray, dest: str | os.PathLike | BinaryIO, fps: float = 25.0, *,
+                container_format: str | None = None, codec: str = "h264",
+                pts_seconds: Sequence[float] | None = None, rotation: int | None = None,
+                audio: bool = False, bframes: bool = False) -> None:
+    """Encode (T, H, W, 3) uint8 RGB `frames` to a video file with PyAV.
+
+    dest: a path (container guessed from its extension unless `container_format` is given) or
+        a writable binary file object, which needs `container_format` ("mp4", "mov", "avi",
+        "matroska", ...).
+    codec: encoder name; "h264" is libx264. Pixels are stored as yuv420p where the encoder
+        supports it, so odd sizes are padded by one row/column.
+    pts_seconds: presentation time of each frame, for variable frame rate clips; otherwise
+        frame i is shown at i / fps.
+    rotation: display rotation written as the stream's display matrix, in degrees
+        counter-clockwise: the value PyAV reports back as ``VideoFrame.rotation``. A phone held
+        upright typically tags its clips -90 (the legacy ``rotate=90`` tag). Only mp4, mov,
+        matroska and webm can store it.
+    audio: add a mono 440 Hz tone (AAC; Opus in webm) as long as the video, interleaved with it.
+    bframes: let the encoder use B-frames, so decode order differs from presentation order.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be a (T, H, W, 3) uint8 RGB array, got shape "
+                         f"{frames.shape} dtype {frames.dtype}")
+    if len(frames) == 0:
+        raise ValueError("frames is empty: a video needs at least one frame")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    is_path = isinstance(dest, (str, os.PathLike))
+    if not is_path and container_format is None:
+        raise ValueError("writing to a file object needs container_format, e.g. 'mp4' or 'matroska'")
+
+    frame_rate = Fraction(fps).limit_denominator(1001)
+    if pts_seconds is None:
+        time_base = 1 / frame_rate
+        pts = list(range(len(frames)))
+    else:
+        if len(pts_seconds) != len(frames):
+            raise ValueError(f"pts_seconds has {len(pts_seconds)} entries for {len(frames)} frames")
+        time_base = _PTS_TIME_BASE
+        pts = [round(float(t) / time_base) for t in pts_seconds]
+        if pts[0] < 0 or any(b <= a for a, b in zip(pts, pts[1:])):
+            raise ValueError("pts_seconds must be non-negative and strictly increasing")
+    frame_duration = 1 / frame_rate
+    end_seconds = float(pts[-1] * time_base + frame_duration)
+
+    frames = _even_sized(frames)
+    try:
+        with av.open(dest, mode="w", format=container_format) as container:
+            format_name = container.format.name
+            if rotation is not None and format_name not in _ROTATION_CONTAINERS:
+                raise NotImplementedError(
+                    f"the {format_name!r} container cannot store a rotation tag; "
+                    f"use one of: {', '.join(sorted(_ROTATION_CONTAINERS))}")
+            if pts_seconds is not None and format_name == "avi":
+                raise ValueError("AVI has no per-frame timestamps, so pts_seconds cannot be kept; "
+                                 "use mp4, mov or matroska")
+            video = container.add_stream(codec, rate=frame_rate)
+            video.width, video.height = frames.shape[2], frames.shape[1]
+            supported = [f.name for f in (video.codec_context.codec.video_formats or [])]
+            video.pix_fmt = "yuv420p" if not supported or "yuv420p" in supported else supported[0]
+            video.codec_context.time_base = time_base
+            video.time_base = time_base
+            max_b_frames = 2 if bframes else 0
+            if video.codec_context.name == "libx264":
+                options = {"preset": "ultrafast", "crf": "20", "bf": str(max_b_frames)}
+                if bframes:
+                    # Without b-adapt=0 x264 may decide that no frame is worth a B-frame.
+                    options["x264-params"] = "b-adapt=0"
+                video.options = options
+            else:
+                video.codec_context.max_b_frames = max_b_frames
+            if rotation is not None:
+                video.set_display_rotation(rotation)
+
+            sound = None
+            if audio:
+                sound = container.add_stream("libopus" if format_name == "webm" else "aac",
+                                             rate=_AUDIO_RATE)
+                sound.layout = "mono"
+            total_samples = round(end_seconds * _AUDIO_RATE)
+            samples_written = 0
+
+            for image, frame_pts in zip(frames, pts):
+                # Keep the tone a little ahead of the picture so the muxer interleaves them.
+                audio_until = min(total_samples, round(float((frame_pts * time_base + frame_duration)
+                                                             * _AUDIO_RATE)))
+                while sound is not None and samples_written < audio_until:
+                    count = min(_AUDIO_CHUNK, total_samples - samples_written)
+                    chunk = av.AudioFrame.from_ndarray(_sine_chunk(samples_written, count),
+                                                       format="flt", layout="mono")
+                    chunk.sample_rate = _AUDIO_RATE
+                    chunk.pts = samples_written
+                    chunk.time_base = Fraction(1, _AUDIO_RATE)
+                    container.mux(sound.encode(chunk))
+                    samples_written += count
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = frame_pts
+                frame.time_base = time_base
+                container.mux(video.encode(frame))
+            container.mux(video.encode(None))
+            if sound is not None:
+                container.mux(sound.encode(None))
+    except BaseException:
+        if is_path:
+            Path(dest).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------
+# Dataset
+
+
+def clip_rng(seed: int, label: str, index: int) -> np.random.Generator:
+    """The generator of clip `index` of class `label`: independent of how many clips are made."""
+    return np.random.default_rng([seed, zlib.crc32(label.encode()), index])
+
+
+_PARAMETERS_PREFIX = "parameters: "
+# Bump whenever rendering changes, so clips of two versions never mix in one folder.
+_DATASET_VERSION = 1
+
+
+def _readme_text(parameters: str) -> str:
+    return (
+        "Synthetic action dataset made by actionrec.synth.generate_dataset.\n"
+        "\n"
+        "Each clip shows one shape (arrow, wedge, dart or pac-man) on a random background that\n"
+        "moves left/right/up/down, grows/shrinks, or turns clockwise/anticlockwise around a\n"
+        "point near the middle, like a clock hand.\n"
+        "Classes come in pairs that differ only in frame order: "
+        + ", ".join(f"{a}/{b}" for a, b in ORDER_PAIRS) + ".\n"
+        "Layout: <class>/<class>_<index>.mp4 (H.264). Same parameters, same clips.\n"
+        "\n"
+        f"{_PARAMETERS_PREFIX}{parameters}\n"
+    )
+
+
+def generate_dataset(out_dir: str | os.PathLike, clips_per_class: int = 40, seed: int = 0,
+                     width: int = 128, height: int = 96, fps: float = 25.0,
+                     progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Write `clips_per_class` clips of every class to ``out_dir/<class>/<class>_<index:04d>.mp4``
+    and return their paths. Existing clips are kept, so an interrupted run resumes; an
+    existing dataset made with other parameters is refused. `progress(done, total)` is called
+    after each clip."""
+    if clips_per_class < 0:
+        raise ValueError(f"clips_per_class must be >= 0, got {clips_per_class}")
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    readme = root / "README.txt"
+    parameters = f"version={_DATASET_VERSION} seed={seed} width={width} height={height} fps={fps:g}"
+    if readme.exists():
+        for line in readme.read_text().splitlines():
+            existing = line.removeprefix(_PARAMETERS_PREFIX)
+            if line.startswith(_PARAMETERS_PREFIX) and existing != parameters:
+                raise ValueError(f"{root} already holds a dataset made with {existing}; use another "
+                                 f"folder, or delete this one to make a dataset with {parameters}")
+    readme.write_text(_readme_text(parameters))
+
+    total = clips_per_class * len(CLASSES)
+    paths: list[Path] = []
+    for label in CLASSES:
+        class_dir = root / label
+        class_dir.mkdir(exist_ok=True)
+        for index in range(clips_per_class):
+            path = class_dir / f"{label}_{index:04d}.mp4"
+            if not path.exists():
+                frames = render_clip(label, clip_rng(seed, label, index), width, height)
+                partial = class_dir / f".{path.name}.partial"
+                write_video(frames, partial, fps, container_format="mp4")
+                os.replace(partial, path)
+            paths.append(path)
+            if progress is not None:
+                progress(len(paths), total)
+    return paths
