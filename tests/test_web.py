@@ -96,7 +96,8 @@ def page(browser, server_url: str):
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(server_url)
-    page.wait_for_selector("#model-name:not(:empty)")
+    # The name shows a placeholder until GET /v1/model has answered.
+    page.wait_for_function("() => !['', '\u2026'].includes(document.querySelector('#model-name').textContent.trim())")
     yield page
     page.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
@@ -205,7 +206,8 @@ def test_page_works_offline(browser, server_url: str) -> None:
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     page.goto(server_url)
-    page.wait_for_selector("#model-name:not(:empty)")
+    # The name shows a placeholder until GET /v1/model has answered.
+    page.wait_for_function("() => !['', '\u2026'].includes(document.querySelector('#model-name').textContent.trim())")
     page.close()
     outside = [url for url in requested if not (url.startswith(server_url) or url.startswith(("data:", "blob:")))]
     assert not outside, f"the page fetched from elsewhere: {outside}"
@@ -214,7 +216,8 @@ def test_page_works_offline(browser, server_url: str) -> None:
 def test_narrow_screen_layout(browser, server_url: str) -> None:
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(server_url)
-    page.wait_for_selector("#model-name:not(:empty)")
+    # The name shows a placeholder until GET /v1/model has answered.
+    page.wait_for_function("() => !['', '\u2026'].includes(document.querySelector('#model-name').textContent.trim())")
     width = page.evaluate("document.documentElement.scrollWidth")
     page.close()
     assert width <= 390, "the page scrolls sideways on a phone-sized screen"
