@@ -112,7 +112,7 @@ def test_training_and_serving_see_the_same_frames_and_model_outputs(trained: Pat
         assert invoke("export", trained).exit_code == 0
     model, config, _ = load_run(trained)
     recognizer = Recognizer(trained / "model.onnx")
-    video = next((workdir / "data" / "move_left").glob("*.mp4"))
+    video = next((workdir / "data" / "widen").glob("*.mp4"))
     training_frames = _decode_views(config, views=1)(video)[0]
     serving_frames = recognizer.decode(video).clips[0].frames
     np.testing.assert_array_equal(training_frames, serving_frames)

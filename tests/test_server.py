@@ -31,7 +31,7 @@ from actionrec.synth import render_clip, write_video
 PYTHON = sys.executable
 API_KEY = "test-key-7f3a"
 ALLOWED_ORIGIN = "http://allowed.example"
-LABELS = ["move_left", "move_right", "grow", "shrink"]
+LABELS = ["grow", "shrink", "brighten", "darken"]
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -61,7 +61,7 @@ def clip() -> bytes:
 def long_clip() -> bytes:
     """10 s: 5 s of one action, then 5 s of another."""
     rng = np.random.default_rng(2)
-    frames = np.concatenate([render_clip("move_left", rng, num_frames=125),
+    frames = np.concatenate([render_clip("brighten", rng, num_frames=125),
                              render_clip("grow", rng, num_frames=125)])
     return mp4_bytes(frames)
 

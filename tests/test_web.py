@@ -25,7 +25,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-LABELS = ["move_left", "move_right", "grow", "shrink"]
+LABELS = ["grow", "shrink", "brighten", "darken"]
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the "
@@ -40,7 +40,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     short = folder / "grow.mp4"
     write_video(render_clip("grow", rng, num_frames=50), short, 25)
     long = folder / "two-actions.mp4"
-    write_video(np.concatenate([render_clip("move_left", rng, num_frames=125),
+    write_video(np.concatenate([render_clip("brighten", rng, num_frames=125),
                                 render_clip("shrink", rng, num_frames=125)]), long, 25)
     return {"short": short, "long": long}
 

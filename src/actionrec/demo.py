@@ -13,16 +13,20 @@ from pathlib import Path
 
 from rich.console import Console
 
-# A model small enough to train in about two minutes on two cores; see README for its accuracy.
-DEMO_CLIPS_PER_CLASS = 45
+# Sized to train in about two minutes on two cores; README gives its measured accuracy. Small
+# frames suit the synthetic clips (size, brightness, colour and proportions show at 32 px) and
+# the full-width network learns them several times faster from scratch than width 0.5 does.
+DEMO_CLIPS_PER_CLASS = 80
 DEMO_TRAINING = dict(
     frames=8,
-    image_size=64,
-    width_mult=0.5,
+    image_size=32,
+    width_mult=1.0,
     hidden_size=128,
-    epochs=12,
+    dropout=0.2,
+    epochs=10,
     batch_size=16,
-    lr=2e-3,
+    lr=1e-3,
+    train_views=2,
     backbone_weights="none",
     val_fraction=0.2,
     seed=0,

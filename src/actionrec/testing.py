@@ -9,7 +9,7 @@ from typing import Sequence
 
 def make_untrained_model(
     out: str | os.PathLike,
-    labels: Sequence[str] = ("move_left", "move_right", "grow", "shrink"),
+    labels: Sequence[str] = ("grow", "shrink", "brighten", "darken"),
     num_frames: int = 4,
     image_size: int = 32,
     temporal: str = "lstm",
