@@ -62,6 +62,9 @@ def test_resume_continues_after_the_last_epoch(workdir: Path, trained: Path):
     assert "Resuming after epoch 1" in result.output
     history = json.loads((run / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
+    other = invoke(*base, "--epochs", "3", "--resume", "--hidden-size", "16")
+    assert other.exit_code == 1 and "other settings" in " ".join(other.output.split())
+    assert json.loads((run / "config.json").read_text())["model"]["hidden_size"] == 32  # left as it was
 
 
 def test_evaluate_writes_metrics_and_report(trained: Path):

@@ -7,6 +7,7 @@ trained end to end on the synthetic clips, at a size two CPU cores get through i
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,9 @@ def build_demo_model(root: Path, console: Console, rebuild: bool = False) -> Pat
     console.rule("2/3  Training MobileNetV2 + LSTM (end to end, random start)")
     config = TrainConfig(data_dir=str(paths.data), out=str(paths.run), cache_dir=str(paths.root / "cache"),
                          **DEMO_TRAINING)
-    result = train(config, resume=True, console=console)
+    if rebuild and paths.run.exists():
+        shutil.rmtree(paths.run)
+    result = train(config, resume=True, console=console)  # continues an interrupted demo build
 
     console.rule("3/3  Exporting to ONNX")
     export_onnx(paths.run)

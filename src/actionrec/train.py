@@ -15,6 +15,7 @@ A run directory holds:
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from actionrec import __version__
 from actionrec.cache import ClipCache, default_cache_root, prefetch
 from actionrec.data import DatasetSplit, Sample, load_dataset
-from actionrec.errors import ActionrecError
+from actionrec.errors import ActionrecError, VideoError
 from actionrec.model import ActionModel, ModelConfig, load_backbone_weights
 from actionrec.video import ClipSpec, DecodeLimits, read_views
 
@@ -102,7 +103,9 @@ class Run:
 
 
 def _clip_rng(seed: int, video: Path) -> np.random.Generator:
-    return np.random.default_rng([seed, int.from_bytes(str(video).encode()[-64:], "little") % (2**32)])
+    """Each video's own stream of random views, the same in every run with this seed."""
+    digest = hashlib.sha1(str(video).encode()).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
 def _decode_views(config: TrainConfig, views: int) -> Callable[[Path], np.ndarray]:
@@ -194,7 +197,7 @@ def build_cache(
         with _progress(console) as progress:
             task = progress.add_task(f"{what}: {len(missing)} clips", total=len(missing), status="")
             for video, frames in prefetch(missing, decode):
-                if isinstance(frames, ValueError):  # VideoError: skip the clip, report it
+                if isinstance(frames, VideoError):  # skip the clip, report it
                     failures[video] = str(frames)
                 elif isinstance(frames, Exception):
                     raise frames
@@ -301,6 +304,10 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
     val_cache, val_samples, val_failed = build_cache(
         config, model, dataset.val, config.test_views, backbone_id, console, "Caching validation clips"
     )
+    for side, usable, failed in (("training", train_samples, train_failed), ("validation", val_samples, val_failed)):
+        if not usable:
+            examples = "; ".join(f"{path.name}: {error}" for path, error in list(failed.items())[:2])
+            raise TrainingError(f"none of the {len(failed)} {side} clips could be read ({examples}).")
     train_x, train_y = _load_arrays(train_cache, train_samples)
     val_x, val_y = _load_arrays(val_cache, val_samples)
 
@@ -320,6 +327,28 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         optimizer, lambda step: _lr_at(step, total_steps, warmup=min(steps_per_epoch, total_steps // 10 + 1))
     )
 
+
+    history: list[dict] = []
+    start_epoch, best_acc, best_epoch = 1, -1.0, 0
+    state_path = run_dir / "train_state.pt"
+    generator = torch.Generator().manual_seed(config.seed)
+    fingerprint = _fingerprint(config, dataset.classes)
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state.get("fingerprint") != fingerprint:
+            raise TrainingError(
+                f"{run_dir} holds a run with other settings or classes than these; --resume continues "
+                "a run only with the settings it started with (--epochs may change). Use another --out."
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        history = json.loads(state["history"])
+        start_epoch, best_acc, best_epoch = state["epoch"] + 1, state["best_acc"], state["best_epoch"]
+        console.print(f"Resuming after epoch {state['epoch']} (best so far {best_acc:.1%} at epoch {best_epoch}).")
+    elif resume:
+        console.print(f"No {state_path.name} in {run_dir}: starting from the first epoch.")
     _write_json(run_dir / "config.json", {
         "actionrec_version": __version__,
         "train": asdict(config),
@@ -333,22 +362,6 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         "skipped": {str(k): v for k, v in {**train_failed, **val_failed}.items()},
     })
     (run_dir / "labels.txt").write_text("\n".join(dataset.classes) + "\n")
-
-    history: list[dict] = []
-    start_epoch, best_acc, best_epoch = 1, -1.0, 0
-    state_path = run_dir / "train_state.pt"
-    generator = torch.Generator().manual_seed(config.seed)
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        history = json.loads(state["history"])
-        start_epoch, best_acc, best_epoch = state["epoch"] + 1, state["best_acc"], state["best_epoch"]
-        console.print(f"Resuming after epoch {state['epoch']} (best so far {best_acc:.1%} at epoch {best_epoch}).")
-    elif resume:
-        console.print(f"No {state_path.name} in {run_dir}: starting from the first epoch.")
 
     with _progress(console) as progress:
         task = progress.add_task("Training", total=config.epochs, completed=start_epoch - 1, status="")
@@ -400,6 +413,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                 "epoch": epoch,
                 "best_acc": best_acc,
                 "best_epoch": best_epoch,
+                "fingerprint": fingerprint,
             }, state_path.with_suffix(".tmp"))
             os.replace(state_path.with_suffix(".tmp"), state_path)
             status = (f"loss {row['train_loss']:.3f} acc {row['train_acc']:.1%} | "
@@ -412,6 +426,12 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
 
 
 # --------------------------------------------------------------------------- run directory
+
+
+def _fingerprint(config: TrainConfig, labels: list[str]) -> str:
+    """What a resumed run must share with the run it continues: everything but the epoch count."""
+    settings = asdict(config) | {"epochs": None, "out": None, "cache_dir": None}
+    return hashlib.sha1(json.dumps([settings, labels], sort_keys=True).encode()).hexdigest()
 
 
 def _save_weights(model: ActionModel, path: Path) -> None:

@@ -160,7 +160,7 @@ def window_bounds(duration_s: float, window_s: float, stride_s: float) -> list[t
         raise ValueError("window and stride must be positive")
     if duration_s <= window_s:
         return [(0.0, duration_s)]
-    count = math.ceil((duration_s - window_s) / stride_s) + 1
+    count = math.ceil((duration_s - window_s) / stride_s - 1e-9) + 1  # no window for rounding error
     starts = [min(i * stride_s, duration_s - window_s) for i in range(count)]
     return [(s, s + window_s) for s in starts]
 
@@ -179,7 +179,6 @@ def _open(source: VideoSource) -> av.container.InputContainer:
         if len(source) == 0:
             raise EmptyVideoError("The video is empty (0 bytes). Send the file's contents.")
         file: object = io.BytesIO(source)
-        name = "the uploaded video"
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -187,10 +186,9 @@ def _open(source: VideoSource) -> av.container.InputContainer:
         if path.stat().st_size == 0:
             raise EmptyVideoError(f"{path}: the file is empty (0 bytes).")
         file = str(path)
-        name = str(path)
     else:
         file = source
-        name = getattr(source, "name", "the video")
+    name = _describe(source)
     try:
         return av.open(file, mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
@@ -207,7 +205,9 @@ def _ffmpeg_reason(exc: Exception) -> str:
 def _describe(source: VideoSource) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
-    return "the video"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "the uploaded video"
+    return getattr(source, "name", None) or "the video"
 
 
 def _probe(container: av.container.InputContainer, source: VideoSource, limits: DecodeLimits) -> _Probe:
@@ -226,8 +226,10 @@ def _probe(container: av.container.InputContainer, source: VideoSource, limits: 
             f"{name}: frames are {width}x{height}, larger than the limit of "
             f"{limits.max_pixels:,} pixels. Downscale the video (e.g. to 1080p) and try again."
         )
+    # Headers can be wrong (a truncated file keeps its full duration): refuse on them alone only
+    # when far over the limit, which spares counting the packets of a huge file.
     header_duration = _header_duration(container, stream)
-    if header_duration is not None and header_duration > limits.max_duration_s:
+    if header_duration is not None and header_duration > 2 * limits.max_duration_s:
         raise _too_long(name, header_duration, limits)
 
     pts_list: list[int] = []
