@@ -15,9 +15,9 @@ import torch
 from actionrec import __version__
 from actionrec.errors import ActionrecError
 from actionrec.model import ActionModel, Probabilities
+from actionrec.recognizer import METADATA_KEY
 from actionrec.video import IMAGENET_MEAN, IMAGENET_STD, SAMPLING_RULE
 
-METADATA_KEY = "actionrec"
 METADATA_FORMAT = 1
 INPUT_NAME, OUTPUT_NAME = "frames", "probabilities"
 

@@ -62,13 +62,16 @@ class Decoded:
 def read_model_metadata(path: str | os.PathLike) -> dict:
     """The settings an exported model carries (labels, frames, input size, ...)."""
     path = Path(path)
+    return _metadata_of(_load_session(path), path)
+
+
+def _load_session(path: Path, options: ort.SessionOptions | None = None) -> ort.InferenceSession:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file. Export one with `actionrec export RUN_DIR`.")
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelFileError(f"{path}: ONNX Runtime cannot load this file ({exc}).") from None
-    return _metadata_of(session, path)
 
 
 def _metadata_of(session: ort.InferenceSession, path: Path) -> dict:
@@ -99,16 +102,11 @@ class Recognizer:
         uncertain_below: float = 0.5,
     ) -> None:
         self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise ModelFileError(f"{self.model_path}: no such model file. Export one with `actionrec export RUN_DIR`.")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ModelFileError(f"{self.model_path}: ONNX Runtime cannot load this file ({exc}).") from None
+        self.session = _load_session(self.model_path, options)
         self.metadata = _metadata_of(self.session, self.model_path)
         self.labels: list[str] = list(self.metadata["labels"])
         self.spec = ClipSpec(int(self.metadata["num_frames"]), int(self.metadata["image_size"]))

@@ -607,8 +607,13 @@ def create_app(
             decoded = await decode_upload(body, segments)
             metrics.stage("decode", decoded.decode_ms / 1000)
             inference_started = time.perf_counter()
-            prediction = await asyncio.get_running_loop().run_in_executor(
-                inference_threads, lambda: recognizer.predict_decoded(decoded, top_k=top_k))
+            try:
+                prediction = await asyncio.get_running_loop().run_in_executor(
+                    inference_threads, lambda: recognizer.predict_decoded(decoded, top_k=top_k))
+            except Exception:  # the model failed, not the upload: a server error, logged in full
+                log.exception("inference failed")
+                raise HTTPException(500, "The model failed on this video; the error is in the server's "
+                                         "log. Please report it.") from None
             metrics.stage("inference", time.perf_counter() - inference_started)
             return prediction, (time.perf_counter() - started) * 1000
         finally:

@@ -257,13 +257,16 @@
   function showFailure(status, detail, retryAfter) {
     let said = typeof detail === "string" ? detail.replace(/^the uploaded video: /, "") : "";
     said = said.charAt(0).toUpperCase() + said.slice(1);
-    if ([400, 413, 415, 422].includes(status)) resetStage();  // the file itself was the problem
+    const empty = status === 400 && /empty/i.test(said);
+    if ([413, 415, 422].includes(status) || empty) resetStage();  // the file itself was the problem
     if (status === 401) {
       showKeyCard(true);
       showError(apiKey() ? "That API key was not accepted" : "This server needs an API key",
                 "Enter the key above, then try again.", { retry: true });
-    } else if (status === 400) {
+    } else if (empty) {
       showError("This file is empty", "Choose a video that has content.", { detail: said });
+    } else if (status === 400) {
+      showError("The upload didn't arrive complete", "Try sending it again.", { detail: said, retry: true });
     } else if (status === 413) {
       showError("This video is too large", "Trim it or export it at a lower quality, then try again.",
                 { detail: said });
