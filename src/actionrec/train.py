@@ -355,7 +355,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
         "model": model_config.to_dict(),
         "spec": config.spec.to_dict(),
         "labels": dataset.classes,
-        "dataset": dataset.description,
+        "dataset": f"{Path(config.data_dir).name}: {dataset.description}",
         "backbone_id": backbone_id,
         "num_train": len(train_samples),
         "num_val": len(val_samples),
