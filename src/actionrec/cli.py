@@ -103,7 +103,7 @@ def train(
     dataset: str = typer.Option("folder", help="folder | ucf101"),
     split: int = typer.Option(1, help="UCF101 official split (1, 2 or 3)."),
     val_fraction: float = typer.Option(0.2, help="Folder datasets without train.txt/test.txt: share held out."),
-    epochs: Optional[int] = typer.Option(None, help="Default 15; 30 for the UCF101 recipe."),
+    epochs: Optional[int] = typer.Option(None, help="Default 15; 20 for the UCF101 recipe."),
     frames: int = typer.Option(16, help="Frames sampled per clip."),
     image_size: int = typer.Option(224, help="Frame size in pixels (square)."),
     batch_size: Optional[int] = typer.Option(None, help="Default 32; 64 for the UCF101 recipe."),
