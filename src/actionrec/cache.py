@@ -11,9 +11,23 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+
+
+@contextmanager
+def atomic_output(target: Path) -> Iterator[Path]:
+    """A temporary path beside `target` to write to; it replaces `target` only if the block
+    succeeds, so readers never see half a file and an interrupted write leaves no debris."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.stem}.tmp{os.getpid()}{target.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def default_cache_root() -> Path:
@@ -30,7 +44,8 @@ class ClipCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         settings_file = self.folder / "settings.json"
         if not settings_file.exists():
-            _write_atomic(settings_file, json.dumps(settings, indent=2, sort_keys=True).encode())
+            with atomic_output(settings_file) as tmp:
+                tmp.write_text(json.dumps(settings, indent=2, sort_keys=True))
 
     def path_for(self, video: Path) -> Path:
         stat = video.stat()
@@ -41,10 +56,8 @@ class ClipCache:
         return [v for v in videos if not self.path_for(v).exists()]
 
     def put(self, video: Path, array: np.ndarray) -> None:
-        target = self.path_for(video)
-        tmp = target.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, array)
-        os.replace(tmp, target)
+        with atomic_output(self.path_for(video)) as tmp:
+            np.save(tmp, array)
 
     def get(self, video: Path) -> np.ndarray:
         return np.load(self.path_for(video), mmap_mode="r")
@@ -68,9 +81,3 @@ def _safe(load: Callable, item: object) -> object:
         return load(item)
     except Exception as exc:  # handed to the consumer, which decides what is fatal
         return exc
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -144,7 +144,7 @@ def train(
     except (ActionrecError, ValueError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        _fail(f"interrupted; the last completed epoch is saved: continue with the same command and --resume.", 130)
+        _fail("interrupted; the last completed epoch is saved: continue with the same command and --resume.", 130)
 
 
 @app.command()

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from actionrec import __version__
+from actionrec.cache import atomic_output
 from actionrec.errors import ActionrecError
 from actionrec.model import ActionModel, Probabilities
 from actionrec.recognizer import METADATA_KEY
@@ -81,32 +82,26 @@ def export_model(model: ActionModel, metadata: dict, out: Path, *, opset: int = 
     example = torch.randint(0, 256, (2, frames, size, size, 3), dtype=torch.uint8)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and LSTM batch notes
-        torch.onnx.export(
-            wrapped,
-            (example,),
-            str(tmp),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=opset,
-            dynamo=False,
-        )
-    graph = onnx.load(str(tmp))
-    del graph.metadata_props[:]
-    entry = graph.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    graph.doc_string = f"actionrec {metadata['name']}: {len(metadata['labels'])} actions from {frames} frames"
-    onnx.save(graph, str(tmp))
-    try:
-        check_parity(wrapped, tmp, frames, size, tolerance)
-    except Exception:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        to_onnx(wrapped, example, tmp, INPUT_NAME, OUTPUT_NAME, {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset=opset)
+        graph = onnx.load(str(tmp))
+        del graph.metadata_props[:]
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+        graph.doc_string = f"actionrec {metadata['name']}: {len(metadata['labels'])} actions from {frames} frames"
+        onnx.save(graph, str(tmp))
+        check_parity(wrapped, tmp, frames, size, tolerance)  # raises, and nothing is written
     return out
+
+
+def to_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str,
+            dynamic_axes: dict, opset: int = 17) -> None:
+    """torch.onnx.export with the TorchScript exporter, which writes nn.LSTM as one ONNX LSTM op."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its deprecation notice and LSTM batch-size notes
+        torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=[output_name],
+                          dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False)
 
 
 def check_parity(wrapped: torch.nn.Module, onnx_path: Path, frames: int, size: int, tolerance: float) -> float:

@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from actionrec import __version__
-from actionrec.cache import ClipCache, default_cache_root, prefetch
+from actionrec.cache import ClipCache, atomic_output, default_cache_root, prefetch
 from actionrec.data import DatasetSplit, Sample, load_dataset
 from actionrec.errors import ActionrecError, VideoError
 from actionrec.model import ActionModel, ModelConfig, load_backbone_weights
@@ -134,6 +134,7 @@ def feature_extractor(model: ActionModel, folder: Path) -> Callable[[np.ndarray]
     """
     import onnxruntime as ort
 
+    from actionrec.export import to_onnx
     from actionrec.model import FrameFeatures
 
     wrapped = FrameFeatures(model).eval()
@@ -145,16 +146,10 @@ def feature_extractor(model: ActionModel, folder: Path) -> Callable[[np.ndarray]
     path = folder / "frame_features.onnx"
     try:
         if not path.exists():
-            import warnings
-
             example = torch.randint(0, 256, (2, 2, 32, 32, 3), dtype=torch.uint8)
-            tmp = path.with_suffix(".tmp.onnx")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(wrapped, (example,), str(tmp), input_names=["frames"], output_names=["features"],
-                                  dynamic_axes={"frames": {0: "n", 1: "t", 2: "h", 3: "w"}, "features": {0: "n", 1: "t"}},
-                                  opset_version=17, dynamo=False)
-            os.replace(tmp, path)
+            with atomic_output(path) as tmp:
+                to_onnx(wrapped, example, tmp, "frames", "features",
+                        {"frames": {0: "n", 1: "t", 2: "h", 3: "w"}, "features": {0: "n", 1: "t"}})
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         probe = np.random.default_rng(0).integers(0, 256, (1, 2, 64, 64, 3), dtype=np.uint8)
         if np.abs(session.run(None, {"frames": probe})[0] - with_torch(probe).astype(np.float32)).max() > 1e-2:
@@ -404,18 +399,18 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                 best_acc, best_epoch = val_acc, epoch
                 _save_weights(model, run_dir / "model.safetensors")
             _write_history(run_dir, history)
-            torch.save({
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(),
-                "history": json.dumps(history),
-                "epoch": epoch,
-                "best_acc": best_acc,
-                "best_epoch": best_epoch,
-                "fingerprint": fingerprint,
-            }, state_path.with_suffix(".tmp"))
-            os.replace(state_path.with_suffix(".tmp"), state_path)
+            with atomic_output(state_path) as tmp:
+                torch.save({
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "history": json.dumps(history),
+                    "epoch": epoch,
+                    "best_acc": best_acc,
+                    "best_epoch": best_epoch,
+                    "fingerprint": fingerprint,
+                }, tmp)
             status = (f"loss {row['train_loss']:.3f} acc {row['train_acc']:.1%} | "
                       f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.1%}")
             progress.update(task, advance=1, status=status)
@@ -437,15 +432,13 @@ def _fingerprint(config: TrainConfig, labels: list[str]) -> str:
 def _save_weights(model: ActionModel, path: Path) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
 
 
 def _write_json(path: Path, data: object) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:
