@@ -309,8 +309,10 @@ def demo(
     no_serve: bool = typer.Option(False, "--no-serve", help="Build the model and stop."),
 ) -> None:
     """Offline demo: generate data, train, export, then serve the page and API on http://HOST:PORT."""
-    _needs_training_extra()
-    from actionrec.demo import build_demo_model
+    from actionrec.demo import DemoPaths, build_demo_model
+
+    if rebuild or not DemoPaths(folder).model.exists():
+        _needs_training_extra()
     from actionrec.server import ServerSettings, serve as run_server
 
     try:
