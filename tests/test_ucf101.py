@@ -107,7 +107,7 @@ def test_a_group_on_both_sides_is_an_error(fake_release: Path) -> None:
     train = fake_release / "ucfTrainTestlist" / "trainlist01.txt"
     train.write_bytes(train.read_bytes() + b"YoYo/v_YoYo_g03_c01.avi 3\r\n")
     with pytest.raises(DatasetError, match=r"split 1: 1 clip group\(s\) are in both trainlist01.txt and "
-                                           r"testlist01.txt \(e.g. YoYo group g03"):
+                                           r"testlist01.txt \(e.g. yoyo_g03"):
         ucf101.load_split(fake_release, 1)
     ucf101.load_split(fake_release, 2)  # groups 1-7 are on the training side there anyway
 

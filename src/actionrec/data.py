@@ -20,7 +20,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Literal
 
 from actionrec.errors import ActionrecError
 
@@ -217,14 +217,14 @@ def _split_from_lists(
     if not samples["train"] and not samples["val"]:
         raise DatasetError(f"{train_list} and {val_list} list no video that exists under {root}. Entries "
                            "are paths relative to the root, like 'ClassName/clip.mp4'.")
-    leaks = _leaking_groups(samples["train"], samples["val"])
+    leaks = leaking_groups(samples["train"], samples["val"])
     if leaks:
         warnings.append(f"{len(leaks)} clip group(s) have clips in both {train_list.name} and {val_list.name} "
                         f"(e.g. {leaks[0]}): near-identical clips on both sides inflate validation accuracy.")
     return samples["train"], samples["val"], warnings, f"folder lists {train_list.name} / {val_list.name}"
 
 
-def _leaking_groups(train: list[Sample], val: list[Sample]) -> list[str]:
+def leaking_groups(train: Iterable[Sample], val: Iterable[Sample]) -> list[str]:
     """Names of the clip groups of a class that have clips on both sides."""
     train_groups = {(s.label, clip_group(s.path)) for s in train}
     val_groups = {(s.label, clip_group(s.path)) for s in val}

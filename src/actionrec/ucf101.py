@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actionrec import __version__
-from actionrec.data import UCF_CLIP_NAME, DatasetError, DatasetSplit, Sample, read_list_file
+from actionrec.data import DatasetError, DatasetSplit, Sample, leaking_groups, read_list_file
 from actionrec.errors import ActionrecError
 
 log = logging.getLogger(__name__)
@@ -522,20 +522,9 @@ def _read_split_list(path: Path, label_of: dict[str, int], classes: list[str]) -
     return clips
 
 
-def _group_of(clip: _ListedClip) -> tuple[int, int] | None:
-    match = UCF_CLIP_NAME.match(Path(clip.relative).stem)
-    return (clip.label, int(match["group"])) if match else None
-
-
-def _group_leaks(train: list[_ListedClip], test: list[_ListedClip], classes: list[str]) -> list[str]:
-    train_groups = {g for c in train if (g := _group_of(c)) is not None}
-    leaks = []
-    for clip in test:
-        group = _group_of(clip)
-        if group in train_groups:
-            leaks.append(f"{classes[group[0]]} group g{group[1]:02d} ({clip.relative})")
-            train_groups.discard(group)
-    return leaks
+def _as_samples(clips: list[_ListedClip]) -> list[Sample]:
+    """Listed clips as samples named by their relative paths (enough to tell their groups)."""
+    return [Sample(Path(clip.relative), clip.label) for clip in clips]
 
 
 def load_split(root: str | os.PathLike, split: int) -> DatasetSplit:
@@ -554,7 +543,7 @@ def load_split(root: str | os.PathLike, split: int) -> DatasetSplit:
     train = _read_split_list(train_list, label_of, classes)
     test = _read_split_list(test_list, label_of, classes)
 
-    leaks = _group_leaks(train, test, classes)
+    leaks = leaking_groups(_as_samples(train), _as_samples(test))
     if leaks:
         raise DatasetError(
             f"UCF101 split {split}: {len(leaks)} clip group(s) are in both {train_list.name} and {test_list.name} "
@@ -684,7 +673,7 @@ def _check_split_files(lists_dir: Path, report: ValidationReport) -> dict[str, s
         except DatasetError as exc:
             report.problems.append(str(exc))
             continue
-        leaks = _group_leaks(train, test, classes)
+        leaks = leaking_groups(_as_samples(train), _as_samples(test))
         if leaks:
             report.problems.append(f"split {split}: {len(leaks)} clip group(s) are on both the train and the "
                                    f"test side: {_examples(leaks)}.")
