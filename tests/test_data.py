@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from actionrec.data import DatasetError, Sample, clip_group, load_dataset, validation_group_count
+from actionrec.datasets import DatasetError, Sample, clip_group, load_dataset
+from actionrec.datasets.folder import validation_group_count
 
 
 def add_videos(root: Path, class_name: str, names: list[str]) -> list[Path]:

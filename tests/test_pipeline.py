@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from actionrec.cli import app
 from actionrec.errors import ModelFileError
-from actionrec.synth import generate_dataset
+from actionrec.datasets.synth import generate_dataset
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -108,15 +108,17 @@ def test_training_and_serving_see_the_same_frames_and_model_outputs(trained: Pat
     """The frames the trainer caches are the frames the server decodes; ONNX matches PyTorch on them."""
     import torch
 
-    from actionrec.recognizer import Recognizer
-    from actionrec.train import _decode_views, load_run
+    from actionrec.inference import Recognizer
+    from actionrec.training.features import view_decoder
+    from actionrec.training.runs import RunDir
 
     if not (trained / "model.onnx").exists():
         assert invoke("export", trained).exit_code == 0
-    model, config, _ = load_run(trained)
+    run = RunDir(trained)
+    model, config = run.load_model(), run.config
     recognizer = Recognizer(trained / "model.onnx")
     video = next((workdir / "data" / "widen").glob("*.mp4"))
-    training_frames = _decode_views(config, views=1)(video)[0]
+    training_frames = view_decoder(config, views=1)(video)[0]
     serving_frames = recognizer.decode(video).clips[0].frames
     np.testing.assert_array_equal(training_frames, serving_frames)
     with torch.inference_mode():
@@ -126,7 +128,7 @@ def test_training_and_serving_see_the_same_frames_and_model_outputs(trained: Pat
 
 def test_serving_never_imports_torch():
     code = (
-        "import sys, actionrec, actionrec.recognizer, actionrec.video, actionrec.cli;"
+        "import sys, actionrec, actionrec.inference, actionrec.video, actionrec.cli;"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -136,7 +138,7 @@ def test_a_model_without_metadata_is_refused(tmp_path: Path):
     import onnx
     from onnx import TensorProto, helper
 
-    from actionrec.recognizer import Recognizer
+    from actionrec.inference import Recognizer
 
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "plain",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
@@ -148,19 +150,21 @@ def test_a_model_without_metadata_is_refused(tmp_path: Path):
 
 
 def test_export_refuses_when_runtimes_disagree(trained: Path, tmp_path: Path):
-    from actionrec.export import ExportError, export_model, model_metadata
-    from actionrec.train import load_run
+    from actionrec.errors import ExportError
+    from actionrec.export import export_model
+    from actionrec.training.runs import RunDir
 
-    model, _, saved = load_run(trained)
+    run = RunDir(trained)
     with pytest.raises(ExportError, match="disagree"):
-        export_model(model, model_metadata(trained, saved, None), tmp_path / "m.onnx", tolerance=-1)
+        export_model(run.load_model(), run.model_card(), tmp_path / "m.onnx", tolerance=-1)
     assert not list(tmp_path.glob("*.onnx"))
 
 
 def test_imagenet_weights_offline_names_the_alternatives(monkeypatch):
     from torchvision.models import MobileNet_V2_Weights
 
-    from actionrec.model import ActionModel, BackboneWeightsError, ModelConfig, load_backbone_weights
+    from actionrec.errors import BackboneWeightsError
+    from actionrec.model import ActionModel, ModelConfig, load_backbone_weights
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no route to host")
@@ -203,7 +207,7 @@ def test_frozen_backbone_features_are_cached_and_match_pytorch(workdir: Path, tm
     import torch
 
     from actionrec.model import ActionModel, ModelConfig, load_backbone_weights
-    from actionrec.train import feature_extractor
+    from actionrec.training.features import feature_extractor
 
     weights = _calibrated_backbone_file(tmp_path / "backbone.pth")
     run = tmp_path / "frozen"
@@ -230,7 +234,7 @@ def test_frozen_backbone_features_are_cached_and_match_pytorch(workdir: Path, tm
 
 def test_ucf101_recipe_on_a_ucf101_shaped_tree(tmp_path: Path):
     """Official layout, split files and the HandstandPushups quirk, with the UCF101 defaults."""
-    from actionrec.ucf101 import make_fake_ucf101
+    from actionrec.testing.ucf101 import make_fake_ucf101
 
     root = make_fake_ucf101(tmp_path / "UCF101", ["ApplyEyeMakeup", "HandstandPushups", "YoYo"],
                             groups=25, clips_per_group=1)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actionrec.metrics import compute_metrics
+from actionrec.training.metrics import compute_metrics
 
 
 def one_hot_scores(ranking_per_clip: list[list[int]], num_classes: int) -> np.ndarray:
@@ -165,7 +165,7 @@ def hostile_metrics() -> dict:
 
 def test_write_report_creates_files_and_page(tmp_path, hostile_metrics):
     pytest.importorskip("matplotlib")
-    from actionrec.report import write_report
+    from actionrec.training.report import write_report
 
     details = {"model": "MobileNetV2 + LSTM", "dataset": "<synthetic>", "frames": 8}
     report = write_report(tmp_path / "run", hostile_metrics, HISTORY, title="Test <run>",
@@ -206,7 +206,7 @@ def test_write_report_creates_files_and_page(tmp_path, hostile_metrics):
 
 def test_write_report_without_history(tmp_path, hostile_metrics):
     pytest.importorskip("matplotlib")
-    from actionrec.report import write_report
+    from actionrec.training.report import write_report
 
     report = write_report(tmp_path, hostile_metrics)
     assert report.is_file()
@@ -217,7 +217,7 @@ def test_write_report_without_history(tmp_path, hostile_metrics):
 
 def test_confusion_image_grows_with_the_number_of_classes(tmp_path):
     pytest.importorskip("matplotlib")
-    from actionrec.report import plot_confusion
+    from actionrec.training.report import plot_confusion
 
     rng = np.random.default_rng(0)
     sizes = {}
@@ -233,7 +233,7 @@ def test_confusion_image_grows_with_the_number_of_classes(tmp_path):
 
 
 def test_best_epoch_is_highest_validation_accuracy():
-    from actionrec.report import best_epoch_index
+    from actionrec.training.metrics import best_epoch_index
 
     assert best_epoch_index(HISTORY) == 1
     assert best_epoch_index([{"val_loss": 2.0}, {"val_loss": 1.0}, {"val_loss": 1.5}]) == 1
@@ -244,6 +244,6 @@ def test_importing_report_does_not_import_matplotlib():
     import subprocess
     import sys
 
-    code = "import sys, actionrec.report; print('matplotlib' in sys.modules)"
+    code = "import sys, actionrec.training.report; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -7,7 +7,8 @@ import av
 import numpy as np
 import pytest
 
-from actionrec import synth
+from actionrec.datasets import synth
+from actionrec.video.encode import write_video
 
 
 
@@ -24,7 +25,7 @@ def decode(data: bytes | Path) -> tuple[list[av.VideoFrame], av.container.InputC
 
 def written(frames: np.ndarray, container_format: str = "mp4", **options) -> bytes:
     buffer = io.BytesIO()
-    synth.write_video(frames, buffer, container_format=container_format, **options)
+    write_video(frames, buffer, container_format=container_format, **options)
     return buffer.getvalue()
 
 
@@ -172,7 +173,7 @@ def test_dataset_with_other_parameters_is_refused(tmp_path):
 def test_write_video_to_path_round_trips(tmp_path):
     clip = small_clip(num_frames=20)
     path = tmp_path / "clip.mp4"
-    synth.write_video(clip, path, fps=25)
+    write_video(clip, path, fps=25)
     frames, container = decode(path)
     with container:
         stream = container.streams.video[0]
@@ -194,7 +195,7 @@ def test_write_video_to_file_object(container_format):
 
 def test_write_video_to_file_object_needs_a_container_format():
     with pytest.raises(ValueError, match="container_format"):
-        synth.write_video(small_clip(), io.BytesIO())
+        write_video(small_clip(), io.BytesIO())
 
 
 def test_write_video_pads_odd_sizes_to_even():
@@ -252,7 +253,7 @@ def test_write_video_without_rotation_has_no_tag():
 def test_write_video_rotation_in_avi_is_refused_and_leaves_no_file(tmp_path):
     path = tmp_path / "clip.avi"
     with pytest.raises(NotImplementedError, match="mp4"):
-        synth.write_video(small_clip(), path, rotation=90)
+        write_video(small_clip(), path, rotation=90)
     assert not path.exists()
 
 
@@ -292,6 +293,6 @@ def test_write_video_bframes_reorder_decoding(bframes):
 
 def test_write_video_refuses_bad_frames():
     with pytest.raises(ValueError, match="uint8"):
-        synth.write_video(np.zeros((2, 8, 8, 3), np.float32), io.BytesIO(), container_format="mp4")
+        write_video(np.zeros((2, 8, 8, 3), np.float32), io.BytesIO(), container_format="mp4")
     with pytest.raises(ValueError, match="empty"):
-        synth.write_video(np.zeros((0, 8, 8, 3), np.uint8), io.BytesIO(), container_format="mp4")
+        write_video(np.zeros((0, 8, 8, 3), np.uint8), io.BytesIO(), container_format="mp4")

@@ -24,9 +24,9 @@ from pathlib import Path
 import av
 import pytest
 
-from actionrec import ucf101
-from actionrec.data import DatasetError, clip_group, load_dataset
-from actionrec.ucf101 import DownloadError, ExtractionError, HostUnreachableError
+from actionrec.datasets import DatasetError, clip_group, download, load_dataset, ucf101
+from actionrec.errors import DownloadError, ExtractionError, HostUnreachableError
+from actionrec.testing.ucf101 import make_fake_ucf101
 
 CLASSES = ["ApplyEyeMakeup", "HandstandPushups", "YoYo"]
 
@@ -37,7 +37,7 @@ def write_placeholder(path: Path, class_name: str) -> None:
 
 @pytest.fixture
 def fake_release(tmp_path: Path) -> Path:
-    return ucf101.make_fake_ucf101(tmp_path / "ucf", CLASSES, groups=25, clips_per_group=2,
+    return make_fake_ucf101(tmp_path / "ucf", CLASSES, groups=25, clips_per_group=2,
                                    write_clip=write_placeholder)
 
 
@@ -142,7 +142,7 @@ def test_bad_split_number_and_incomplete_layout_are_errors(fake_release: Path, t
 
 @pytest.fixture
 def real_clip_release(tmp_path: Path) -> Path:
-    return ucf101.make_fake_ucf101(tmp_path / "ucf", ["Jump", "HandstandPushups"], groups=8, clips_per_group=1)
+    return make_fake_ucf101(tmp_path / "ucf", ["Jump", "HandstandPushups"], groups=8, clips_per_group=1)
 
 
 def test_default_clips_are_small_real_videos(real_clip_release: Path) -> None:
@@ -370,7 +370,7 @@ def test_download_keeps_files_that_are_already_there(server, tmp_path: Path) -> 
 def test_an_interrupted_transfer_resumes_with_a_range_request(server, tmp_path: Path) -> None:
     url, state = server
     state.drop_first = True
-    dest = ucf101.fetch(f"{url}/UCF101.rar", tmp_path / "UCF101.rar", sha256=hashlib.sha256(PAYLOAD).hexdigest(),
+    dest = download.fetch(f"{url}/UCF101.rar", tmp_path / "UCF101.rar", sha256=hashlib.sha256(PAYLOAD).hexdigest(),
                         timeout=5)
     assert dest.read_bytes() == PAYLOAD
     assert len(state.ranges) == 2 and state.ranges[0] is None
@@ -381,7 +381,7 @@ def test_an_interrupted_transfer_resumes_with_a_range_request(server, tmp_path: 
 def test_a_partial_file_from_an_earlier_run_is_resumed(server, tmp_path: Path) -> None:
     url, state = server
     (tmp_path / "UCF101.rar.part").write_bytes(PAYLOAD[:1_000_000])
-    dest = ucf101.fetch(f"{url}/UCF101.rar", tmp_path / "UCF101.rar", size=len(PAYLOAD),
+    dest = download.fetch(f"{url}/UCF101.rar", tmp_path / "UCF101.rar", size=len(PAYLOAD),
                         sha256=hashlib.sha256(PAYLOAD).hexdigest(), timeout=5)
     assert dest.read_bytes() == PAYLOAD
     assert state.ranges == ["bytes=1000000-"]
@@ -391,7 +391,7 @@ def test_a_server_that_ignores_range_makes_the_download_start_over(server, tmp_p
     url, state = server
     state.ignore_range = True
     (tmp_path / "UCF101.rar.part").write_bytes(b"stale bytes from another file")
-    dest = ucf101.fetch(f"{url}/UCF101.rar", tmp_path / "UCF101.rar", timeout=5)
+    dest = download.fetch(f"{url}/UCF101.rar", tmp_path / "UCF101.rar", timeout=5)
     assert dest.read_bytes() == PAYLOAD
     assert state.ranges == ["bytes=29-"]
 
@@ -399,21 +399,21 @@ def test_a_server_that_ignores_range_makes_the_download_start_over(server, tmp_p
 def test_a_checksum_mismatch_leaves_no_file(server, tmp_path: Path) -> None:
     url, _ = server
     with pytest.raises(DownloadError, match=r"SHA-256 is [0-9a-f]{64}, expected 0000"):
-        ucf101.fetch(f"{url}/UCF101.rar", tmp_path / "UCF101.rar", sha256="0" * 64, timeout=5)
+        download.fetch(f"{url}/UCF101.rar", tmp_path / "UCF101.rar", sha256="0" * 64, timeout=5)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_size_mismatch_leaves_no_file(server, tmp_path: Path) -> None:
     url, _ = server
     with pytest.raises(DownloadError, match=r"is 3,145,745 bytes on the server, but UCF101.rar should be"):
-        ucf101.fetch(f"{url}/UCF101.rar", tmp_path / "UCF101.rar", size=len(PAYLOAD) + 1, timeout=5)
+        download.fetch(f"{url}/UCF101.rar", tmp_path / "UCF101.rar", size=len(PAYLOAD) + 1, timeout=5)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_http_errors_are_reported(server, tmp_path: Path) -> None:
     url, _ = server
     with pytest.raises(DownloadError, match=r"HTTP 404"):
-        ucf101.fetch(f"{url}/nothing.rar", tmp_path / "nothing.rar", timeout=5)
+        download.fetch(f"{url}/nothing.rar", tmp_path / "nothing.rar", timeout=5)
 
 
 def test_an_unreachable_server_says_how_to_use_local_files(tmp_path: Path) -> None:
@@ -465,9 +465,9 @@ def test_an_unverifiable_certificate_is_accepted_only_when_a_checksum_vouches_fo
     https_server: str, tmp_path: Path
 ) -> None:
     with pytest.raises(DownloadError, match=r"TLS certificate of 127.0.0.1 could not be verified"):
-        ucf101.fetch(f"{https_server}/UCF101.rar", tmp_path / "unchecked.rar", timeout=5)
+        download.fetch(f"{https_server}/UCF101.rar", tmp_path / "unchecked.rar", timeout=5)
     assert not (tmp_path / "unchecked.rar").exists()
 
-    dest = ucf101.fetch(f"{https_server}/UCF101.rar", tmp_path / "UCF101.rar",
+    dest = download.fetch(f"{https_server}/UCF101.rar", tmp_path / "UCF101.rar",
                         sha256=hashlib.sha256(PAYLOAD).hexdigest(), timeout=5)
     assert dest.read_bytes() == PAYLOAD

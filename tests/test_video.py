@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from actionrec import video
+from actionrec.video import decode, spec
 from actionrec.errors import (
     EmptyVideoError,
     FrameTooLargeError,
@@ -52,8 +52,8 @@ def test_variable_frame_rate_samples_by_time_not_index():
 
 
 def test_windows_cover_the_video_and_end_at_its_end():
-    assert video.window_bounds(10, 4, 3) == [(0, 4), (3, 7), (6, 10)]
-    assert video.window_bounds(2, 4, 3) == [(0, 2)]
+    assert spec.window_bounds(10, 4, 3) == [(0, 4), (3, 7), (6, 10)]
+    assert spec.window_bounds(2, 4, 3) == [(0, 2)]
 
 
 # --------------------------------------------------------------------------- reading
@@ -81,8 +81,8 @@ def test_the_sampled_frames_are_the_ones_returned(numbered_clip):
 
 def test_only_sampled_frames_are_converted(numbered_clip, monkeypatch):
     calls = []
-    original = video._convert
-    monkeypatch.setattr(video, "_convert", lambda frame, size: calls.append(1) or original(frame, size))
+    original = decode._convert
+    monkeypatch.setattr(decode, "_convert", lambda frame, size: calls.append(1) or original(frame, size))
     read_clip(numbered_clip, ClipSpec(4, 32))
     assert len(calls) == 4
 

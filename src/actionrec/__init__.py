@@ -17,9 +17,9 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     if name in ("Recognizer", "Prediction"):
-        from actionrec import recognizer
+        from actionrec import inference
 
-        return getattr(recognizer, name)
+        return getattr(inference, name)
     raise AttributeError(f"module 'actionrec' has no attribute {name!r}")
 
 

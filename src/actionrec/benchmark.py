@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actionrec.recognizer import Recognizer
+from actionrec.inference import Recognizer
 
 
 def benchmark_model(model_path: str | os.PathLike, video: str | os.PathLike, *, repeats: int = 10,

@@ -1,4 +1,8 @@
-"""The `actionrec` command. Training commands import torch lazily; `predict` and `serve` never do."""
+"""The `actionrec` command. Training commands import torch lazily; `predict` and `serve` never do.
+
+Defaults live with what they configure (`TrainConfig`, `ServerSettings`); options here that a
+user leaves out are not passed on, so those defaults, recipes and ACTIONREC_* variables apply.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from actionrec.errors import ActionrecError
+from actionrec.training.config import TrainConfig
 
 app = typer.Typer(
     help="Video action recognition: train MobileNetV2 + LSTM, export to ONNX, predict and serve.",
@@ -47,7 +52,7 @@ def synth(
     """Generate the synthetic action dataset: real H.264 MP4 clips, folder per class, offline."""
     from rich.progress import Progress
 
-    from actionrec import synth as synthetic
+    from actionrec.datasets import synth as synthetic
 
     with Progress(console=console) as progress:
         task = progress.add_task("Generating clips", total=clips_per_class * len(synthetic.CLASSES))
@@ -73,7 +78,7 @@ def data_ucf101(
     """Download (optional), unpack and check UCF101; prints what is missing or unreadable."""
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
-    from actionrec import ucf101
+    from actionrec.datasets import ucf101
 
     try:
         if download and not (archive or splits):
@@ -96,50 +101,44 @@ def data_ucf101(
         raise typer.Exit(1)
 
 
+def _default(name: str) -> object:
+    return TrainConfig.default(name)
+
+
 @app.command()
 def train(
     data_dir: Path = typer.Argument(..., help="Dataset root: folder per class, or the UCF101 root with --dataset ucf101."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write the model, config and metrics into."),
-    dataset: str = typer.Option("folder", help="folder | ucf101"),
-    split: int = typer.Option(1, help="UCF101 official split (1, 2 or 3)."),
-    val_fraction: float = typer.Option(0.2, help="Folder datasets without train.txt/test.txt: share held out."),
+    dataset: str = typer.Option(_default("dataset"), help="folder | ucf101"),
+    split: int = typer.Option(_default("split"), help="UCF101 official split (1, 2 or 3)."),
+    val_fraction: float = typer.Option(_default("val_fraction"), help="Folder datasets without train.txt/test.txt: share held out."),
     epochs: Optional[int] = typer.Option(None, help="Default 15; 20 for the UCF101 recipe."),
-    frames: int = typer.Option(16, help="Frames sampled per clip."),
-    image_size: int = typer.Option(224, help="Frame size in pixels (square)."),
+    frames: int = typer.Option(_default("frames"), help="Frames sampled per clip."),
+    image_size: int = typer.Option(_default("image_size"), help="Frame size in pixels (square)."),
     batch_size: Optional[int] = typer.Option(None, help="Default 32; 64 for the UCF101 recipe."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate (AdamW, warm-up then cosine decay)."),
-    weight_decay: float = typer.Option(0.05),
-    backbone_weights: str = typer.Option("imagenet", help="imagenet | none | PATH to MobileNetV2 weights."),
-    temporal: str = typer.Option("lstm", help="lstm | mean (order-blind baseline)."),
-    finetune: bool = typer.Option(False, help="Train the backbone too (implied by --backbone-weights none)."),
-    width_mult: float = typer.Option(1.0, help="MobileNetV2 width multiplier (1.0 for ImageNet weights)."),
-    hidden_size: int = typer.Option(512, help="LSTM / MLP hidden size."),
-    dropout: float = typer.Option(0.5),
+    lr: float = typer.Option(_default("lr"), help="Peak learning rate (AdamW, warm-up then cosine decay)."),
+    weight_decay: float = typer.Option(_default("weight_decay")),
+    backbone_weights: str = typer.Option(_default("backbone_weights"), help="imagenet | none | PATH to MobileNetV2 weights."),
+    temporal: str = typer.Option(_default("temporal"), help="lstm | mean (order-blind baseline)."),
+    finetune: bool = typer.Option(_default("finetune"), help="Train the backbone too (implied by --backbone-weights none)."),
+    width_mult: float = typer.Option(_default("width_mult"), help="MobileNetV2 width multiplier (1.0 for ImageNet weights)."),
+    hidden_size: int = typer.Option(_default("hidden_size"), help="LSTM / MLP hidden size."),
+    dropout: float = typer.Option(_default("dropout")),
     train_views: Optional[int] = typer.Option(None, help="Temporal clips cached per training video; one is drawn each epoch. Default 1; 2 for UCF101."),
     test_views: Optional[int] = typer.Option(None, help="Clips averaged per validation video. Default 1; 2 for UCF101."),
     flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Mirror random training views. Default off; on for UCF101 (not where left/right is the label)."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(_default("seed")),
     cache_dir: Optional[Path] = typer.Option(None, help="Where cached frames/features go (default ~/.cache/actionrec or $ACTIONREC_CACHE)."),
     resume: bool = typer.Option(False, help="Continue a killed run from its last completed epoch."),
 ) -> None:
     """Train a model on a folder-per-class dataset or UCF101."""
+    given = {name: str(value) if isinstance(value, Path) else value
+             for name, value in locals().items() if name != "resume" and value is not None}
     _needs_training_extra()
-    from actionrec.train import TrainConfig, recipe_defaults, train as run_training
+    from actionrec.training.train import train as run_training
 
-    if dataset not in ("folder", "ucf101"):
-        _fail(f"--dataset must be 'folder' or 'ucf101', not {dataset!r}.")
-    if temporal not in ("lstm", "mean"):
-        _fail(f"--temporal must be 'lstm' or 'mean', not {temporal!r}.")
-    chosen = dict(epochs=epochs, batch_size=batch_size, train_views=train_views, test_views=test_views, flip=flip)
-    config = TrainConfig(
-        data_dir=str(data_dir), out=str(out), dataset=dataset, split=split, val_fraction=val_fraction,
-        frames=frames, image_size=image_size, lr=lr,
-        weight_decay=weight_decay, backbone_weights=backbone_weights, temporal=temporal, finetune=finetune,
-        width_mult=width_mult, hidden_size=hidden_size, dropout=dropout,
-        seed=seed, cache_dir=str(cache_dir) if cache_dir else None,
-        **(recipe_defaults(dataset) | {k: v for k, v in chosen.items() if v is not None}),
-    )
     try:
+        config = TrainConfig(**given)
         run_training(config, resume=resume, console=console)
     except (ActionrecError, ValueError) as exc:
         _fail(str(exc))
@@ -154,7 +153,7 @@ def evaluate(
 ) -> None:
     """Top-1/top-5, mean class accuracy, confusion matrix; writes metrics.json and report.html."""
     _needs_training_extra()
-    from actionrec.evaluate import evaluate_run
+    from actionrec.training.evaluate import evaluate_run
 
     try:
         metrics, report = evaluate_run(run_dir, data_dir=data, console=console)
@@ -182,10 +181,10 @@ def export(
 ) -> None:
     """Export to ONNX (frames in, probabilities out, labels and settings in the metadata), checked against PyTorch."""
     _needs_training_extra()
-    from actionrec.export import export_onnx
+    from actionrec.training.runs import RunDir
 
     try:
-        path = export_onnx(run_dir, out)
+        path = RunDir(run_dir).export(out)
     except (ActionrecError, ValueError) as exc:
         _fail(str(exc))
     console.print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB); ONNX Runtime matches PyTorch.")
@@ -201,8 +200,8 @@ def predict(
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
 ) -> None:
     """Say which action each video shows. Exit code 1 if any video could not be read."""
-    from actionrec.recognizer import Recognizer
-    from actionrec.video import VideoError
+    from actionrec.errors import VideoError
+    from actionrec.inference import Recognizer
 
     try:
         recognizer = Recognizer(model, threads=threads)
@@ -261,42 +260,40 @@ def benchmark(
     console.print(f"  total     {result['clips_per_s']:8.2f} clips/s  on {result['machine']}, threads: {result['threads']}")
 
 
+def _setting_help(name: str, text: str = "") -> str:
+    from actionrec.serve.settings import ENV_PREFIX, ServerSettings
+
+    field = ServerSettings.model_fields[name]
+    default = field.get_default(call_default_factory=True)
+    shown = "none" if default in (None, []) else default
+    return f"{text or (field.description or '').capitalize()} [default: {shown}; env {ENV_PREFIX}{name.upper()}]"
+
+
 @app.command()
 def serve(
-    model: Path = typer.Argument(..., help="An exported model.onnx."),
-    host: str = typer.Option("127.0.0.1", envvar="ACTIONREC_HOST", help="Interface to listen on (0.0.0.0 for all)."),
-    port: int = typer.Option(8000, envvar="ACTIONREC_PORT"),
-    max_upload_mb: float = typer.Option(100.0, envvar="ACTIONREC_MAX_UPLOAD_MB", help="Larger bodies get 413."),
-    max_duration_s: float = typer.Option(600.0, envvar="ACTIONREC_MAX_DURATION_S", help="Longer videos get 422."),
-    decode_timeout_s: float = typer.Option(60.0, envvar="ACTIONREC_DECODE_TIMEOUT_S", help="Per upload; then 422."),
-    workers: int = typer.Option(2, envvar="ACTIONREC_WORKERS", help="Decoding worker processes."),
-    threads: Optional[int] = typer.Option(None, envvar="ACTIONREC_THREADS", help="ONNX Runtime threads per inference."),
-    max_pending: int = typer.Option(8, envvar="ACTIONREC_MAX_PENDING", help="Requests in progress before 503."),
-    uncertain_below: float = typer.Option(0.5, envvar="ACTIONREC_UNCERTAIN_BELOW", help="Confidence under which answers are flagged uncertain."),
-    cors_origins: str = typer.Option("", envvar="ACTIONREC_CORS_ORIGINS", help="Comma-separated origins allowed to call the API from a browser."),
+    model: Optional[Path] = typer.Argument(None, help="An exported model.onnx [env ACTIONREC_MODEL].", show_default=False),
+    host: Optional[str] = typer.Option(None, help=_setting_help("host"), show_default=False),
+    port: Optional[int] = typer.Option(None, help=_setting_help("port", "Port to listen on"), show_default=False),
+    max_upload_mb: Optional[float] = typer.Option(None, help=_setting_help("max_upload_mb"), show_default=False),
+    max_duration_s: Optional[float] = typer.Option(None, help=_setting_help("max_duration_s"), show_default=False),
+    decode_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("decode_timeout_s"), show_default=False),
+    workers: Optional[int] = typer.Option(None, help=_setting_help("workers"), show_default=False),
+    threads: Optional[int] = typer.Option(None, help=_setting_help("threads"), show_default=False),
+    max_pending: Optional[int] = typer.Option(None, help=_setting_help("max_pending"), show_default=False),
+    uncertain_below: Optional[float] = typer.Option(None, help=_setting_help("uncertain_below"), show_default=False),
+    cors_origins: Optional[str] = typer.Option(None, help=_setting_help("cors_origins"), show_default=False),
 ) -> None:
     """Serve the REST API and the web page. Set ACTIONREC_API_KEY to require a key on prediction routes."""
-    import os
-
-    from actionrec.server import ServerSettings, serve as run_server
+    from actionrec.serve.app import serve as run_server
+    from actionrec.serve.settings import load_settings
 
     try:
-        settings = ServerSettings(
-            max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-            max_duration_s=max_duration_s,
-            decode_timeout_s=decode_timeout_s,
-            workers=workers,
-            threads=threads,
-            max_pending=max_pending,
-            uncertain_below=uncertain_below,
-            cors_origins=[o.strip() for o in cors_origins.split(",") if o.strip()],
-            api_key=os.environ.get("ACTIONREC_API_KEY") or None,
-        )
-    except ValueError as exc:
-        _fail(str(exc))
-    try:
-        run_server(model, host=host, port=port, settings=settings)
-    except ActionrecError as exc:
+        settings = load_settings(model_path=model, host=host, port=port, max_upload_mb=max_upload_mb,
+                                 max_duration_s=max_duration_s, decode_timeout_s=decode_timeout_s, workers=workers,
+                                 threads=threads, max_pending=max_pending, uncertain_below=uncertain_below,
+                                 cors_origins=cors_origins)
+        run_server(settings)
+    except (ActionrecError, ValueError) as exc:
         _fail(str(exc))
 
 
@@ -313,7 +310,8 @@ def demo(
 
     if rebuild or not DemoPaths(folder).model.exists():
         _needs_training_extra()
-    from actionrec.server import ServerSettings, serve as run_server
+    from actionrec.serve.app import serve as run_server
+    from actionrec.serve.settings import ServerSettings
 
     try:
         model = build_demo_model(folder, console, rebuild=rebuild)
@@ -327,7 +325,7 @@ def demo(
         console.print(f"Try: curl --data-binary @{some_clip} -H 'Content-Type: video/mp4' {url}/")
     if no_serve:
         return
-    run_server(model, host=host, port=port, settings=ServerSettings())
+    run_server(ServerSettings(model_path=model, host=host, port=port))
 
 
 def main() -> None:  # pragma: no cover

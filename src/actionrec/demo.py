@@ -58,9 +58,10 @@ def build_demo_model(root: Path, console: Console, rebuild: bool = False) -> Pat
         console.print(f"Reusing {paths.model} (delete the folder or pass --rebuild to train again).")
         return paths.model
 
-    from actionrec import synth
-    from actionrec.export import export_onnx
-    from actionrec.train import TrainConfig, train
+    from actionrec.datasets import synth
+    from actionrec.training.config import TrainConfig
+    from actionrec.training.runs import RunDir
+    from actionrec.training.train import train
 
     started = time.perf_counter()
     console.rule("1/3  Generating the synthetic dataset")
@@ -75,7 +76,7 @@ def build_demo_model(root: Path, console: Console, rebuild: bool = False) -> Pat
     result = train(config, resume=True, console=console)  # continues an interrupted demo build
 
     console.rule("3/3  Exporting to ONNX")
-    export_onnx(paths.run)
+    RunDir(paths.run).export()
     console.print(
         f"Model ready in {time.perf_counter() - started:.0f} s: {paths.model} "
         f"(validation accuracy {result.best_val_acc:.1%} at epoch {result.best_epoch})"

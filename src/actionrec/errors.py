@@ -1,10 +1,17 @@
-"""Errors a user can act on. Every problem with an input video is a `VideoError`."""
+"""Every error this package raises on purpose, each with a message a user can act on.
+
+Problems with an input video are `VideoError`s and carry a short machine-readable `reason`; the
+server turns them into 422 answers and `actionrec predict --json` prints the same codes.
+"""
 
 from __future__ import annotations
 
 
 class ActionrecError(Exception):
     """Base class of the errors this package raises on purpose."""
+
+
+# --------------------------------------------------------------------------- videos
 
 
 class VideoError(ActionrecError, ValueError):
@@ -41,5 +48,73 @@ class VideoTooLongError(VideoError):
     reason = "too_long"
 
 
+# --------------------------------------------------------------------------- model files
+
+
 class ModelFileError(ActionrecError):
     """A model file is missing, unreadable or lacks the metadata this package writes."""
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+class DatasetError(ActionrecError, ValueError):
+    """The dataset cannot be used as it is: the message names the path, the problem and the fix."""
+
+
+class DownloadError(ActionrecError):
+    """A file could not be downloaded, or what arrived is not the expected file."""
+
+
+class HostUnreachableError(DownloadError):
+    """No connection to the server at all: offline, blocked, or the server is down."""
+
+
+class ExtractionError(ActionrecError):
+    """An archive could not be unpacked: a missing tool, a damaged archive or a full disk."""
+
+
+# --------------------------------------------------------------------------- training and export
+
+
+class BackboneWeightsError(ActionrecError):
+    """The backbone weights could not be obtained or do not fit."""
+
+
+class TrainingError(ActionrecError):
+    """A training or evaluation run cannot go on: bad settings, no usable clips, a foreign run folder."""
+
+
+class ExportError(ActionrecError):
+    """The exported model does not reproduce the trained one, so it was not written."""
+
+
+# --------------------------------------------------------------------------- serving
+
+
+class DecodeCrashed(ActionrecError):
+    """The worker process died while decoding (e.g. FFmpeg segfaulted on a damaged stream)."""
+
+
+class DecodeTimedOut(ActionrecError):
+    """The worker took longer than the per-upload time limit."""
+
+
+class DecodersBusy(ActionrecError):
+    """No decode worker became free in time."""
+
+
+class ServerBusy(ActionrecError):
+    """As many prediction requests as the server allows are already in progress."""
+
+
+class InferenceFailed(ActionrecError):
+    """The model failed on frames that decoded fine: a server fault, not the upload's."""
+
+
+class UploadError(ActionrecError):
+    """An HTTP upload that cannot be taken as it is; `status` is the HTTP status it gets."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status

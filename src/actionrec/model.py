@@ -3,7 +3,9 @@
 Input is what `actionrec.video` produces: uint8 RGB frames shaped (batch, frames, height, width, 3).
 Normalisation happens inside the model, so the exported graph takes decoded frames as they are.
 
-    frames --forward_features--> (batch, frames, 1280) --forward_head--> (batch, classes) logits
+    frames --forward_features--> (batch, frames, num_features) --forward_head--> (batch, classes) logits
+
+`num_features` is read from the built backbone: 1280 for MobileNetV2 up to width 1.0, wider above.
 """
 
 from __future__ import annotations
@@ -19,14 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
-from actionrec.errors import ActionrecError
-from actionrec.video import IMAGENET_MEAN, IMAGENET_STD
-
-FEATURE_DIM = 1280  # MobileNetV2's last layer keeps 1280 channels for width_mult <= 1
-
-
-class BackboneWeightsError(ActionrecError):
-    """The backbone weights could not be obtained or do not fit."""
+from actionrec.card import IMAGENET_MEAN, IMAGENET_STD, TEMPORAL_HEADS
+from actionrec.errors import BackboneWeightsError
 
 
 @dataclass
@@ -36,6 +32,12 @@ class ModelConfig:
     hidden_size: int = 512
     dropout: float = 0.5
     width_mult: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temporal not in TEMPORAL_HEADS:
+            raise ValueError(f"temporal head must be one of {', '.join(TEMPORAL_HEADS)}, not {self.temporal!r}")
+        if self.num_classes < 1 or self.hidden_size < 1 or self.width_mult <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"invalid model settings: {self}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,10 +60,10 @@ class FramePreprocess(nn.Module):
 class LSTMHead(nn.Module):
     """Reads frame features in order; classifies from the last hidden state."""
 
-    def __init__(self, num_classes: int, hidden_size: int, dropout: float) -> None:
+    def __init__(self, num_features: int, num_classes: int, hidden_size: int, dropout: float) -> None:
         super().__init__()
         self.input_dropout = nn.Dropout(dropout / 2)
-        self.lstm = nn.LSTM(FEATURE_DIM, hidden_size, batch_first=True)
+        self.lstm = nn.LSTM(num_features, hidden_size, batch_first=True)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_classes)
 
@@ -73,11 +75,11 @@ class LSTMHead(nn.Module):
 class MeanHead(nn.Module):
     """Order-blind baseline: the mean of the frame features, then an MLP of the same width."""
 
-    def __init__(self, num_classes: int, hidden_size: int, dropout: float) -> None:
+    def __init__(self, num_features: int, num_classes: int, hidden_size: int, dropout: float) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Dropout(dropout / 2),
-            nn.Linear(FEATURE_DIM, hidden_size),
+            nn.Linear(num_features, hidden_size),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden_size, num_classes),
@@ -92,12 +94,14 @@ class ActionModel(nn.Module):
         super().__init__()
         self.config = config
         self.preprocess = FramePreprocess()
-        self.backbone = mobilenet_v2(weights=None, width_mult=config.width_mult).features
+        network = mobilenet_v2(weights=None, width_mult=config.width_mult)
+        self.backbone = network.features
+        self.num_features: int = network.last_channel
         head = {"lstm": LSTMHead, "mean": MeanHead}[config.temporal]
-        self.head = head(config.num_classes, config.hidden_size, config.dropout)
+        self.head = head(self.num_features, config.num_classes, config.hidden_size, config.dropout)
 
     def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, T, H, W, 3) uint8 -> (B, T, 1280) globally pooled frame features."""
+        """(B, T, H, W, 3) uint8 -> (B, T, num_features) globally pooled frame features."""
         b, t = frames.shape[:2]
         x = self.backbone(self.preprocess(frames))
         return F.adaptive_avg_pool2d(x, 1).flatten(1).reshape(b, t, -1)

@@ -1,33 +1,27 @@
-"""Which clips a dataset has, their labels, and which of them train and which validate.
+"""Folder-per-class datasets: ``root/<class>/<video files>``.
 
-Two layouts:
-
-* ``folder``: ``root/<class>/<video files>``, one folder per class. If the root holds list
-  files (``train.txt`` + ``test.txt``, or UCF101-style ``trainlist01.txt`` + ``testlist01.txt``)
-  they decide the split; otherwise a deterministic, group-aware split is made.
-* ``ucf101``: the official UCF101 release and its three official splits (see `actionrec.ucf101`).
-
-Why groups: UCF101 cuts each source video into several clips (``v_<Class>_g<NN>_c<MM>``: group
-NN, clip MM) that look nearly identical. A clip in training whose sibling is in validation
-inflates validation accuracy, so a group always lands on one side as a whole.
+If the root holds list files (``train.txt`` + ``test.txt``, or UCF101-style ``trainlist01.txt`` +
+``testlist01.txt``) they decide the split; otherwise a deterministic, group-aware split is made
+(see `actionrec.datasets.base` for why groups).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
 
-from actionrec.errors import ActionrecError
-
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-
-# UCF101 clip names: v_<Class>_g<group>_c<clip>.<ext>
-UCF_CLIP_NAME = re.compile(r"^v_(?P<name>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$", re.IGNORECASE)
+from actionrec.datasets.base import (
+    VIDEO_EXTENSIONS,
+    DatasetSplit,
+    Sample,
+    clip_group,
+    is_video_file,
+    leaking_groups,
+    read_list_file,
+)
+from actionrec.errors import DatasetError
 
 TINY_CLASS_CLIPS = 5
 
@@ -38,64 +32,6 @@ LIST_FILE_PAIRS = (
     ("trainlist.txt", "testlist.txt"),
     ("trainlist{split:02d}.txt", "testlist{split:02d}.txt"),
 )
-
-
-class DatasetError(ActionrecError, ValueError):
-    """The dataset cannot be used as it is: the message names the path, the problem and the fix."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    path: Path
-    label: int
-
-
-@dataclass
-class DatasetSplit:
-    classes: list[str]
-    train: list[Sample]
-    val: list[Sample]
-    description: str
-    warnings: list[str] = field(default_factory=list)
-
-
-def is_video_file(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".") and path.is_file()
-
-
-def clip_group(path: Path) -> str:
-    """The group a clip belongs to: ``<name>_g<NN>`` for UCF101-style names, else the file itself.
-
-    Case is ignored, since UCF101 spells one class two ways (HandstandPushups/HandStandPushups).
-    """
-    match = UCF_CLIP_NAME.match(path.stem)
-    if match:
-        return f"{match['name'].lower()}_g{int(match['group']):02d}"
-    return path.name.lower()
-
-
-def load_dataset(
-    root: str | os.PathLike,
-    *,
-    kind: Literal["folder", "ucf101"] = "folder",
-    split: int = 1,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-) -> DatasetSplit:
-    """List a dataset's classes and clips and split them into training and validation.
-
-    kind: "folder" (folder per class, see the module docstring) or "ucf101" (official split
-        number `split`, 1 to 3).
-    val_fraction, seed: for folder datasets without list files, the share of each class's groups
-        held out for validation and the seed of the hash that picks them.
-    """
-    if kind == "ucf101":
-        from actionrec import ucf101
-
-        return ucf101.load_split(root, split)
-    if kind != "folder":
-        raise DatasetError(f"unknown dataset kind {kind!r}: use 'folder' or 'ucf101'.")
-    return load_folder_dataset(root, split=split, val_fraction=val_fraction, seed=seed)
 
 
 def load_folder_dataset(
@@ -167,22 +103,6 @@ def _find_list_files(root: Path, split: int) -> tuple[Path, Path] | None:
     return None
 
 
-def read_list_file(path: Path) -> list[tuple[int, str, int | None]]:
-    """(line number, relative path, label number or None) of each entry: ``Class/file.avi`` with an
-    optional trailing label number. Windows line endings, backslashes and blank lines are tolerated."""
-    entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        label = None
-        parts = line.rsplit(maxsplit=1)
-        if len(parts) == 2 and parts[1].isdigit():
-            line, label = parts[0], int(parts[1])
-        entries.append((number, line.replace("\\", "/").strip("/"), label))
-    return entries
-
-
 def _split_from_lists(
     root: Path, classes: list[str], videos_by_class: dict[str, list[Path]], train_list: Path, val_list: Path
 ) -> tuple[list[Sample], list[Sample], list[str], str]:
@@ -222,13 +142,6 @@ def _split_from_lists(
         warnings.append(f"{len(leaks)} clip group(s) have clips in both {train_list.name} and {val_list.name} "
                         f"(e.g. {leaks[0]}): near-identical clips on both sides inflate validation accuracy.")
     return samples["train"], samples["val"], warnings, f"folder lists {train_list.name} / {val_list.name}"
-
-
-def leaking_groups(train: Iterable[Sample], val: Iterable[Sample]) -> list[str]:
-    """Names of the clip groups of a class that have clips on both sides."""
-    train_groups = {(s.label, clip_group(s.path)) for s in train}
-    val_groups = {(s.label, clip_group(s.path)) for s in val}
-    return sorted(group for _, group in train_groups & val_groups)
 
 
 # --------------------------------------------------------------------------- group-aware hash split

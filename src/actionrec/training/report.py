@@ -14,15 +14,21 @@ import html
 import json
 import math
 import os
+import string
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from actionrec.files import atomic_output, write_json, write_text
+from actionrec.training.metrics import best_epoch_index, finite_number
+
 CONFUSION_IMAGE = "confusion.png"
 CURVES_IMAGE = "curves.png"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
+
+TEMPLATE = string.Template((Path(__file__).parent / "report_template.html").read_text(encoding="utf-8"))
 
 # Up to this many classes the confusion matrix shows the count in every cell.
 MAX_CLASSES_WITH_COUNTS = 20
@@ -53,13 +59,9 @@ def write_report(
     if history:
         plot_curves(history, run_dir / CURVES_IMAGE)
 
-    with open(run_dir / METRICS_FILE, "w", encoding="utf-8") as f:
-        json.dump({**metrics, "details": details}, f, indent=2, default=str)
-        f.write("\n")
-
-    page = _render_html(title, metrics, history, details)
+    write_json(run_dir / METRICS_FILE, {**metrics, "details": details})
     report_path = run_dir / REPORT_FILE
-    report_path.write_text(page, encoding="utf-8")
+    write_text(report_path, _render_html(title, metrics, history, details))
     return report_path
 
 
@@ -136,7 +138,8 @@ def plot_confusion(confusion: Sequence[Sequence[int]], labels: Sequence[str], pa
     colorbar.set_label("Fraction of the true class's clips (square-root scale)", fontsize=10)
     colorbar.ax.tick_params(labelsize=9)
 
-    fig.savefig(path, dpi=110 if num_classes > 60 else 120, facecolor="white")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110 if num_classes > 60 else 120, facecolor="white")
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
@@ -144,7 +147,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import PercentFormatter
 
-    epochs = [_number(entry.get("epoch")) for entry in history]
+    epochs = [finite_number(entry.get("epoch")) for entry in history]
     epochs = [epoch if epoch is not None else i + 1 for i, epoch in enumerate(epochs)]
     accuracy_scale = _accuracy_scale(_series(history, "train_acc") + _series(history, "val_acc"))
     best = best_epoch_index(history)
@@ -154,7 +157,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
     _draw_panel(loss_ax, "Loss", epochs, history, "loss", 1.0, best)
     _draw_panel(accuracy_ax, "Accuracy", epochs, history, "acc", accuracy_scale, best)
     accuracy_ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-    fig.savefig(path, dpi=120, facecolor="white")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, facecolor="white")
 
 
 def _draw_panel(ax, name: str, epochs: list[float], history: list[dict], quantity: str,
@@ -198,27 +202,8 @@ def _draw_panel(ax, name: str, epochs: list[float], history: list[dict], quantit
         ax.legend(frameon=False, fontsize=9)
 
 
-def best_epoch_index(history: list[dict]) -> int | None:
-    """Index into `history` of the best epoch: highest val_acc, else lowest val_loss."""
-    for key, better in (("val_acc", max), ("val_loss", min)):
-        values = [(v, i) for i, v in enumerate(_series(history, key)) if v is not None]
-        if values:
-            # Earliest epoch wins a tie: max/min on (value, index) would pick the last for max.
-            target = better(v for v, _ in values)
-            return next(i for v, i in values if v == target)
-    return None
-
-
 def _series(history: list[dict], key: str) -> list[float | None]:
-    return [_number(entry.get(key)) for entry in history]
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+    return [finite_number(entry.get(key)) for entry in history]
 
 
 def _accuracy_scale(values: list[float | None]) -> float:
@@ -280,11 +265,10 @@ def _render_html(title: str, metrics: dict, history: list[dict], details: dict) 
         _section("Per-class accuracy (worst first)", _per_class_table(metrics["per_class"]))
     )
 
-    return _PAGE.format(
+    return TEMPLATE.substitute(
         title=_escape(title),
         subtitle=_escape(f"{len(labels)} classes \u00b7 {metrics['num_clips']:,} clips"
                          f" \u00b7 generated {generated}"),
-        css=_CSS,
         body="\n".join(sections),
     )
 
@@ -324,7 +308,7 @@ def _curves_block(history: list[dict]) -> str:
     scale = _accuracy_scale(_series(history, "train_acc") + _series(history, "val_acc"))
 
     def accuracy(value: Any) -> str:
-        number = _number(value)
+        number = finite_number(value)
         return _percent(None if number is None else number / scale)
 
     columns = [
@@ -420,90 +404,24 @@ def _percent(fraction: float | None) -> str:
 
 
 def _format_plain(value: Any) -> str:
-    number = _number(value)
+    number = finite_number(value)
     if number is None:
         return "\u2014" if value is None else str(value)
     return _format_epoch(number)
 
 
 def _format_loss(value: Any) -> str:
-    number = _number(value)
+    number = finite_number(value)
     return "\u2014" if number is None else f"{number:.4f}"
 
 
 def _format_lr(value: Any) -> str:
-    number = _number(value)
+    number = finite_number(value)
     return "\u2014" if number is None else f"{number:.2e}"
 
 
 def _format_seconds(value: Any) -> str:
-    number = _number(value)
+    number = finite_number(value)
     if number is None:
         return "\u2014"
     return f"{number:.1f} s" if number < 120 else f"{number / 60:.1f} min"
-
-
-_CSS = """
-:root { color-scheme: light; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #f6f8fa; color: #1f2328;
-  font: 15px/1.5 -apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue",
-        Arial, "Noto Sans", "Liberation Sans", "DejaVu Sans", sans-serif; }
-main { max-width: 1120px; margin: 0 auto; padding: 32px 24px 48px; }
-header h1 { margin: 0; font-size: 28px; font-weight: 600; }
-header p { margin: 4px 0 24px; color: #57606a; }
-section { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 20px 24px;
-  margin-bottom: 20px; }
-section h2 { margin: 0 0 12px; font-size: 18px; font-weight: 600; }
-section.stats { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr));
-  gap: 16px; background: none; border: none; padding: 0; }
-.stat { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 16px 20px; }
-.stat-name { color: #57606a; font-size: 13px; text-transform: uppercase; letter-spacing: .04em; }
-.stat-value { font-size: 32px; font-weight: 600; font-variant-numeric: tabular-nums; }
-.stat-note { color: #57606a; font-size: 13px; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #eaeef2;
-  vertical-align: top; }
-table.data thead th { border-bottom: 2px solid #d0d7de; font-size: 13px; color: #57606a;
-  font-weight: 600; position: sticky; top: 0; background: #fff; }
-table.data tbody tr:hover { background: #f6f8fa; }
-table.details th { width: 220px; color: #57606a; font-weight: 500; }
-td.num, th.num { text-align: right; }
-td.acc { white-space: nowrap; }
-tr.best td { background: #fff8c5; font-weight: 600; }
-.bar { display: inline-block; width: 120px; height: 8px; background: #eaeef2;
-  border-radius: 4px; margin-right: 10px; vertical-align: middle; overflow: hidden; }
-.fill { display: block; height: 100%; }
-.fill.good { background: #1a7f37; } .fill.fair { background: #bf8700; }
-.fill.poor { background: #cf222e; }
-.muted { color: #8c959f; }
-.note { color: #57606a; margin: 0 0 12px; font-size: 14px; }
-img.figure { display: block; max-width: 100%; height: auto; margin: 0 auto; }
-img.confusion { border: 1px solid #eaeef2; }
-img.confusion.compact { max-width: min(100%, 860px); }
-a { color: #0969da; }
-details { margin-top: 16px; }
-summary { cursor: pointer; color: #0969da; }
-footer { color: #8c959f; font-size: 13px; text-align: center; }
-"""
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{css}</style>
-</head>
-<body>
-<main>
-<header>
-<h1>{title}</h1>
-<p>{subtitle}</p>
-</header>
-{body}
-<footer>Accuracies are over clips. Files: metrics.json holds every number on this page.</footer>
-</main>
-</body>
-</html>
-"""

@@ -19,27 +19,18 @@ files have Windows line endings; test lists have no label column.
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import logging
 import os
-import re
 import shutil
-import ssl
 import subprocess
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import zipfile
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actionrec import __version__
-from actionrec.data import DatasetError, DatasetSplit, Sample, leaking_groups, read_list_file
-from actionrec.errors import ActionrecError
+from actionrec.datasets.base import DatasetSplit, Sample, leaking_groups, read_list_file
+from actionrec.datasets.download import Progress, fetch
+from actionrec.errors import DatasetError, DownloadError, ExtractionError, HostUnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +62,7 @@ KNOWN_FILES = {
 
 RAR_INSTALL_COMMAND = "sudo apt-get install unar"
 
-Progress = Callable[[int, "int | None"], None]
-
-
-class DownloadError(ActionrecError):
-    """A file could not be downloaded, or what arrived is not the expected file."""
-
-
-class HostUnreachableError(DownloadError):
-    """No connection to the server at all: offline, blocked, or the server is down."""
-
-
-class ExtractionError(ActionrecError):
-    """An archive could not be unpacked: a missing tool, a damaged archive or a full disk."""
-
-
 # --------------------------------------------------------------------------- download
-
-_CHUNK = 1 << 20
-_MAX_STALLED_ATTEMPTS = 4  # consecutive attempts that brought no new byte
 
 
 def download(
@@ -131,193 +104,6 @@ def download(
                 f"local files (--archive PATH --splits PATH)."
             ) from exc
     return root
-
-
-def fetch(
-    url: str,
-    dest: str | os.PathLike,
-    *,
-    size: int | None = None,
-    sha256: str | None = None,
-    progress: Progress | None = None,
-    timeout: float = 30.0,
-) -> Path:
-    """Download `url` to `dest` through ``<dest>.part``, resuming it with HTTP Range requests.
-
-    The file is renamed to `dest` only once complete and verified: its size against `size` (or
-    the size the server announced) and its SHA-256 against `sha256`. Without `sha256`, the digest
-    of what arrived is written to ``<dest>.sha256`` for later checks.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    transfer = _Transfer(url, dest, size, sha256, progress, timeout)
-    transfer.run()
-    return dest
-
-
-class _Transfer:
-    """One file's download: the state that survives dropped connections and retries."""
-
-    def __init__(self, url: str, dest: Path, size: int | None, sha256: str | None,
-                 progress: Progress | None, timeout: float) -> None:
-        self.url, self.dest, self.size, self.sha256 = url, dest, size, sha256
-        self.progress, self.timeout = progress, timeout
-        self.part = dest.with_name(dest.name + ".part")
-        self.host = urllib.parse.urlsplit(url).hostname or url
-        self.total = size  # as announced by the server once known
-        self.tls_context: ssl.SSLContext | None = None
-        self.use_range = True
-        self.done, self.hasher = self._existing_part()
-
-    def _existing_part(self) -> tuple[int, hashlib._Hash]:
-        hasher = hashlib.sha256()
-        if not self.part.is_file():
-            return 0, hasher
-        with self.part.open("rb") as partial:
-            while chunk := partial.read(_CHUNK):
-                hasher.update(chunk)
-        return self.part.stat().st_size, hasher
-
-    def _restart(self, why: str) -> None:
-        log.info("%s: %s; downloading %s from the start", self.url, why, self.dest.name)
-        self.part.unlink(missing_ok=True)
-        self.done, self.hasher = 0, hashlib.sha256()
-
-    def run(self) -> None:
-        stalled = 0
-        attempts = 0
-        while not self._complete():
-            attempts += 1
-            before = self.done
-            try:
-                if not self._attempt():
-                    continue  # the answer did not fit the partial file, which was discarded
-                if not self._complete():
-                    raise ConnectionError(f"the connection closed after {self.done:,} of {self.total:,} bytes")
-            except urllib.error.HTTPError as exc:
-                self._http_error(exc)
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-                if isinstance(reason, ssl.SSLCertVerificationError):
-                    self._certificate_failed(reason)
-                    continue
-                connect_failed = isinstance(exc, urllib.error.URLError)
-                if connect_failed and attempts == 1:
-                    raise HostUnreachableError(
-                        f"This machine can't reach {self.host} to download {self.dest.name} ({_describe(reason)})."
-                    ) from None
-                stalled = 0 if self.done > before else stalled + 1
-                if stalled >= _MAX_STALLED_ATTEMPTS:
-                    raise DownloadError(
-                        f"Downloading {self.url} failed after {self.done:,} bytes ({_describe(reason)}). "
-                        f"Run the download again to resume from {self.part}."
-                    ) from None
-                log.info("%s: %s; resuming at byte %d", self.url, _describe(reason), self.done)
-                time.sleep(0.5 * stalled)
-        self._finish()
-
-    def _complete(self) -> bool:
-        return self.total is not None and self.done >= self.total
-
-    def _attempt(self) -> bool:
-        """One request; False when its answer could not be used and the download starts over."""
-        headers = {"User-Agent": f"actionrec/{__version__}", "Accept-Encoding": "identity"}
-        if self.done and self.use_range:
-            headers["Range"] = f"bytes={self.done}-"
-        request = urllib.request.Request(self.url, headers=headers)
-        with urllib.request.urlopen(request, timeout=self.timeout, context=self.tls_context) as response:
-            if not self._accept(response):
-                return False
-            self._report()
-            with self.part.open("ab") as out:
-                while chunk := response.read(_CHUNK):
-                    if self.total is not None and self.done + len(chunk) > self.total:
-                        self.part.unlink(missing_ok=True)
-                        raise DownloadError(f"{self.url} sent more than the expected {self.total:,} bytes; "
-                                            "the file on the server is not the expected one.")
-                    out.write(chunk)
-                    self.hasher.update(chunk)
-                    self.done += len(chunk)
-                    self._report()
-            if self.total is None:  # no length announced: the end of the stream is the end of the file
-                self.total = self.done
-        return True
-
-    def _accept(self, response: http.client.HTTPResponse) -> bool:
-        """Check the response against what is on disk; False when the body must not be used."""
-        if response.status == 206:
-            match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", "").strip())
-            if not match or int(match[1]) != self.done:
-                self.use_range = False
-                self._restart("the server answered the Range request with another range")
-                return False
-            announced = None if match[3] == "*" else int(match[3])
-        else:
-            if self.done:
-                self._restart("the server ignores Range requests")
-            length = response.headers.get("Content-Length")
-            announced = int(length) if length and length.isdigit() else None
-        if announced is not None:
-            if self.size is not None and announced != self.size:
-                self.part.unlink(missing_ok=True)
-                raise DownloadError(
-                    f"{self.url} is {announced:,} bytes on the server, but {self.dest.name} should be "
-                    f"{self.size:,} bytes: the server holds another file. Nothing was saved."
-                )
-            self.total = announced
-        return True
-
-    def _http_error(self, exc: urllib.error.HTTPError) -> None:
-        if exc.code == 416 and self.done:
-            match = re.fullmatch(r"bytes \*/(\d+)", (exc.headers.get("Content-Range") or "").strip())
-            if match and int(match[1]) == self.done:
-                self.total = self.done  # the partial file was already complete
-                return
-            self._restart("the server refused to resume")
-            return
-        raise DownloadError(f"{self.url}: the server answered HTTP {exc.code} {exc.reason}. "
-                            "Check the URL, or download the file by hand and pass it as a local file.") from None
-
-    def _certificate_failed(self, reason: ssl.SSLCertVerificationError) -> None:
-        # The official server has long sent an incomplete certificate chain. With a published
-        # SHA-256 the content is verified anyway, so the certificate adds nothing.
-        if self.sha256 is None or self.tls_context is not None:
-            raise DownloadError(
-                f"The TLS certificate of {self.host} could not be verified ({reason.verify_message}). "
-                f"Download {self.url} with a browser and pass it as a local file."
-            ) from None
-        log.warning("%s: certificate not verifiable (%s); relying on the published SHA-256 instead",
-                    self.host, reason.verify_message)
-        self.tls_context = ssl._create_unverified_context()
-
-    def _report(self) -> None:
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-
-    def _finish(self) -> None:
-        if self.size is not None and self.done != self.size:
-            self.part.unlink(missing_ok=True)
-            raise DownloadError(f"{self.url}: received {self.done:,} bytes, expected {self.size:,}. "
-                                "The partial file was deleted; run the download again.")
-        digest = self.hasher.hexdigest()
-        if self.sha256 is not None and digest != self.sha256.lower():
-            self.part.unlink(missing_ok=True)
-            raise DownloadError(
-                f"{self.url}: the downloaded file's SHA-256 is {digest}, expected {self.sha256}. It is "
-                "damaged or not the published file and was deleted; run the download again."
-            )
-        if self.sha256 is None:
-            checksum_file = self.dest.with_name(self.dest.name + ".sha256")
-            checksum_file.write_text(f"{digest}  {self.dest.name}\n")
-        os.replace(self.part, self.dest)
-
-
-def _describe(reason: object) -> str:
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, TimeoutError):
-        return "timed out"
-    return str(reason) or type(reason).__name__
 
 
 # --------------------------------------------------------------------------- extraction
@@ -699,89 +485,3 @@ def _unreadable_reason(path: Path, open_videos: bool) -> str | None:
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         return f"does not open: {getattr(exc, 'strerror', None) or exc}"
     return None
-
-
-# --------------------------------------------------------------------------- a fake release for tests
-
-
-def _file_class_name(class_name: str) -> str:
-    """The class as spelled in its clips' file names: the release's one inconsistency."""
-    return "HandStandPushups" if class_name == "HandstandPushups" else class_name
-
-
-def make_fake_ucf101(
-    root: str | os.PathLike,
-    classes: Sequence[str],
-    groups: int = 25,
-    clips_per_group: int = 2,
-    write_clip: Callable[[Path, str], None] | None = None,
-) -> Path:
-    """Build a small folder shaped like the unpacked official release and return `root`.
-
-    ``UCF-101/<Class>/v_<Class>_g<NN>_c<MM>.avi`` for every group and clip, ``classInd.txt`` in the
-    order of `classes`, and the three official splits (test groups 1-7, 8-14, 15-21), written with
-    Windows line endings like the originals. A class named ``HandstandPushups`` gets the release's
-    ``v_HandStandPushups_*`` file names. `write_clip(path, class_name)` writes each clip; by default
-    a tiny real video of one solid colour per class (MPEG-4 in AVI, as in the release).
-    """
-    if not classes:
-        raise ValueError("classes is empty: name at least one class")
-    if len(set(classes)) != len(classes):
-        raise ValueError(f"classes has duplicates: {list(classes)}")
-    bad = [name for name in classes if not re.fullmatch(r"[A-Za-z0-9]+", name)]
-    if bad:
-        raise ValueError(f"UCF101 class names are letters and digits only, got {bad}")
-    if not 1 <= groups <= 99 or not 1 <= clips_per_group <= 99:
-        raise ValueError(f"groups and clips_per_group must be 1..99, got {groups} and {clips_per_group}")
-    write_clip = write_clip or write_solid_clip
-
-    root = Path(root)
-    videos_dir, lists_dir = root / VIDEOS_DIR, root / LISTS_DIR
-    lists_dir.mkdir(parents=True, exist_ok=True)
-    clips_by_group: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for label, name in enumerate(classes):
-        (videos_dir / name).mkdir(parents=True, exist_ok=True)
-        for group in range(1, groups + 1):
-            for clip in range(1, clips_per_group + 1):
-                file_name = f"v_{_file_class_name(name)}_g{group:02d}_c{clip:02d}.avi"
-                write_clip(videos_dir / name / file_name, name)
-                clips_by_group[group].append((label, f"{name}/{file_name}"))
-
-    def write_lines(name: str, lines: list[str]) -> None:
-        (lists_dir / name).write_bytes("".join(f"{line}\r\n" for line in lines).encode())
-
-    write_lines("classInd.txt", [f"{label + 1} {name}" for label, name in enumerate(classes)])
-    ordered = sorted((label, relative, group) for group, clips in clips_by_group.items() for label, relative in clips)
-    for split in SPLITS:
-        write_lines(f"trainlist{split:02d}.txt", [f"{relative} {label + 1}" for label, relative, group in ordered
-                                                  if group not in TEST_GROUPS[split]])
-        write_lines(f"testlist{split:02d}.txt", [relative for label, relative, group in ordered
-                                                 if group in TEST_GROUPS[split]])
-    return root
-
-
-def write_solid_clip(path: Path, class_name: str) -> None:
-    """Eight 64x48 frames of a colour that depends only on the class, encoded like the release."""
-    import numpy as np
-
-    from actionrec.synth import write_video
-
-    colour = np.frombuffer(hashlib.sha1(class_name.encode()).digest()[:3], dtype=np.uint8)
-    frames = np.broadcast_to(colour, (8, 48, 64, 3)).copy()
-    write_video(frames, path, fps=25, codec=_clip_codec())
-
-
-_codec_choice: str | None = None
-
-
-def _clip_codec() -> str:
-    global _codec_choice
-    if _codec_choice is None:
-        import av
-
-        try:
-            av.codec.Codec("mpeg4", "w")
-            _codec_choice = "mpeg4"
-        except (av.error.FFmpegError, ValueError):
-            _codec_choice = "h264"
-    return _codec_choice

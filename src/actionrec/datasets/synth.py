@@ -10,22 +10,19 @@ The changes are in size, brightness, hue and proportions rather than position: a
 trained from scratch on a few hundred clips learns what globally pooled frame features show
 (how big, how bright, what colour, how wide) far faster than where things are, and the demo must
 train in minutes on two CPU cores.
-
-``write_video`` is also the way tests make video fixtures: variable frame timing, rotation
-tags, an audio track and B-frames.
 """
 
 from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Callable, Sequence
-from fractions import Fraction
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
-import av
 import numpy as np
+
+from actionrec.files import atomic_output, write_text
+from actionrec.video.encode import write_video
 
 # Each pair: (class rendered as drawn, class rendered as the same clip reversed in time).
 ORDER_PAIRS: tuple[tuple[str, str], ...] = (
@@ -41,14 +38,7 @@ BACKGROUNDS: tuple[str, ...] = ("gradient", "blobs", "stripes", "checker")
 
 MIN_FRAMES, MAX_FRAMES = 24, 72
 
-# Containers whose FFmpeg muxer writes the display matrix (rotation) of a video stream.
-_ROTATION_CONTAINERS = frozenset({"mp4", "mov", "matroska", "webm"})
-# Divides common frame and millisecond durations; mpeg4 allows no denominator above 65535.
-_PTS_TIME_BASE = Fraction(1, 48000)
 _LUMA = np.array([0.299, 0.587, 0.114])
-_AUDIO_RATE = 16000
-_AUDIO_CHUNK = 1024
-_TONE_HZ = 440.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,132 +200,6 @@ def render_clip(label: str, rng: np.random.Generator, width: int = 128, height: 
 
 
 # ---------------------------------------------------------------------------------------
-# Encoding
-
-
-def _even_sized(frames: np.ndarray) -> np.ndarray:
-    """Pad odd widths/heights by repeating the last column/row (yuv420p needs even sizes)."""
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    return frames
-
-
-def _sine_chunk(first_sample: int, count: int) -> np.ndarray:
-    t = (first_sample + np.arange(count)) / _AUDIO_RATE
-    return (0.2 * np.sin(2 * np.pi * _TONE_HZ * t)).astype(np.float32)[None]
-
-
-def write_video(frames: np.ndarray, dest: str | os.PathLike | BinaryIO, fps: float = 25.0, *,
-                container_format: str | None = None, codec: str = "h264",
-                pts_seconds: Sequence[float] | None = None, rotation: int | None = None,
-                audio: bool = False, bframes: bool = False) -> None:
-    """Encode (T, H, W, 3) uint8 RGB `frames` to a video file with PyAV.
-
-    dest: a path (container guessed from its extension unless `container_format` is given) or
-        a writable binary file object, which needs `container_format` ("mp4", "mov", "avi",
-        "matroska", ...).
-    codec: encoder name; "h264" is libx264. Pixels are stored as yuv420p where the encoder
-        supports it, so odd sizes are padded by one row/column.
-    pts_seconds: presentation time of each frame, for variable frame rate clips; otherwise
-        frame i is shown at i / fps.
-    rotation: display rotation written as the stream's display matrix, in degrees
-        counter-clockwise: the value PyAV reports back as ``VideoFrame.rotation``. A phone held
-        upright typically tags its clips -90 (the legacy ``rotate=90`` tag). Only mp4, mov,
-        matroska and webm can store it.
-    audio: add a mono 440 Hz tone (AAC; Opus in webm) as long as the video, interleaved with it.
-    bframes: let the encoder use B-frames, so decode order differs from presentation order.
-    """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be a (T, H, W, 3) uint8 RGB array, got shape "
-                         f"{frames.shape} dtype {frames.dtype}")
-    if len(frames) == 0:
-        raise ValueError("frames is empty: a video needs at least one frame")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    is_path = isinstance(dest, (str, os.PathLike))
-    if not is_path and container_format is None:
-        raise ValueError("writing to a file object needs container_format, e.g. 'mp4' or 'matroska'")
-
-    frame_rate = Fraction(fps).limit_denominator(1001)
-    if pts_seconds is None:
-        time_base = 1 / frame_rate
-        pts = list(range(len(frames)))
-    else:
-        if len(pts_seconds) != len(frames):
-            raise ValueError(f"pts_seconds has {len(pts_seconds)} entries for {len(frames)} frames")
-        time_base = _PTS_TIME_BASE
-        pts = [round(float(t) / time_base) for t in pts_seconds]
-        if pts[0] < 0 or any(b <= a for a, b in zip(pts, pts[1:])):
-            raise ValueError("pts_seconds must be non-negative and strictly increasing")
-    frame_duration = 1 / frame_rate
-    end_seconds = float(pts[-1] * time_base + frame_duration)
-
-    frames = _even_sized(frames)
-    try:
-        with av.open(dest, mode="w", format=container_format) as container:
-            format_name = container.format.name
-            if rotation is not None and format_name not in _ROTATION_CONTAINERS:
-                raise NotImplementedError(
-                    f"the {format_name!r} container cannot store a rotation tag; "
-                    f"use one of: {', '.join(sorted(_ROTATION_CONTAINERS))}")
-            if pts_seconds is not None and format_name == "avi":
-                raise ValueError("AVI has no per-frame timestamps, so pts_seconds cannot be kept; "
-                                 "use mp4, mov or matroska")
-            video = container.add_stream(codec, rate=frame_rate)
-            video.width, video.height = frames.shape[2], frames.shape[1]
-            supported = [f.name for f in (video.codec_context.codec.video_formats or [])]
-            video.pix_fmt = "yuv420p" if not supported or "yuv420p" in supported else supported[0]
-            video.codec_context.time_base = time_base
-            video.time_base = time_base
-            max_b_frames = 2 if bframes else 0
-            if video.codec_context.name == "libx264":
-                options = {"preset": "ultrafast", "crf": "20", "bf": str(max_b_frames)}
-                if bframes:
-                    # Without b-adapt=0 x264 may decide that no frame is worth a B-frame.
-                    options["x264-params"] = "b-adapt=0"
-                video.options = options
-            else:
-                video.codec_context.max_b_frames = max_b_frames
-            if rotation is not None:
-                video.set_display_rotation(rotation)
-
-            sound = None
-            if audio:
-                sound = container.add_stream("libopus" if format_name == "webm" else "aac",
-                                             rate=_AUDIO_RATE)
-                sound.layout = "mono"
-            total_samples = round(end_seconds * _AUDIO_RATE)
-            samples_written = 0
-
-            for image, frame_pts in zip(frames, pts):
-                # Keep the tone a little ahead of the picture so the muxer interleaves them.
-                audio_until = min(total_samples, round(float((frame_pts * time_base + frame_duration)
-                                                             * _AUDIO_RATE)))
-                while sound is not None and samples_written < audio_until:
-                    count = min(_AUDIO_CHUNK, total_samples - samples_written)
-                    chunk = av.AudioFrame.from_ndarray(_sine_chunk(samples_written, count),
-                                                       format="flt", layout="mono")
-                    chunk.sample_rate = _AUDIO_RATE
-                    chunk.pts = samples_written
-                    chunk.time_base = Fraction(1, _AUDIO_RATE)
-                    container.mux(sound.encode(chunk))
-                    samples_written += count
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                frame.pts = frame_pts
-                frame.time_base = time_base
-                container.mux(video.encode(frame))
-            container.mux(video.encode(None))
-            if sound is not None:
-                container.mux(sound.encode(None))
-    except BaseException:
-        if is_path:
-            Path(dest).unlink(missing_ok=True)
-        raise
-
-
-# ---------------------------------------------------------------------------------------
 # Dataset
 
 
@@ -351,11 +215,13 @@ _DATASET_VERSION = 2
 
 def _readme_text(parameters: str) -> str:
     return (
-        "Synthetic action dataset made by actionrec.synth.generate_dataset.\n"
+        "Synthetic action dataset made by actionrec.datasets.synth.generate_dataset.\n"
         "\n"
-        "Each clip shows one shape (arrow, wedge, dart or pac-man) on a random background that\n"
-        "moves left/right/up/down, grows/shrinks, or turns clockwise/anticlockwise around a\n"
-        "point near the middle, like a clock hand.\n"
+        "Each clip shows one shape (ellipse, box or diamond) on a faintly textured background\n"
+        "(gradient, blobs, stripes or checkerboard) that drifts a little while one property\n"
+        "changes: its size (grow/shrink), its brightness (brighten/darken), its hue from\n"
+        "red-orange to cyan-blue (warm_to_cool/cool_to_warm), or its proportions from tall to\n"
+        "wide (widen/narrow). Start and end states, speed, easing, colour and noise are random.\n"
         "Classes come in pairs that differ only in frame order: "
         + ", ".join(f"{a}/{b}" for a, b in ORDER_PAIRS) + ".\n"
         "Layout: <class>/<class>_<index>.mp4 (H.264). Same parameters, same clips.\n"
@@ -383,7 +249,7 @@ def generate_dataset(out_dir: str | os.PathLike, clips_per_class: int = 40, seed
             if line.startswith(_PARAMETERS_PREFIX) and existing != parameters:
                 raise ValueError(f"{root} already holds a dataset made with {existing}; use another "
                                  f"folder, or delete this one to make a dataset with {parameters}")
-    readme.write_text(_readme_text(parameters))
+    write_text(readme, _readme_text(parameters))
 
     total = clips_per_class * len(CLASSES)
     paths: list[Path] = []
@@ -394,9 +260,8 @@ def generate_dataset(out_dir: str | os.PathLike, clips_per_class: int = 40, seed
             path = class_dir / f"{label}_{index:04d}.mp4"
             if not path.exists():
                 frames = render_clip(label, clip_rng(seed, label, index), width, height)
-                partial = class_dir / f".{path.name}.partial"
-                write_video(frames, partial, fps, container_format="mp4")
-                os.replace(partial, path)
+                with atomic_output(path) as partial:
+                    write_video(frames, partial, fps, container_format="mp4")
             paths.append(path)
             if progress is not None:
                 progress(len(paths), total)

@@ -1,4 +1,5 @@
-"""Classification metrics for evaluated clips: accuracy, confusion matrix, per-class breakdown.
+"""Classification metrics for evaluated clips (accuracy, confusion matrix, per-class breakdown),
+and which epoch of a training history was the best.
 
 Everything returned is plain Python (ints, floats, str, None, lists, dicts) so it can go
 straight into JSON.
@@ -6,7 +7,8 @@ straight into JSON.
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -129,3 +131,29 @@ def _most_confused(confusion: np.ndarray, labels: list[str]) -> list[dict]:
         }
         for i in order
     ]
+
+
+# --------------------------------------------------------------------------- training history
+
+
+def best_epoch_index(history: list[dict]) -> int | None:
+    """Index into `history` of the best epoch: highest val_acc, else lowest val_loss.
+
+    The one definition of "best", used by training (which weights to keep), evaluation, export
+    (the accuracy a model file reports) and the report's curves.
+    """
+    for key, better in (("val_acc", max), ("val_loss", min)):
+        values = [(v, i) for i, v in enumerate(finite_number(entry.get(key)) for entry in history) if v is not None]
+        if values:
+            # Earliest epoch wins a tie: max/min on (value, index) would pick the last for max.
+            target = better(v for v, _ in values)
+            return next(i for v, i in values if v == target)
+    return None
+
+
+def finite_number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -11,23 +11,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-
-@contextmanager
-def atomic_output(target: Path) -> Iterator[Path]:
-    """A temporary path beside `target` to write to; it replaces `target` only if the block
-    succeeds, so readers never see half a file and an interrupted write leaves no debris."""
-    target = Path(target)
-    tmp = target.with_name(f".{target.stem}.tmp{os.getpid()}{target.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+from actionrec.files import atomic_output, write_text
 
 
 def default_cache_root() -> Path:
@@ -44,8 +32,7 @@ class ClipCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         settings_file = self.folder / "settings.json"
         if not settings_file.exists():
-            with atomic_output(settings_file) as tmp:
-                tmp.write_text(json.dumps(settings, indent=2, sort_keys=True))
+            write_text(settings_file, json.dumps(settings, indent=2, sort_keys=True))
 
     def path_for(self, video: Path) -> Path:
         stat = video.stat()

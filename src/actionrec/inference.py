@@ -1,4 +1,4 @@
-"""Inference with ONNX Runtime: a model file in, predictions out. Never imports torch.
+"""Inference with ONNX Runtime: a model file in, predictions and timelines out. Never imports torch.
 
     from actionrec import Recognizer
     recognizer = Recognizer("model.onnx")
@@ -11,7 +11,6 @@ hostile file, `classify` in the server process); `predict` is both in one call.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from actionrec.card import METADATA_KEY, ModelCard
 from actionrec.errors import ModelFileError
 from actionrec.video import Clip, ClipSpec, DecodeLimits, VideoSource, read_clip, read_windows
 
-METADATA_KEY = "actionrec"
 MAX_WINDOWS = 64  # decoded windows travel back from a worker process: bound their memory
 
 
@@ -59,10 +58,10 @@ class Decoded:
     windows: bool = False
 
 
-def read_model_metadata(path: str | os.PathLike) -> dict:
-    """The settings an exported model carries (labels, frames, input size, ...)."""
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """The card an exported model carries (labels, frames, input size, ...)."""
     path = Path(path)
-    return _metadata_of(_load_session(path), path)
+    return _card_of(_load_session(path), path)
 
 
 def _load_session(path: Path, options: ort.SessionOptions | None = None) -> ort.InferenceSession:
@@ -74,20 +73,8 @@ def _load_session(path: Path, options: ort.SessionOptions | None = None) -> ort.
         raise ModelFileError(f"{path}: ONNX Runtime cannot load this file ({exc}).") from None
 
 
-def _metadata_of(session: ort.InferenceSession, path: Path) -> dict:
-    raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    if raw is None:
-        raise ModelFileError(
-            f"{path}: this ONNX file has no '{METADATA_KEY}' metadata (labels, frames, input size), "
-            "so it was not made by `actionrec export`. Export the model with that command."
-        )
-    try:
-        metadata = json.loads(raw)
-        for key in ("labels", "num_frames", "image_size"):
-            metadata[key]
-    except (ValueError, KeyError) as exc:
-        raise ModelFileError(f"{path}: the '{METADATA_KEY}' metadata is damaged ({exc}).") from None
-    return metadata
+def _card_of(session: ort.InferenceSession, path: Path) -> ModelCard:
+    return ModelCard.from_json(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), str(path))
 
 
 class Recognizer:
@@ -107,26 +94,27 @@ class Recognizer:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.session = _load_session(self.model_path, options)
-        self.metadata = _metadata_of(self.session, self.model_path)
-        self.labels: list[str] = list(self.metadata["labels"])
-        self.spec = ClipSpec(int(self.metadata["num_frames"]), int(self.metadata["image_size"]))
+        self.card = _card_of(self.session, self.model_path)
+        self.labels: list[str] = self.card.labels
+        self.spec: ClipSpec = self.card.spec
         self.limits = limits
         self.uncertain_below = uncertain_below
         self._input = self.session.get_inputs()[0].name
 
     @property
     def name(self) -> str:
-        return str(self.metadata.get("name", self.model_path.stem))
+        return self.card.name
 
     @property
     def version(self) -> str:
-        return str(self.metadata.get("version", "unknown"))
+        return self.card.version
 
     def describe(self) -> dict:
         """The model's public facts, as `GET /v1/model` shows them."""
         keys = ("name", "version", "labels", "num_frames", "image_size", "input", "normalization",
                 "sampling", "model", "dataset", "validation", "exported_at")
-        return {key: self.metadata.get(key) for key in keys} | {"uncertain_below": self.uncertain_below}
+        card = self.card.to_dict()
+        return {key: card.get(key) for key in keys} | {"uncertain_below": self.uncertain_below}
 
     # -- the two halves ---------------------------------------------------------------------
 

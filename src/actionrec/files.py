@@ -1,0 +1,36 @@
+"""Writing files so that nobody ever reads half of one.
+
+Every file a run, a dataset, a download or an export produces goes through `atomic_output`: it is
+written beside its target under a temporary name and renamed into place only when complete, so an
+interrupted program leaves either the old file or the new one, and no debris.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def atomic_output(target: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `target` to write to; it replaces `target` only if the block
+    succeeds, so readers never see half a file and an interrupted write leaves no debris."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.stem}.tmp{os.getpid()}{target.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, data: object) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,181 @@
+"""The HTTP routes. Each receives the prediction service as a dependency; failures are raised as
+this package's errors and turned into answers by the app's exception handlers.
+
+    GET  /                  the web page (static files from actionrec/serve/web)
+    POST /, POST /predict   raw video bytes in, {"action", "confidence", "message"} out
+    POST /v1/predictions    raw bytes or a multipart `file`; top-k, segments, video facts, timings
+    GET  /v1/model          the loaded model's labels, dataset and input spec
+    GET  /healthz           the process is alive
+    GET  /readyz            the model is loaded and a decode worker is running
+    GET  /metrics           Prometheus text exposition
+
+With an API key configured, the prediction routes and /metrics need it (`X-API-Key: KEY` or
+`Authorization: Bearer KEY`). The page, /healthz, /readyz and /v1/model stay open so that the
+page can describe the model and orchestrators can probe the service. /metrics is guarded because
+it reveals traffic volumes; Prometheus can send the key as a bearer token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from actionrec.inference import Prediction
+from actionrec.serve import uploads
+from actionrec.serve.schemas import (
+    ERROR_RESPONSES,
+    Answer,
+    DetailedAnswer,
+    ModelRef,
+    ScoredAction,
+    TimelineSegment,
+    raw_body_openapi,
+)
+from actionrec.serve.service import PredictionService
+
+WEB_DIR = Path(__file__).parent / "web"
+
+PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+        "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def get_service(request: Request) -> PredictionService:
+    return request.app.state.service
+
+
+Service = Annotated[PredictionService, Depends(get_service)]
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The server's API key.")
+_bearer = HTTPBearer(auto_error=False, description="The server's API key as a bearer token.")
+
+
+async def require_api_key(
+    service: Service,
+    header_key: Annotated[str | None, Depends(_api_key_header)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    expected = service.settings.api_key_bytes
+    if expected is None:
+        return
+    given = header_key or (credentials.credentials if credentials else None)
+    if given is None:
+        raise HTTPException(401, "This server needs an API key: send it in the X-API-Key header "
+                                 "or as 'Authorization: Bearer KEY'.", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.encode(), expected):
+        raise HTTPException(401, "The API key is wrong. Check it and try again.",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+guarded = [Depends(require_api_key)]
+router = APIRouter()
+
+
+async def _predict(request: Request, service: PredictionService, *, top_k: int, segments: bool,
+                   allow_multipart: bool = False) -> tuple[Prediction, float]:
+    """One upload through decode and inference; returns the prediction and the total milliseconds."""
+    started = time.perf_counter()
+    max_bytes = service.settings.max_upload_bytes
+    uploads.check_headers(request, max_bytes, allow_multipart)
+    async with service.slot():
+        body = await uploads.read_video(request, max_bytes)
+        prediction = await service.predict(body, top_k=top_k, segments=segments)
+    return prediction, (time.perf_counter() - started) * 1000
+
+
+# --------------------------------------------------------------------------- predictions
+
+_answer_doc = dict(response_model=Answer, dependencies=guarded, responses=ERROR_RESPONSES,
+                   openapi_extra=raw_body_openapi(), tags=["predictions"])
+
+
+@router.post("/", summary="Which action a video shows (raw bytes in)", **_answer_doc)
+async def predict_root(request: Request, service: Service) -> Answer:
+    prediction, _ = await _predict(request, service, top_k=1, segments=False)
+    return Answer(action=prediction.action, confidence=prediction.confidence, message="Success")
+
+
+@router.post("/predict", summary="Same as POST /", **_answer_doc)
+async def predict_alias(request: Request, service: Service) -> Answer:
+    return await predict_root(request, service)
+
+
+@router.post("/v1/predictions", summary="Action, top-k, timeline, video facts and timings",
+             response_model=DetailedAnswer, dependencies=guarded, responses=ERROR_RESPONSES,
+             openapi_extra=raw_body_openapi(multipart=True), tags=["predictions"])
+async def predict_v1(
+    request: Request,
+    service: Service,
+    top_k: int = Query(5, ge=1, le=1000, description="How many of the best actions to list."),
+    segments: bool = Query(False, description="Also classify sliding windows: a timeline of actions."),
+) -> DetailedAnswer:
+    prediction, total_ms = await _predict(request, service, top_k=top_k, segments=segments, allow_multipart=True)
+    recognizer = service.recognizer
+    warnings = list(prediction.warnings)
+    if prediction.uncertain:
+        warnings.append(
+            f"The model is unsure: its best guess has {prediction.confidence:.0%} confidence, under "
+            f"{recognizer.uncertain_below:.0%}. The video may show none of the "
+            f"{len(recognizer.labels)} actions this model knows.")
+    return DetailedAnswer(
+        action=prediction.action,
+        confidence=prediction.confidence,
+        message="Success",
+        top_k=[ScoredAction(**item) for item in prediction.top_k],
+        segments=[TimelineSegment(**vars(s)) for s in prediction.segments] if prediction.segments else None,
+        video=prediction.video,
+        timings_ms=prediction.timings_ms | {"total": round(total_ms, 1)},
+        model=ModelRef(name=recognizer.name, version=recognizer.version),
+        uncertain=prediction.uncertain,
+        warnings=warnings,
+    )
+
+
+# --------------------------------------------------------------------------- facts about the service
+
+
+@router.get("/v1/model", tags=["service"], summary="The loaded model: labels, dataset, input spec")
+async def model_facts(service: Service) -> dict:
+    return service.recognizer.describe() | {"api_key_required": service.settings.api_key is not None}
+
+
+@router.get("/healthz", tags=["service"], summary="The process is alive")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["service"], summary="Model loaded and decode workers running",
+            responses={503: {"description": "No decode worker is running"}})
+async def readyz(service: Service) -> JSONResponse:
+    pool = service.pool
+    workers = {"running": pool.running, "configured": pool.size}
+    if pool.running == 0:
+        return JSONResponse({"status": "not ready", "detail": "No decode worker is running; replacements "
+                             "are starting.", "workers": workers}, status_code=503)
+    recognizer = service.recognizer
+    return JSONResponse({"status": "ready", "model": {"name": recognizer.name, "version": recognizer.version},
+                         "workers": workers, "pending": service.pending})
+
+
+@router.get("/metrics", tags=["service"], summary="Prometheus metrics", dependencies=guarded)
+async def metrics_text(service: Service) -> Response:
+    return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+
+# --------------------------------------------------------------------------- the web page
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(WEB_DIR / "index.html", headers=PAGE_HEADERS)

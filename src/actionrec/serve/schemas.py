@@ -1,0 +1,65 @@
+"""The API's answers as pydantic models, and how its raw-body requests and errors are documented."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+class Answer(BaseModel):
+    """The original contract: exactly these three keys."""
+
+    action: str
+    confidence: float
+    message: str
+
+
+class ScoredAction(BaseModel):
+    action: str
+    confidence: float
+
+
+class TimelineSegment(BaseModel):
+    start_s: float
+    end_s: float
+    action: str
+    confidence: float
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class DetailedAnswer(Answer):
+    top_k: list[ScoredAction]
+    segments: list[TimelineSegment] | None
+    video: dict[str, Any]
+    timings_ms: dict[str, float]
+    model: ModelRef
+    uncertain: bool
+    warnings: list[str]
+
+
+def raw_body_openapi(multipart: bool = False) -> dict:
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    content: dict[str, Any] = {"video/mp4": binary, "video/*": binary, "application/octet-stream": binary}
+    if multipart:
+        content["multipart/form-data"] = {
+            "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
+                       "required": ["file"]}
+        }
+    return {"requestBody": {"required": True, "description": "The video file's bytes.", "content": content}}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {"application/json": {"example": {"detail": "..."}}}}
+    for status, text in (
+        (400, "Empty body, or a multipart request without a `file` field"),
+        (401, "An API key is required and was missing or wrong"),
+        (413, "The upload is larger than the server's limit"),
+        (415, "Not a video content type"),
+        (422, "Not a video that can be decoded (damaged, truncated, too long, too large)"),
+        (503, "The server is busy: retry after the Retry-After header's seconds"),
+    )
+}

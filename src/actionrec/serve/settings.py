@@ -1,0 +1,81 @@
+"""Deployment settings of the server, in one place: defaults, validation, ACTIONREC_* variables.
+
+Each setting is a field of `ServerSettings`; its environment variable is ``ACTIONREC_`` plus
+the field name in capitals (the model: ``ACTIONREC_MODEL``). `actionrec serve` passes only
+the flags a user gave, so a flag beats its variable, which beats the default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "ACTIONREC_"
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
+
+    model_path: Path | None = Field(None, validation_alias=AliasChoices("model_path", "ACTIONREC_MODEL"),
+                                    description="the exported model.onnx to serve")
+    host: str = Field("127.0.0.1", description="interface to listen on (0.0.0.0 for all)")
+    port: int = Field(8000, ge=0, le=65535)
+    max_upload_mb: float = Field(100.0, gt=0, description="larger bodies get 413")
+    max_duration_s: float = Field(600.0, gt=0, description="longer videos get 422")
+    decode_timeout_s: float = Field(60.0, gt=0, description="per upload; then 422 and the worker is replaced")
+    workers: int = Field(2, ge=1, description="decoding processes (and inference threads)")
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime threads per inference (default: its own)")
+    max_pending: int = Field(8, ge=1, description="prediction requests in progress before 503")
+    uncertain_below: float = Field(0.5, ge=0, le=1, description="confidence under which answers are flagged uncertain")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins allowed to call the API from a browser")
+    api_key: SecretStr | None = Field(None, description="when set, prediction routes and /metrics need it")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _no_empty_key(cls, value: Any) -> Any:
+        return value or None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def api_key_bytes(self) -> bytes | None:
+        return self.api_key.get_secret_value().encode() if self.api_key else None
+
+    def describe(self) -> str:
+        """One line for the start-up log; never shows the API key itself."""
+        return (f"upload limit {megabytes(self.max_upload_bytes)}, duration limit {self.max_duration_s:g} s, "
+                f"decode timeout {self.decode_timeout_s:g} s, {self.workers} decode workers, "
+                f"{self.max_pending} requests at once, API key {'required' if self.api_key else 'not required'}, "
+                f"CORS origins: {', '.join(self.cors_origins) or 'none'}")
+
+
+def load_settings(**given: Any) -> ServerSettings:
+    """Settings from `given` (flags), then ACTIONREC_* variables, then defaults; ValueError with
+    one readable line per problem, naming the flag and the variable."""
+    try:
+        return ServerSettings(**{name: value for name, value in given.items() if value is not None})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "settings"
+            flag = "MODEL" if name == "model_path" else "--" + name.replace("_", "-")
+            variable = ENV_PREFIX + ("MODEL" if name == "model_path" else name.upper())
+            problems.append(f"{flag} ({variable}): {error['msg']}, got {error.get('input')!r}")
+        raise ValueError("; ".join(problems)) from None
+
+
+def megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"

@@ -1,0 +1,220 @@
+"""Decode worker processes: uploads are decoded away from the server, so a crash costs one worker.
+
+FFmpeg can crash outright or hang on a damaged stream. Each upload is decoded in a worker
+process with a time limit; a worker that dies or overruns is killed and replaced at once, and
+the upload gets an error instead of taking the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any
+
+from actionrec.errors import DecodeCrashed, DecodersBusy, DecodeTimedOut, VideoError
+from actionrec.inference import Decoded
+from actionrec.video import ClipSpec, DecodeLimits
+
+log = logging.getLogger("actionrec.server")
+
+WORKER_START_TIMEOUT_S = 120.0
+WORKER_RESTART_ALLOWANCE_S = 30.0
+
+DecodeFunction = Callable[..., Decoded]  # decode_video's signature: (source, spec, limits, *, segments)
+
+
+def _decode_worker_main(conn: Connection, decode: DecodeFunction) -> None:
+    """Body of a worker process: decode jobs from `conn` until told to stop or the parent goes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server stops us
+    conn.send("ready")
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        source, spec, limits, options = job
+        try:
+            reply: tuple[str, Any] = ("ok", decode(source, spec, limits, **options))
+        except VideoError as exc:
+            reply = ("video_error", exc)
+        except Exception as exc:  # an upload must never take the worker loop down
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        del source, job
+        try:
+            conn.send(reply)
+        except Exception as exc:  # e.g. a result that cannot be pickled
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class DecodeProcess:
+    """One worker process and its pipe. Blocking methods: call them from a thread."""
+
+    def __init__(self, decode: DecodeFunction, context: multiprocessing.context.BaseContext) -> None:
+        self.conn, child_end = context.Pipe()
+        self.process = context.Process(
+            target=_decode_worker_main, args=(child_end, decode), name="actionrec-decode", daemon=True
+        )
+        self.process.start()
+        child_end.close()  # so that the parent's death reads as EOF in the child
+
+    def wait_ready(self, timeout: float) -> bool:
+        try:
+            return self.conn.poll(timeout) and self.conn.recv() == "ready"
+        except (EOFError, OSError):
+            return False
+
+    def run(self, job: tuple, timeout: float) -> Decoded:
+        try:
+            self.conn.send(job)
+            if not self.conn.poll(timeout):
+                raise DecodeTimedOut()
+            kind, payload = self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(1)
+            raise DecodeCrashed(f"exit code {self.process.exitcode}") from None
+        if kind == "ok":
+            return payload
+        if kind == "video_error":
+            raise payload
+        raise DecodeCrashed(payload)
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout)
+        self.kill()
+        self.conn.close()
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers fork from a clean, single-threaded server process that has this module loaded, so
+    a replacement starts in milliseconds; plain fork is unsafe here (the server runs threads)."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+class DecodePool:
+    """A fixed number of decode worker processes; one that crashes or hangs is killed and replaced.
+
+    A dedicated process per worker (not a shared ProcessPoolExecutor) so that killing a stuck
+    decode does not disturb the uploads other workers are decoding.
+    """
+
+    def __init__(self, decode: DecodeFunction, size: int, timeout_s: float) -> None:
+        self.decode_function = decode
+        self.size = size
+        self.timeout_s = timeout_s
+        self._context = _worker_context()
+        self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="decode-wait")
+        self._idle: asyncio.Queue[DecodeProcess] = asyncio.Queue()
+        self._all: set[DecodeProcess] = set()
+        self._replacements: set[asyncio.Task] = set()
+        self._closed = False
+
+    @property
+    def running(self) -> int:
+        return len(self._all)
+
+    def _start_one(self) -> DecodeProcess | None:
+        worker = DecodeProcess(self.decode_function, self._context)
+        if worker.wait_ready(WORKER_START_TIMEOUT_S):
+            return worker
+        worker.kill()
+        return None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = await asyncio.gather(*(loop.run_in_executor(self._threads, self._start_one)
+                                          for _ in range(self.size)))
+        for worker in started:
+            if worker is not None:
+                self._add(worker)
+        if not self._all:
+            raise RuntimeError("no decode worker process could be started")
+
+    def _add(self, worker: DecodeProcess) -> None:
+        self._all.add(worker)
+        self._idle.put_nowait(worker)
+
+    async def decode(self, source: bytes, spec: ClipSpec, limits: DecodeLimits, **options: Any) -> Decoded:
+        """Decode in a worker. Raises VideoError, DecodeCrashed, DecodeTimedOut or DecodersBusy."""
+        worker = await self._idle_worker()
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(
+                self._threads, worker.run, (source, spec, limits, options), self.timeout_s
+            )
+        except (DecodeCrashed, DecodeTimedOut):
+            self._replace(worker)
+            raise
+        except asyncio.CancelledError:
+            self._replace(worker)  # its decode was abandoned half way; a fresh worker is simpler
+            raise
+        except BaseException:
+            self._idle.put_nowait(worker)
+            raise
+        self._idle.put_nowait(worker)
+        return result
+
+    async def _idle_worker(self) -> DecodeProcess:
+        # A busy worker is free within timeout_s (it is killed then); a replacement takes seconds.
+        deadline = time.monotonic() + self.timeout_s + WORKER_RESTART_ALLOWANCE_S
+        while True:
+            try:
+                worker = await asyncio.wait_for(self._idle.get(), timeout=max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise DecodersBusy() from None
+            if worker.process.is_alive():
+                return worker
+            log.warning("a decode worker died while idle (exit code %s); replacing it", worker.process.exitcode)
+            self._replace(worker)
+
+    def _replace(self, worker: DecodeProcess) -> None:
+        """Take `worker` out of service now; kill it and start another in the background."""
+        self._all.discard(worker)
+        task = asyncio.create_task(self._kill_and_replace(worker))
+        self._replacements.add(task)
+        task.add_done_callback(self._replacements.discard)
+
+    async def _kill_and_replace(self, worker: DecodeProcess) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(worker.kill)
+        delay = 0.5
+        while not self._closed:
+            replacement = await loop.run_in_executor(self._threads, self._start_one)
+            if replacement is not None:
+                if self._closed:
+                    await asyncio.to_thread(replacement.stop)
+                else:
+                    self._add(replacement)
+                return
+            log.error("a decode worker failed to start; retrying in %.0f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._replacements):
+            task.cancel()
+        workers = list(self._all)
+        self._all.clear()
+        await asyncio.gather(*(asyncio.to_thread(worker.stop) for worker in workers))
+        self._threads.shutdown(wait=False, cancel_futures=True)

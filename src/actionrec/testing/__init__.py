@@ -1,0 +1,42 @@
+"""Helpers for tests and examples: a small untrained model exported like a real one, and (in
+`actionrec.testing.ucf101`) a folder shaped like the UCF101 release."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+
+def make_untrained_model(
+    out: str | os.PathLike,
+    labels: Sequence[str] = ("grow", "shrink", "brighten", "darken"),
+    num_frames: int = 4,
+    image_size: int = 32,
+    temporal: str = "lstm",
+    seed: int = 0,
+    width_mult: float = 0.35,
+) -> Path:
+    """Export a randomly initialised, narrow model with a full card (needs the train extra).
+
+    Its answers are meaningless but its file is a real `actionrec export` model.
+    """
+    import torch
+
+    from actionrec.card import ModelCard
+    from actionrec.export import export_model
+    from actionrec.model import ActionModel, ModelConfig
+
+    torch.manual_seed(seed)
+    config = ModelConfig(num_classes=len(labels), temporal=temporal, hidden_size=32, width_mult=width_mult)
+    model = ActionModel(config).eval()
+    card = ModelCard(
+        name="untrained-test-model",
+        version="0",
+        labels=list(labels),
+        num_frames=num_frames,
+        image_size=image_size,
+        model={**config.to_dict(), "backbone": "mobilenet_v2", "backbone_weights": "none"},
+        dataset="none (untrained)",
+    )
+    return export_model(model, card, Path(out))

@@ -1,0 +1,74 @@
+"""Training settings and their defaults, in one place. No torch: the CLI reads defaults from here.
+
+Some defaults depend on the dataset (the UCF101 recipe caches two views per clip, flips them,
+averages two views at test time and trains longer with larger batches); those fields default to
+None and take their dataset's recipe value, so a user overrides only what they name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from actionrec.card import TEMPORAL_HEADS
+from actionrec.datasets import DATASET_KINDS
+from actionrec.video.spec import ClipSpec, DecodeLimits
+
+# Dataset files are trusted more than uploads: long videos are allowed.
+TRAINING_LIMITS = DecodeLimits(max_duration_s=3 * 3600.0)
+
+# Sized so that feature extraction for UCF101 split 1 fits in about an hour on 2 CPU cores.
+RECIPES: dict[str, dict[str, Any]] = {
+    "folder": dict(epochs=15, batch_size=32, train_views=1, test_views=1, flip=False),
+    "ucf101": dict(epochs=20, batch_size=64, train_views=2, test_views=2, flip=True),
+}
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str
+    out: str
+    dataset: str = "folder"  # "folder" or "ucf101"
+    split: int = 1  # UCF101's official split, or the number in a folder's trainlistNN/testlistNN
+    val_fraction: float = 0.2  # folder datasets without list files: share of each class held out
+    epochs: int | None = None  # None: the dataset's recipe (see RECIPES)
+    frames: int = 16  # frames sampled per clip
+    image_size: int = 224  # square frame size fed to MobileNetV2
+    batch_size: int | None = None
+    lr: float = 1e-3  # peak learning rate: AdamW, warm-up, cosine decay
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    backbone_weights: str = "imagenet"  # "imagenet", "none" (random, trains end to end) or a path
+    temporal: str = "lstm"  # "lstm" or "mean" (the order-blind baseline)
+    finetune: bool = False  # train the backbone too (implied by backbone_weights "none")
+    width_mult: float = 1.0
+    hidden_size: int = 512
+    dropout: float = 0.5
+    train_views: int | None = None  # temporal clips cached per training video; one is drawn each epoch
+    test_views: int | None = None  # clips averaged per validation video
+    flip: bool | None = None  # horizontal flips as augmentation (wrong where left/right is the label)
+    seed: int = 0
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASET_KINDS:
+            raise ValueError(f"--dataset must be 'folder' or 'ucf101', not {self.dataset!r}.")
+        if self.temporal not in TEMPORAL_HEADS:
+            raise ValueError(f"--temporal must be 'lstm' or 'mean', not {self.temporal!r}.")
+        for name, value in RECIPES[self.dataset].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        self.spec  # noqa: B018 - validates frames and image_size
+
+    @property
+    def end_to_end(self) -> bool:
+        return self.finetune or self.backbone_weights == "none"
+
+    @property
+    def spec(self) -> ClipSpec:
+        return ClipSpec(self.frames, self.image_size)
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default of a field (None where the dataset's recipe decides)."""
+        return next(f.default for f in fields(cls) if f.name == name)

@@ -1,0 +1,152 @@
+"""A run directory: what training writes, and what evaluation and export read back.
+
+    config.json        everything needed to rebuild the model and reproduce the run
+    model.safetensors  the best epoch's weights (by validation accuracy)
+    history.json/.csv  per-epoch loss, accuracy, learning rate and time
+    labels.txt         the class names, one per line, in label order
+    train_state.pt     the last completed epoch, for --resume (tensors only, loaded weights_only)
+    model.onnx         written by `actionrec export`
+
+Nothing is ever unpickled: weights load from safetensors, the state with weights_only=True.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+from dataclasses import asdict
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from actionrec import __version__
+from actionrec.card import ModelCard
+from actionrec.errors import TrainingError
+from actionrec.export import export_model
+from actionrec.files import atomic_output, write_json, write_text
+from actionrec.model import ActionModel, ModelConfig
+from actionrec.training.config import TrainConfig
+from actionrec.training.metrics import best_epoch_index
+
+
+class RunDir:
+    """One training run's folder. Reading methods raise TrainingError when a file is missing."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    config_path = property(lambda self: self.path / "config.json")
+    weights_path = property(lambda self: self.path / "model.safetensors")
+    history_path = property(lambda self: self.path / "history.json")
+    state_path = property(lambda self: self.path / "train_state.pt")
+    model_path = property(lambda self: self.path / "model.onnx")
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write_config(self, config: TrainConfig, model_config: ModelConfig, labels: list[str], *,
+                     dataset: str, backbone_id: str, num_train: int, num_val: int,
+                     skipped: dict[Path, str]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.config_path, {
+            "actionrec_version": __version__,
+            "train": asdict(config),
+            "model": model_config.to_dict(),
+            "spec": config.spec.to_dict(),
+            "labels": labels,
+            "dataset": dataset,
+            "backbone_id": backbone_id,
+            "num_train": num_train,
+            "num_val": num_val,
+            "skipped": {str(path): error for path, error in skipped.items()},
+        })
+        write_text(self.path / "labels.txt", "\n".join(labels) + "\n")
+
+    def save_weights(self, model: ActionModel) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_output(self.weights_path) as tmp:
+            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+
+    def write_history(self, history: list[dict]) -> None:
+        write_json(self.history_path, history)
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=list(history[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        write_text(self.path / "history.csv", table.getvalue())
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        with atomic_output(self.state_path) as tmp:
+            torch.save(state, tmp)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @cached_property
+    def saved(self) -> dict[str, Any]:
+        """config.json as written by `write_config`."""
+        for path in (self.config_path, self.weights_path):
+            if not path.is_file():
+                raise TrainingError(f"{self.path}: no {path.name}; is this the --out folder of `actionrec train`?")
+        return json.loads(self.config_path.read_text())
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig(**self.saved["train"])
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.saved["labels"])
+
+    @property
+    def backbone_id(self) -> str:
+        return str(self.saved["backbone_id"])
+
+    def load_model(self) -> ActionModel:
+        """The best epoch's model, in eval mode."""
+        from safetensors.torch import load_file
+
+        model = ActionModel(ModelConfig(**self.saved["model"]))
+        model.load_state_dict(load_file(str(self.weights_path)))
+        return model.eval()
+
+    def history(self) -> list[dict]:
+        return json.loads(self.history_path.read_text()) if self.history_path.is_file() else []
+
+    def best_epoch(self) -> dict | None:
+        """The history row of the best epoch (see `best_epoch_index`), or None before any epoch."""
+        history = self.history()
+        index = best_epoch_index(history)
+        return None if index is None else history[index]
+
+    def load_state(self) -> dict[str, Any] | None:
+        if not self.state_path.is_file():
+            return None
+        return torch.load(self.state_path, map_location="cpu", weights_only=True)
+
+    # -- exporting ----------------------------------------------------------------------------
+
+    def model_card(self) -> ModelCard:
+        saved, config = self.saved, self.config
+        now = datetime.now(timezone.utc)
+        return ModelCard(
+            name=self.path.resolve().name,
+            version=now.strftime("%Y%m%d.%H%M%S"),
+            labels=self.labels,
+            num_frames=config.frames,
+            image_size=config.image_size,
+            model={**saved["model"], "backbone": "mobilenet_v2", "backbone_weights": self.backbone_id},
+            dataset=saved.get("dataset"),
+            validation=self.best_epoch(),
+            versions={"actionrec": __version__, "torch": torch.__version__, "python": platform.python_version()},
+            exported_at=now.isoformat(timespec="seconds"),
+        )
+
+    def export(self, out: str | os.PathLike | None = None, **options: Any) -> Path:
+        """Write the run's model as ONNX (default RUN_DIR/model.onnx), checked against PyTorch."""
+        return export_model(self.load_model(), self.model_card(), Path(out) if out else self.model_path, **options)

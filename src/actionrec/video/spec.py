@@ -1,0 +1,149 @@
+"""What a model sees of a video, and which frames make it: the one definition of frame sampling.
+
+Training, evaluation, export and serving all describe a clip with `ClipSpec` and pick its frames
+with `sample_indices`, so what a model was trained on is what it is served. Pure NumPy: no
+decoding here (that is `actionrec.video.decode`).
+
+Sampling by time, not by index: a clip's time span is split into `num_frames` equal segments and
+the frame on screen at each segment's centre is taken (training: a random moment inside each
+segment). With variable frame rates an index is not a time, so frames are located by their
+presentation times.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+SAMPLING_RULE = (
+    "split the clip's time span into num_frames equal segments and take the frame shown at each "
+    "segment's centre (training: a random moment inside each segment); frames are RGB, the shorter "
+    "side resized to image_size with area interpolation, then the centre square cropped; the "
+    "container's display rotation is applied; clips with fewer frames repeat frames"
+)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """What a model sees: `num_frames` RGB frames of `image_size` x `image_size` pixels."""
+
+    num_frames: int = 16
+    image_size: int = 224
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be at least 1, got {self.num_frames}")
+        if not 16 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be between 16 and 1024 pixels, got {self.image_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds on what one video may cost. Defaults suit untrusted uploads."""
+
+    max_pixels: int = 4096 * 2304  # 4K UHD and DCI 4K fit; 8K does not
+    max_duration_s: float = 20 * 60.0
+    min_usable_fraction: float = 0.5  # of num_frames, for a stream that breaks part way
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Facts about the whole video, as measured while reading it."""
+
+    duration_s: float
+    fps: float
+    width: int  # as displayed, after rotation
+    height: int
+    rotation: int  # degrees anticlockwise applied to the stored frames to display them
+    num_frames: int  # frames in the stream, counted from its packets
+    codec: str
+    container: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Clip:
+    """`frames` is (num_frames, image_size, image_size, 3) uint8 RGB, taken from [start_s, end_s)."""
+
+    frames: np.ndarray
+    frame_indices: list[int]
+    frame_times: list[float]
+    info: VideoInfo
+    warnings: list[str] = field(default_factory=list)
+    start_s: float = 0.0
+    end_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class PlannedClip:
+    """Which frames (by index into the stream) make one clip, and the span they were spread over."""
+
+    indices: np.ndarray
+    start_s: float
+    end_s: float
+
+
+def segment_targets(
+    start: float, end: float, num_frames: int, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Moments in [start, end): segment centres, or uniform random moments inside each segment."""
+    edges = np.linspace(start, end, num_frames + 1)
+    if rng is None:
+        return (edges[:-1] + edges[1:]) / 2
+    return edges[:-1] + rng.random(num_frames) * (edges[1:] - edges[:-1])
+
+
+def frames_at(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Index of the frame on screen at each target moment (the last frame starting at or before it)."""
+    indices = np.searchsorted(times, targets, side="right") - 1
+    return np.clip(indices, 0, len(times) - 1)
+
+
+def sample_indices(
+    times: Sequence[float],
+    num_frames: int,
+    rng: np.random.Generator | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> np.ndarray:
+    """Pick `num_frames` frame indices spread over [start, end) of a clip whose frames start at `times`.
+
+    `times` must be sorted. With fewer frames than `num_frames`, frames repeat.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if len(times) == 0:
+        raise ValueError("cannot sample from a clip with no frames")
+    start = times[0] if start is None else start
+    end = span(times) if end is None else end
+    return frames_at(times, segment_targets(start, end, num_frames, rng))
+
+
+def frame_duration(times: np.ndarray) -> float:
+    """How long the last frame stays on screen: as long as the one before it (frame rates vary)."""
+    if len(times) < 2 or times[-1] <= times[-2]:
+        return 1 / 25
+    return float(times[-1] - times[-2])
+
+
+def span(times: np.ndarray) -> float:
+    """The duration of frames starting at `times` (from 0): until the last frame leaves the screen."""
+    return float(times[-1] + frame_duration(times))
+
+
+def window_bounds(duration_s: float, window_s: float, stride_s: float) -> list[tuple[float, float]]:
+    """Sliding windows covering [0, duration_s]; the last one ends at the end of the video."""
+    if window_s <= 0 or stride_s <= 0:
+        raise ValueError("window and stride must be positive")
+    if duration_s <= window_s:
+        return [(0.0, duration_s)]
+    count = math.ceil((duration_s - window_s) / stride_s - 1e-9) + 1  # no window for rounding error
+    starts = [min(i * stride_s, duration_s - window_s) for i in range(count)]
+    return [(s, s + window_s) for s in starts]
