@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
-from actionrec.synth import write_video
+from actionrec.video.encode import write_video
 
 
 def numbered_frames(count: int, width: int = 64, height: int = 48) -> np.ndarray:
@@ -45,3 +52,39 @@ def sample_videos() -> Path:
     if not path.is_dir():
         pytest.skip(f"ACTIONREC_SAMPLE_VIDEOS={folder} is not a folder")
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_command(options: list[str], log_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`actionrec serve` as a real process on a free port, with no ACTIONREC_* variables but `env`;
+    yields its URL once /readyz answers and stops it at the end."""
+    port = free_port()
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "actionrec.cli", "serve", *options, "--host", "127.0.0.1",
+                                    "--port", str(port)],
+                                   stdout=log, stderr=subprocess.STDOUT, env=environment | (env or {}))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the server did not start:\n{log_path.read_text(errors='replace')}")
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -1,21 +1,20 @@
-"""The HTTP API through a real uvicorn process: contract, errors, crash containment, v1, settings.
+"""The HTTP API in-process (FastAPI's TestClient, real decode worker processes): contract, errors,
+crash containment, v1, settings. `test_serve_command.py` runs `actionrec serve` as a real process
+for what only a real socket and the command line show.
 
-Three servers, one per settings group, launched together once for the module:
-- `server`: the `actionrec serve` command with a 1 MB upload limit and one CORS origin;
-- `guarded_server`: the same command with ACTIONREC_API_KEY set;
-- `faulty_server`: an app factory whose decode function crashes, hangs or stalls on magic bodies,
-  with one worker, one pending request at a time and a 2 s decode limit.
+Three apps, one per settings group, started once for the module, each under its own base URL:
+- `server`: a 1 MB upload limit and one CORS origin;
+- `guarded_server`: an API key;
+- `faulty_server`: a decode function that crashes, hangs or stalls on magic bodies, with one
+  worker, one pending request at a time and a 2 s decode limit.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
-import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from dataclasses import dataclass
@@ -24,11 +23,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
-from actionrec.server import Metrics
-from actionrec.synth import render_clip, write_video
+from actionrec.datasets.synth import render_clip
+from actionrec.serve.app import create_app
+from actionrec.serve.metrics import Metrics
+from actionrec.serve.settings import ServerSettings
+from actionrec.video.encode import write_video
+from tests.faults import decode_with_faults
 
-PYTHON = sys.executable
 API_KEY = "test-key-7f3a"
 ALLOWED_ORIGIN = "http://allowed.example"
 LABELS = ["grow", "shrink", "brighten", "darken"]
@@ -66,121 +69,73 @@ def long_clip() -> bytes:
     return mp4_bytes(frames)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class LogLines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 @dataclass
 class Server:
     url: str
-    process: subprocess.Popen
-    log_path: Path
+    client: TestClient
+    log_lines: LogLines
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return "\n".join(self.log_lines.lines)
 
 
-def clean_environment(**extra: str) -> dict[str, str]:
-    """This process's environment without ACTIONREC_* settings (they would change the servers)."""
-    kept = {name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")}
-    return kept | extra
+CLIENTS: dict[str, TestClient] = {}
 
 
-def launch_server(command: list[str], log_path: Path, port: int, env: dict[str, str] | None = None) -> Server:
-    log_file = open(log_path, "wb")
-    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                               env=clean_environment(**(env or {})))
-    log_file.close()
-    return Server(f"http://127.0.0.1:{port}", process, log_path)
+def client_for(url: str) -> TestClient:
+    return next(client for base, client in CLIENTS.items() if url.startswith(base))
 
 
-def wait_until_ready(server: Server, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"the server exited with code {server.process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"the server did not become ready within {timeout:.0f} s:\n{server.log()}")
+def http_get(url: str, **kwargs) -> httpx.Response:
+    kwargs.pop("timeout", None)
+    return client_for(url).get(url, **kwargs)
 
 
-def stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=5)
+def http_post(url: str, **kwargs) -> httpx.Response:
+    kwargs.pop("timeout", None)
+    return client_for(url).post(url, **kwargs)
 
 
-def serve_command(model: Path, port: int, *options: str) -> list[str]:
-    return [PYTHON, "-m", "actionrec.cli", "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
-            *options]
-
-
-# Imported by the server process and by its decode worker processes, so it lives in a module file.
-FAULTY_APP_MODULE = textwrap.dedent('''
-    import os
-    import signal
-    import time
-
-    from actionrec.recognizer import decode_video
-    from actionrec.server import ServerSettings, create_app
-
-
-    def decode_with_faults(source, spec, limits, **options):
-        if source == b"CRASH":
-            os.kill(os.getpid(), signal.SIGSEGV)
-        if source == b"EXIT":
-            os._exit(3)
-        if source == b"HANG":
-            time.sleep(3600)
-        if source.startswith(b"SLOW"):
-            time.sleep(1.0)
-            source = source[4:]
-        return decode_video(source, spec, limits, **options)
-
-
-    def app():
-        settings = ServerSettings(workers=1, max_pending=1, decode_timeout_s=2.0)
-        return create_app(os.environ["ACTIONREC_TEST_MODEL"], settings, decode=decode_with_faults)
-''')
+def http_options(url: str, **kwargs) -> httpx.Response:
+    return client_for(url).options(url, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def servers(model_path: Path, tmp_path_factory: pytest.TempPathFactory):
-    """All three servers, launched together (start-up is mostly imports) and stopped at the end."""
-    folder = tmp_path_factory.mktemp("servers")
-    (folder / "faulty_app.py").write_text(FAULTY_APP_MODULE)
-    ports = [free_port() for _ in range(3)]
-    pythonpath = os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])
-    running = {
-        "main": launch_server(
-            serve_command(model_path, ports[0], "--max-upload-mb", "1", "--workers", "2",
-                          "--cors-origins", ALLOWED_ORIGIN),
-            folder / "main.log", ports[0]),
-        "guarded": launch_server(
-            serve_command(model_path, ports[1], "--workers", "1"),
-            folder / "guarded.log", ports[1], env={"ACTIONREC_API_KEY": API_KEY}),
-        "faulty": launch_server(
-            [PYTHON, "-m", "uvicorn", "--factory", "faulty_app:app", "--host", "127.0.0.1",
-             "--port", str(ports[2])],
-            folder / "faulty.log", ports[2],
-            env={"ACTIONREC_TEST_MODEL": str(model_path), "PYTHONPATH": pythonpath}),
+def servers(model_path: Path):
+    """All three apps, started together and stopped at the end of the module."""
+    settings = {
+        "main": (ServerSettings(model_path=model_path, max_upload_mb=1, workers=2, cors_origins=[ALLOWED_ORIGIN]), {}),
+        "guarded": (ServerSettings(model_path=model_path, workers=1, api_key=API_KEY), {}),
+        "faulty": (ServerSettings(model_path=model_path, workers=1, max_pending=1, decode_timeout_s=2.0),
+                   {"decode": decode_with_faults}),
     }
+    log_lines = LogLines()
+    logger = logging.getLogger("actionrec")
+    logger.addHandler(log_lines)
+    logger.setLevel(logging.INFO)
+    running: dict[str, Server] = {}
     try:
-        for server in running.values():
-            wait_until_ready(server)
+        for name, (config, options) in settings.items():
+            url = f"http://{name}.test"
+            client = TestClient(create_app(config, **options), base_url=url)
+            client.__enter__()
+            CLIENTS[url] = client
+            running[name] = Server(url, client, log_lines)
         yield running
     finally:
         for server in running.values():
-            stop_server(server)
+            server.client.__exit__(None, None, None)
+            CLIENTS.pop(server.url, None)
+        logger.removeHandler(log_lines)
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +156,7 @@ def faulty_server(servers: dict[str, Server]) -> Server:
 def post_video(url: str, body: bytes, content_type: str | None = "video/mp4", **kwargs) -> httpx.Response:
     headers = {"Content-Type": content_type} if content_type else {}
     headers |= kwargs.pop("headers", {})
-    return httpx.post(url, content=body, headers=headers, timeout=60, **kwargs)
+    return http_post(url, content=body, headers=headers, **kwargs)
 
 
 def assert_error(response: httpx.Response, status: int, *fragments: str) -> None:
@@ -228,12 +183,11 @@ def test_prediction_contract(server: Server, clip: bytes, route: str) -> None:
 
 @pytest.mark.parametrize("content_type", ["application/octet-stream", "video/quicktime", None])
 def test_other_accepted_content_types(server: Server, clip: bytes, content_type: str | None) -> None:
-    request = httpx.Request("POST", server.url + "/", content=clip)
+    request = server.client.build_request("POST", server.url + "/", content=clip)
     if content_type:
         request.headers["Content-Type"] = content_type
     assert ("content-type" in request.headers) == bool(content_type)
-    with httpx.Client(timeout=60) as client:
-        response = client.send(request)
+    response = server.client.send(request)
     assert response.status_code == 200, response.text
     assert response.json()["action"] in LABELS
 
@@ -255,7 +209,7 @@ def test_body_over_limit_is_413(server: Server) -> None:
         for _ in range(3):
             yield too_big[: 512 * 1024]
 
-    response = httpx.post(server.url + "/predict", content=chunks(), headers={"Content-Type": "video/mp4"},
+    response = http_post(server.url + "/predict", content=chunks(), headers={"Content-Type": "video/mp4"},
                           timeout=60)
     assert_error(response, 413, "limit")
 
@@ -274,7 +228,7 @@ def test_server_keeps_serving_after_bad_uploads(server: Server, clip: bytes) -> 
     for body in (b"", os.urandom(100), clip[:1000]):
         post_video(server.url + "/", body)
     assert post_video(server.url + "/", clip).status_code == 200
-    assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
+    assert http_get(server.url + "/healthz").json() == {"status": "ok"}
 
 
 # --------------------------------------------------------------------------- v1
@@ -303,12 +257,12 @@ def test_v1_raw_body(server: Server, clip: bytes) -> None:
 
 
 def test_v1_multipart_and_top_k(server: Server, clip: bytes) -> None:
-    response = httpx.post(server.url + "/v1/predictions", params={"top_k": 2},
+    response = http_post(server.url + "/v1/predictions", params={"top_k": 2},
                           files={"file": ("clip.mp4", clip, "video/mp4")}, timeout=60)
     assert response.status_code == 200, response.text
     assert len(response.json()["top_k"]) == 2
 
-    no_file = httpx.post(server.url + "/v1/predictions", files={"other": ("x.mp4", clip, "video/mp4")},
+    no_file = http_post(server.url + "/v1/predictions", files={"other": ("x.mp4", clip, "video/mp4")},
                          timeout=60)
     assert_error(no_file, 400, "`file`")
     assert_error(post_video(server.url + "/v1/predictions?top_k=0", clip), 422, "top_k")
@@ -329,24 +283,24 @@ def test_v1_segments_timeline(server: Server, long_clip: bytes) -> None:
 
 
 def test_model_and_service_routes(server: Server) -> None:
-    model = httpx.get(server.url + "/v1/model").json()
+    model = http_get(server.url + "/v1/model").json()
     assert model["labels"] == LABELS
     assert model["name"] == "untrained-test-model" and model["dataset"] == "none (untrained)"
     assert model["api_key_required"] is False
-    assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
-    ready = httpx.get(server.url + "/readyz").json()
+    assert http_get(server.url + "/healthz").json() == {"status": "ok"}
+    ready = http_get(server.url + "/readyz").json()
     assert ready["status"] == "ready" and ready["workers"] == {"running": 2, "configured": 2}
-    assert "/v1/predictions" in httpx.get(server.url + "/openapi.json").json()["paths"]
-    assert httpx.get(server.url + "/docs").status_code == 200
+    assert "/v1/predictions" in http_get(server.url + "/openapi.json").json()["paths"]
+    assert http_get(server.url + "/docs").status_code == 200
 
 
 def test_page_and_static_files(server: Server) -> None:
-    page = httpx.get(server.url + "/")
+    page = http_get(server.url + "/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert "static/app.js" in page.text
     for name in ("app.js", "style.css"):
-        assert httpx.get(f"{server.url}/static/{name}").status_code == 200
+        assert http_get(f"{server.url}/static/{name}").status_code == 200
 
 
 def test_metrics_count_requests(server: Server, clip: bytes) -> None:
@@ -355,9 +309,9 @@ def test_metrics_count_requests(server: Server, clip: bytes) -> None:
                           text)
         return float(found.group(1)) if found else 0.0
 
-    before = httpx.get(server.url + "/metrics").text
+    before = http_get(server.url + "/metrics").text
     assert post_video(server.url + "/predict", clip).status_code == 200
-    after = httpx.get(server.url + "/metrics")
+    after = http_get(server.url + "/metrics")
     assert after.headers["content-type"].startswith("text/plain")
     assert count(after.text) == count(before) + 1
     histogram_total = [line for line in after.text.splitlines()
@@ -370,29 +324,28 @@ def test_metrics_count_requests(server: Server, clip: bytes) -> None:
 def test_one_log_line_per_request_without_body(server: Server) -> None:
     marker = b"NOT-A-VIDEO-" + os.urandom(8).hex().encode()
     post_video(server.url + "/predict", marker)
-    time.sleep(0.2)
     log = server.log()
     assert re.search(r"POST /predict 422 \d+\.\d ms", log)
     assert marker.decode() not in log
 
 
 def test_cors_only_for_configured_origins(server: Server, guarded_server: Server) -> None:
-    allowed = httpx.get(server.url + "/healthz", headers={"Origin": ALLOWED_ORIGIN})
+    allowed = http_get(server.url + "/healthz", headers={"Origin": ALLOWED_ORIGIN})
     assert allowed.headers.get("access-control-allow-origin") == ALLOWED_ORIGIN
-    other = httpx.get(server.url + "/healthz", headers={"Origin": "http://elsewhere.example"})
+    other = http_get(server.url + "/healthz", headers={"Origin": "http://elsewhere.example"})
     assert "access-control-allow-origin" not in other.headers
 
     preflight = {"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST",
                  "Access-Control-Request-Headers": "content-type,x-api-key"}
-    response = httpx.options(server.url + "/v1/predictions", headers=preflight)
+    response = http_options(server.url + "/v1/predictions", headers=preflight)
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
-    refused = httpx.options(server.url + "/v1/predictions",
+    refused = http_options(server.url + "/v1/predictions",
                             headers=preflight | {"Origin": "http://elsewhere.example"})
     assert "access-control-allow-origin" not in refused.headers
 
     # No origins configured: no CORS headers for anyone.
-    closed = httpx.get(guarded_server.url + "/healthz", headers={"Origin": ALLOWED_ORIGIN})
+    closed = http_get(guarded_server.url + "/healthz", headers={"Origin": ALLOWED_ORIGIN})
     assert "access-control-allow-origin" not in closed.headers
 
 
@@ -424,15 +377,15 @@ def test_api_key_guards_prediction_routes(guarded_server: Server, clip: bytes) -
     with_bearer = post_video(url + "/v1/predictions", clip, headers={"Authorization": f"Bearer {API_KEY}"})
     assert with_bearer.status_code == 200
 
-    assert httpx.get(url + "/metrics").status_code == 401
-    assert httpx.get(url + "/metrics", headers={"X-API-Key": API_KEY}).status_code == 200
+    assert http_get(url + "/metrics").status_code == 401
+    assert http_get(url + "/metrics", headers={"X-API-Key": API_KEY}).status_code == 200
 
 
 def test_api_key_leaves_page_and_probes_open(guarded_server: Server) -> None:
     url = guarded_server.url
     for route in ("/", "/healthz", "/readyz", "/v1/model"):
-        assert httpx.get(url + route).status_code == 200, route
-    assert httpx.get(url + "/v1/model").json()["api_key_required"] is True
+        assert http_get(url + route).status_code == 200, route
+    assert http_get(url + "/v1/model").json()["api_key_required"] is True
 
 
 # --------------------------------------------------------------------------- failures in the decoder
@@ -441,7 +394,7 @@ def test_api_key_leaves_page_and_probes_open(guarded_server: Server) -> None:
 def wait_for_workers(server: Server, running: int = 1, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        response = httpx.get(server.url + "/readyz")
+        response = http_get(server.url + "/readyz")
         if response.status_code == 200 and response.json()["workers"]["running"] >= running:
             return
         time.sleep(0.1)
@@ -452,13 +405,13 @@ def wait_for_workers(server: Server, running: int = 1, timeout: float = 60) -> N
 def test_crashing_decoder_is_contained(faulty_server: Server, clip: bytes, magic: bytes) -> None:
     assert post_video(faulty_server.url + "/", clip).status_code == 200
     assert_error(post_video(faulty_server.url + "/", magic), 422, "could not be decoded")
-    assert httpx.get(faulty_server.url + "/healthz").status_code == 200
+    assert http_get(faulty_server.url + "/healthz").status_code == 200
 
     response = post_video(faulty_server.url + "/", clip)  # waits for the replacement worker
     assert response.status_code == 200, response.text
     assert response.json()["action"] in LABELS
     wait_for_workers(faulty_server)
-    assert 'actionrec_decode_failures_total{reason="crashed"}' in httpx.get(faulty_server.url + "/metrics").text
+    assert 'actionrec_decode_failures_total{reason="crashed"}' in http_get(faulty_server.url + "/metrics").text
 
 
 def test_stuck_decoder_times_out(faulty_server: Server, clip: bytes) -> None:
@@ -477,15 +430,15 @@ def test_saturated_server_answers_503(faulty_server: Server, clip: bytes) -> Non
     slow.start()
     try:
         deadline = time.monotonic() + 10
-        while httpx.get(faulty_server.url + "/readyz").json()["pending"] < 1:
+        while http_get(faulty_server.url + "/readyz").json()["pending"] < 1:
             assert time.monotonic() < deadline, "the slow request never started"
             time.sleep(0.02)
         busy = post_video(faulty_server.url + "/", clip)
         assert_error(busy, 503, "busy")
         assert int(busy.headers["Retry-After"]) > 0
         # Health and model routes stay responsive while the upload is being processed.
-        assert httpx.get(faulty_server.url + "/healthz", timeout=1).status_code == 200
-        assert httpx.get(faulty_server.url + "/v1/model", timeout=1).status_code == 200
+        assert http_get(faulty_server.url + "/healthz", timeout=1).status_code == 200
+        assert http_get(faulty_server.url + "/v1/model", timeout=1).status_code == 200
     finally:
         slow.join(30)
     assert slow_result["response"].status_code == 200, slow_result["response"].text

@@ -7,17 +7,14 @@ download). The screenshot after an upload is kept as artifacts/web-upload.png.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
-from actionrec.synth import render_clip, write_video
+from actionrec.datasets.synth import render_clip
+from actionrec.video.encode import write_video
+from tests.conftest import serve_command
 
 pytestmark = pytest.mark.browser
 
@@ -52,34 +49,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory):
 
     folder = tmp_path_factory.mktemp("web")
     model = make_untrained_model(folder / "model.onnx", labels=LABELS)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log_path = folder / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "actionrec.cli", "serve", str(model), "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT,
-            env={name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")})
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the server did not start:\n{log_path.read_text(errors='replace')}")
-            try:
-                if httpx.get(url + "readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with serve_command([str(model), "--workers", "1"], folder / "server.log") as url:
+        yield url + "/"
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +195,7 @@ def test_narrow_screen_layout(browser, server_url: str) -> None:
 
 
 def test_web_files_name_no_other_hosts() -> None:
-    web = Path(__file__).resolve().parents[1] / "src" / "actionrec" / "web"
+    web = Path(__file__).resolve().parents[1] / "src" / "actionrec" / "serve" / "web"
     for path in web.iterdir():
         text = path.read_text().replace("http://www.w3.org/2000/svg", "")  # an XML namespace, not a fetch
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, path

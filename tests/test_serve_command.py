@@ -1,0 +1,70 @@
+"""`actionrec serve` as a real process on a real socket: flags and ACTIONREC_* variables reach the
+settings, and the original contract works over HTTP as existing clients send it."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from actionrec.datasets.synth import render_clip
+from actionrec.video.encode import write_video
+from tests.conftest import serve_command
+
+API_KEY = "test-key-command"
+ORIGIN = "http://from-env.example"
+LABELS = ["grow", "shrink", "brighten", "darken"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """The command with the model and three settings from the environment, two from flags."""
+    pytest.importorskip("torch", reason="making the test model needs the train extra (torch)")
+    from actionrec.testing import make_untrained_model
+
+    folder = tmp_path_factory.mktemp("serve-command")
+    model = make_untrained_model(folder / "model.onnx", labels=LABELS)
+    environment = {"ACTIONREC_MODEL": str(model), "ACTIONREC_API_KEY": API_KEY, "ACTIONREC_CORS_ORIGINS": ORIGIN,
+                   "ACTIONREC_MAX_UPLOAD_MB": "50"}
+    with serve_command(["--max-upload-mb", "1", "--workers", "1"], folder / "server.log", environment) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def clip() -> bytes:
+    buffer = io.BytesIO()
+    write_video(render_clip("grow", np.random.default_rng(1), num_frames=50), buffer, 25, container_format="mp4")
+    return buffer.getvalue()
+
+
+def test_contract_over_a_real_socket(served: str, clip: bytes) -> None:
+    response = httpx.post(served + "/", content=clip, timeout=60,
+                          headers={"Content-Type": "video/mp4", "X-API-Key": API_KEY})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"action", "confidence", "message"} and body["action"] in LABELS
+
+
+def test_variables_and_flags_reach_the_settings(served: str, clip: bytes) -> None:
+    assert httpx.post(served + "/", content=clip, headers={"Content-Type": "video/mp4"}).status_code == 401
+    too_big = httpx.post(served + "/", content=os.urandom(1024 * 1024 + 1), timeout=60,
+                         headers={"Content-Type": "video/mp4", "X-API-Key": API_KEY})
+    assert too_big.status_code == 413 and "1.0 MB" in too_big.json()["detail"]  # the flag beats the variable
+    cors = httpx.get(served + "/healthz", headers={"Origin": ORIGIN})
+    assert cors.headers.get("access-control-allow-origin") == ORIGIN
+    ready = httpx.get(served + "/readyz").json()
+    assert ready["workers"] == {"running": 1, "configured": 1}
+    assert httpx.get(served + "/v1/model").json()["api_key_required"] is True
+
+
+def test_bad_settings_are_refused_with_the_flag_named(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "actionrec.cli", "serve", str(tmp_path / "model.onnx"),
+                             "--workers", "0"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "--workers" in result.stderr and "ACTIONREC_WORKERS" in result.stderr
