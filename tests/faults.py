@@ -1,24 +1,27 @@
 """A decode function that fails on purpose, for the server's crash-containment tests.
 
 It runs in the server's decode worker processes, which import it by name: so it lives in a
-module of its own rather than in a test file.
+module of its own rather than in a test file. The server hands workers the path of the upload.
 """
 
 import os
 import signal
 import time
 
-from actionrec.inference import decode_video
+from actionrec.video import stream_prediction_frames
 
 
-def decode_with_faults(source, spec, limits, **options):
-    if source == b"CRASH":
+def decode_with_faults(source, spec, limits, timeline=None, **options):
+    with open(source, "rb") as upload:
+        start = upload.read(5)
+    if start == b"CRASH":
         os.kill(os.getpid(), signal.SIGSEGV)
-    if source == b"EXIT":
+    if start == b"EXIT":
         os._exit(3)
-    if source == b"HANG":
+    if start == b"HANG":
         time.sleep(3600)
-    if source.startswith(b"SLOW"):
+    if start.startswith(b"SLOW"):
         time.sleep(1.0)
-        source = source[4:]
-    return decode_video(source, spec, limits, **options)
+        with open(source, "rb") as upload:
+            source = upload.read()[4:]
+    return stream_prediction_frames(source, spec, limits, timeline, **options)

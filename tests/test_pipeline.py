@@ -111,6 +111,8 @@ def test_training_and_serving_see_the_same_frames_and_model_outputs(trained: Pat
     from actionrec.inference import Recognizer
     from actionrec.training.features import view_decoder
     from actionrec.training.runs import RunDir
+    from actionrec.video import stream_prediction_frames
+    from actionrec.video.stream import FrameChunk
 
     if not (trained / "model.onnx").exists():
         assert invoke("export", trained).exit_code == 0
@@ -119,7 +121,9 @@ def test_training_and_serving_see_the_same_frames_and_model_outputs(trained: Pat
     recognizer = Recognizer(trained / "model.onnx")
     video = next((workdir / "data" / "widen").glob("*.mp4"))
     training_frames = view_decoder(config, views=1)(video)[0]
-    serving_frames = recognizer.decode(video).clips[0].frames
+    messages = list(stream_prediction_frames(video, recognizer.spec, recognizer.limits))
+    decoded = {int(i): frame for m in messages if isinstance(m, FrameChunk) for i, frame in zip(m.indices, m.frames)}
+    serving_frames = np.stack([decoded[int(i)] for i in messages[0].clip])
     np.testing.assert_array_equal(training_frames, serving_frames)
     with torch.inference_mode():
         expected = torch.softmax(model(torch.from_numpy(serving_frames[None])), -1).numpy()

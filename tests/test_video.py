@@ -17,7 +17,7 @@ from actionrec.errors import (
     VideoNotFoundError,
     VideoTooLongError,
 )
-from actionrec.video import ClipSpec, DecodeLimits, read_clip, read_views, read_windows, sample_indices
+from actionrec.video import ClipSpec, DecodeLimits, Timeline, read_clip, read_views, sample_indices
 from tests.conftest import encode, frame_number, numbered_frames
 
 SPEC = ClipSpec(num_frames=8, image_size=32)
@@ -51,12 +51,21 @@ def test_variable_frame_rate_samples_by_time_not_index():
     assert picked.tolist() == [5, 10, 11, 12, 13, 14, 15, 16, 17, 18]
 
 
-def test_windows_cover_the_video_and_end_at_its_end():
-    assert spec.window_bounds(10, 4, 3) == [(0, 4), (3, 7), (6, 10)]
-    assert spec.window_bounds(2, 4, 3) == [(0, 2)]
+def test_timeline_windows_cover_the_samples_and_end_with_the_last():
+    timeline = Timeline(interval_s=1.0, frames_per_window=4, stride=2)
+    assert timeline.sample_times(10.4).tolist() == [i + 0.5 for i in range(10)]
+    assert timeline.windows(10) == [0, 2, 4, 6]
+    assert timeline.windows(11) == [0, 2, 4, 6, 7]
+    assert timeline.sample_times(3.9).size == 0 and timeline.windows(3) == []  # shorter than one window
 
 
-# --------------------------------------------------------------------------- reading
+def test_timeline_windows_are_sampled_like_training_clips():
+    timeline = Timeline.for_clips(num_frames=8, clip_duration_s=2.0)
+    samples = timeline.sample_times(60.0)
+    for first in timeline.windows(len(samples)):
+        start = first * timeline.interval_s
+        window = samples[first : first + 8]
+        np.testing.assert_allclose(window, spec.segment_targets(start, start + timeline.window_s, 8))
 
 
 def test_reads_from_path_bytes_and_file_object_alike(numbered_clip):
@@ -81,8 +90,8 @@ def test_the_sampled_frames_are_the_ones_returned(numbered_clip):
 
 def test_only_sampled_frames_are_converted(numbered_clip, monkeypatch):
     calls = []
-    original = decode._convert
-    monkeypatch.setattr(decode, "_convert", lambda frame, size: calls.append(1) or original(frame, size))
+    original = decode.to_model_input
+    monkeypatch.setattr(decode, "to_model_input", lambda frame, size: calls.append(1) or original(frame, size))
     read_clip(numbered_clip, ClipSpec(4, 32))
     assert len(calls) == 4
 
@@ -126,19 +135,6 @@ def test_display_rotation_is_applied():
     red = clip.frames[0, :, :, 0].astype(float)
     # Rotated 90 degrees anticlockwise for display, the top edge becomes the left edge.
     assert red[:, :12].mean() > 200 and red[:, -12:].mean() < 50
-
-
-def test_windows_split_a_long_video(tmp_path):
-    data = encode(numbered_frames(100), fps=10)  # 10 s
-    clips = read_windows(data, ClipSpec(4, 32), window_s=4, stride_s=3, with_whole_video=True)
-    assert [(c.start_s, c.end_s) for c in clips] == [(0, 10), (0, 4), (3, 7), (6, 10)]
-    assert all(c.start_s * 10 <= i < c.end_s * 10 for c in clips for i in c.frame_indices)
-
-
-def test_max_windows_grows_the_stride():
-    data = encode(numbered_frames(100), fps=10)
-    clips = read_windows(data, ClipSpec(2, 32), window_s=1, stride_s=0.1, max_windows=5)
-    assert len(clips) == 5 and clips[-1].end_s == pytest.approx(10)
 
 
 # --------------------------------------------------------------------------- bad input

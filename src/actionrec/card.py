@@ -16,8 +16,10 @@ from actionrec.errors import ModelFileError
 from actionrec.video.spec import SAMPLING_RULE, ClipSpec
 
 METADATA_KEY = "actionrec"
-CARD_FORMAT = 1
+CARD_FORMAT = 2  # 2: the graph also runs its two halves apart (FEATURES_*, WINDOW_OUTPUT)
 INPUT_NAME, OUTPUT_NAME = "frames", "probabilities"
+# Format 2 graphs: frames -> FEATURES_OUTPUT (per frame), and the head alone: FEATURES_INPUT -> WINDOW_OUTPUT.
+FEATURES_INPUT, FEATURES_OUTPUT, WINDOW_OUTPUT = "features", "frame_features", "window_probabilities"
 TEMPORAL_HEADS = ("lstm", "mean")  # what reads the sequence of frame features: an LSTM, or their mean
 
 # ImageNet statistics, applied inside the model graph on 0..255 RGB; recorded in every card so
@@ -48,6 +50,8 @@ class ModelCard:
     validation: dict[str, Any] | None = None  # the best epoch's history row
     versions: dict[str, str] = field(default_factory=dict)
     exported_at: str | None = None
+    clip_duration_s: float | None = None  # typical duration of the training clips: a timeline window's length
+    num_features: int | None = None  # per-frame features between the two halves
     normalization: Normalization = field(default_factory=Normalization)
     sampling: str = SAMPLING_RULE
     format: int = CARD_FORMAT
@@ -67,6 +71,13 @@ class ModelCard:
             "channels": "RGB",
         }
         data["output"] = {"name": OUTPUT_NAME, "meaning": "class probabilities (softmax), in the order of labels"}
+        if self.num_features:
+            data["halves"] = {
+                "encoder": f"{INPUT_NAME} (batch, time, size, size, 3) -> {FEATURES_OUTPUT} "
+                           f"(batch, time, {self.num_features})",
+                "head": f"{FEATURES_INPUT} (windows, {self.num_frames}, {self.num_features}) -> {WINDOW_OUTPUT} "
+                        "(windows, classes); its default is one window of zeros, so feeding frames alone works",
+            }
         return data
 
     def to_json(self) -> str:
@@ -104,6 +115,9 @@ class ModelCard:
         except ValueError as exc:
             raise _damaged(source, str(exc)) from None
         normalization = data.get("normalization") or {}
+        clip_duration = data.get("clip_duration_s")
+        if clip_duration is not None and not (isinstance(clip_duration, (int, float)) and 0 < clip_duration < 3600):
+            raise _damaged(source, f"'clip_duration_s' must be a positive number of seconds, not {clip_duration!r}")
         return cls(
             name=str(data.get("name") or "model"),
             version=str(data.get("version") or "unknown"),
@@ -115,6 +129,8 @@ class ModelCard:
             validation=data.get("validation") if isinstance(data.get("validation"), dict) else None,
             versions=_mapping(data.get("versions")),
             exported_at=data.get("exported_at"),
+            clip_duration_s=None if clip_duration is None else float(clip_duration),
+            num_features=data.get("num_features") if isinstance(data.get("num_features"), int) else None,
             normalization=Normalization(
                 mean=tuple(normalization.get("mean", IMAGENET_MEAN)),
                 std=tuple(normalization.get("std", IMAGENET_STD)),
@@ -122,7 +138,7 @@ class ModelCard:
                 in_graph=normalization.get("in_graph", True),
             ) if isinstance(normalization, dict) else Normalization(),
             sampling=str(data.get("sampling") or SAMPLING_RULE),
-            format=int(data.get("format", CARD_FORMAT)) if isinstance(data.get("format", 1), int) else CARD_FORMAT,
+            format=data["format"] if isinstance(data.get("format"), int) else 1,
         )
 
 

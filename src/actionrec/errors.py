@@ -48,6 +48,10 @@ class VideoTooLongError(VideoError):
     reason = "too_long"
 
 
+class NotAnImageError(VideoError):
+    reason = "not_an_image"
+
+
 # --------------------------------------------------------------------------- model files
 
 

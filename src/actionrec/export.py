@@ -1,22 +1,33 @@
-"""Writing a model to ONNX: one graph from uint8 frames to class probabilities, carrying its card.
+"""Writing a model to ONNX: one file that carries its card and runs whole or in two halves.
 
-`export_model` writes the graph with the `ModelCard` as metadata and refuses to write anything
-if ONNX Runtime does not reproduce PyTorch on random frames. `to_onnx` is the one place that
-calls the exporter, also used for the feature extractor that training runs in ONNX Runtime.
+The graph takes uint8 frames and gives class probabilities (what every exported model has
+given), and also each frame's features; a second input, `features`, runs the temporal head
+alone on windows of features. `export_model` writes it with the `ModelCard` as metadata and
+refuses to write anything if ONNX Runtime does not reproduce PyTorch on both paths. `to_onnx`
+is the one place that calls the exporter, also used for the feature extractor training runs.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from actionrec.card import INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelCard
+from actionrec.card import (
+    FEATURES_INPUT,
+    FEATURES_OUTPUT,
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    WINDOW_OUTPUT,
+    ModelCard,
+)
 from actionrec.errors import ExportError
 from actionrec.files import atomic_output
-from actionrec.model import ActionModel, Probabilities
+from actionrec.model import ActionModel, ExportGraph
 
 DEFAULT_OPSET = 17
 
@@ -28,22 +39,34 @@ def export_model(model: ActionModel, card: ModelCard, out: str | Path, *, opset:
     On disagreement nothing is written and `ExportError` is raised.
     """
     import onnx
+    from onnx import numpy_helper
 
+    card = replace(card, num_features=model.num_features)
     frames, size = card.num_frames, card.image_size
-    wrapped = Probabilities(model).eval()
-    example = torch.randint(0, 256, (2, frames, size, size, 3), dtype=torch.uint8)
+    graph_module = ExportGraph(model).eval()
+    example = (torch.randint(0, 256, (2, frames, size, size, 3), dtype=torch.uint8),
+               torch.zeros(3, frames, model.num_features))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(out) as tmp:
-        to_onnx(wrapped, example, tmp, INPUT_NAME, OUTPUT_NAME, {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset=opset)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation notice and LSTM batch-size notes
+            torch.onnx.export(graph_module, example, str(tmp), input_names=[INPUT_NAME, FEATURES_INPUT],
+                              output_names=[OUTPUT_NAME, FEATURES_OUTPUT, WINDOW_OUTPUT],
+                              dynamic_axes={INPUT_NAME: {0: "batch", 1: "time"}, FEATURES_INPUT: {0: "windows"},
+                                            OUTPUT_NAME: {0: "batch"}, FEATURES_OUTPUT: {0: "batch", 1: "time"},
+                                            WINDOW_OUTPUT: {0: "windows"}},
+                              opset_version=opset, dynamo=False)
         graph = onnx.load(str(tmp))
+        # A default value makes `features` optional: feeding frames alone works as it always has.
+        default = numpy_helper.from_array(np.zeros((1, frames, model.num_features), np.float32), FEATURES_INPUT)
+        graph.graph.initializer.append(default)
         del graph.metadata_props[:]
         entry = graph.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, card.to_json()
         graph.doc_string = f"actionrec {card.name}: {len(card.labels)} actions from {frames} frames"
         onnx.save(graph, str(tmp))
-        check_parity(wrapped, tmp, frames, size, tolerance)  # raises, and nothing is written
+        check_parity(graph_module, tmp, frames, size, tolerance)  # raises, and nothing is written
     return out
 
 
@@ -56,19 +79,27 @@ def to_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, input_na
                           dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False)
 
 
-def check_parity(wrapped: torch.nn.Module, onnx_path: Path, frames: int, size: int, tolerance: float) -> float:
-    """Compare PyTorch and ONNX Runtime on random frames at batch sizes 1 and 3."""
+def check_parity(graph_module: ExportGraph, onnx_path: Path, frames: int, size: int, tolerance: float) -> float:
+    """Compare PyTorch and ONNX Runtime on random frames at batch sizes 1 and 3, whole and in halves."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     worst = 0.0
     for batch in (1, 3):
         x = rng.integers(0, 256, (batch, frames, size, size, 3), dtype=np.uint8)
         with torch.inference_mode():
-            expected = wrapped(torch.from_numpy(x)).numpy()
-        got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-        worst = max(worst, float(np.abs(expected - got).max()))
+            features = graph_module.model.forward_features(torch.from_numpy(x))
+            expected = torch.softmax(graph_module.model.forward_head(features), dim=-1).numpy()
+        whole = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        encoded = session.run([FEATURES_OUTPUT], {INPUT_NAME: x.reshape(1, batch * frames, size, size, 3)})[0]
+        halves = session.run([WINDOW_OUTPUT], {INPUT_NAME: x[:1, :1],
+                                               FEATURES_INPUT: encoded.reshape(batch, frames, -1)})[0]
+        scale = max(1.0, float(np.abs(features.numpy()).max()))
+        worst = max(worst, float(np.abs(expected - whole).max()), float(np.abs(expected - halves).max()),
+                    float(np.abs(features.numpy().reshape(1, batch * frames, -1) - encoded).max()) / scale)
     if worst > tolerance:
         raise ExportError(
             f"ONNX Runtime and PyTorch disagree by up to {worst:.2e} (tolerance {tolerance:.0e}); "

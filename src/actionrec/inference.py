@@ -2,28 +2,44 @@
 
     from actionrec import Recognizer
     recognizer = Recognizer("model.onnx")
-    prediction = recognizer.predict("video.mp4", top_k=5)
-    print(prediction.action, prediction.confidence)
+    prediction = recognizer.predict("video.mp4", top_k=5, segments=True)
+    print(prediction.action, prediction.confidence, prediction.segments)
 
-The server runs the two halves separately (`decode` in a worker process that may crash on a
-hostile file, `classify` in the server process); `predict` is both in one call.
+Frame features are the unit of work. An exported model runs in two halves: the encoder turns
+each sampled frame into a feature vector once, and the temporal head reads windows of those
+features. A timeline samples frames over the whole video at the rate training clips were
+sampled, encodes them in chunks as they are decoded, and classifies every window from the
+features it shares with its neighbours, so memory stays bounded whatever the video's length.
+Models exported before the split (no `features` input) still load: their windows run the
+whole network on frames.
+
+The server decodes in worker processes (`actionrec.video.decode.stream_prediction_frames`) and
+feeds the frames to `Recognizer.predict_stream` here; `predict` does both in one call.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from queue import Full, Queue
+from typing import TypeVar
 
 import numpy as np
 import onnxruntime as ort
 
-from actionrec.card import METADATA_KEY, ModelCard
-from actionrec.errors import ModelFileError
-from actionrec.video import Clip, ClipSpec, DecodeLimits, VideoSource, read_clip, read_windows
+from actionrec.card import FEATURES_INPUT, FEATURES_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, WINDOW_OUTPUT, ModelCard
+from actionrec.errors import ModelFileError, UndecodableVideoError
+from actionrec.video import ClipSpec, DecodeLimits, Timeline, VideoSource, stream_prediction_frames
+from actionrec.video.stream import ClipReplanned, FrameChunk, FramePlan, FramesDone, PredictionMessage
 
-MAX_WINDOWS = 64  # decoded windows travel back from a worker process: bound their memory
+T = TypeVar("T")
+
+LEGACY_WINDOW_S = 3.0  # window length for models that do not record their training clips' duration
+WINDOW_BATCH = 32  # windows classified per call to the head
 
 
 @dataclass
@@ -49,15 +65,6 @@ class Prediction:
         return asdict(self)
 
 
-@dataclass
-class Decoded:
-    """What `Recognizer.decode` returns: picklable, so it can come back from a worker process."""
-
-    clips: list[Clip]  # the whole video first; then, for segments, one clip per window
-    decode_ms: float
-    windows: bool = False
-
-
 def read_card(path: str | os.PathLike) -> ModelCard:
     """The card an exported model carries (labels, frames, input size, ...)."""
     path = Path(path)
@@ -67,6 +74,12 @@ def read_card(path: str | os.PathLike) -> ModelCard:
 def _load_session(path: Path, options: ort.SessionOptions | None = None) -> ort.InferenceSession:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file. Export one with `actionrec export RUN_DIR`.")
+    options = options or ort.SessionOptions()
+    options.log_severity_level = 3  # the features input's default value draws a warning that means nothing here
+    # Threads that spin while waiting for work steal the cores that decoding needs: measured
+    # here, a timeline of a 10-minute video took 22 s with spinning and 17.6 s without, while a
+    # clip on an idle machine took 85 ms with and 89 ms without.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
@@ -99,7 +112,10 @@ class Recognizer:
         self.spec: ClipSpec = self.card.spec
         self.limits = limits
         self.uncertain_below = uncertain_below
-        self._input = self.session.get_inputs()[0].name
+        inputs = self.session.get_inputs() + self.session.get_overridable_initializers()
+        self.split = FEATURES_INPUT in {i.name for i in inputs}  # exported after the split, or before
+        self.timeline = Timeline.for_clips(self.spec.num_frames, self.card.clip_duration_s or LEGACY_WINDOW_S)
+        self._no_frames = np.zeros((1, 1, self.spec.image_size, self.spec.image_size, 3), np.uint8)
 
     @property
     def name(self) -> str:
@@ -112,81 +128,198 @@ class Recognizer:
     def describe(self) -> dict:
         """The model's public facts, as `GET /v1/model` shows them."""
         keys = ("name", "version", "labels", "num_frames", "image_size", "input", "normalization",
-                "sampling", "model", "dataset", "validation", "exported_at")
+                "sampling", "model", "dataset", "validation", "exported_at", "clip_duration_s")
         card = self.card.to_dict()
-        return {key: card.get(key) for key in keys} | {"uncertain_below": self.uncertain_below}
+        return {key: card.get(key) for key in keys} | {
+            "uncertain_below": self.uncertain_below,
+            "timeline": {"window_s": round(self.timeline.window_s, 3),
+                         "stride_s": round(self.timeline.interval_s * self.timeline.stride, 3),
+                         "sample_interval_s": round(self.timeline.interval_s, 4)},
+        }
 
-    # -- the two halves ---------------------------------------------------------------------
-
-    def decode(self, source: VideoSource, *, segments: bool = False, window_s: float = 3.0,
-               stride_s: float = 1.5) -> Decoded:
-        return decode_video(source, self.spec, self.limits, segments=segments, window_s=window_s, stride_s=stride_s)
+    # -- the network --------------------------------------------------------------------------
 
     def classify(self, frames: np.ndarray, batch_size: int = 8) -> np.ndarray:
-        """(N, T, S, S, 3) uint8 frames -> (N, classes) probabilities."""
-        outputs = [
-            self.session.run(None, {self._input: np.ascontiguousarray(frames[i : i + batch_size])})[0]
-            for i in range(0, len(frames), batch_size)
-        ]
+        """(N, T, S, S, 3) uint8 clips -> (N, classes) probabilities: the whole network."""
+        outputs = [self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(frames[i : i + batch_size])})[0]
+                   for i in range(0, len(frames), batch_size)]
         return np.concatenate(outputs)
 
-    def predict_decoded(self, decoded: Decoded, *, top_k: int = 5) -> Prediction:
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """(n, S, S, 3) frames -> what the head reads for each: (n, features), or the frames
+        themselves for a model exported before the split."""
+        if not self.split:
+            return frames
+        return self.session.run([FEATURES_OUTPUT], {INPUT_NAME: np.ascontiguousarray(frames[None])})[0][0]
+
+    def head(self, units: np.ndarray) -> np.ndarray:
+        """(W, T, ...) encoded frames -> (W, classes) probabilities."""
+        if not self.split:
+            return self.classify(units)
+        feed = {INPUT_NAME: self._no_frames, FEATURES_INPUT: np.ascontiguousarray(units, dtype=np.float32)}
+        return self.session.run([WINDOW_OUTPUT], feed)[0]
+
+    def release_memory(self) -> None:
+        """Give back the memory ONNX Runtime keeps between runs (about 180 MB after a 16 x 224
+        clip): one small run that shrinks its arena. The next run takes it again, a little slower."""
+        options = ort.RunOptions()
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self.session.run([OUTPUT_NAME], {INPUT_NAME: self._no_frames}, options)
+
+    # -- predictions --------------------------------------------------------------------------
+
+    def predict(self, source: VideoSource, *, top_k: int = 5, segments: bool = False) -> Prediction:
+        """Which action `source` (a path, bytes or a binary file) shows, and with `segments`, where in
+        the video each action happens. Raises `VideoError` for bad videos."""
+        messages = stream_prediction_frames(source, self.spec, self.limits, self.timeline if segments else None)
+        return self.predict_stream(read_ahead(messages), top_k=top_k)
+
+    def predict_stream(self, messages: Iterable[PredictionMessage], *, top_k: int = 5) -> Prediction:
+        """A prediction from the messages of `stream_prediction_frames`, consumed as they come."""
         started = time.perf_counter()
-        probs = self.classify(np.stack([clip.frames for clip in decoded.clips]))
-        inference_ms = (time.perf_counter() - started) * 1000
-        whole = decoded.clips[0]
-        order = np.argsort(-probs[0])[: max(1, min(top_k, len(self.labels)))]
-        top = [{"action": self.labels[i], "confidence": round(float(probs[0][i]), 4)} for i in order]
+        builder: _PredictionBuilder | None = None
+        for message in messages:
+            if isinstance(message, FramePlan):
+                builder = _PredictionBuilder(self, message)
+            elif builder is None:
+                raise ValueError(f"expected a FramePlan first, got {type(message).__name__}")
+            elif isinstance(message, FrameChunk):
+                builder.add(message)
+            elif isinstance(message, ClipReplanned):
+                builder.replan(message.clip)
+            elif isinstance(message, FramesDone):
+                prediction = builder.finish(message, top_k)
+                prediction.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
+                return prediction
+        raise UndecodableVideoError("the video's frames stopped before the end of the reading")
+
+
+def read_ahead(messages: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """`messages` produced on a thread, at most `depth` ahead: decoding goes on while the model
+    works on what came before (PyAV and ONNX Runtime both let go of the GIL)."""
+    queue: Queue = Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for message in messages:
+                while not stop.is_set():
+                    try:
+                        queue.put(("message", message), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            queue.put(("error", exc))
+
+    threading.Thread(target=produce, name="actionrec-read-ahead", daemon=True).start()
+    try:
+        while True:
+            kind, payload = queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise payload
+            yield payload
+    finally:
+        stop.set()
+
+
+class _PredictionBuilder:
+    """Turns streamed frames into a prediction: encodes each frame once, classifies each timeline
+    window as soon as its last sample is in, and keeps only what later windows still need."""
+
+    def __init__(self, recognizer: Recognizer, plan: FramePlan) -> None:
+        self.recognizer = recognizer
+        self.plan = plan
+        self.timeline = bool(plan.windows)
+        self.clip = {int(i): None for i in plan.clip}  # frame index -> its frame (or features)
+        self.samples: dict[int, np.ndarray] = {}  # sample position -> its encoded frame
+        self.positions: dict[int, list[int]] = {}  # frame index -> sample positions it serves
+        for position, index in enumerate(plan.samples):
+            self.positions.setdefault(int(index), []).append(position)
+        self.ready = 0  # samples 0..ready-1 are in
+        self.next_window = 0
+        self.window_probs: list[np.ndarray] = []
+        self.inference_s = 0.0
+
+    def add(self, chunk: FrameChunk) -> None:
+        started = time.perf_counter()
+        units = self.recognizer.encode(chunk.frames) if self.timeline else chunk.frames
+        for index, unit in zip(chunk.indices.tolist(), units):
+            if index in self.clip:
+                self.clip[index] = unit
+            for position in self.positions.get(index, ()):
+                if position >= self.ready:
+                    self.samples[position] = unit
+        while self.ready in self.samples:
+            self.ready += 1
+        self._classify_windows(final=False)
+        self.inference_s += time.perf_counter() - started
+
+    def replan(self, clip: np.ndarray) -> None:
+        self.clip = {int(i): None for i in clip}
+        self.plan = replace(self.plan, clip=clip)
+
+    def _classify_windows(self, final: bool) -> None:
+        windows, size = self.plan.windows, self.recognizer.spec.num_frames
+        ready = [w for w in range(self.next_window, len(windows)) if windows[w][0] + size <= self.ready]
+        while ready and (final or len(ready) >= WINDOW_BATCH):
+            batch, ready = ready[:WINDOW_BATCH], ready[WINDOW_BATCH:]
+            units = np.stack([np.stack([self.samples[windows[w][0] + t] for t in range(size)]) for w in batch])
+            self.window_probs.append(self.recognizer.head(units))
+            self.next_window = batch[-1] + 1
+        keep_from = windows[self.next_window][0] if self.next_window < len(windows) else self.ready
+        for position in [p for p in self.samples if p < keep_from]:
+            del self.samples[position]
+
+    def finish(self, done: FramesDone, top_k: int) -> Prediction:
+        started = time.perf_counter()
+        self._classify_windows(final=True)
+        clip = [self.clip[int(i)] for i in self.plan.clip]
+        if any(unit is None for unit in clip):
+            raise UndecodableVideoError("the video's frames stopped before the end of the reading")
+        stacked = np.stack(clip)[None]
+        probs = (self.recognizer.head(stacked) if self.timeline else self.recognizer.classify(stacked))[0]
+        self.inference_s += time.perf_counter() - started
+
+        labels = self.recognizer.labels
+        order = np.argsort(-probs)[: max(1, min(top_k, len(labels)))]
+        top = [{"action": labels[i], "confidence": round(float(probs[i]), 4)} for i in order]
         segments = None
-        if decoded.windows:
-            segments = merge_windows(decoded.clips[1:], probs[1:], self.labels)
-        video = whole.info.to_dict() | {"frames_used": whole.frame_indices, "frame_times_s": whole.frame_times}
+        if self.timeline and self.window_probs:
+            bounds = [(start, end) for _, start, end in self.plan.windows[: self.next_window]]
+            segments = merge_windows(bounds, np.concatenate(self.window_probs), labels, done.info.duration_s)
+        elif self.plan.timeline:  # shorter than one window (or broken before one): the clip is the timeline
+            segments = [Segment(0.0, round(done.info.duration_s, 3), top[0]["action"], top[0]["confidence"])]
+        inference_ms = self.inference_s * 1000
+        video = done.info.to_dict() | {"frames_used": [int(i) for i in self.plan.clip], "frame_times_s": done.clip_times}
         return Prediction(
             action=top[0]["action"],
             confidence=top[0]["confidence"],
             top_k=top,
-            uncertain=top[0]["confidence"] < self.uncertain_below,
+            uncertain=top[0]["confidence"] < self.recognizer.uncertain_below,
             video=video,
-            timings_ms={
-                "decode": round(decoded.decode_ms, 1),
-                "inference": round(inference_ms, 1),
-                "total": round(decoded.decode_ms + inference_ms, 1),
-            },
-            warnings=whole.warnings,
+            timings_ms={"decode": round(done.decode_ms, 1), "inference": round(inference_ms, 1)},
+            warnings=list(done.warnings),
             segments=segments,
         )
 
-    def predict(self, source: VideoSource, *, top_k: int = 5, segments: bool = False,
-                window_s: float = 3.0, stride_s: float = 1.5) -> Prediction:
-        """Which action `source` (a path, bytes or a binary file) shows. Raises `VideoError` for bad videos."""
-        decoded = self.decode(source, segments=segments, window_s=window_s, stride_s=stride_s)
-        return self.predict_decoded(decoded, top_k=top_k)
 
-
-def decode_video(source: VideoSource, spec: ClipSpec, limits: DecodeLimits, *, segments: bool = False,
-                 window_s: float = 3.0, stride_s: float = 1.5) -> Decoded:
-    """Decode what a prediction needs: the whole-video clip, plus one clip per window for segments.
-
-    A module-level function so a process pool can run it without the model.
-    """
-    started = time.perf_counter()
-    if segments:
-        clips = read_windows(source, spec, window_s=window_s, stride_s=stride_s, limits=limits,
-                             with_whole_video=True, max_windows=MAX_WINDOWS)
-    else:
-        clips = [read_clip(source, spec, limits=limits)]
-    return Decoded(clips=clips, decode_ms=(time.perf_counter() - started) * 1000, windows=segments)
-
-
-def merge_windows(windows: list[Clip], probs: np.ndarray, labels: list[str]) -> list[Segment]:
-    """A timeline without overlaps: each window owns the time nearest its centre, and runs of
-    windows with the same best action become one segment (confidence: their mean)."""
-    centres = [(clip.start_s + clip.end_s) / 2 for clip in windows]
+def merge_windows(bounds: list[tuple[float, float]], probs: np.ndarray, labels: list[str],
+                  duration_s: float) -> list[Segment]:
+    """A timeline without overlaps from 0 to `duration_s`: each window owns the time nearest its
+    centre, and runs of windows with the same best action become one segment (confidence: their
+    mean)."""
+    centres = [(start + end) / 2 for start, end in bounds]
     segments: list[Segment] = []
     confidences: list[float] = []
-    for i, (clip, p) in enumerate(zip(windows, probs)):
-        start = clip.start_s if i == 0 else (centres[i - 1] + centres[i]) / 2
-        end = clip.end_s if i == len(windows) - 1 else (centres[i] + centres[i + 1]) / 2
+    for i, p in enumerate(probs):
+        start = 0.0 if i == 0 else (centres[i - 1] + centres[i]) / 2
+        end = duration_s if i == len(bounds) - 1 else (centres[i] + centres[i + 1]) / 2
         best = int(np.argmax(p))
         if segments and segments[-1].action == labels[best]:
             confidences.append(float(p[best]))

@@ -124,15 +124,23 @@ class FrameFeatures(nn.Module):
         return self.model.forward_features(frames)
 
 
-class Probabilities(nn.Module):
-    """What gets exported: frames in, class probabilities out."""
+class ExportGraph(nn.Module):
+    """What gets exported: the whole network from frames, and the head alone from features.
+
+    frames (B, T, S, S, 3) -> probabilities (B, classes) and frame_features (B, T, F);
+    features (W, T, F) -> window_probabilities (W, classes). One graph, one set of weights: a
+    server encodes each frame once and classifies many overlapping windows from the features.
+    """
 
     def __init__(self, model: ActionModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(frames), dim=-1)
+    def forward(self, frames: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        frame_features = self.model.forward_features(frames)
+        probabilities = torch.softmax(self.model.forward_head(frame_features), dim=-1)
+        window_probabilities = torch.softmax(self.model.forward_head(features), dim=-1)
+        return probabilities, frame_features, window_probabilities
 
 
 def load_backbone_weights(model: ActionModel, weights: str) -> str:

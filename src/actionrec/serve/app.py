@@ -29,24 +29,25 @@ from actionrec.errors import (
     UploadError,
     VideoError,
 )
-from actionrec.inference import Recognizer, decode_video
+from actionrec.inference import Recognizer
+from actionrec.serve import live
 from actionrec.serve.metrics import RequestLogMiddleware
 from actionrec.serve.routes import WEB_DIR, router
 from actionrec.serve.service import PredictionService
 from actionrec.serve.settings import ServerSettings
 from actionrec.serve.workers import DecodeFunction
-from actionrec.video import DecodeLimits
+from actionrec.video import DecodeLimits, stream_prediction_frames
 
 RETRY_AFTER_S = 2
 
 
 def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *,
-               decode: DecodeFunction = decode_video) -> FastAPI:
+               decode: DecodeFunction = stream_prediction_frames) -> FastAPI:
     """Build the app. The model loads now (ModelFileError if it cannot); workers start with the app.
 
     `recognizer` replaces the one `settings.model_path` would load (tests pass a fake). `decode`
-    runs in the worker processes and must be a module-level function with `decode_video`'s
-    signature; tests pass one that crashes or stalls on purpose.
+    runs in the worker processes and must be a module-level function with
+    `stream_prediction_frames`' signature; tests pass one that crashes or stalls on purpose.
     """
     if recognizer is None:
         if settings.model_path is None:
@@ -69,6 +70,7 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
                   summary="Which human action does a video show, and how sure is the model.")
     app.state.service = service
     app.include_router(router)
+    app.include_router(live.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     _add_error_handlers(app, service)
     if settings.cors_origins:

@@ -89,8 +89,11 @@ async def _predict(request: Request, service: PredictionService, *, top_k: int, 
     max_bytes = service.settings.max_upload_bytes
     uploads.check_headers(request, max_bytes, allow_multipart)
     async with service.slot():
-        body = await uploads.read_video(request, max_bytes)
-        prediction = await service.predict(body, top_k=top_k, segments=segments)
+        video = await uploads.save_video(request, max_bytes, service.upload_dir)
+        try:
+            prediction = await service.predict(video, top_k=top_k, segments=segments)
+        finally:
+            video.unlink(missing_ok=True)
     return prediction, (time.perf_counter() - started) * 1000
 
 

@@ -1,36 +1,46 @@
 """The prediction service behind the routes: one model, decode workers, a bound on work in progress.
 
-Decoding runs in worker processes (see `workers`), inference on threads off the event loop, so
-health checks and other requests stay responsive while videos are processed. Failures are
-raised as this package's errors; the app turns them into HTTP answers in one place.
+Decoding runs in worker processes (see `workers`); the frames they stream back are encoded and
+classified as they arrive, on threads off the event loop, so health checks and other requests
+stay responsive while videos are processed. Failures are raised as this package's errors; the
+app turns them into HTTP answers in one place.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from actionrec.errors import DecodeCrashed, DecodeTimedOut, InferenceFailed, ServerBusy, VideoError
-from actionrec.inference import Decoded, Prediction, Recognizer, decode_video
+from actionrec.errors import ActionrecError, DecodeCrashed, DecodeTimedOut, InferenceFailed, ServerBusy, VideoError
+from actionrec.inference import Prediction, Recognizer
 from actionrec.serve.metrics import Metrics
 from actionrec.serve.settings import ServerSettings
 from actionrec.serve.workers import DecodeFunction, DecodePool
+from actionrec.video import stream_prediction_frames
 
 log = logging.getLogger("actionrec.server")
 
+IDLE_RELEASE_S = 1.0
+
 
 class PredictionService:
-    def __init__(self, recognizer: Recognizer, settings: ServerSettings, decode: DecodeFunction = decode_video) -> None:
+    def __init__(self, recognizer: Recognizer, settings: ServerSettings,
+                 decode: DecodeFunction = stream_prediction_frames) -> None:
         self.recognizer = recognizer
         self.settings = settings
+        self.decode = decode
         self.metrics = Metrics()
-        self.pool = DecodePool(decode, settings.workers, settings.decode_timeout_s)
+        self.pool = DecodePool(settings.workers, settings.decode_timeout_s)
         self.pending = 0
-        self._inference = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="inference")
+        self.live_streams = 0
+        self._release_pending = False
+        self._background: set[asyncio.Task] = set()
+        self.upload_dir = Path(tempfile.mkdtemp(prefix="actionrec-uploads-"))
 
     async def start(self) -> None:
         await self.pool.start()
@@ -40,7 +50,7 @@ class PredictionService:
 
     async def stop(self) -> None:
         await self.pool.close()
-        self._inference.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self.upload_dir, ignore_errors=True)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -54,24 +64,39 @@ class PredictionService:
         finally:
             self.pending -= 1
             self.metrics.set_in_progress(self.pending)
+            if self.pending == 0 and not self._release_pending:
+                self._release_pending = True
+                task = asyncio.get_running_loop().create_task(self._release_when_idle())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
-    async def predict(self, body: bytes, *, top_k: int, segments: bool) -> Prediction:
-        decoded = await self._decode(body, segments)
-        self.metrics.stage("decode", decoded.decode_ms / 1000)
-        started = time.perf_counter()
+    async def _release_when_idle(self) -> None:
+        """Once no request has come for a second, give the model's working memory back."""
         try:
-            prediction = await asyncio.get_running_loop().run_in_executor(
-                self._inference, lambda: self.recognizer.predict_decoded(decoded, top_k=top_k))
-        except Exception as exc:  # the model failed, not the upload: a server error, logged in full
-            log.exception("inference failed")
-            raise InferenceFailed("The model failed on this video; the error is in the server's log. "
-                                  "Please report it.") from exc
-        self.metrics.stage("inference", time.perf_counter() - started)
-        return prediction
+            await asyncio.sleep(IDLE_RELEASE_S)
+            if self.pending == 0:
+                await asyncio.to_thread(self.recognizer.release_memory)
+        finally:
+            self._release_pending = False
 
-    async def _decode(self, body: bytes, segments: bool) -> Decoded:
+    async def predict(self, video: Path, *, top_k: int, segments: bool) -> Prediction:
+        """Predict from an uploaded video file (which stays for the caller to delete)."""
+        recognizer = self.recognizer
+        job = (self.decode, (str(video), recognizer.spec, recognizer.limits, recognizer.timeline if segments else None),
+               {"name": "the uploaded video"})
+
+        def consume(messages: Iterator) -> Prediction:
+            try:
+                return recognizer.predict_stream(messages, top_k=top_k)
+            except ActionrecError:
+                raise
+            except Exception as exc:  # the model failed, not the upload: a server error, logged in full
+                log.exception("inference failed")
+                raise InferenceFailed("The model failed on this video; the error is in the server's log. "
+                                      "Please report it.") from exc
+
         try:
-            return await self.pool.decode(body, self.recognizer.spec, self.recognizer.limits, segments=segments)
+            prediction = await self.pool.run(job, consume)
         except VideoError as exc:
             self.metrics.decode_failure(exc.reason)
             raise
@@ -83,3 +108,6 @@ class PredictionService:
             self.metrics.decode_failure("timeout")
             log.warning("decoding an upload took over %.0f s; its worker was stopped", self.pool.timeout_s)
             raise
+        self.metrics.stage("decode", prediction.timings_ms["decode"] / 1000)
+        self.metrics.stage("inference", prediction.timings_ms["inference"] / 1000)
+        return prediction

@@ -30,6 +30,8 @@ class ServerSettings(BaseSettings):
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads per inference (default: its own)")
     max_pending: int = Field(8, ge=1, description="prediction requests in progress before 503")
     uncertain_below: float = Field(0.5, ge=0, le=1, description="confidence under which answers are flagged uncertain")
+    max_live: int = Field(4, ge=0, description="live camera streams (WebSocket /v1/live) at once")
+    live_idle_timeout_s: float = Field(30.0, gt=0, description="a live stream with no frame for this long is closed")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated origins allowed to call the API from a browser")
     api_key: SecretStr | None = Field(None, description="when set, prediction routes and /metrics need it")

@@ -1,11 +1,20 @@
 """Taking an upload off the wire: content type, size limit, raw body or multipart `file` field.
 
-Everything here raises `UploadError` with the HTTP status the request gets (400, 413, 415).
+Uploads are written to a file as they arrive, so a request's memory does not grow with the
+video's size, and a decode worker reads the file where it lies. Everything here raises
+`UploadError` with the HTTP status the request gets (400, 413, 415).
 """
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from actionrec.errors import UploadError
@@ -36,45 +45,53 @@ def too_large(max_bytes: int) -> UploadError:
                             "Send a shorter or more compressed video.")
 
 
-async def read_video(request: Request, max_bytes: int) -> bytes:
-    """The video's bytes: the raw body, or the `file` field of a multipart body."""
-    body = await _read_body(request, max_bytes)
-    if content_type(request) == "multipart/form-data":
-        body = await _multipart_file(request, body)
-    if not body:
-        raise UploadError(400, "The upload is empty (0 bytes). Send the video file's contents as the request body.")
-    return body
+async def save_video(request: Request, max_bytes: int, folder: Path) -> Path:
+    """Write the video (the raw body, or the `file` field of a multipart body) to a new file in
+    `folder` as it arrives, refusing it as soon as it passes `max_bytes`. The caller deletes it."""
+    path = folder / f"upload-{uuid.uuid4().hex}"
+    try:
+        if content_type(request) == "multipart/form-data":
+            await _save_multipart_file(request, _limited(request, max_bytes), path)
+        else:
+            with open(path, "wb") as out:
+                async for chunk in _limited(request, max_bytes):
+                    out.write(chunk)
+        if path.stat().st_size == 0:
+            raise UploadError(400, "The upload is empty (0 bytes). Send the video file's contents as the request "
+                                   "body.")
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
-async def _read_body(request: Request, max_bytes: int) -> bytes:
-    """The body, read in chunks and abandoned as soon as it passes the size limit."""
-    body = bytearray()
+async def _limited(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
+    """The body's chunks, abandoned as soon as they pass the size limit."""
+    total = 0
     try:
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_bytes:
+            total += len(chunk)
+            if total > max_bytes:
                 raise too_large(max_bytes)
+            yield chunk
     except ClientDisconnect:
         raise UploadError(400, "The upload was interrupted before it finished.") from None
-    return bytes(body)
 
 
-async def _multipart_file(request: Request, body: bytes) -> bytes:
-    """The `file` field of a multipart body that was already read (within the size limit)."""
-
-    async def replay() -> dict:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    form_request = Request(request.scope, replay)
+async def _save_multipart_file(request: Request, body: AsyncIterator[bytes], path: Path) -> None:
+    """The `file` field of a multipart body, copied to `path`."""
+    parser = MultiPartParser(request.headers, body, max_files=1, max_fields=10)
     try:
-        form = await form_request.form(max_files=1, max_fields=10)
-    except HTTPException as exc:
-        raise UploadError(400, f"The multipart body could not be read: {exc.detail}") from None
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise UploadError(400, f"The multipart body could not be read: {exc.message}") from None
     try:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise UploadError(400, "The multipart body has no `file` field. Send the video as a file "
                                    "field named `file`, or send its raw bytes as the body.")
-        return await upload.read()
+        await upload.seek(0)
+        with open(path, "wb") as out:
+            await run_in_threadpool(shutil.copyfileobj, upload.file, out)
     finally:
         await form.close()

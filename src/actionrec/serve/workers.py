@@ -2,7 +2,9 @@
 
 FFmpeg can crash outright or hang on a damaged stream. Each upload is decoded in a worker
 process with a time limit; a worker that dies or overruns is killed and replaced at once, and
-the upload gets an error instead of taking the server down.
+the upload gets an error instead of taking the server down. A job's results come back as they
+are produced (decoded frames in chunks), so the server works on them while the worker decodes
+on. Workers import no model: they stay small.
 """
 
 from __future__ import annotations
@@ -12,25 +14,32 @@ import logging
 import multiprocessing
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
 from actionrec.errors import DecodeCrashed, DecodersBusy, DecodeTimedOut, VideoError
-from actionrec.inference import Decoded
-from actionrec.video import ClipSpec, DecodeLimits
+
+T = TypeVar("T")
 
 log = logging.getLogger("actionrec.server")
 
 WORKER_START_TIMEOUT_S = 120.0
 WORKER_RESTART_ALLOWANCE_S = 30.0
 
-DecodeFunction = Callable[..., Decoded]  # decode_video's signature: (source, spec, limits, *, segments)
+# What a worker runs for each upload: stream_prediction_frames' signature, (source, spec, limits, timeline),
+# returning an iterator of messages that the worker sends back one by one.
+DecodeFunction = Callable[..., Iterator[Any]]
+Job = tuple[Callable[..., Any], tuple, dict]  # a module-level function, its arguments
 
 
-def _decode_worker_main(conn: Connection, decode: DecodeFunction) -> None:
-    """Body of a worker process: decode jobs from `conn` until told to stop or the parent goes."""
+def _decode_worker_main(conn: Connection) -> None:
+    """Body of a worker process: run jobs from `conn` until told to stop or the parent goes.
+
+    A job's result is sent as ("message", item) for each item it yields (or once, for a plain
+    value), then ("end", None); a VideoError as ("video_error", error); anything else as ("error", text).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server stops us
     conn.send("ready")
     while True:
@@ -40,30 +49,31 @@ def _decode_worker_main(conn: Connection, decode: DecodeFunction) -> None:
             return
         if job is None:
             return
-        source, spec, limits, options = job
+        function, args, kwargs = job
+        del job
         try:
-            reply: tuple[str, Any] = ("ok", decode(source, spec, limits, **options))
+            result = function(*args, **kwargs)
+            for item in (result if isinstance(result, Iterator) else [result]):
+                conn.send(("message", item))
+            reply: tuple[str, Any] = ("end", None)
         except VideoError as exc:
             reply = ("video_error", exc)
         except Exception as exc:  # an upload must never take the worker loop down
             reply = ("error", f"{type(exc).__name__}: {exc}")
-        del source, job
-        try:
-            conn.send(reply)
-        except Exception as exc:  # e.g. a result that cannot be pickled
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        del args, kwargs
+        conn.send(reply)
 
 
 class DecodeProcess:
     """One worker process and its pipe. Blocking methods: call them from a thread."""
 
-    def __init__(self, decode: DecodeFunction, context: multiprocessing.context.BaseContext) -> None:
+    def __init__(self, context: multiprocessing.context.BaseContext) -> None:
         self.conn, child_end = context.Pipe()
-        self.process = context.Process(
-            target=_decode_worker_main, args=(child_end, decode), name="actionrec-decode", daemon=True
-        )
+        self.process = context.Process(target=_decode_worker_main, args=(child_end,), name="actionrec-decode",
+                                       daemon=True)
         self.process.start()
         child_end.close()  # so that the parent's death reads as EOF in the child
+        self.idle = True  # False while a job's replies are still coming
 
     def wait_ready(self, timeout: float) -> bool:
         try:
@@ -71,20 +81,31 @@ class DecodeProcess:
         except (EOFError, OSError):
             return False
 
-    def run(self, job: tuple, timeout: float) -> Decoded:
+    def results(self, job: Job, timeout: float) -> Iterator[Any]:
+        """Send `job` and yield what it produces as it comes. `timeout` bounds the time spent
+        waiting for the worker, not the time the caller takes between items."""
+        self.idle = False
+        budget = timeout
         try:
             self.conn.send(job)
-            if not self.conn.poll(timeout):
-                raise DecodeTimedOut()
-            kind, payload = self.conn.recv()
+            while True:
+                waited = time.monotonic()
+                if not self.conn.poll(budget):
+                    raise DecodeTimedOut()
+                kind, payload = self.conn.recv()
+                budget -= time.monotonic() - waited
+                if kind == "message":
+                    yield payload
+                    continue
+                self.idle = True
+                if kind == "end":
+                    return
+                if kind == "video_error":
+                    raise payload
+                raise DecodeCrashed(payload)
         except (EOFError, OSError):
             self.process.join(1)
             raise DecodeCrashed(f"exit code {self.process.exitcode}") from None
-        if kind == "ok":
-            return payload
-        if kind == "video_error":
-            raise payload
-        raise DecodeCrashed(payload)
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -118,8 +139,7 @@ class DecodePool:
     decode does not disturb the uploads other workers are decoding.
     """
 
-    def __init__(self, decode: DecodeFunction, size: int, timeout_s: float) -> None:
-        self.decode_function = decode
+    def __init__(self, size: int, timeout_s: float) -> None:
         self.size = size
         self.timeout_s = timeout_s
         self._context = _worker_context()
@@ -134,7 +154,7 @@ class DecodePool:
         return len(self._all)
 
     def _start_one(self) -> DecodeProcess | None:
-        worker = DecodeProcess(self.decode_function, self._context)
+        worker = DecodeProcess(self._context)
         if worker.wait_ready(WORKER_START_TIMEOUT_S):
             return worker
         worker.kill()
@@ -154,25 +174,30 @@ class DecodePool:
         self._all.add(worker)
         self._idle.put_nowait(worker)
 
-    async def decode(self, source: bytes, spec: ClipSpec, limits: DecodeLimits, **options: Any) -> Decoded:
-        """Decode in a worker. Raises VideoError, DecodeCrashed, DecodeTimedOut or DecodersBusy."""
+    async def run(self, job: Job, consume: Callable[[Iterator[Any]], T]) -> T:
+        """Run `job` in a worker and return `consume(its results as they come)`; `consume` runs
+        on a thread. Raises VideoError, DecodeCrashed, DecodeTimedOut, DecodersBusy, or what
+        `consume` raises. A worker left half way through a job is replaced, never reused."""
         worker = await self._idle_worker()
         loop = asyncio.get_running_loop()
+
+        def consume_all() -> T:
+            results = worker.results(job, self.timeout_s)
+            value = consume(results)
+            for _ in results:  # what `consume` left, up to the end of the job
+                pass
+            return value
+
         try:
-            result = await loop.run_in_executor(
-                self._threads, worker.run, (source, spec, limits, options), self.timeout_s
-            )
-        except (DecodeCrashed, DecodeTimedOut):
-            self._replace(worker)
-            raise
-        except asyncio.CancelledError:
-            self._replace(worker)  # its decode was abandoned half way; a fresh worker is simpler
-            raise
+            value = await loop.run_in_executor(self._threads, consume_all)
         except BaseException:
-            self._idle.put_nowait(worker)
+            if worker.idle:
+                self._idle.put_nowait(worker)
+            else:
+                self._replace(worker)
             raise
         self._idle.put_nowait(worker)
-        return result
+        return value
 
     async def _idle_worker(self) -> DecodeProcess:
         # A busy worker is free within timeout_s (it is killed then); a replacement takes seconds.
@@ -195,11 +220,10 @@ class DecodePool:
         task.add_done_callback(self._replacements.discard)
 
     async def _kill_and_replace(self, worker: DecodeProcess) -> None:
-        loop = asyncio.get_running_loop()
         await asyncio.to_thread(worker.kill)
         delay = 0.5
         while not self._closed:
-            replacement = await loop.run_in_executor(self._threads, self._start_one)
+            replacement = await asyncio.to_thread(self._start_one)
             if replacement is not None:
                 if self._closed:
                     await asyncio.to_thread(replacement.stop)

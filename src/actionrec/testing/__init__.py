@@ -16,6 +16,8 @@ def make_untrained_model(
     temporal: str = "lstm",
     seed: int = 0,
     width_mult: float = 0.35,
+    hidden_size: int = 32,
+    clip_duration_s: float | None = 2.0,
 ) -> Path:
     """Export a randomly initialised, narrow model with a full card (needs the train extra).
 
@@ -28,7 +30,7 @@ def make_untrained_model(
     from actionrec.model import ActionModel, ModelConfig
 
     torch.manual_seed(seed)
-    config = ModelConfig(num_classes=len(labels), temporal=temporal, hidden_size=32, width_mult=width_mult)
+    config = ModelConfig(num_classes=len(labels), temporal=temporal, hidden_size=hidden_size, width_mult=width_mult)
     model = ActionModel(config).eval()
     card = ModelCard(
         name="untrained-test-model",
@@ -38,5 +40,6 @@ def make_untrained_model(
         image_size=image_size,
         model={**config.to_dict(), "backbone": "mobilenet_v2", "backbone_weights": "none"},
         dataset="none (untrained)",
+        clip_duration_s=clip_duration_s,
     )
     return export_model(model, card, Path(out))

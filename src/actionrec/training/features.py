@@ -25,7 +25,7 @@ from actionrec.files import atomic_output
 from actionrec.model import ActionModel, FrameFeatures
 from actionrec.training.cache import ClipCache, default_cache_root, prefetch
 from actionrec.training.config import TRAINING_LIMITS, TrainConfig
-from actionrec.video import read_views
+from actionrec.video import probe, read_views
 
 FeatureFunction = Callable[[np.ndarray], np.ndarray]
 
@@ -46,6 +46,21 @@ def clip_rng(seed: int, video: Path) -> np.random.Generator:
     """Each video's own stream of random views, the same in every run with this seed."""
     digest = hashlib.sha1(str(video).encode()).digest()
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+
+
+def typical_duration(samples: list[Sample], at_most: int = 200) -> float | None:
+    """The median duration of (up to `at_most`, evenly picked) clips, from their packets alone.
+
+    Exported models record it: a timeline's windows are as long as the clips the model learned from.
+    """
+    picked = samples[:: max(1, len(samples) // at_most)]
+    durations = []
+    for sample in picked:
+        try:
+            durations.append(probe(sample.path, TRAINING_LIMITS).info.duration_s)
+        except VideoError:
+            continue  # unreadable clips are reported when they are cached
+    return round(float(np.median(durations)), 3) if durations else None
 
 
 def view_decoder(config: TrainConfig, views: int) -> Callable[[Path], np.ndarray]:

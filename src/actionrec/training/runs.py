@@ -51,7 +51,7 @@ class RunDir:
 
     def write_config(self, config: TrainConfig, model_config: ModelConfig, labels: list[str], *,
                      dataset: str, backbone_id: str, num_train: int, num_val: int,
-                     skipped: dict[Path, str]) -> None:
+                     skipped: dict[Path, str], clip_duration_s: float | None) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_path, {
             "actionrec_version": __version__,
@@ -63,6 +63,7 @@ class RunDir:
             "backbone_id": backbone_id,
             "num_train": num_train,
             "num_val": num_val,
+            "clip_duration_s": clip_duration_s,
             "skipped": {str(path): error for path, error in skipped.items()},
         })
         write_text(self.path / "labels.txt", "\n".join(labels) + "\n")
@@ -143,6 +144,7 @@ class RunDir:
             model={**saved["model"], "backbone": "mobilenet_v2", "backbone_weights": self.backbone_id},
             dataset=saved.get("dataset"),
             validation=self.best_epoch(),
+            clip_duration_s=saved.get("clip_duration_s"),
             versions={"actionrec": __version__, "torch": torch.__version__, "python": platform.python_version()},
             exported_at=now.isoformat(timespec="seconds"),
         )

@@ -28,7 +28,7 @@ from actionrec.datasets import DatasetSplit, load_dataset
 from actionrec.errors import TrainingError
 from actionrec.model import ActionModel, ModelConfig, load_backbone_weights
 from actionrec.training.config import TrainConfig
-from actionrec.training.features import build_cache, extractor_for, load_arrays, progress_bar
+from actionrec.training.features import build_cache, extractor_for, load_arrays, progress_bar, typical_duration
 from actionrec.training.runs import RunDir
 
 GRADIENT_CLIP_NORM = 5.0
@@ -224,9 +224,10 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
     fingerprint = _fingerprint(config, dataset.classes)
     progress = (_resume(run, fingerprint, model, optimizer, scheduler, generator, console) if resume
                 else Progress())
+    clip_duration = typical_duration(dataset.train)
     run.write_config(config, model.config, dataset.classes, dataset=f"{Path(config.data_dir).name}: "
                      f"{dataset.description}", backbone_id=backbone_id, num_train=num_train, num_val=num_val,
-                     skipped=skipped)
+                     skipped=skipped, clip_duration_s=clip_duration)
 
     with progress_bar(console) as bar:
         task = bar.add_task("Training", total=config.epochs, completed=progress.epoch, status="")

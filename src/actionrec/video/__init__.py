@@ -1,24 +1,21 @@
 """Video in, model-ready frames out: the one definition of frame sampling and preprocessing.
 
-    spec.py    ClipSpec, DecodeLimits, VideoInfo, Clip, and the sampling rule (pure NumPy)
-    decode.py  PyAV: probe, decode only the sampled frames, convert to RGB
+    spec.py    ClipSpec, DecodeLimits, VideoInfo, Clip, Timeline and the sampling rule (pure NumPy)
+    probe.py   PyAV: open a video and read its packets (count, times, keyframes) without decoding
+    decode.py  PyAV: decode only the sampled frames (seeking where it can), convert them to RGB
+    stream.py  the frames a prediction needs, handed out in bounded chunks as they are decoded
     encode.py  PyAV: write videos (the synthetic dataset and test fixtures)
 
-Training, evaluation, export and serving all read videos through `read_clip`, `read_views` and
-`read_windows`, so a model is served exactly the frames it was trained on.
+Training and evaluation read videos through `read_clip` and `read_views`, serving through
+`stream_prediction_frames`; all pick frames with the same sampling rule, so a model is served
+exactly the frames it was trained on.
 """
 
 from actionrec.errors import VideoError
-from actionrec.video.decode import VideoSource, read_clip, read_views, read_windows
-from actionrec.video.spec import (
-    SAMPLING_RULE,
-    Clip,
-    ClipSpec,
-    DecodeLimits,
-    VideoInfo,
-    sample_indices,
-    window_bounds,
-)
+from actionrec.video.decode import read_clip, read_views
+from actionrec.video.probe import VideoProbe, VideoSource, probe
+from actionrec.video.stream import stream_prediction_frames
+from actionrec.video.spec import SAMPLING_RULE, Clip, ClipSpec, DecodeLimits, Timeline, VideoInfo, sample_indices
 
 __all__ = [
     "Clip",
@@ -26,11 +23,13 @@ __all__ = [
     "DecodeLimits",
     "SAMPLING_RULE",
     "VideoError",
+    "Timeline",
     "VideoInfo",
+    "VideoProbe",
     "VideoSource",
+    "probe",
     "read_clip",
     "read_views",
-    "read_windows",
     "sample_indices",
-    "window_bounds",
+    "stream_prediction_frames",
 ]

@@ -1,194 +1,38 @@
-"""Reading videos with PyAV: probe, decode only what a plan needs, return model-ready RGB clips.
+"""Decoding with PyAV: the frames a plan picked, and nothing else, converted to model-ready RGB.
 
-How a clip is read:
-1. Probe: demux the video stream's packets (no decoding) to count the frames and collect their
-   presentation times. Container headers are not trusted: they over-report frame counts, and
-   with variable frame rates a frame's index is not its time.
-2. Plan: pick the frames of each clip by time (`actionrec.video.spec.sample_indices`).
-3. Decode sequentially and convert to RGB, resized and cropped, only the frames that were picked;
-   stop once the last one is reached.
-4. If the stream breaks part way, plan again over the frames that did decode and say so in
-   `warnings`, as long as enough of them came out.
+Only the picked frames are converted (RGB, the shorter side resized, the centre square cropped,
+the display rotation applied). Where the container has an index and several keyframes, each
+picked frame is reached from the keyframe before it (or by going on when the next one is in
+the same group of pictures), so the cost grows with the number of picked frames, not with the
+video's length; frames are matched by their timestamps, so they are exactly those a decode from
+the start gives. A file whose index or timestamps do not hold up is read from the start
+instead, with a warning. If the stream breaks part way, the clips are planned again over the
+frames that did decode, as long as enough of them came out.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import os
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import av
 import numpy as np
 
-from actionrec.errors import (
-    EmptyVideoError,
-    FrameTooLargeError,
-    NotAVideoError,
-    NoVideoStreamError,
-    UndecodableVideoError,
-    VideoNotFoundError,
-    VideoTooLongError,
-)
-from actionrec.video.spec import (
-    Clip,
-    ClipSpec,
-    DecodeLimits,
-    PlannedClip,
-    VideoInfo,
-    sample_indices,
-    span,
-    window_bounds,
-)
-
-VideoSource = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
+from actionrec.errors import FrameTooLargeError, NotAnImageError, UndecodableVideoError
+from actionrec.video.probe import VideoProbe, VideoSource, ffmpeg_reason, open_video, probe
+from actionrec.video.spec import Clip, ClipSpec, DecodeLimits, PlannedClip, VideoInfo, sample_indices, span
 
 # Plans the clips to take from a stream whose frames start at `times` (seconds, sorted).
 Plan = Callable[[np.ndarray], list[PlannedClip]]
 
 
-# --------------------------------------------------------------------------- opening and probing
-
-
-@dataclass(frozen=True)
-class _Probe:
-    times: np.ndarray  # presentation time (s) of each frame, sorted, relative to the first
-    info: VideoInfo  # as stored; rotation is known only once a frame is decoded
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    frames: dict[int, np.ndarray]  # converted frames by index
-    count: int  # frames decoded before stopping
-    broke: str | None  # why the stream broke, if it did
-    rotation: int
-
-
-def _open(source: VideoSource) -> av.container.InputContainer:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise EmptyVideoError("The video is empty (0 bytes). Send the file's contents.")
-        file: object = io.BytesIO(source)
-    elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise VideoNotFoundError(f"{path}: no such file.")
-        if path.stat().st_size == 0:
-            raise EmptyVideoError(f"{path}: the file is empty (0 bytes).")
-        file = str(path)
-    else:
-        file = source
-    name = _describe(source)
-    try:
-        return av.open(file, mode="r", metadata_errors="ignore")
-    except av.error.FFmpegError as exc:
-        raise NotAVideoError(
-            f"{name}: not a video file FFmpeg can read ({_ffmpeg_reason(exc)}). "
-            "Check that it is a complete video (MP4, AVI, MOV, MKV, WebM...)."
-        ) from None
-
-
-def _ffmpeg_reason(exc: Exception) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-def _describe(source: VideoSource) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return "the uploaded video"
-    return getattr(source, "name", None) or "the video"
-
-
-def _probe(source: VideoSource, limits: DecodeLimits) -> _Probe:
-    container = _open(source)
-    try:
-        return _probe_container(container, _describe(source), limits)
-    finally:
-        container.close()
-
-
-def _probe_container(container: av.container.InputContainer, name: str, limits: DecodeLimits) -> _Probe:
-    if container.format.name == "image2" or container.format.name.endswith("_pipe"):
-        kind = container.format.name.removesuffix("_pipe")
-        raise NotAVideoError(f"{name}: is a still image ({kind}), not a video. Send a video file.")
-    if not container.streams.video:
-        kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
-        raise NoVideoStreamError(f"{name}: has no video stream (streams found: {kinds}).")
-    stream = container.streams.video[0]
-    ctx = stream.codec_context
-    width, height = ctx.width or 0, ctx.height or 0
-    if width * height > limits.max_pixels:
-        raise FrameTooLargeError(
-            f"{name}: frames are {width}x{height}, larger than the limit of "
-            f"{limits.max_pixels:,} pixels. Downscale the video (e.g. to 1080p) and try again."
-        )
-    # Headers can be wrong (a truncated file keeps its full duration): refuse on them alone only
-    # when far over the limit, which spares counting the packets of a huge file.
-    header_duration = _header_duration(container, stream)
-    if header_duration is not None and header_duration > 2 * limits.max_duration_s:
-        raise _too_long(name, header_duration, limits)
-
-    pts_list: list[int] = []
-    packets = 0
-    try:
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            packets += 1
-            if packet.pts is not None:
-                pts_list.append(packet.pts)
-    except av.error.FFmpegError:
-        pass  # a damaged container: use the packets read so far; decoding will tell the rest
-    if packets == 0:
-        raise UndecodableVideoError(f"{name}: the video stream holds no frames.")
-
-    time_base = float(stream.time_base) if stream.time_base else 0.0
-    rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
-    if len(pts_list) == packets and time_base > 0:
-        times = np.sort(np.asarray(pts_list, dtype=np.float64)) * time_base
-        times -= times[0]
-    else:
-        times = np.arange(packets, dtype=np.float64) / rate
-    duration = span(times)
-    if duration > limits.max_duration_s:
-        raise _too_long(name, duration, limits)
-    fps = (packets - 1) / times[-1] if packets > 1 and times[-1] > 0 else rate
-
-    info = VideoInfo(
-        duration_s=round(duration, 3),
-        fps=round(float(fps), 3),
-        width=width,
-        height=height,
-        rotation=0,
-        num_frames=packets,
-        codec=ctx.name,
-        container=container.format.name,
-    )
-    return _Probe(times=times, info=info)
-
-
-def _header_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    if container.duration:
-        return container.duration / av.time_base
-    return None
-
-
-def _too_long(name: str, duration: float, limits: DecodeLimits) -> VideoTooLongError:
-    return VideoTooLongError(
-        f"{name}: lasts {duration:.0f} s, longer than the limit of {limits.max_duration_s:.0f} s. "
-        "Cut it into shorter pieces or raise the limit."
-    )
-
-
 # --------------------------------------------------------------------------- decoding
 
 
-def _convert(frame: av.VideoFrame, image_size: int) -> np.ndarray:
+def to_model_input(frame: av.VideoFrame, image_size: int) -> np.ndarray:
     """Resize the shorter side to image_size, crop the centre square, apply display rotation."""
     w, h = frame.width, frame.height
     scale = image_size / min(w, h)
@@ -203,73 +47,170 @@ def _convert(frame: av.VideoFrame, image_size: int) -> np.ndarray:
     return np.ascontiguousarray(square)
 
 
-def _decode_indices(source: VideoSource, wanted: set[int], image_size: int, limits: DecodeLimits) -> _Decoded:
-    """Decode sequentially, converting only the `wanted` frame indices; stop after the last one."""
-    container = _open(source)
-    converted: dict[int, np.ndarray] = {}
+@dataclass
+class DecodeOutcome:
+    """How reading went, known once the frames have been taken."""
+
+    decoded: int = 0  # frames decoded from the start before stopping (reading from the start)
+    frames_decoded: int = 0  # all the frames the decoder produced, seeking or not: the work done
+    broke: str | None = None  # why the stream broke, if it did
+    rotation: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+class _SeekFailed(Exception):
+    """Seeking did not land where the index said, or timestamps did not match the probe's."""
+
+
+def _checked_convert(frame: av.VideoFrame, image_size: int, limits: DecodeLimits, name: str,
+                     outcome: DecodeOutcome) -> np.ndarray:
+    if frame.width * frame.height > limits.max_pixels:
+        raise FrameTooLargeError(f"{name}: a frame is {frame.width}x{frame.height}, larger than the limit of "
+                                 f"{limits.max_pixels:,} pixels.")
+    outcome.rotation = int(frame.rotation or 0)
+    return to_model_input(frame, image_size)
+
+
+def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], image_size: int,
+                limits: DecodeLimits, outcome: DecodeOutcome, *, seek: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, frame) for each wanted frame index, in increasing order, converted to RGB.
+
+    Seeks when the file allows it (and `seek`); otherwise, or when seeking does not hold up,
+    decodes from the start. Stops early where the stream breaks: `outcome` says how far it got.
+    """
+    wanted = sorted({int(i) for i in indices})
+    if not wanted:
+        return
+    name = video.name
+    if seek and video.seekable:
+        done = -1
+        try:
+            for index, frame in _read_seeking(source, video, wanted, image_size, limits, name, outcome):
+                done = index
+                yield index, frame
+            return
+        except (_SeekFailed, av.error.FFmpegError) as exc:
+            reason = str(exc) if isinstance(exc, _SeekFailed) else ffmpeg_reason(exc)
+            outcome.warnings.append(f"seeking in this video did not work ({reason}); it was read from the start")
+            wanted = [i for i in wanted if i > done]
+    yield from _read_sequential(source, wanted, image_size, limits, name, outcome)
+
+
+def _read_sequential(source: VideoSource, wanted: list[int], image_size: int, limits: DecodeLimits, name: str,
+                     outcome: DecodeOutcome) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode from the start, converting only the `wanted` frame indices; stop after the last one."""
+    container = open_video(source, name)
+    targets = set(wanted)
+    last = wanted[-1]
     count = 0
-    rotation = 0
-    last_wanted = max(wanted)
+    try:
+        for frame in container.decode(container.streams.video[0]):
+            outcome.frames_decoded += 1
+            if count in targets:
+                yield count, _checked_convert(frame, image_size, limits, name, outcome)
+            count += 1
+            if count > last:
+                break
+    except av.error.FFmpegError as exc:
+        outcome.broke = ffmpeg_reason(exc)
+    finally:
+        outcome.decoded = count
+        container.close()
+
+
+def _read_seeking(source: VideoSource, video: VideoProbe, wanted: list[int], image_size: int, limits: DecodeLimits,
+                  name: str, outcome: DecodeOutcome) -> Iterator[tuple[int, np.ndarray]]:
+    """Reach each wanted frame from the keyframe before it, matching frames by timestamp."""
+    assert video.pts is not None
+    container = open_video(source, name)
     try:
         stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            if count in wanted:
-                if frame.width * frame.height > limits.max_pixels:
-                    raise FrameTooLargeError(
-                        f"{_describe(source)}: a frame is {frame.width}x{frame.height}, larger than "
-                        f"the limit of {limits.max_pixels:,} pixels."
-                    )
-                rotation = int(frame.rotation or 0)
-                converted[count] = _convert(frame, image_size)
-            count += 1
-            if count > last_wanted:
-                break
-        return _Decoded(converted, count, None, rotation)
-    except av.error.FFmpegError as exc:
-        return _Decoded(converted, count, _ffmpeg_reason(exc), rotation)
+        frames: Iterator[av.VideoFrame] = iter(())
+        position: int | None = None  # timestamp of the last frame the decoder gave
+        for index in wanted:
+            target = int(video.pts[index])
+            nearest = int(np.searchsorted(video.keyframe_pts, target, side="right")) - 1
+            if nearest < 0:
+                raise _SeekFailed(f"frame {index} comes before the first keyframe")
+            if position is None or video.keyframe_pts[nearest] > position:
+                container.seek(int(video.keyframe_seek[nearest]), stream=stream, backward=True, any_frame=False)
+                frames, position = _decoded(container, stream), None
+            for frame in frames:
+                outcome.frames_decoded += 1
+                if frame.pts is None:
+                    raise _SeekFailed("frames without timestamps")
+                if position is None and frame.pts > target:
+                    raise _SeekFailed(f"seeking for frame {index} landed after it")
+                if position is not None and frame.pts <= position:
+                    raise _SeekFailed("timestamps out of order")
+                position = frame.pts
+                if frame.pts == target:
+                    yield index, _checked_convert(frame, image_size, limits, name, outcome)
+                    break
+                if frame.pts > target:
+                    raise _SeekFailed(f"no frame with the timestamp of frame {index}")
+            else:
+                raise _SeekFailed(f"the stream ended before frame {index}")
+        outcome.decoded = len(video.times)
     finally:
         container.close()
 
 
-def _displayed(info: VideoInfo, rotation: int) -> VideoInfo:
+def _decoded(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+    for packet in container.demux(stream):
+        yield from stream.decode(packet)
+
+
+def displayed(info: VideoInfo, rotation: int) -> VideoInfo:
     """`info` as the video is displayed: a quarter turn swaps width and height."""
     width, height = (info.height, info.width) if rotation % 180 else (info.width, info.height)
     return replace(info, width=width, height=height, rotation=rotation)
 
 
-def _read(source: VideoSource, spec: ClipSpec, plan: Plan, limits: DecodeLimits) -> list[Clip]:
-    """Probe, plan one or more clips, decode once, and return the clips."""
-    if hasattr(source, "read"):
-        source = source.read()  # a file object is read twice (probe, decode): keep it in memory
-    probe = _probe(source, limits)
-    name = _describe(source)
+def rereadable(source: VideoSource) -> VideoSource:
+    """A file object is read several times (probe, decode): keep it in memory."""
+    return source.read() if hasattr(source, "read") else source
 
-    times = probe.times
+
+def broken_stream(video: VideoProbe, outcome: DecodeOutcome, spec: ClipSpec, limits: DecodeLimits,
+                   name: str) -> str:
+    """The warning for a stream that broke part way; UndecodableVideoError if too little decoded."""
+    usable = max(1, math.ceil(spec.num_frames * limits.min_usable_fraction))
+    because = f" ({outcome.broke})" if outcome.broke else ""
+    if outcome.decoded < min(usable, len(video.times)):
+        raise UndecodableVideoError(
+            f"{name}: only {outcome.decoded} of {video.info.num_frames} frames could be "
+            f"decoded{because}; the file is damaged or truncated. Re-encode or re-download it."
+        )
+    return (f"the video stream broke after {outcome.decoded} of {video.info.num_frames} frames{because}; "
+            "frames were taken from the part that decoded")
+
+
+def _read(source: VideoSource, spec: ClipSpec, plan: Plan, limits: DecodeLimits) -> list[Clip]:
+    """Probe, plan one or more clips, decode what they need, and return the clips."""
+    source = rereadable(source)
+    video = probe(source, limits)
+    name = video.name
+    times = video.times
     warnings: list[str] = []
     for _attempt in range(2):
         planned = plan(times)
-        wanted = {int(i) for clip in planned for i in clip.indices}
-        decoded = _decode_indices(source, wanted, spec.image_size, limits)
-        if len(decoded.frames) == len(wanted):
+        outcome = DecodeOutcome()
+        frames = dict(read_frames(source, video, (i for clip in planned for i in clip.indices), spec.image_size,
+                                  limits, outcome))
+        warnings += outcome.warnings
+        if all(int(i) in frames for clip in planned for i in clip.indices):
             break
         # Fewer frames came out than the packets promised: the stream is damaged or truncated.
-        usable = max(1, math.ceil(spec.num_frames * limits.min_usable_fraction))
-        because = f" ({decoded.broke})" if decoded.broke else ""
-        if decoded.count < min(usable, len(probe.times)):
-            raise UndecodableVideoError(
-                f"{name}: only {decoded.count} of {probe.info.num_frames} frames could be "
-                f"decoded{because}; the file is damaged or truncated. Re-encode or re-download it."
-            )
-        warnings.append(f"the video stream broke after {decoded.count} of {probe.info.num_frames} frames"
-                        f"{because}; frames were taken from the part that decoded")
-        times = probe.times[: decoded.count]
+        warnings.append(broken_stream(video, outcome, spec, limits, name))
+        times = video.times[: outcome.decoded]
     else:
         raise UndecodableVideoError(f"{name}: decoding gave different results on each pass.")
 
-    info = _displayed(probe.info, decoded.rotation)
+    info = displayed(video.info, outcome.rotation)
     return [
         Clip(
-            frames=np.stack([decoded.frames[int(i)] for i in clip.indices]),
+            frames=np.stack([frames[int(i)] for i in clip.indices]),
             frame_indices=[int(i) for i in clip.indices],
             frame_times=[round(float(times[i]), 3) for i in clip.indices],
             info=info,
@@ -311,7 +252,7 @@ def read_views(
     rng: np.random.Generator | None = None,
     limits: DecodeLimits = DecodeLimits(),
 ) -> list[Clip]:
-    """Several temporal views of one video in one decoding pass.
+    """Several temporal views of one video, read together.
 
     View 0 takes segment centres, exactly as `read_clip`; the others take random moments inside
     each segment (from `rng`, or a fixed seed).
@@ -325,34 +266,18 @@ def read_views(
     return _read(source, spec, plan, limits)
 
 
-def read_windows(
-    source: VideoSource,
-    spec: ClipSpec,
-    *,
-    window_s: float,
-    stride_s: float,
-    limits: DecodeLimits = DecodeLimits(),
-    with_whole_video: bool = False,
-    max_windows: int | None = None,
-) -> list[Clip]:
-    """Clips of `window_s` seconds every `stride_s` seconds, for locating actions in long videos.
-
-    A video shorter than one window gives one window covering all of it. With `with_whole_video`,
-    the first clip is the whole video, as `read_clip` gives it. When more than `max_windows`
-    windows would be needed, the stride grows to keep within it. One decoding pass.
-    """
-
-    def plan(times: np.ndarray) -> list[PlannedClip]:
-        duration = span(times)
-        stride = stride_s
-        if max_windows and duration > window_s:
-            stride = max(stride_s, (duration - window_s) / max(1, max_windows - 1))
-        bounds = window_bounds(duration, window_s, stride)
-        if with_whole_video:
-            bounds.insert(0, (0.0, duration))
-        return [PlannedClip(sample_indices(times, spec.num_frames, start=s, end=e), s, e) for s, e in bounds]
-
-    return _read(source, spec, plan, limits)
+def read_image(data: bytes, image_size: int, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
+    """A still image (JPEG, PNG, WebP...) as one model-ready frame: how live camera frames arrive."""
+    try:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            frame = next(container.decode(video=0))
+    except (av.error.FFmpegError, StopIteration, IndexError, ValueError):
+        raise NotAnImageError("The camera frame is not an image FFmpeg can read. Send each frame as a JPEG or "
+                              "PNG image.") from None
+    if frame.width * frame.height > limits.max_pixels:
+        raise FrameTooLargeError(f"The camera frame is {frame.width}x{frame.height}, larger than the limit of "
+                                 f"{limits.max_pixels:,} pixels. Send smaller frames (640 wide is plenty).")
+    return to_model_input(frame, image_size)
 
 
-__all__ = ["VideoSource", "read_clip", "read_views", "read_windows"]
+__all__ = ["DecodeOutcome", "read_clip", "read_frames", "read_image", "read_views", "to_model_input"]

@@ -75,7 +75,7 @@ def _timestamps(count: int, fps: float, pts_seconds: Sequence[float] | None) -> 
 
 def _add_video_stream(container: av.container.OutputContainer, codec: str, frame_rate: Fraction,
                       time_base: Fraction, width: int, height: int, bframes: bool,
-                      rotation: int | None, gop: int | None) -> av.video.stream.VideoStream:
+                      rotation: int | None, gop: int | None, open_gop: bool) -> av.video.stream.VideoStream:
     video = container.add_stream(codec, rate=frame_rate)
     video.width, video.height = width, height
     supported = [f.name for f in (video.codec_context.codec.video_formats or [])]
@@ -85,9 +85,10 @@ def _add_video_stream(container: av.container.OutputContainer, codec: str, frame
     max_b_frames = 2 if bframes else 0
     if video.codec_context.name == "libx264":
         options = {"preset": "ultrafast", "crf": "20", "bf": str(max_b_frames)}
-        if bframes:
-            # Without b-adapt=0 x264 may decide that no frame is worth a B-frame.
-            options["x264-params"] = "b-adapt=0"
+        # Without b-adapt=0 x264 may decide that no frame is worth a B-frame.
+        x264 = (["b-adapt=0"] if bframes else []) + (["open-gop=1"] if open_gop else [])
+        if x264:
+            options["x264-params"] = ":".join(x264)
         if gop is not None:
             options["g"] = str(gop)
         video.options = options
@@ -103,7 +104,8 @@ def _add_video_stream(container: av.container.OutputContainer, codec: str, frame
 def write_video(frames: np.ndarray, dest: str | os.PathLike | BinaryIO, fps: float = 25.0, *,
                 container_format: str | None = None, codec: str = "h264",
                 pts_seconds: Sequence[float] | None = None, rotation: int | None = None,
-                audio: bool = False, bframes: bool = False, gop: int | None = None) -> None:
+                audio: bool = False, bframes: bool = False, gop: int | None = None,
+                open_gop: bool = False) -> None:
     """Encode (T, H, W, 3) uint8 RGB `frames` to a video file with PyAV.
 
     dest: a path (container guessed from its extension unless `container_format` is given) or
@@ -120,6 +122,8 @@ def write_video(frames: np.ndarray, dest: str | os.PathLike | BinaryIO, fps: flo
     audio: add a mono 440 Hz tone (AAC; Opus in webm) as long as the video, interleaved with it.
     bframes: let the encoder use B-frames, so decode order differs from presentation order.
     gop: at most this many frames from one keyframe to the next (the encoder's default if None).
+    open_gop: let B-frames before a keyframe (in display order) refer to the group before it
+        (libx264 only, with `bframes`): seeking to such a keyframe cannot decode them.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -148,7 +152,7 @@ def write_video(frames: np.ndarray, dest: str | os.PathLike | BinaryIO, fps: flo
                 raise ValueError("AVI has no per-frame timestamps, so pts_seconds cannot be kept; "
                                  "use mp4, mov or matroska")
             video = _add_video_stream(container, codec, frame_rate, time_base, frames.shape[2], frames.shape[1],
-                                      bframes, rotation, gop)
+                                      bframes, rotation, gop, open_gop)
             tone = _Tone(container, float(pts[-1] * time_base) + frame_duration) if audio else None
             for image, frame_pts in zip(frames, pts):
                 if tone is not None:

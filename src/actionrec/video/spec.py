@@ -138,12 +138,47 @@ def span(times: np.ndarray) -> float:
     return float(times[-1] + frame_duration(times))
 
 
-def window_bounds(duration_s: float, window_s: float, stride_s: float) -> list[tuple[float, float]]:
-    """Sliding windows covering [0, duration_s]; the last one ends at the end of the video."""
-    if window_s <= 0 or stride_s <= 0:
-        raise ValueError("window and stride must be positive")
-    if duration_s <= window_s:
-        return [(0.0, duration_s)]
-    count = math.ceil((duration_s - window_s) / stride_s - 1e-9) + 1  # no window for rounding error
-    starts = [min(i * stride_s, duration_s - window_s) for i in range(count)]
-    return [(s, s + window_s) for s in starts]
+@dataclass(frozen=True)
+class Timeline:
+    """A whole-video timeline's sample grid: one frame every `interval_s`, and windows of
+    `frames_per_window` consecutive samples every `stride` samples.
+
+    A window's samples are the centres of `frames_per_window` equal segments of its span: exactly
+    how a training clip of that length is sampled. So windows match training clips when the
+    interval is the training clips' typical duration divided by the model's frame count, and
+    each sampled frame is read and encoded once however many windows use it.
+    """
+
+    interval_s: float
+    frames_per_window: int
+    stride: int
+
+    def __post_init__(self) -> None:
+        if self.interval_s <= 0 or self.frames_per_window < 1 or self.stride < 1:
+            raise ValueError(f"invalid timeline {self}")
+
+    @classmethod
+    def for_clips(cls, num_frames: int, clip_duration_s: float) -> Timeline:
+        """Windows as long as `clip_duration_s`, overlapping by half."""
+        return cls(clip_duration_s / num_frames, num_frames, max(1, num_frames // 2))
+
+    @property
+    def window_s(self) -> float:
+        return self.interval_s * self.frames_per_window
+
+    def sample_times(self, duration_s: float) -> np.ndarray:
+        """Moments of the samples over [0, duration_s); none when the video is shorter than a window."""
+        count = int(math.floor(duration_s / self.interval_s + 1e-9))
+        if count < self.frames_per_window:
+            return np.zeros(0)
+        return (np.arange(count) + 0.5) * self.interval_s
+
+    def windows(self, num_samples: int) -> list[int]:
+        """The first sample of each window; the last window ends with the last sample."""
+        if num_samples < self.frames_per_window:
+            return []
+        last = num_samples - self.frames_per_window
+        starts = list(range(0, last + 1, self.stride))
+        if starts[-1] != last:
+            starts.append(last)
+        return starts

@@ -1,0 +1,192 @@
+"""Opening a video and reading what its packets say, without decoding: how many frames, when each
+is shown, which are keyframes, how large, how long.
+
+Container headers are not trusted: they over-report frame counts, and with variable frame
+rates a frame's index is not its time. Every packet of the video stream is read instead, which
+is cheap next to decoding.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import av
+import numpy as np
+
+from actionrec.errors import (
+    EmptyVideoError,
+    FrameTooLargeError,
+    NotAVideoError,
+    NoVideoStreamError,
+    UndecodableVideoError,
+    VideoNotFoundError,
+    VideoTooLongError,
+)
+from actionrec.video.spec import DecodeLimits, VideoInfo, span
+
+VideoSource = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
+
+# Containers whose demuxers seek by an index to a keyframe, with timestamps worth matching on.
+SEEKABLE_CONTAINERS = ("mov", "mp4", "matroska", "webm")
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What demuxing (without decoding) tells about a video stream."""
+
+    info: VideoInfo  # as stored; the rotation is known once a frame is decoded
+    times: np.ndarray  # presentation time (s) of each frame, sorted, relative to the first
+    pts: np.ndarray | None  # the frames' presentation timestamps, sorted; None where unusable
+    keyframe_pts: np.ndarray  # presentation timestamps of the keyframes, sorted
+    name: str = "the video"  # how messages name the video
+    # Where to seek for each keyframe: demuxers index by decode time (shifted to start with the
+    # first presentation time), which runs behind the presentation time of frames with B-frames.
+    keyframe_seek: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def seekable(self) -> bool:
+        """Whether frames can be reached by seeking to keyframes and matched by timestamp."""
+        container = self.info.container.split(",")
+        return (self.pts is not None and len(self.keyframe_pts) > 1
+                and any(name in SEEKABLE_CONTAINERS for name in container))
+
+
+def open_video(source: VideoSource, name: str | None = None) -> av.container.InputContainer:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise EmptyVideoError("The video is empty (0 bytes). Send the file's contents.")
+        file: object = io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise VideoNotFoundError(f"{path}: no such file.")
+        if path.stat().st_size == 0:
+            raise EmptyVideoError(f"{path}: the file is empty (0 bytes).")
+        file = str(path)
+    else:
+        file = source
+    name = name or describe(source)
+    try:
+        return av.open(file, mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise NotAVideoError(
+            f"{name}: not a video file FFmpeg can read ({ffmpeg_reason(exc)}). "
+            "Check that it is a complete video (MP4, AVI, MOV, MKV, WebM...)."
+        ) from None
+
+
+def ffmpeg_reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def describe(source: VideoSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "the uploaded video"
+    return getattr(source, "name", None) or "the video"
+
+
+def probe(source: VideoSource, limits: DecodeLimits = DecodeLimits(), name: str | None = None) -> VideoProbe:
+    """Demux the video stream (no decoding): frame count, times, keyframes, size, codec.
+
+    `name` is how messages call the video (default: its path, or "the uploaded video" for bytes).
+    Raises a `VideoError` subclass for anything wrong with the video.
+    """
+    name = name or describe(source)
+    container = open_video(source, name)
+    try:
+        return _probe_container(container, name, limits)
+    finally:
+        container.close()
+
+
+def _probe_container(container: av.container.InputContainer, name: str, limits: DecodeLimits) -> VideoProbe:
+    if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+        kind = container.format.name.removesuffix("_pipe")
+        raise NotAVideoError(f"{name}: is a still image ({kind}), not a video. Send a video file.")
+    if not container.streams.video:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
+        raise NoVideoStreamError(f"{name}: has no video stream (streams found: {kinds}).")
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    width, height = ctx.width or 0, ctx.height or 0
+    if width * height > limits.max_pixels:
+        raise FrameTooLargeError(
+            f"{name}: frames are {width}x{height}, larger than the limit of "
+            f"{limits.max_pixels:,} pixels. Downscale the video (e.g. to 1080p) and try again."
+        )
+    # Headers can be wrong (a truncated file keeps its full duration): refuse on them alone only
+    # when far over the limit, which spares counting the packets of a huge file.
+    header_duration = _header_duration(container, stream)
+    if header_duration is not None and header_duration > 2 * limits.max_duration_s:
+        raise _too_long(name, header_duration, limits)
+
+    pts_list: list[int] = []
+    keyframes: list[tuple[int, int]] = []  # (pts, dts)
+    delay: int | None = None  # presentation minus decode time of the first packet
+    packets = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            packets += 1
+            if packet.pts is not None:
+                pts_list.append(packet.pts)
+                if delay is None and packet.dts is not None:
+                    delay = max(0, packet.pts - packet.dts)
+                if packet.is_keyframe:
+                    keyframes.append((packet.pts, packet.pts if packet.dts is None else packet.dts))
+    except av.error.FFmpegError:
+        pass  # a damaged container: use the packets read so far; decoding will tell the rest
+    if packets == 0:
+        raise UndecodableVideoError(f"{name}: the video stream holds no frames.")
+
+    time_base = float(stream.time_base) if stream.time_base else 0.0
+    rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+    pts = None
+    if len(pts_list) == packets and time_base > 0:
+        pts = np.sort(np.asarray(pts_list, dtype=np.int64))
+        times = (pts - pts[0]).astype(np.float64) * time_base
+        if len(np.unique(pts)) < len(pts):
+            pts = None  # frames that share a timestamp cannot be told apart by it
+    else:
+        times = np.arange(packets, dtype=np.float64) / rate
+    duration = span(times)
+    if duration > limits.max_duration_s:
+        raise _too_long(name, duration, limits)
+    fps = (packets - 1) / times[-1] if packets > 1 and times[-1] > 0 else rate
+
+    info = VideoInfo(
+        duration_s=round(duration, 3),
+        fps=round(float(fps), 3),
+        width=width,
+        height=height,
+        rotation=0,
+        num_frames=packets,
+        codec=ctx.name,
+        container=container.format.name,
+    )
+    keyframes.sort()
+    keyframe_pts = np.asarray([pts for pts, _ in keyframes], dtype=np.int64)
+    keyframe_seek = np.asarray([max(pts, dts + (delay or 0)) for pts, dts in keyframes], dtype=np.int64)
+    return VideoProbe(info, times, pts, keyframe_pts, name, keyframe_seek)
+
+
+def _header_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def _too_long(name: str, duration: float, limits: DecodeLimits) -> VideoTooLongError:
+    return VideoTooLongError(
+        f"{name}: lasts {duration:.0f} s, longer than the limit of {limits.max_duration_s:.0f} s. "
+        "Cut it into shorter pieces or raise the limit."
+    )

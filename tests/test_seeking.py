@@ -1,0 +1,129 @@
+"""Seeking to the sampled frames gives exactly the frames a decode from the start gives, with less
+work, on every kind of stream the reader meets; where seeking does not hold up, it reads from
+the start instead and says so."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actionrec.video import ClipSpec, DecodeLimits, probe, read_clip
+from actionrec.video import decode as decode_module
+from actionrec.video.decode import DecodeOutcome, read_frames
+from actionrec.video.probe import VideoProbe
+from actionrec.video.encode import write_video
+
+
+def textured_frames(count: int, width: int = 64, height: int = 48, seed: int = 0) -> np.ndarray:
+    """Frames that all differ (a drifting gradient plus noise), so a wrong frame cannot pass."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 200, width, dtype=np.float32)[None, None, :, None]
+    drift = np.arange(count, dtype=np.float32)[:, None, None, None] * 0.7
+    noise = rng.normal(0, 12, (count, height, width, 3)).astype(np.float32)
+    return np.clip(ramp + drift + noise, 0, 255).astype(np.uint8)
+
+
+def encoded(container_format: str = "mp4", count: int = 150, **options) -> bytes:
+    buffer = io.BytesIO()
+    write_video(textured_frames(count), buffer, 25, container_format=container_format, **options)
+    return buffer.getvalue()
+
+
+STREAMS = {
+    "h264, B-frames": dict(gop=12, bframes=True),
+    "h264, open GOPs": dict(gop=12, bframes=True, open_gop=True),
+    "h264, no B-frames": dict(gop=10),
+    "matroska": dict(container_format="matroska", gop=15, bframes=True),
+    "mpeg4 part 2": dict(codec="mpeg4", gop=12),
+    "variable frame rate": dict(gop=12, bframes=True,
+                                pts_seconds=np.cumsum(np.random.default_rng(1).uniform(0.01, 0.09, 150)).tolist()),
+}
+WANTED = ([5, 40, 41, 90, 149], list(range(0, 150, 7)), [149], [0, 1, 2], [12, 24, 36])
+
+
+def both_ways(data: bytes | Path, wanted: list[int]) -> tuple[dict, dict, DecodeOutcome, DecodeOutcome]:
+    video = probe(data)
+    seeking, sequential = DecodeOutcome(), DecodeOutcome()
+    sought = dict(read_frames(data, video, wanted, 32, DecodeLimits(), seeking, seek=True))
+    read = dict(read_frames(data, video, wanted, 32, DecodeLimits(), sequential, seek=False))
+    return sought, read, seeking, sequential
+
+
+def assert_same(sought: dict, read: dict) -> None:
+    assert list(sought) == list(read)
+    for index in read:
+        np.testing.assert_array_equal(sought[index], read[index], err_msg=f"frame {index}")
+
+
+@pytest.mark.parametrize("kind", STREAMS)
+def test_seeking_gives_the_frames_a_decode_from_the_start_gives(kind: str):
+    data = encoded(**STREAMS[kind])
+    video = probe(data)
+    assert video.seekable and len(video.keyframe_pts) > 5, kind
+    for wanted in WANTED:
+        sought, read, seeking, sequential = both_ways(data, wanted)
+        assert_same(sought, read)
+        assert not seeking.warnings
+        assert seeking.frames_decoded <= sequential.frames_decoded
+    # Sampled as a prediction samples a long video, far fewer frames are decoded.
+    _, _, seeking, sequential = both_ways(data, [10, 70, 140])
+    assert seeking.frames_decoded < sequential.frames_decoded / 2
+
+
+def test_whole_clips_read_by_seeking_match_clips_read_from_the_start(monkeypatch):
+    data = encoded(gop=12, bframes=True)
+    spec = ClipSpec(8, 32)
+    sought = read_clip(data, spec)
+    monkeypatch.setattr(VideoProbe, "seekable", property(lambda self: False))
+    read = read_clip(data, spec)
+    assert sought.frame_indices == read.frame_indices and sought.frame_times == read.frame_times
+    np.testing.assert_array_equal(sought.frames, read.frames)
+
+
+def test_a_broken_index_falls_back_to_reading_from_the_start(monkeypatch):
+    data = encoded(gop=12, bframes=True)
+    real_probe = decode_module.probe
+
+    def probe_with_wrong_timestamps(*args, **kwargs) -> VideoProbe:
+        video = real_probe(*args, **kwargs)
+        return dataclasses.replace(video, pts=video.pts + 1)
+
+    monkeypatch.setattr(decode_module, "probe", probe_with_wrong_timestamps)
+    clip = read_clip(data, ClipSpec(8, 32))
+    assert any("read from the start" in warning for warning in clip.warnings)
+    monkeypatch.setattr(decode_module, "probe", real_probe)
+    monkeypatch.setattr(VideoProbe, "seekable", property(lambda self: False))
+    np.testing.assert_array_equal(clip.frames, read_clip(data, ClipSpec(8, 32)).frames)
+
+
+def test_a_damaged_stream_reads_the_same_with_or_without_seeking(monkeypatch):
+    data = bytearray(encoded(gop=25, count=200))
+    middle = len(data) * 3 // 5
+    data[middle : middle + 4000] = bytes(4000)  # wipe out part of a group of pictures
+    data = bytes(data)
+    spec = ClipSpec(8, 32)
+    sought = read_clip(data, spec)
+    monkeypatch.setattr(VideoProbe, "seekable", property(lambda self: False))
+    read = read_clip(data, spec)
+    assert sought.frame_indices == read.frame_indices
+    np.testing.assert_array_equal(sought.frames, read.frames)
+
+
+def test_containers_without_an_index_are_read_from_the_start():
+    assert not probe(encoded("avi", gop=12)).seekable
+
+
+@pytest.mark.parametrize("name", ["ucf101_format_xvid.avi", "corrupted_h264.mp4", "rotated_90.mov", "rotated_0.mov",
+                                  "unordered_pts.mov"])
+def test_real_clips_read_the_same_with_or_without_seeking(sample_videos: Path, name: str, monkeypatch):
+    path = sample_videos / name
+    spec = ClipSpec(8, 32)
+    sought = read_clip(path, spec)
+    monkeypatch.setattr(VideoProbe, "seekable", property(lambda self: False))
+    read = read_clip(path, spec)
+    assert sought.frame_indices == read.frame_indices and sought.warnings == read.warnings
+    np.testing.assert_array_equal(sought.frames, read.frames)
