@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -54,22 +55,67 @@ def server_url(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+        yield playwright
 
 
-@pytest.fixture
-def page(browser, server_url: str):
+@pytest.fixture(scope="module")
+def browser(playwright):
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="module")
+def camera_browser(playwright, tmp_path_factory: pytest.TempPathFactory):
+    """Chromium whose camera is a fake device playing a clip the test makes (Y4M, as Chromium wants)."""
+    clip = tmp_path_factory.mktemp("camera") / "camera.y4m"
+    frames = render_clip("grow", np.random.default_rng(5), width=320, height=240, num_frames=100)
+    with av.open(str(clip), "w", format="yuv4mpegpipe") as container:
+        stream = container.add_stream("rawvideo", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + [
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}"])
+    yield chromium
+    chromium.close()
+
+
+def open_page(browser, server_url: str):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(server_url)
     # The name shows a placeholder until GET /v1/model has answered.
     page.wait_for_function("() => !['', '\u2026'].includes(document.querySelector('#model-name').textContent.trim())")
+    return page, errors
+
+
+@pytest.fixture
+def page(browser, server_url: str):
+    page, errors = open_page(browser, server_url)
     yield page
+    page.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_camera_mode_shows_the_live_action(camera_browser, server_url: str) -> None:
+    page, errors = open_page(camera_browser, server_url)
+    page.click("#camera-start")
+    page.wait_for_function("() => document.querySelector('#camera-label').dataset.label", timeout=60_000)
+    assert page.get_attribute("#camera-label", "data-label") in LABELS
+    assert page.is_visible("#camera-video") and page.is_hidden("#drop-zone")
+    assert page.inner_text("#answer-eyebrow").startswith("Live")
+    assert page.locator("#bars li").count() == len(LABELS)
+    assert "a frame every" in page.inner_text("#camera-status")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-camera.png"), full_page=True)
+    page.click("#camera-stop")
+    assert page.is_hidden("#camera") and page.is_visible("#drop-zone")
     page.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
 

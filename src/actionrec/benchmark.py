@@ -1,47 +1,239 @@
-"""Measure where prediction time goes: decoding versus the model, on this machine."""
+"""Where prediction time and memory go, measured side by side in one run on this machine.
+
+For each video, against the same file and model:
+- sequential decode: every frame decoded from the start (what reading a whole video costs);
+- the answer as this package gives it (seeking to the sampled frames), the answer the way it
+  was given before (decoding from the start up to the last sampled frame), and its floor
+  (reading the sampled frames alone, plus the model alone on them);
+- the whole-video timeline, and its floor (one sequential decode plus the encoder alone on the
+  sampled frames).
+With `server`, a real `actionrec serve` answers a timeline request for each video while its
+resident memory (the server process and its decode workers) is sampled.
+
+Ratios, not absolute times, are what carry from one machine to another; these machines are
+shared and noisy, so each figure is the median of `repeats` runs.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import socket
 import statistics
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import av
 import numpy as np
 
 from actionrec.inference import Recognizer
+from actionrec.video import probe
+from actionrec.video.decode import DecodeOutcome, read_frames
+from actionrec.video.spec import frames_at, sample_indices
+
+UCF101_CLIP_S = 7.0  # UCF101's clips last about 7 s on average: the recipe model's timeline window
 
 
-def benchmark_model(model_path: str | os.PathLike, video: str | os.PathLike, *, repeats: int = 10,
-                    threads: int | None = None, batch_size: int = 1) -> dict:
-    """Median decode and inference times for `video` with `model_path`, over `repeats` runs."""
-    recognizer = Recognizer(model_path, threads=threads)
-    data = Path(video).read_bytes()
-    decoded = recognizer.decode(data)  # warm-up: first session run allocates
-    frames = np.repeat(decoded.clips[0].frames[None], batch_size, axis=0)
-    recognizer.classify(frames)
-    decode_ms, inference_ms = [], []
+def _median_seconds(work: Callable[[], object], repeats: int) -> float:
+    times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        decoded = recognizer.decode(data)
-        decode_ms.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        recognizer.classify(frames)
-        inference_ms.append((time.perf_counter() - started) * 1000 / batch_size)
-    decode, inference = statistics.median(decode_ms), statistics.median(inference_ms)
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _decode_everything(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(container.streams.video[0]))
+
+
+def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dict:
+    """Seconds (medians) and ratios for one video; see the module docstring."""
+    video = probe(path, recognizer.limits)
     spec = recognizer.spec
-    return {
-        "model": str(model_path),
-        "video": str(video),
-        "video_info": decoded.clips[0].info.to_dict(),
-        "frames_per_clip": spec.num_frames,
-        "image_size": spec.image_size,
-        "threads": threads or "onnxruntime default",
-        "batch_size": batch_size,
-        "decode_ms": round(decode, 1),
-        "inference_ms_per_clip": round(inference, 1),
-        "clips_per_s": round(1000 / (decode + inference), 2),
-        "model_frames_per_s": round(spec.num_frames * 1000 / inference, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu'}",
+    clip = sample_indices(video.times, spec.num_frames)
+
+    def read(indices: np.ndarray, seek: bool) -> np.ndarray:
+        outcome = DecodeOutcome()
+        frames = dict(read_frames(path, video, indices, spec.image_size, recognizer.limits, outcome, seek=seek))
+        return np.stack([frames[int(i)] for i in indices])
+
+    recognizer.classify(read(clip, True)[None])  # the first run of a session allocates
+    result: dict = {"video": str(path), "info": video.info.to_dict(), "keyframes": int(len(video.keyframe_pts)),
+                    "frames_per_clip": spec.num_frames, "image_size": spec.image_size}
+    seconds = result["seconds"] = {}
+    seconds["sequential_decode"] = _median_seconds(lambda: _decode_everything(path), repeats)
+    seconds["answer"] = _median_seconds(lambda: recognizer.predict(path), repeats)
+    seconds["answer_decoding_from_start"] = _median_seconds(
+        lambda: recognizer.classify(read(clip, False)[None]), repeats)
+    clip_frames = read(clip, True)
+    seconds["answer_floor"] = (_median_seconds(lambda: read(clip, True), repeats)
+                               + _median_seconds(lambda: recognizer.classify(clip_frames[None]), repeats))
+
+    sample_times = recognizer.timeline.sample_times(video.info.duration_s)
+    if len(sample_times):
+        seconds["timeline"] = _median_seconds(lambda: recognizer.predict(path, segments=True), repeats)
+        samples = np.unique(frames_at(video.times, sample_times))
+        encode_s = 0.0
+        for start in range(0, len(samples), 64):  # the frames in batches, then the encoder alone on them
+            frames = read(samples[start : start + 64], True)
+            encode_s += _median_seconds(lambda: [recognizer.encode(frames[i : i + 16])
+                                                 for i in range(0, len(frames), 16)], repeats)
+        seconds["timeline_floor"] = seconds["sequential_decode"] + encode_s
+        result["timeline_samples"] = int(len(sample_times))
+    result["ratios"] = {
+        "answer / sequential decode": seconds["answer"] / seconds["sequential_decode"],
+        "answer / answer floor": seconds["answer"] / seconds["answer_floor"],
+        "answer decoding from start / answer": seconds["answer_decoding_from_start"] / seconds["answer"],
     }
+    if "timeline" in seconds:
+        result["ratios"]["timeline / timeline floor"] = seconds["timeline"] / seconds["timeline_floor"]
+    return result
+
+
+# --------------------------------------------------------------------------- a real server's memory
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _memory(pid: int) -> tuple[float, float]:
+    """(server process, server and every process it started) resident MB."""
+    main = _rss_mb(pid)
+    return main, main + sum(_rss_mb(child) for child in _descendants(pid))
+
+
+def benchmark_server(model_path: Path, videos: list[Path], workers: int = 2) -> dict:
+    """Resident memory of `actionrec serve` idle, and at its peak answering a timeline request."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")}
+    process = subprocess.Popen([sys.executable, "-m", "actionrec.cli", "serve", str(model_path), "--port", str(port),
+                                "--workers", str(workers), "--max-upload-mb", "4096", "--max-duration-s", "1200",
+                                "--decode-timeout-s", "600"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.2)
+        time.sleep(1.0)
+        result: dict = {"workers": workers, "idle_mb": dict(zip(("server", "with_workers"), _memory(process.pid))),
+                        "requests": []}
+        for path in videos:
+            peaks = [0.0, 0.0]
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.is_set():
+                    main, total = _memory(process.pid)
+                    peaks[0], peaks[1] = max(peaks[0], main), max(peaks[1], total)
+                    time.sleep(0.02)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            started = time.perf_counter()
+            with open(path, "rb") as body:
+                response = httpx.post(url + "/v1/predictions", params={"segments": "true"}, content=body,
+                                      headers={"Content-Type": "video/mp4"}, timeout=900)
+            seconds = time.perf_counter() - started
+            done.set()
+            sampler.join()
+            result["requests"].append({"video": str(path), "status": response.status_code,
+                                       "seconds": round(seconds, 2), "peak_server_mb": round(peaks[0], 1),
+                                       "peak_with_workers_mb": round(peaks[1], 1),
+                                       "segments": len(response.json().get("segments") or [])})
+        time.sleep(3.0)  # the server gives memory back once idle for a second
+        result["idle_after_mb"] = dict(zip(("server", "with_workers"), _memory(process.pid)))
+        return result
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def machine() -> str:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    extras = [name for name in ("avx2", "avx512f", "avx512_vnni") if f" {name}" in flags]
+    return f"{platform.machine()}, {os.cpu_count()} cores ({', '.join(extras) or 'no AVX2'})"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def prepare_inputs(folder: Path, minutes: float = 10.0, height: int = 720, fps: int = 25,
+                   keyframe_s: float = 2.0) -> dict[str, Path]:
+    """The benchmark's inputs, made once in `folder`: an untrained model of the UCF101 recipe's
+    shape (MobileNetV2 1.0 + LSTM 512, 16 frames of 224 px, 101 classes, 7 s windows), a long
+    H.264 video (`minutes` at `height`p, a keyframe every `keyframe_s`) and a short 320x240 clip
+    (6.6 s, a UCF101 clip's length). Making the model needs the train extra."""
+    from actionrec.testing import make_untrained_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"model": folder / "ucf101-shaped-16x224.onnx",
+             "long": folder / f"{minutes:g}min_{height}p.mp4",
+             "short": folder / "short_320x240.mp4"}
+    if not paths["model"].exists():
+        make_untrained_model(paths["model"], labels=[f"action_{i:03d}" for i in range(101)], num_frames=16,
+                             image_size=224, width_mult=1.0, hidden_size=512, clip_duration_s=UCF101_CLIP_S)
+    if not paths["long"].exists():
+        _write_benchmark_video(paths["long"], round(minutes * 60 * fps), height * 16 // 9, height, fps,
+                               round(keyframe_s * fps))
+    if not paths["short"].exists():
+        _write_benchmark_video(paths["short"], 165, 320, 240, fps, 250)
+    return paths
+
+
+def _write_benchmark_video(path: Path, count: int, width: int, height: int, fps: int, gop: int) -> None:
+    """A moving square over a gradient with faint grain: about 3 Mbit/s at 720p, as phone footage."""
+    from actionrec.files import atomic_output
+
+    rng = np.random.default_rng(0)
+    grain = rng.integers(0, 6, (8, height, width, 1), dtype=np.uint8)
+    base = np.repeat((np.arange(width) * 255 // width).astype(np.uint8)[None, :, None], height, 0).repeat(3, 2)
+    side = height // 4
+    with atomic_output(path) as tmp, av.open(str(tmp), "w", format="mp4") as container:
+        stream = container.add_stream("h264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "23", "g": str(gop)}
+        for i in range(count):
+            image = base.copy()
+            x = (i * 7) % max(1, width - side)
+            y = int((height - side) / 2 * (1 + np.sin(i / 40)))
+            image[y : y + side, x : x + side] = (200, 80, (i * 3) % 255)
+            image += grain[i % 8]
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))

@@ -234,30 +234,104 @@ def predict(
 
 
 @app.command()
-def benchmark(
+def watch(
     model: Path = typer.Argument(..., help="An exported model.onnx."),
-    video: Path = typer.Argument(..., help="A video to decode and classify repeatedly."),
-    repeats: int = typer.Option(10),
+    source: str = typer.Argument(..., help="A camera (0, /dev/video0), a stream URL (rtsp://, http://...) or a file."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per answer and per event."),
+    realtime: bool = typer.Option(True, "--realtime/--as-fast-as-possible",
+                                  help="Play a file at its own speed (default), or read it as fast as possible."),
+    top_k: int = typer.Option(3, "--top-k", "-k", help="How many actions each JSON answer lists."),
+    update_interval: float = typer.Option(0.5, help="Longest time between two answers, in seconds."),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
-    batch_size: int = typer.Option(1, help="Clips per inference call."),
-    as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Time decoding and inference separately (medians), on this machine."""
-    from actionrec.benchmark import benchmark_model
+    """Recognize actions live: a rolling answer as the source plays. Ctrl-C stops."""
+    from actionrec.inference import Recognizer
+    from actionrec.live import LiveAnswer, watch as watch_source
+
+    last: list[str] = []
+
+    def on_answer(answer: LiveAnswer) -> None:
+        if as_json:
+            print(json.dumps(answer.to_dict()), flush=True)
+        elif not last or last[-1] != answer.action:
+            flag = "  [yellow](uncertain)[/yellow]" if answer.uncertain else ""
+            console.print(f"{answer.time_s:8.1f} s  [bold]{answer.action}[/bold] ({answer.confidence:.0%}){flag}")
+        last.append(answer.action)
+
+    def on_event(kind: str, text: str) -> None:
+        if as_json:
+            print(json.dumps({"event": kind, "detail": text}), flush=True)
+        else:
+            err_console.print(f"[dim]{text}[/dim]")
 
     try:
-        result = benchmark_model(model, video, repeats=repeats, threads=threads, batch_size=batch_size)
-    except (ActionrecError, ValueError) as exc:
+        recognizer = Recognizer(model, threads=threads)
+        watch_source(recognizer, source, on_answer, on_event, realtime=realtime, update_interval_s=update_interval)
+    except ActionrecError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        on_event("stopped", f"stopped after {len(last)} answers")
+
+
+@app.command()
+def benchmark(
+    model: Path = typer.Argument(..., help="An exported model.onnx."),
+    videos: List[Path] = typer.Argument(..., help="Videos to measure on (`actionrec benchmark-inputs` makes some)."),
+    repeats: int = typer.Option(3, help="Runs per measurement; medians are reported."),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
+    server: bool = typer.Option(False, "--server", help="Also measure a real server's memory answering timelines."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Time answers and timelines against sequential decoding and their floors, on this machine."""
+    from actionrec.benchmark import benchmark_server, benchmark_video, machine
+    from actionrec.inference import Recognizer
+
+    try:
+        recognizer = Recognizer(model, threads=threads)
+        results = {"machine": machine(), "model": str(model), "threads": threads or "onnxruntime default",
+                   "videos": [benchmark_video(recognizer, video, repeats) for video in videos]}
+        if server:
+            results["server"] = benchmark_server(model, videos)
+    except (ActionrecError, ValueError, OSError) as exc:
         _fail(str(exc))
     if as_json:
-        print(json.dumps(result))
+        print(json.dumps(results, indent=2))
         return
-    info = result["video_info"]
-    console.print(f"{video}: {info['width']}x{info['height']}, {info['duration_s']} s, {info['codec']}")
-    console.print(f"  decode    {result['decode_ms']:8.1f} ms  ({result['frames_per_clip']} frames sampled)")
-    console.print(f"  inference {result['inference_ms_per_clip']:8.1f} ms per clip "
-                  f"({result['model_frames_per_s']} frames/s at {result['image_size']}px, batch {batch_size})")
-    console.print(f"  total     {result['clips_per_s']:8.2f} clips/s  on {result['machine']}, threads: {result['threads']}")
+    console.print(f"{results['machine']}; {model} ({recognizer.spec.num_frames} x {recognizer.spec.image_size}px)")
+    for result in results["videos"]:
+        info = result["info"]
+        console.print(f"\n[bold]{result['video']}[/bold]: {info['width']}x{info['height']}, {info['duration_s']} s, "
+                      f"{info['num_frames']} frames, {result['keyframes']} keyframes")
+        table = Table("measured", "seconds (median)", box=None)
+        for name, seconds in result["seconds"].items():
+            table.add_row(name.replace("_", " "), f"{seconds:.3f}")
+        console.print(table)
+        for name, ratio in result["ratios"].items():
+            console.print(f"  {name:<40} {ratio:6.2f}x")
+    if server:
+        memory = results["server"]
+        console.print(f"\nserver with {memory['workers']} decode workers: idle {memory['idle_mb']['server']:.0f} MB "
+                      f"(with workers {memory['idle_mb']['with_workers']:.0f} MB)")
+        for request in memory["requests"]:
+            console.print(f"  timeline of {request['video']}: {request['status']} in {request['seconds']} s, peak "
+                          f"{request['peak_server_mb']:.0f} MB (with workers {request['peak_with_workers_mb']:.0f} MB)")
+        console.print(f"  idle after: {memory['idle_after_mb']['server']:.0f} MB "
+                      f"(with workers {memory['idle_after_mb']['with_workers']:.0f} MB)")
+
+
+@app.command("benchmark-inputs")
+def benchmark_inputs(
+    folder: Path = typer.Argument(Path("benchmark-inputs"), help="Where to write them (kept for the next run)."),
+    minutes: float = typer.Option(10.0, help="Length of the long video."),
+    height: int = typer.Option(720, help="Height of the long video (16:9)."),
+) -> None:
+    """Make the benchmark's inputs: a UCF101-shaped untrained model (16 x 224), a long H.264 video, a short clip."""
+    _needs_training_extra()
+    from actionrec.benchmark import prepare_inputs
+
+    paths = prepare_inputs(folder, minutes=minutes, height=height)
+    console.print("\n".join(f"{name}: {path}" for name, path in paths.items()))
+    console.print(f"Then: actionrec benchmark {paths['model']} {paths['short']} {paths['long']} --server")
 
 
 def _setting_help(name: str, text: str = "") -> str:
@@ -281,6 +355,9 @@ def serve(
     threads: Optional[int] = typer.Option(None, help=_setting_help("threads"), show_default=False),
     max_pending: Optional[int] = typer.Option(None, help=_setting_help("max_pending"), show_default=False),
     uncertain_below: Optional[float] = typer.Option(None, help=_setting_help("uncertain_below"), show_default=False),
+    max_live: Optional[int] = typer.Option(None, help=_setting_help("max_live"), show_default=False),
+    live_idle_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("live_idle_timeout_s"),
+                                                        show_default=False),
     cors_origins: Optional[str] = typer.Option(None, help=_setting_help("cors_origins"), show_default=False),
 ) -> None:
     """Serve the REST API and the web page. Set ACTIONREC_API_KEY to require a key on prediction routes."""
@@ -291,7 +368,7 @@ def serve(
         settings = load_settings(model_path=model, host=host, port=port, max_upload_mb=max_upload_mb,
                                  max_duration_s=max_duration_s, decode_timeout_s=decode_timeout_s, workers=workers,
                                  threads=threads, max_pending=max_pending, uncertain_below=uncertain_below,
-                                 cors_origins=cors_origins)
+                                 max_live=max_live, live_idle_timeout_s=live_idle_timeout_s, cors_origins=cors_origins)
         run_server(settings)
     except (ActionrecError, ValueError) as exc:
         _fail(str(exc))

@@ -1,0 +1,198 @@
+"""The frame-feature engine: each sampled frame read and encoded once, windows classified from
+shared features over the whole video, memory bounded, and models exported before it still served."""
+
+from __future__ import annotations
+
+import io
+import json
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actionrec.datasets.synth import render_clip
+from actionrec.video.stream import FrameChunk, FramePlan, stream_prediction_frames
+from actionrec.video.encode import write_video
+
+LABELS = ["grow", "shrink", "brighten", "darken"]
+
+torch = pytest.importorskip("torch", reason="making test models needs the train extra (torch)")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from actionrec.testing import make_untrained_model
+
+    return make_untrained_model(tmp_path_factory.mktemp("engine") / "model.onnx", labels=LABELS, image_size=48,
+                                clip_duration_s=2.0)
+
+
+def long_video(seconds: float, fps: int = 25, seed: int = 0) -> bytes:
+    """Actions one after another, `seconds` long in all."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    total = int(seconds * fps)
+    while sum(len(f) for f in frames) < total:
+        frames.append(render_clip(LABELS[len(frames) % 4], rng, width=64, height=48, num_frames=50))
+    buffer = io.BytesIO()
+    write_video(np.concatenate(frames)[:total], buffer, fps, container_format="mp4", gop=50)
+    return buffer.getvalue()
+
+
+def builder_after(recognizer, data: bytes):
+    """The prediction builder once every frame of a timeline request has gone through it."""
+    from actionrec.inference import _PredictionBuilder
+
+    messages = stream_prediction_frames(data, recognizer.spec, recognizer.limits, recognizer.timeline)
+    plan = next(messages)
+    builder = _PredictionBuilder(recognizer, plan)
+    held = 0
+    for message in messages:
+        if isinstance(message, FrameChunk):
+            builder.add(message)
+            held = max(held, len(builder.samples))
+    builder._classify_windows(final=True)
+    return plan, builder, held
+
+
+def test_every_frame_is_read_once_in_bounded_chunks(model_path: Path):
+    from actionrec.inference import Recognizer
+
+    recognizer = Recognizer(model_path)
+    messages = list(stream_prediction_frames(long_video(30), recognizer.spec, recognizer.limits, recognizer.timeline))
+    plan = messages[0]
+    assert isinstance(plan, FramePlan)
+    indices = np.concatenate([m.indices for m in messages if isinstance(m, FrameChunk)])
+    assert sorted(indices.tolist()) == sorted(set(indices.tolist()))  # no frame twice
+    assert set(indices.tolist()) == set(plan.clip.tolist()) | set(plan.samples.tolist())
+    assert max(len(m.indices) for m in messages if isinstance(m, FrameChunk)) <= 16
+
+
+def test_the_timeline_covers_the_whole_video_whatever_its_length(model_path: Path):
+    from actionrec.inference import Recognizer
+
+    recognizer = Recognizer(model_path)
+    data = long_video(150)  # 2.5 min: far more windows than the 64 the timeline once stopped at
+    plan, builder, _ = builder_after(recognizer, data)
+    timeline = recognizer.timeline
+    assert timeline.window_s == pytest.approx(2.0)  # the training clips' duration, from the model file
+    assert len(plan.windows) == len(timeline.windows(len(plan.samples))) > 100
+    assert sum(len(p) for p in builder.window_probs) == len(plan.windows)  # every window classified
+    assert plan.windows[-1][2] >= 150 - timeline.interval_s
+
+    prediction = recognizer.predict(data, segments=True)
+    segments = prediction.segments
+    assert segments[0].start_s == 0 and segments[-1].end_s == pytest.approx(150, abs=0.05)
+    for before, after in zip(segments, segments[1:]):
+        assert before.end_s == pytest.approx(after.start_s) and before.action != after.action
+
+
+def test_windows_from_shared_features_match_the_whole_network(model_path: Path):
+    from actionrec.inference import Recognizer
+
+    recognizer = Recognizer(model_path)
+    assert recognizer.split
+    data = long_video(12)
+    plan, builder, _ = builder_after(recognizer, data)
+    probs = np.concatenate(builder.window_probs)
+    frames = {}
+    for message in stream_prediction_frames(data, recognizer.spec, recognizer.limits, recognizer.timeline):
+        if isinstance(message, FrameChunk):
+            frames.update(zip(message.indices.tolist(), message.frames))
+    size = recognizer.spec.num_frames
+    clips = np.stack([np.stack([frames[int(plan.samples[first + t])] for t in range(size)])
+                      for first, _, _ in plan.windows])
+    np.testing.assert_allclose(probs, recognizer.classify(clips), atol=1e-4)
+
+
+def test_memory_does_not_grow_with_the_video(model_path: Path):
+    from actionrec.inference import WINDOW_BATCH, Recognizer
+
+    recognizer = Recognizer(model_path)
+    size = recognizer.spec.num_frames
+    peaks, held = [], []
+    for seconds in (20, 160):
+        data = long_video(seconds)
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        _, _, most_held = builder_after(recognizer, data)
+        peaks.append(tracemalloc.get_traced_memory()[1] - base)
+        tracemalloc.stop()
+        held.append(most_held)
+    # Eight times the video: what is held at once stays within one batch of windows and a chunk.
+    assert max(held) <= size + WINDOW_BATCH * recognizer.timeline.stride + 16
+    assert peaks[1] < 2 * peaks[0] + 4_000_000, peaks
+
+
+def legacy_model(path: Path, image_size: int = 48) -> Path:
+    """A model file as exported before the two halves: frames in, probabilities out, format 1."""
+    import onnx
+
+    from actionrec.card import IMAGENET_MEAN, IMAGENET_STD
+    from actionrec.export import to_onnx
+    from actionrec.model import ActionModel, ModelConfig
+
+    class Probabilities(torch.nn.Module):
+        def __init__(self, model: ActionModel) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.model(frames), dim=-1)
+
+    torch.manual_seed(0)
+    config = ModelConfig(num_classes=4, hidden_size=32, width_mult=0.35)
+    wrapped = Probabilities(ActionModel(config)).eval()
+    example = torch.randint(0, 256, (2, 4, image_size, image_size, 3), dtype=torch.uint8)
+    to_onnx(wrapped, example, path, "frames", "probabilities", {"frames": {0: "batch"}, "probabilities": {0: "batch"}})
+    graph = onnx.load(str(path))
+    entry = graph.metadata_props.add()
+    entry.key = "actionrec"
+    entry.value = json.dumps({
+        "format": 1, "name": "old", "version": "20260101.000000", "labels": LABELS, "num_frames": 4,
+        "image_size": image_size,
+        "input": {"name": "frames", "dtype": "uint8", "shape": ["batch", 4, image_size, image_size, 3],
+                  "channels": "RGB"},
+        "output": {"name": "probabilities", "meaning": "class probabilities (softmax), in the order of labels"},
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": 255, "in_graph": True},
+        "sampling": "segment centres", "model": config.to_dict() | {"backbone": "mobilenet_v2"},
+        "dataset": "old run", "validation": {"epoch": 3, "val_acc": 0.5},
+    })
+    onnx.save(graph, str(path))
+    return path
+
+
+def test_models_exported_before_the_split_still_load_and_predict(tmp_path: Path):
+    from actionrec.inference import WINDOW_BATCH, Recognizer
+
+    recognizer = Recognizer(legacy_model(tmp_path / "old.onnx"))
+    assert not recognizer.split and recognizer.card.format == 1
+    assert recognizer.timeline.window_s == pytest.approx(3.0)  # no training-clip duration recorded
+    data = long_video(20)
+    prediction = recognizer.predict(data, top_k=2)
+    assert prediction.action in LABELS and len(prediction.top_k) == 2
+    timeline = recognizer.predict(data, segments=True)
+    assert timeline.segments[0].start_s == 0 and timeline.segments[-1].end_s == pytest.approx(20, abs=0.05)
+    _, builder, held = builder_after(recognizer, data)
+    assert held <= recognizer.spec.num_frames + WINDOW_BATCH * recognizer.timeline.stride + 16  # bounded frames
+
+
+def test_the_benchmark_reports_ratios_side_by_side(model_path: Path, tmp_path: Path):
+    import subprocess
+    import sys
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(long_video(12))
+    result = subprocess.run([sys.executable, "-m", "actionrec.cli", "benchmark", str(model_path), str(clip),
+                             "--repeats", "1", "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    measured = report["videos"][0]
+    assert set(measured["seconds"]) == {"sequential_decode", "answer", "answer_decoding_from_start", "answer_floor",
+                                        "timeline", "timeline_floor"}
+    assert set(measured["ratios"]) == {"answer / sequential decode", "answer / answer floor",
+                                       "answer decoding from start / answer", "timeline / timeline floor"}
+    assert all(value > 0 for value in measured["ratios"].values())
+    assert "cores" in report["machine"]
