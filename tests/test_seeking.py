@@ -127,3 +127,40 @@ def test_real_clips_read_the_same_with_or_without_seeking(sample_videos: Path, n
     read = read_clip(path, spec)
     assert sought.frame_indices == read.frame_indices and sought.warnings == read.warnings
     np.testing.assert_array_equal(sought.frames, read.frames)
+
+
+def trimmed(data: bytes, cut: int = 5) -> bytes:
+    """The file as a phone's trim or `ffmpeg -ss -c copy` leaves it: the first `cut` frames stay in
+    the stream (the frames after them need them) but an edit list hides them."""
+    import av
+
+    source = av.open(io.BytesIO(data))
+    stream = source.streams.video[0]
+    packets = [packet for packet in source.demux(stream) if packet.size]
+    step = sorted(p.pts for p in packets)[1] - min(p.pts for p in packets)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as out:
+        target = out.add_stream_from_template(stream)
+        for packet in packets:
+            packet.pts -= cut * step
+            packet.dts -= cut * step
+            packet.stream = target
+            out.mux(packet)
+    source.close()
+    return buffer.getvalue()
+
+
+def test_trimmed_files_count_and_read_only_the_frames_shown(monkeypatch):
+    data = trimmed(encoded(gop=12, bframes=True))
+    video = probe(data)
+    assert video.info.num_frames == 145 and video.seekable
+    for wanted in ([0, 1, 2, 3, 4, 5, 6, 100, 144], list(range(0, 145, 9))):
+        sought, read, seeking, _ = both_ways(data, wanted)
+        assert_same(sought, read)
+        assert not seeking.warnings and len(read) == len(wanted)
+    spec = ClipSpec(16, 32)
+    sought = read_clip(data, spec)
+    monkeypatch.setattr(VideoProbe, "seekable", property(lambda self: False))
+    read = read_clip(data, spec)
+    assert not sought.warnings and not read.warnings  # no false "the stream broke"
+    np.testing.assert_array_equal(sought.frames, read.frames)

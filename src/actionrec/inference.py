@@ -164,7 +164,13 @@ class Recognizer:
         clip): one small run that shrinks its arena. The next run takes it again, a little slower."""
         options = ort.RunOptions()
         options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        self.session.run([OUTPUT_NAME], {INPUT_NAME: self._no_frames}, options)
+        # Models exported before the split take whole clips only: their time axis is fixed.
+        frames = self._no_frames if self.split else np.zeros((1, *self.spec_shape), np.uint8)
+        self.session.run([OUTPUT_NAME], {INPUT_NAME: frames}, options)
+
+    @property
+    def spec_shape(self) -> tuple[int, int, int, int]:
+        return (self.spec.num_frames, self.spec.image_size, self.spec.image_size, 3)
 
     # -- predictions --------------------------------------------------------------------------
 
@@ -196,24 +202,32 @@ class Recognizer:
 
 def read_ahead(messages: Iterator[T], depth: int = 2) -> Iterator[T]:
     """`messages` produced on a thread, at most `depth` ahead: decoding goes on while the model
-    works on what came before (PyAV and ONNX Runtime both let go of the GIL)."""
+    works on what came before (PyAV and ONNX Runtime both let go of the GIL). When the consumer
+    stops early, the thread stops too and closes `messages`."""
     queue: Queue = Queue(depth)
     stop = threading.Event()
+
+    def hand_over(item: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
 
     def produce() -> None:
         try:
             for message in messages:
-                while not stop.is_set():
-                    try:
-                        queue.put(("message", message), timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(("message", message)):
                     return
-            queue.put(("end", None))
+            hand_over(("end", None))
         except BaseException as exc:  # handed to the consumer, which raises it
-            queue.put(("error", exc))
+            hand_over(("error", exc))
+        finally:
+            close = getattr(messages, "close", None)
+            if close is not None:
+                close()
 
     threading.Thread(target=produce, name="actionrec-read-ahead", daemon=True).start()
     try:
@@ -292,7 +306,9 @@ class _PredictionBuilder:
         segments = None
         if self.timeline and self.window_probs:
             bounds = [(start, end) for _, start, end in self.plan.windows[: self.next_window]]
-            segments = merge_windows(bounds, np.concatenate(self.window_probs), labels, done.info.duration_s)
+            whole = self.next_window == len(self.plan.windows)  # else the stream broke before the last window
+            segments = merge_windows(bounds, np.concatenate(self.window_probs), labels,
+                                     done.info.duration_s if whole else bounds[-1][1])
         elif self.plan.timeline:  # shorter than one window (or broken before one): the clip is the timeline
             segments = [Segment(0.0, round(done.info.duration_s, 3), top[0]["action"], top[0]["confidence"])]
         inference_ms = self.inference_s * 1000

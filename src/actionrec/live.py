@@ -48,6 +48,8 @@ class LiveRecognizer:
     """Samples frames as they arrive and answers from the newest window of them."""
 
     def __init__(self, recognizer: Recognizer, update_interval_s: float = 0.5, top_k: int = 3) -> None:
+        if not update_interval_s > 0:
+            raise ValueError(f"the update interval must be more than 0 s, not {update_interval_s}")
         self.recognizer = recognizer
         self.top_k = top_k
         interval = recognizer.timeline.interval_s  # a training clip's time between two sampled frames
@@ -81,10 +83,6 @@ class LiveRecognizer:
         return LiveAnswer(round(time_s, 3), top[0]["action"], top[0]["confidence"], top,
                           top[0]["confidence"] < self.recognizer.uncertain_below,
                           round(time.monotonic() - arrived, 4))
-
-    @property
-    def update_interval_s(self) -> float:
-        return self.step_s
 
 
 # --------------------------------------------------------------------------- sources
@@ -145,11 +143,11 @@ def frames_of(source: str, realtime: bool = True) -> Iterator[tuple[av.VideoFram
 
 def watch(recognizer: Recognizer, source: str, on_answer: Callable[[LiveAnswer], None],
           on_event: Callable[[str, str], None], *, realtime: bool = True, reconnect: bool = True,
-          update_interval_s: float = 0.5) -> None:
+          update_interval_s: float = 0.5, top_k: int = 3) -> None:
     """Recognize actions in `source` until it ends (or Ctrl-C). Network streams that break or end
     are opened again, waiting longer each time; `on_event(kind, text)` hears of it."""
     kind = describe_source(source)[2]
-    live = LiveRecognizer(recognizer, update_interval_s)
+    live = LiveRecognizer(recognizer, update_interval_s, top_k)
     on_event("started", f"{source}: sampling a frame every {live.step_s:.2f} s, answers over "
                         f"{recognizer.timeline.window_s:.1f} s windows")
     delay = 1.0
@@ -172,4 +170,4 @@ def watch(recognizer: Recognizer, source: str, on_answer: Callable[[LiveAnswer],
             on_event("reconnecting", f"{exc} Opening it again in {delay:.0f} s.")
         time.sleep(delay)
         delay = min(delay * 2, 30.0)
-        live = LiveRecognizer(recognizer, update_interval_s)
+        live = LiveRecognizer(recognizer, update_interval_s, top_k)

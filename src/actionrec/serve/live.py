@@ -23,19 +23,19 @@ Frames are decoded in the server's decode workers, like uploads: a hostile image
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
-from collections.abc import Iterator
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from actionrec.errors import DecodeCrashed, DecodersBusy, DecodeTimedOut, VideoError
 from actionrec.live import LiveRecognizer
+from actionrec.serve.routes import key_problem
 from actionrec.serve.service import PredictionService
 from actionrec.video.decode import read_image
 
 MAX_FRAME_BYTES = 4 * 1024 * 1024
+LIVE_WORKER_WAIT_S = 0.25
 
 router = APIRouter()
 
@@ -55,20 +55,14 @@ async def _end(websocket: WebSocket, code: int, detail: str, reason: str) -> Non
     await websocket.close(code=code, reason=reason)
 
 
-def _first(results: Iterator) -> object:
-    return next(results)
-
-
 @router.websocket("/v1/live")
 async def live(websocket: WebSocket) -> None:
     service: PredictionService = websocket.app.state.service
     settings = service.settings
     await websocket.accept()
-    expected = settings.api_key_bytes
-    given = _given_key(websocket)
-    if expected is not None and (given is None or not hmac.compare_digest(given.encode(), expected)):
-        await _end(websocket, 1008, "This server needs an API key: pass it as ?api_key=KEY or an X-API-Key "
-                                    "header." if given is None else "The API key is wrong.", "api_key")
+    refused = key_problem(_given_key(websocket), settings.api_key_bytes)
+    if refused is not None:
+        await _end(websocket, 1008, f"{refused} (A browser passes it as ?api_key=KEY.)", "api_key")
         return
     if service.live_streams >= settings.max_live:
         await _end(websocket, 1013, f"The server already runs {settings.max_live} live streams. Try again later.",
@@ -112,8 +106,8 @@ async def _serve_stream(websocket: WebSocket, service: PredictionService) -> Non
             await websocket.send_json({"type": "skipped"})
             continue
         job = (read_image, (data, recognizer.spec.image_size, recognizer.limits), {})
-        try:
-            image = await service.pool.run(job, _first)
+        try:  # a frame waits for a worker only briefly: better to skip it than to fall behind
+            image = await service.pool.run(job, next, wait_s=LIVE_WORKER_WAIT_S)
         except VideoError as exc:
             await _end(websocket, 1003, str(exc), exc.reason)
             return

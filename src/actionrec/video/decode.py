@@ -21,8 +21,8 @@ from typing import Callable
 import av
 import numpy as np
 
-from actionrec.errors import FrameTooLargeError, NotAnImageError, UndecodableVideoError
-from actionrec.video.probe import VideoProbe, VideoSource, ffmpeg_reason, open_video, probe
+from actionrec.errors import FrameTooLargeError, NotAnImageError, UndecodableVideoError, VideoError
+from actionrec.video.probe import VideoProbe, VideoSource, decoder_failures, ffmpeg_reason, open_video, probe
 from actionrec.video.spec import Clip, ClipSpec, DecodeLimits, PlannedClip, VideoInfo, sample_indices, span
 
 # Plans the clips to take from a stream whose frames start at `times` (seconds, sorted).
@@ -51,7 +51,7 @@ def to_model_input(frame: av.VideoFrame, image_size: int) -> np.ndarray:
 class DecodeOutcome:
     """How reading went, known once the frames have been taken."""
 
-    decoded: int = 0  # frames decoded from the start before stopping (reading from the start)
+    decoded: int = 0  # frames from the start known to decode: where reading stopped, or all after seeking
     frames_decoded: int = 0  # all the frames the decoder produced, seeking or not: the work done
     broke: str | None = None  # why the stream broke, if it did
     rotation: int = 0
@@ -89,11 +89,14 @@ def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], 
                 done = index
                 yield index, frame
             return
-        except (_SeekFailed, av.error.FFmpegError) as exc:
+        except VideoError:
+            raise
+        except Exception as exc:  # _SeekFailed, FFmpeg's errors, anything a damaged index provokes
             reason = str(exc) if isinstance(exc, _SeekFailed) else ffmpeg_reason(exc)
             outcome.warnings.append(f"seeking in this video did not work ({reason}); it was read from the start")
             wanted = [i for i in wanted if i > done]
-    yield from _read_sequential(source, wanted, image_size, limits, name, outcome)
+    with decoder_failures(name):
+        yield from _read_sequential(source, wanted, image_size, limits, name, outcome)
 
 
 def _read_sequential(source: VideoSource, wanted: list[int], image_size: int, limits: DecodeLimits, name: str,
@@ -193,11 +196,11 @@ def _read(source: VideoSource, spec: ClipSpec, plan: Plan, limits: DecodeLimits)
     name = video.name
     times = video.times
     warnings: list[str] = []
-    for _attempt in range(2):
+    for attempt in range(2):
         planned = plan(times)
         outcome = DecodeOutcome()
         frames = dict(read_frames(source, video, (i for clip in planned for i in clip.indices), spec.image_size,
-                                  limits, outcome))
+                                  limits, outcome, seek=attempt == 0))
         warnings += outcome.warnings
         if all(int(i) in frames for clip in planned for i in clip.indices):
             break
@@ -271,9 +274,14 @@ def read_image(data: bytes, image_size: int, limits: DecodeLimits = DecodeLimits
     try:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
             frame = next(container.decode(video=0))
-    except (av.error.FFmpegError, StopIteration, IndexError, ValueError):
+    except Exception:  # FFmpeg's errors, no stream, no frame: not an image it can read
         raise NotAnImageError("The camera frame is not an image FFmpeg can read. Send each frame as a JPEG or "
                               "PNG image.") from None
+    with decoder_failures("the camera frame"):
+        return _camera_frame(frame, image_size, limits)
+
+
+def _camera_frame(frame: av.VideoFrame, image_size: int, limits: DecodeLimits) -> np.ndarray:
     if frame.width * frame.height > limits.max_pixels:
         raise FrameTooLargeError(f"The camera frame is {frame.width}x{frame.height}, larger than the limit of "
                                  f"{limits.max_pixels:,} pixels. Send smaller frames (640 wide is plenty).")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -23,6 +25,7 @@ from actionrec.errors import (
     NotAVideoError,
     NoVideoStreamError,
     UndecodableVideoError,
+    VideoError,
     VideoNotFoundError,
     VideoTooLongError,
 )
@@ -98,11 +101,26 @@ def probe(source: VideoSource, limits: DecodeLimits = DecodeLimits(), name: str 
     Raises a `VideoError` subclass for anything wrong with the video.
     """
     name = name or describe(source)
-    container = open_video(source, name)
+    with decoder_failures(name):
+        container = open_video(source, name)
+        try:
+            return _probe_container(container, name, limits)
+        finally:
+            container.close()
+
+
+@contextmanager
+def decoder_failures(name: str) -> Iterator[None]:
+    """Any other error while reading a video (a damaged file can make PyAV or FFmpeg fail in ways
+    nobody listed) is the video's problem: an UndecodableVideoError, never a traceback."""
     try:
-        return _probe_container(container, name, limits)
-    finally:
-        container.close()
+        yield
+    except VideoError:
+        raise
+    except Exception as exc:
+        raise UndecodableVideoError(f"{name}: the decoder failed on this file ({type(exc).__name__}: "
+                                    f"{ffmpeg_reason(exc)}). It is probably damaged; re-encode it "
+                                    "(e.g. `ffmpeg -i in.mp4 out.mp4`).") from exc
 
 
 def _probe_container(container: av.container.InputContainer, name: str, limits: DecodeLimits) -> VideoProbe:
@@ -114,6 +132,9 @@ def _probe_container(container: av.container.InputContainer, name: str, limits: 
         raise NoVideoStreamError(f"{name}: has no video stream (streams found: {kinds}).")
     stream = container.streams.video[0]
     ctx = stream.codec_context
+    if ctx is None:  # the container names a codec FFmpeg has no decoder for
+        raise UndecodableVideoError(f"{name}: its video is in a format FFmpeg cannot decode. Re-encode it as "
+                                    "H.264 MP4 (e.g. `ffmpeg -i in.mkv out.mp4`).")
     width, height = ctx.width or 0, ctx.height or 0
     if width * height > limits.max_pixels:
         raise FrameTooLargeError(
@@ -134,13 +155,16 @@ def _probe_container(container: av.container.InputContainer, name: str, limits: 
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
+            if packet.pts is not None:
+                if delay is None and packet.dts is not None:
+                    delay = max(0, packet.pts - packet.dts)
+                if packet.is_keyframe:  # a place to seek to, even when its own frame is not shown
+                    keyframes.append((packet.pts, packet.pts if packet.dts is None else packet.dts))
+            if packet.is_discard:
+                continue  # cut by an edit list (a trimmed MP4): decoded for the frames after it, never shown
             packets += 1
             if packet.pts is not None:
                 pts_list.append(packet.pts)
-                if delay is None and packet.dts is not None:
-                    delay = max(0, packet.pts - packet.dts)
-                if packet.is_keyframe:
-                    keyframes.append((packet.pts, packet.pts if packet.dts is None else packet.dts))
     except av.error.FFmpegError:
         pass  # a damaged container: use the packets read so far; decoding will tell the rest
     if packets == 0:
@@ -187,6 +211,15 @@ def _header_duration(container: av.container.InputContainer, stream: av.video.st
 
 def _too_long(name: str, duration: float, limits: DecodeLimits) -> VideoTooLongError:
     return VideoTooLongError(
-        f"{name}: lasts {duration:.0f} s, longer than the limit of {limits.max_duration_s:.0f} s. "
-        "Cut it into shorter pieces or raise the limit."
+        f"{name}: lasts {seconds(duration, limits.max_duration_s)}, longer than the limit of "
+        f"{limits.max_duration_s:g} s. Cut it into shorter pieces or raise the limit."
     )
+
+
+def seconds(value: float, limit: float) -> str:
+    """`value` with as many decimals as it takes to differ from `limit` (600.04 s, not 600 s)."""
+    for decimals in range(4):
+        text = f"{value:.{decimals}f}"
+        if float(text) != limit:
+            return f"{text} s"
+    return f"{value} s"

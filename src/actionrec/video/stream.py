@@ -91,6 +91,9 @@ def stream_prediction_frames(source: VideoSource, spec: ClipSpec, limits: Decode
     yield from clock.paused(_chunks(frames, chunk_frames, read))
     warnings = list(outcome.warnings)
     times = video.times
+    if read.issuperset(clip.tolist()) and not read.issuperset(samples.tolist()):
+        # The clip is whole, but the timeline's later samples never came: it ends early, and says why.
+        warnings.append(broken_stream(video, outcome, spec, limits, name))
     if not read.issuperset(clip.tolist()):
         warnings.append(broken_stream(video, outcome, spec, limits, name))
         times = video.times[: outcome.decoded]
