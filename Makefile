@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SAMPLES ?= $(abspath ../shared/videos)
 
-.PHONY: setup demo test test-fast browser clean
+.PHONY: setup demo test test-fast browser fuzz loadtest clean
 
 setup: $(VENV)/.installed
 
@@ -29,5 +29,14 @@ test: setup browser
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not browser"
 
+# The long runs of the hardening suites (a bounded run of each is part of `make test`).
+N ?= 10000
+fuzz: setup
+	ACTIONREC_SAMPLE_VIDEOS=$${ACTIONREC_SAMPLE_VIDEOS:-$(if $(wildcard $(SAMPLES)),$(SAMPLES),)} \
+	  $(PY) -m actionrec.testing.fuzz --count $(N)
+
+loadtest: setup
+	$(PY) -m actionrec.testing.loadtest --requests 2000 --concurrency 32 --slow 100 --idle 1000
+
 clean:
-	rm -rf $(VENV) demo artifacts .pytest_cache
+	rm -rf $(VENV) demo artifacts .pytest_cache fuzz-findings

@@ -25,3 +25,11 @@ def decode_with_faults(source, spec, limits, timeline=None, **options):
         with open(source, "rb") as upload:
             source = upload.read()[4:]
     return stream_prediction_frames(source, spec, limits, timeline, **options)
+
+
+def decode_with_a_bug(source, spec, limits, timeline=None, **options):
+    """Decoding that fails the way a bug in the decode code would: not the video's fault."""
+    with open(source, "rb") as upload:
+        if upload.read(3) == b"BUG":
+            raise AttributeError("'NoneType' object has no attribute 'width'")
+    return decode_with_faults(source, spec, limits, timeline, **options)

@@ -92,7 +92,8 @@ def client(model_path: Path):
     from actionrec.serve.app import create_app
     from actionrec.serve.settings import ServerSettings
 
-    settings = ServerSettings(model_path=model_path, workers=1, live_idle_timeout_s=1.0, max_live=2)
+    settings = ServerSettings(model_path=model_path, workers=1, live_idle_timeout_s=1.0, max_live=2,
+                              allowed_hosts=["testserver"])
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -151,7 +152,7 @@ def test_live_needs_the_api_key_when_there_is_one(model_path: Path, frames: list
     from actionrec.serve.app import create_app
     from actionrec.serve.settings import ServerSettings
 
-    settings = ServerSettings(model_path=model_path, workers=1, api_key="live-key")
+    settings = ServerSettings(model_path=model_path, workers=1, api_key="live-key", allowed_hosts=["testserver"])
     with TestClient(create_app(settings)) as client:
         with client.websocket_connect("/v1/live") as socket:
             assert socket.receive_json()["reason"] == "api_key"
@@ -162,3 +163,15 @@ def test_live_needs_the_api_key_when_there_is_one(model_path: Path, frames: list
             assert socket.receive_json()["type"] == "ready"
         with client.websocket_connect("/v1/live", headers={"X-API-Key": "live-key"}) as socket:
             assert socket.receive_json()["type"] == "ready"
+
+
+def test_watch_lists_as_many_actions_as_asked(model_path: Path, tmp_path: Path):
+    clip = tmp_path / "clip.mp4"
+    write_video(render_clip("grow", np.random.default_rng(2), num_frames=100), clip, 25)
+    result = subprocess.run([sys.executable, "-m", "actionrec.cli", "watch", str(model_path), str(clip), "--json",
+                             "--top-k", "2", "--as-fast-as-possible"], capture_output=True, text=True, timeout=120)
+    answers = [json.loads(line) for line in result.stdout.splitlines() if '"action"' in line]
+    assert answers and all(len(answer["top_k"]) == 2 for answer in answers)
+    bad = subprocess.run([sys.executable, "-m", "actionrec.cli", "watch", str(model_path), str(clip),
+                          "--update-interval", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "more than 0 s" in bad.stderr

@@ -30,7 +30,7 @@ from actionrec.serve.app import create_app
 from actionrec.serve.metrics import Metrics
 from actionrec.serve.settings import ServerSettings
 from actionrec.video.encode import write_video
-from tests.faults import decode_with_faults
+from tests.faults import decode_with_a_bug
 
 API_KEY = "test-key-7f3a"
 ALLOWED_ORIGIN = "http://allowed.example"
@@ -113,10 +113,12 @@ def http_options(url: str, **kwargs) -> httpx.Response:
 def servers(model_path: Path):
     """All three apps, started together and stopped at the end of the module."""
     settings = {
-        "main": (ServerSettings(model_path=model_path, max_upload_mb=1, workers=2, cors_origins=[ALLOWED_ORIGIN]), {}),
-        "guarded": (ServerSettings(model_path=model_path, workers=1, api_key=API_KEY), {}),
-        "faulty": (ServerSettings(model_path=model_path, workers=1, max_pending=1, decode_timeout_s=2.0),
-                   {"decode": decode_with_faults}),
+        "main": (ServerSettings(model_path=model_path, max_upload_mb=1, workers=2, cors_origins=[ALLOWED_ORIGIN],
+                                allowed_hosts=["main.test"]), {}),
+        "guarded": (ServerSettings(model_path=model_path, workers=1, api_key=API_KEY, allowed_hosts=["guarded.test"]),
+                    {}),
+        "faulty": (ServerSettings(model_path=model_path, workers=1, max_pending=1, decode_timeout_s=2.0,
+                                  allowed_hosts=["faulty.test"]), {"decode": decode_with_a_bug}),
     }
     log_lines = LogLines()
     logger = logging.getLogger("actionrec")
@@ -159,12 +161,14 @@ def post_video(url: str, body: bytes, content_type: str | None = "video/mp4", **
     return http_post(url, content=body, headers=headers, **kwargs)
 
 
-def assert_error(response: httpx.Response, status: int, *fragments: str) -> None:
+def assert_error(response: httpx.Response, status: int, *fragments: str, reason: str | None = None) -> None:
     assert response.status_code == status, response.text
     body = response.json()
-    assert list(body) == ["detail"] and isinstance(body["detail"], str)
+    assert list(body) == ["detail", "reason"] and isinstance(body["detail"], str) and isinstance(body["reason"], str)
     for fragment in fragments:
         assert fragment in body["detail"]
+    if reason is not None:
+        assert body["reason"] == reason
 
 
 # --------------------------------------------------------------------------- the original contract
@@ -193,17 +197,18 @@ def test_other_accepted_content_types(server: Server, clip: bytes, content_type:
 
 
 def test_empty_body_is_400(server: Server) -> None:
-    assert_error(post_video(server.url + "/", b""), 400, "empty")
+    assert_error(post_video(server.url + "/", b""), 400, "empty", reason="empty")
 
 
 def test_wrong_content_type_is_415(server: Server, clip: bytes) -> None:
-    assert_error(post_video(server.url + "/", clip, "application/json"), 415, "application/json")
+    assert_error(post_video(server.url + "/", clip, "application/json"), 415, "application/json",
+                 reason="not_a_video_type")
     assert_error(post_video(server.url + "/predict", b"hello", "text/plain"), 415, "video/*")
 
 
 def test_body_over_limit_is_413(server: Server) -> None:
     too_big = os.urandom(1024 * 1024 + 1)
-    assert_error(post_video(server.url + "/", too_big), 413, "1.0 MB")
+    assert_error(post_video(server.url + "/", too_big), 413, "1.0 MB", reason="upload_too_large")
 
     def chunks():  # no Content-Length: the server must count while it reads
         for _ in range(3):
@@ -215,7 +220,7 @@ def test_body_over_limit_is_413(server: Server) -> None:
 
 
 def test_garbage_bytes_are_422(server: Server) -> None:
-    assert_error(post_video(server.url + "/", os.urandom(5000)), 422, "not a video file")
+    assert_error(post_video(server.url + "/", os.urandom(5000)), 422, "not a video file", reason="not_a_video")
 
 
 def test_truncated_video_is_422(server: Server, clip: bytes) -> None:
@@ -264,8 +269,8 @@ def test_v1_multipart_and_top_k(server: Server, clip: bytes) -> None:
 
     no_file = http_post(server.url + "/v1/predictions", files={"other": ("x.mp4", clip, "video/mp4")},
                          timeout=60)
-    assert_error(no_file, 400, "`file`")
-    assert_error(post_video(server.url + "/v1/predictions?top_k=0", clip), 422, "top_k")
+    assert_error(no_file, 400, "`file`", reason="bad_multipart")
+    assert_error(post_video(server.url + "/v1/predictions?top_k=0", clip), 422, "top_k", reason="invalid_parameters")
 
 
 def test_v1_segments_timeline(server: Server, long_clip: bytes) -> None:
@@ -369,8 +374,8 @@ def test_metrics_exposition_format() -> None:
 def test_api_key_guards_prediction_routes(guarded_server: Server, clip: bytes) -> None:
     url = guarded_server.url
     for route in ("/", "/predict", "/v1/predictions"):
-        assert_error(post_video(url + route, clip), 401, "API key")
-    assert_error(post_video(url + "/", clip, headers={"X-API-Key": "wrong"}), 401, "wrong")
+        assert_error(post_video(url + route, clip), 401, "API key", reason="api_key_missing")
+    assert_error(post_video(url + "/", clip, headers={"X-API-Key": "wrong"}), 401, "wrong", reason="api_key_wrong")
 
     with_header = post_video(url + "/", clip, headers={"X-API-Key": API_KEY})
     assert with_header.status_code == 200 and with_header.json()["action"] in LABELS
@@ -404,7 +409,7 @@ def wait_for_workers(server: Server, running: int = 1, timeout: float = 60) -> N
 @pytest.mark.parametrize("magic", [b"CRASH", b"EXIT"])
 def test_crashing_decoder_is_contained(faulty_server: Server, clip: bytes, magic: bytes) -> None:
     assert post_video(faulty_server.url + "/", clip).status_code == 200
-    assert_error(post_video(faulty_server.url + "/", magic), 422, "could not be decoded")
+    assert_error(post_video(faulty_server.url + "/", magic), 422, "could not be decoded", reason="decoder_crashed")
     assert http_get(faulty_server.url + "/healthz").status_code == 200
 
     response = post_video(faulty_server.url + "/", clip)  # waits for the replacement worker
@@ -417,7 +422,7 @@ def test_crashing_decoder_is_contained(faulty_server: Server, clip: bytes, magic
 def test_stuck_decoder_times_out(faulty_server: Server, clip: bytes) -> None:
     started = time.monotonic()
     response = post_video(faulty_server.url + "/", b"HANG")
-    assert_error(response, 422, "within 2 s")
+    assert_error(response, 422, "within 2 s", reason="decode_timeout")
     assert time.monotonic() - started < 10
     assert post_video(faulty_server.url + "/", clip).status_code == 200
 
@@ -434,7 +439,7 @@ def test_saturated_server_answers_503(faulty_server: Server, clip: bytes) -> Non
             assert time.monotonic() < deadline, "the slow request never started"
             time.sleep(0.02)
         busy = post_video(faulty_server.url + "/", clip)
-        assert_error(busy, 503, "busy")
+        assert_error(busy, 503, "busy", reason="busy")
         assert int(busy.headers["Retry-After"]) > 0
         # Health and model routes stay responsive while the upload is being processed.
         assert http_get(faulty_server.url + "/healthz", timeout=1).status_code == 200
@@ -443,3 +448,27 @@ def test_saturated_server_answers_503(faulty_server: Server, clip: bytes) -> Non
         slow.join(30)
     assert slow_result["response"].status_code == 200, slow_result["response"].text
     assert post_video(faulty_server.url + "/", clip).status_code == 200
+
+
+def test_a_bug_in_decoding_is_an_answer_and_keeps_the_worker(faulty_server: Server, clip: bytes) -> None:
+    wait_for_workers(faulty_server)
+    worker_pids = faulty_server.client.app.state.service.pool.pids()
+    response = post_video(faulty_server.url + "/", b"BUG" + clip)
+    assert_error(response, 422, "could not be decoded", reason="decoder_error")
+    assert faulty_server.client.app.state.service.pool.pids() == worker_pids  # not replaced: it did not crash
+    assert "AttributeError" in faulty_server.log()  # the traceback is in the server's log, not the answer
+    assert "AttributeError" not in response.text
+    assert post_video(faulty_server.url + "/", clip).status_code == 200
+
+
+def test_other_hosts_are_refused(server: Server, clip: bytes) -> None:
+    """A page elsewhere cannot reach a local server by pointing its own name at 127.0.0.1."""
+    refused = server.client.get("/healthz", headers={"Host": "rebinding.attacker.example"})
+    assert_error(refused, 400, "rebinding.attacker.example", reason="host_not_allowed")
+    answered = post_video(server.url + "/", clip, headers={"Host": "main.test:8000"})
+    assert answered.status_code == 200
+
+
+def test_errors_carry_a_stable_reason_beside_detail(server: Server) -> None:
+    missing = http_get(server.url + "/no-such-route")
+    assert_error(missing, 404, reason="not_found")

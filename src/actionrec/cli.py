@@ -211,12 +211,14 @@ def predict(
     for video in videos:
         try:
             result = recognizer.predict(video, top_k=top_k, segments=segments)
-        except VideoError as exc:
+        except Exception as exc:  # one file's problem never stops the others
             failed += 1
+            reason = exc.reason if isinstance(exc, VideoError) else "internal_error"
+            message = str(exc) if isinstance(exc, VideoError) else f"{video}: {type(exc).__name__}: {exc}"
             if as_json:
-                print(json.dumps({"file": str(video), "error": str(exc), "reason": exc.reason}))
+                print(json.dumps({"file": str(video), "error": message, "reason": reason}))
             else:
-                err_console.print(f"[red]{video}[/red]: {exc}")
+                err_console.print(f"[red]{video}[/red]: {message}")
             continue
         if as_json:
             print(json.dumps({"file": str(video), **result.to_dict()}))
@@ -248,15 +250,16 @@ def watch(
     from actionrec.inference import Recognizer
     from actionrec.live import LiveAnswer, watch as watch_source
 
-    last: list[str] = []
+    seen = {"answers": 0, "action": None}
 
     def on_answer(answer: LiveAnswer) -> None:
         if as_json:
             print(json.dumps(answer.to_dict()), flush=True)
-        elif not last or last[-1] != answer.action:
+        elif answer.action != seen["action"]:
             flag = "  [yellow](uncertain)[/yellow]" if answer.uncertain else ""
             console.print(f"{answer.time_s:8.1f} s  [bold]{answer.action}[/bold] ({answer.confidence:.0%}){flag}")
-        last.append(answer.action)
+        seen["answers"] += 1
+        seen["action"] = answer.action
 
     def on_event(kind: str, text: str) -> None:
         if as_json:
@@ -266,11 +269,12 @@ def watch(
 
     try:
         recognizer = Recognizer(model, threads=threads)
-        watch_source(recognizer, source, on_answer, on_event, realtime=realtime, update_interval_s=update_interval)
-    except ActionrecError as exc:
+        watch_source(recognizer, source, on_answer, on_event, realtime=realtime, update_interval_s=update_interval,
+                     top_k=top_k)
+    except (ActionrecError, ValueError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        on_event("stopped", f"stopped after {len(last)} answers")
+        on_event("stopped", f"stopped after {seen['answers']} answers")
 
 
 @app.command()
@@ -355,6 +359,14 @@ def serve(
     threads: Optional[int] = typer.Option(None, help=_setting_help("threads"), show_default=False),
     max_pending: Optional[int] = typer.Option(None, help=_setting_help("max_pending"), show_default=False),
     uncertain_below: Optional[float] = typer.Option(None, help=_setting_help("uncertain_below"), show_default=False),
+    max_uploads: Optional[int] = typer.Option(None, help=_setting_help("max_uploads"), show_default=False),
+    upload_idle_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("upload_idle_timeout_s"),
+                                                          show_default=False),
+    upload_min_kbps: Optional[float] = typer.Option(None, help=_setting_help("upload_min_kbps"), show_default=False),
+    header_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("header_timeout_s"),
+                                                     show_default=False),
+    drain_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("drain_timeout_s"), show_default=False),
+    allowed_hosts: Optional[str] = typer.Option(None, help=_setting_help("allowed_hosts"), show_default=False),
     max_live: Optional[int] = typer.Option(None, help=_setting_help("max_live"), show_default=False),
     live_idle_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("live_idle_timeout_s"),
                                                         show_default=False),
@@ -368,7 +380,10 @@ def serve(
         settings = load_settings(model_path=model, host=host, port=port, max_upload_mb=max_upload_mb,
                                  max_duration_s=max_duration_s, decode_timeout_s=decode_timeout_s, workers=workers,
                                  threads=threads, max_pending=max_pending, uncertain_below=uncertain_below,
-                                 max_live=max_live, live_idle_timeout_s=live_idle_timeout_s, cors_origins=cors_origins)
+                                 max_uploads=max_uploads, upload_idle_timeout_s=upload_idle_timeout_s,
+                                 upload_min_kbps=upload_min_kbps, header_timeout_s=header_timeout_s,
+                                 drain_timeout_s=drain_timeout_s, allowed_hosts=allowed_hosts, max_live=max_live,
+                                 live_idle_timeout_s=live_idle_timeout_s, cors_origins=cors_origins)
         run_server(settings)
     except (ActionrecError, ValueError) as exc:
         _fail(str(exc))

@@ -94,31 +94,63 @@ class ExportError(ActionrecError):
 
 
 # --------------------------------------------------------------------------- serving
+#
+# Each carries the `reason` code the server puts beside `detail` in its answer.
 
 
 class DecodeCrashed(ActionrecError):
-    """The worker process died while decoding (e.g. FFmpeg segfaulted on a damaged stream)."""
+    """The worker process died while decoding: the file made FFmpeg crash (a segfault, an abort)."""
+
+    reason = "decoder_crashed"
+
+
+class DecodeFailed(ActionrecError):
+    """Decoding raised an error that is not a known problem of the video; the worker lives on."""
+
+    reason = "decoder_error"
+
+
+class WorkerLost(ActionrecError):
+    """The worker process was stopped from outside (killed, or the server shutting down), not by the
+    file: the request may be sent again."""
+
+    reason = "worker_lost"
 
 
 class DecodeTimedOut(ActionrecError):
     """The worker took longer than the per-upload time limit."""
 
+    reason = "decode_timeout"
+
 
 class DecodersBusy(ActionrecError):
     """No decode worker became free in time."""
 
+    reason = "busy"
+
 
 class ServerBusy(ActionrecError):
-    """As many prediction requests as the server allows are already in progress."""
+    """As many requests of a kind as the server allows are already in progress."""
+
+    reason = "busy"
 
 
 class InferenceFailed(ActionrecError):
     """The model failed on frames that decoded fine: a server fault, not the upload's."""
 
+    reason = "internal_error"
 
-class UploadError(ActionrecError):
-    """An HTTP upload that cannot be taken as it is; `status` is the HTTP status it gets."""
 
-    def __init__(self, status: int, detail: str) -> None:
+class RequestError(ActionrecError):
+    """An HTTP request that cannot be taken as it is: `status` is the status it gets, `reason` the
+    code beside the message, `headers` any the answer needs (WWW-Authenticate, Retry-After)."""
+
+    def __init__(self, status: int, detail: str, reason: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
+        self.reason = reason
+        self.headers = headers
+
+
+class UploadError(RequestError):
+    """An upload that cannot be taken: empty, cut off, too large, too slow, not a video type."""

@@ -44,7 +44,8 @@ def export_model(model: ActionModel, card: ModelCard, out: str | Path, *, opset:
     card = replace(card, num_features=model.num_features)
     frames, size = card.num_frames, card.image_size
     graph_module = ExportGraph(model).eval()
-    example = (torch.randint(0, 256, (2, frames, size, size, 3), dtype=torch.uint8),
+    example = (torch.randint(0, 256, (2, frames, size, size, 3), dtype=torch.uint8,
+                             generator=torch.Generator().manual_seed(0)),
                torch.zeros(3, frames, model.num_features))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,34 +4,43 @@ failure to its HTTP answer in one place. `serve` runs it with uvicorn.
 Uploads are untrusted. Each is decoded in a separate worker process, with a time limit, and then
 classified on a thread, so a bad file costs one worker process and a 422, never the server. At
 most `max_pending` prediction requests are in progress at once; more get 503 with Retry-After.
-Errors are always `{"detail": "..."}` with one readable string.
+Errors are always `{"detail": "...", "reason": "..."}`: one readable string, and a stable code.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import re
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actionrec.errors import (
     DecodeCrashed,
+    DecodeFailed,
     DecodersBusy,
     DecodeTimedOut,
     InferenceFailed,
     ModelFileError,
+    RequestError,
     ServerBusy,
-    UploadError,
     VideoError,
+    WorkerLost,
 )
 from actionrec.inference import Recognizer
 from actionrec.serve import live
 from actionrec.serve.metrics import RequestLogMiddleware
+from actionrec.serve.protocol import protocol_with_header_timeout
 from actionrec.serve.routes import WEB_DIR, router
 from actionrec.serve.service import PredictionService
 from actionrec.serve.settings import ServerSettings
@@ -77,20 +86,26 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "X-API-Key", "Authorization"],
                            expose_headers=["Retry-After"], max_age=600)
+    app.add_middleware(HostCheck, hosts=settings.hosts)
     app.add_middleware(RequestLogMiddleware, metrics=service.metrics)
     return app
 
 
 def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:
-    """Every failure becomes {"detail": "..."} with its status; 503s say when to retry."""
+    """Every failure becomes {"detail": "...", "reason": "..."} with its status; 503s say when to retry."""
     timeout_s = service.settings.decode_timeout_s
     answers: list[tuple[type[Exception], int, str | None]] = [  # None: the error's own message
         (VideoError, 422, None),
         (DecodeCrashed, 422, "This video could not be decoded: the decoder failed on it. The file is probably "
                              "damaged; re-encode it (e.g. `ffmpeg -i in.mp4 out.mp4`) and try again."),
+        (DecodeFailed, 422, "This video could not be decoded: reading it raised an error the server does not "
+                            "know. Re-encode it (e.g. `ffmpeg -i in.mp4 out.mp4`) and try again; the error is in "
+                            "the server's log."),
         (DecodeTimedOut, 422, f"This video could not be decoded within {timeout_s:g} s, so decoding was stopped. "
                               "The file may be damaged, or too long or too high-resolution for this server: try "
                               "a shorter or smaller video."),
+        (WorkerLost, 503, "The server lost the process decoding this video (it was stopped, not by the video). "
+                          "Send it again in a few seconds."),
         (DecodersBusy, 503, "The server is busy decoding other videos. Try again in a few seconds."),
         (ServerBusy, 503, None),
         (InferenceFailed, 500, None),
@@ -98,9 +113,9 @@ def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:
     for kind, status, detail in answers:
         app.add_exception_handler(kind, _handler(status, detail))
 
-    async def upload_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, UploadError)
-        return await _handler(exc.status, None)(request, exc)
+    async def request_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestError)
+        return error_answer(exc.status, str(exc), exc.reason, exc.headers)
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -108,18 +123,72 @@ def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:
         for error in exc.errors():
             where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
             problems.append(f"{where}: {error.get('msg', 'invalid')}")
-        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+        return error_answer(422, "; ".join(problems), "invalid_parameters")
 
-    app.add_exception_handler(UploadError, upload_error)
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_answer(exc.status_code, str(exc.detail), reason, exc.headers)
+
+    app.add_exception_handler(RequestError, request_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def error_answer(status: int, detail: str, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The body every error has: `detail` for people (and for clients of the original contract),
+    `reason`, a stable code to branch on (the same codes `actionrec predict --json` prints)."""
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)} | (headers or {})
+    return JSONResponse({"detail": detail, "reason": reason}, status_code=status, headers=headers)
 
 
 def _handler(status: int, detail: str | None):
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
-        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-        return JSONResponse({"detail": detail or str(exc)}, status_code=status, headers=headers)
+        return error_answer(status, detail or str(exc), getattr(exc, "reason", "error"))
 
     return handle
+
+
+class HostCheck:
+    """Serve only requests whose Host header names this server. Without it, a web page anywhere
+    could reach a server on localhost through DNS rebinding (its own name, pointed at 127.0.0.1)."""
+
+    def __init__(self, app: Any, hosts: list[str]) -> None:
+        self.app = app
+        self.any = "*" in hosts
+        self.hosts = {host.lower() for host in hosts}
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if self.any or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name in self.hosts or host in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "host_not_allowed"})
+            return
+        response = error_answer(400, f"This server does not answer to the host {host!r}. Use its address as "
+                                     "configured (--allowed-hosts).", "host_not_allowed")
+        await response(scope, receive, send)
+
+
+class HideKeys(logging.Filter):
+    """Keep API keys out of log lines: browsers send the live route's key in its query string,
+    which uvicorn logs when a WebSocket connects."""
+
+    pattern = re.compile(r"(api_key=)[^&\s\"']+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self.pattern.sub(r"\1[hidden]", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.pattern.sub(r"\1[hidden]", arg) if isinstance(arg, str) else arg
+                                for arg in record.args)
+        return True
 
 
 def configure_logging() -> None:
@@ -128,12 +197,34 @@ def configure_logging() -> None:
     logging.getLogger("actionrec").setLevel(logging.INFO)
 
 
-def serve(settings: ServerSettings) -> None:
-    """Load the model, start the decode workers and serve until interrupted."""
-    import uvicorn
-
+def serve(settings: ServerSettings, *, decode: DecodeFunction = stream_prediction_frames) -> None:
+    """Load the model, start the decode workers and serve until interrupted (`decode`: see create_app)."""
     configure_logging()
-    app = create_app(settings)
-    # Our middleware logs each request once; uvicorn's access log would repeat it.
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
-                timeout_graceful_shutdown=10)
+    app = create_app(settings, decode=decode)
+    # Our middleware logs each request once; uvicorn's access log would repeat it. On SIGTERM
+    # uvicorn stops accepting, lets the requests in progress finish (up to the drain timeout),
+    # and only then does the app stop its decode workers.
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
+                            http=protocol_with_header_timeout(settings.header_timeout_s), timeout_keep_alive=5,
+                            timeout_graceful_shutdown=settings.drain_timeout_s)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "actionrec"):  # after uvicorn's logging setup
+        logging.getLogger(name).addFilter(HideKeys())
+    _Server(config).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that after draining on SIGTERM or Ctrl-C the process exits
+    normally: uvicorn raises the signal again, which skips the interpreter's exit handlers and
+    leaves multiprocessing's temporary folder behind."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)

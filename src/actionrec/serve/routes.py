@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from actionrec.errors import RequestError
 from actionrec.inference import Prediction
 from actionrec.serve import uploads
 from actionrec.serve.schemas import (
@@ -61,21 +62,27 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 _bearer = HTTPBearer(auto_error=False, description="The server's API key as a bearer token.")
 
 
+def key_problem(given: str | None, expected: bytes | None) -> str | None:
+    """What is wrong with the key a request gave (None when nothing is), compared in constant time."""
+    if expected is None:
+        return None
+    if given is None:
+        return "This server needs an API key: send it in the X-API-Key header or as 'Authorization: Bearer KEY'."
+    if not hmac.compare_digest(given.encode(), expected):
+        return "The API key is wrong. Check it and try again."
+    return None
+
+
 async def require_api_key(
     service: Service,
     header_key: Annotated[str | None, Depends(_api_key_header)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    expected = service.settings.api_key_bytes
-    if expected is None:
-        return
     given = header_key or (credentials.credentials if credentials else None)
-    if given is None:
-        raise HTTPException(401, "This server needs an API key: send it in the X-API-Key header "
-                                 "or as 'Authorization: Bearer KEY'.", headers={"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(given.encode(), expected):
-        raise HTTPException(401, "The API key is wrong. Check it and try again.",
-                            headers={"WWW-Authenticate": "Bearer"})
+    problem = key_problem(given, service.settings.api_key_bytes)
+    if problem is not None:
+        raise RequestError(401, problem, "api_key_missing" if given is None else "api_key_wrong",
+                           {"WWW-Authenticate": "Bearer"})
 
 
 guarded = [Depends(require_api_key)]
@@ -86,14 +93,15 @@ async def _predict(request: Request, service: PredictionService, *, top_k: int, 
                    allow_multipart: bool = False) -> tuple[Prediction, float]:
     """One upload through decode and inference; returns the prediction and the total milliseconds."""
     started = time.perf_counter()
-    max_bytes = service.settings.max_upload_bytes
-    uploads.check_headers(request, max_bytes, allow_multipart)
-    async with service.slot():
-        video = await uploads.save_video(request, max_bytes, service.upload_dir)
-        try:
+    limits = service.settings.upload_limits
+    uploads.check_headers(request, limits.max_bytes, allow_multipart)
+    async with service.upload_slot():  # the body is read before a place for prediction is taken
+        video = await uploads.save_video(request, limits, service.upload_dir)
+    try:
+        async with service.slot():
             prediction = await service.predict(video, top_k=top_k, segments=segments)
-        finally:
-            video.unlink(missing_ok=True)
+    finally:
+        video.unlink(missing_ok=True)
     return prediction, (time.perf_counter() - started) * 1000
 
 

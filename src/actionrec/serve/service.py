@@ -16,7 +16,16 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from actionrec.errors import ActionrecError, DecodeCrashed, DecodeTimedOut, InferenceFailed, ServerBusy, VideoError
+from actionrec.errors import (
+    ActionrecError,
+    DecodeCrashed,
+    DecodeFailed,
+    DecodeTimedOut,
+    InferenceFailed,
+    ServerBusy,
+    VideoError,
+    WorkerLost,
+)
 from actionrec.inference import Prediction, Recognizer
 from actionrec.serve.metrics import Metrics
 from actionrec.serve.settings import ServerSettings
@@ -36,7 +45,8 @@ class PredictionService:
         self.decode = decode
         self.metrics = Metrics()
         self.pool = DecodePool(settings.workers, settings.decode_timeout_s)
-        self.pending = 0
+        self.pending = 0  # predictions in progress
+        self.uploads = 0  # uploads being received
         self.live_streams = 0
         self._release_pending = False
         self._background: set[asyncio.Task] = set()
@@ -53,8 +63,20 @@ class PredictionService:
         shutil.rmtree(self.upload_dir, ignore_errors=True)
 
     @asynccontextmanager
+    async def upload_slot(self) -> AsyncIterator[None]:
+        """Hold one of `max_uploads` places for receiving an upload; ServerBusy when none is free."""
+        if self.uploads >= self.settings.max_uploads:
+            raise ServerBusy(f"The server is receiving {self.settings.max_uploads} uploads already. Try again in a "
+                             "few seconds.")
+        self.uploads += 1
+        try:
+            yield
+        finally:
+            self.uploads -= 1
+
+    @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Hold one of `max_pending` places for a prediction request; ServerBusy when none is free."""
+        """Hold one of `max_pending` places for a prediction; ServerBusy when none is free."""
         if self.pending >= self.settings.max_pending:
             raise ServerBusy(f"The server is busy with {self.settings.max_pending} videos. Try again in a few seconds.")
         self.pending += 1
@@ -76,6 +98,8 @@ class PredictionService:
             await asyncio.sleep(IDLE_RELEASE_S)
             if self.pending == 0:
                 await asyncio.to_thread(self.recognizer.release_memory)
+        except Exception:  # a missed release costs memory, not answers
+            log.exception("could not give back the model's working memory")
         finally:
             self._release_pending = False
 
@@ -103,6 +127,14 @@ class PredictionService:
         except DecodeCrashed as exc:
             self.metrics.decode_failure("crashed")
             log.warning("a decode worker failed on an upload (%s); replacing it", exc)
+            raise
+        except DecodeFailed as exc:
+            self.metrics.decode_failure("decoder_error")
+            log.error("decoding an upload raised an unexpected error (%s); the worker goes on", exc)
+            raise
+        except WorkerLost as exc:
+            self.metrics.decode_failure("worker_lost")
+            log.warning("%s; replacing it", exc)
             raise
         except DecodeTimedOut:
             self.metrics.decode_failure("timeout")

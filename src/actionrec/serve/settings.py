@@ -7,6 +7,7 @@ the flags a user gave, so a flag beats its variable, which beats the default.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,13 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "ACTIONREC_"
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    idle_timeout_s: float  # no byte for this long: 408; also the grace before the rate counts
+    min_rate: float  # bytes per second, on average since the start, once the grace has passed
 
 
 class ServerSettings(BaseSettings):
@@ -28,7 +36,18 @@ class ServerSettings(BaseSettings):
     decode_timeout_s: float = Field(60.0, gt=0, description="per upload; then 422 and the worker is replaced")
     workers: int = Field(2, ge=1, description="decoding processes (and inference threads)")
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads per inference (default: its own)")
-    max_pending: int = Field(8, ge=1, description="prediction requests in progress before 503")
+    max_pending: int = Field(8, ge=1, description="predictions (decoding and the model) in progress before 503")
+    max_uploads: int = Field(256, ge=1, description="uploads being received at once before 503")
+    upload_idle_timeout_s: float = Field(10.0, gt=0, description="an upload that sends nothing for this long gets 408")
+    upload_min_kbps: float = Field(32.0, ge=0, description="after the idle timeout, an upload averaging less "
+                                                           "than this many KB/s gets 408")
+    drain_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, how long requests in progress may take "
+                                                           "to finish")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection that has not sent a whole request's "
+                                                            "headers within this is closed")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host header values served (comma-separated; * for any); default: "
+                                          "localhost names when listening on loopback, else any")
     uncertain_below: float = Field(0.5, ge=0, le=1, description="confidence under which answers are flagged uncertain")
     max_live: int = Field(4, ge=0, description="live camera streams (WebSocket /v1/live) at once")
     live_idle_timeout_s: float = Field(30.0, gt=0, description="a live stream with no frame for this long is closed")
@@ -36,7 +55,7 @@ class ServerSettings(BaseSettings):
         default_factory=list, description="comma-separated origins allowed to call the API from a browser")
     api_key: SecretStr | None = Field(None, description="when set, prediction routes and /metrics need it")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -46,11 +65,29 @@ class ServerSettings(BaseSettings):
     @field_validator("api_key", mode="before")
     @classmethod
     def _no_empty_key(cls, value: Any) -> Any:
-        return value or None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.strip():
+            raise ValueError("the API key is set but empty: set a key, or unset ACTIONREC_API_KEY to serve "
+                             "without one")
+        return value
+
+    @property
+    def hosts(self) -> list[str]:
+        """Host header values to serve: what `allowed_hosts` says, or, unset, the localhost names
+        when listening on loopback (so a web page elsewhere cannot reach the API by DNS rebinding)."""
+        if self.allowed_hosts:
+            return self.allowed_hosts
+        if self.host in ("127.0.0.1", "localhost", "::1"):
+            return ["127.0.0.1", "localhost", "[::1]", "::1"]
+        return ["*"]
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits(self.max_upload_bytes, self.upload_idle_timeout_s, self.upload_min_kbps * 1024)
 
     @property
     def api_key_bytes(self) -> bytes | None:

@@ -14,12 +14,13 @@ import logging
 import multiprocessing
 import signal
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from actionrec.errors import DecodeCrashed, DecodersBusy, DecodeTimedOut, VideoError
+from actionrec.errors import DecodeCrashed, DecodeFailed, DecodersBusy, DecodeTimedOut, VideoError, WorkerLost
 
 T = TypeVar("T")
 
@@ -40,7 +41,10 @@ def _decode_worker_main(conn: Connection) -> None:
     A job's result is sent as ("message", item) for each item it yields (or once, for a plain
     value), then ("end", None); a VideoError as ("video_error", error); anything else as ("error", text).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the server stops us
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group; the server finishes the
+    # requests in progress (which need their workers) and then stops the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conn.send("ready")
     while True:
         try:
@@ -58,10 +62,21 @@ def _decode_worker_main(conn: Connection) -> None:
             reply: tuple[str, Any] = ("end", None)
         except VideoError as exc:
             reply = ("video_error", exc)
-        except Exception as exc:  # an upload must never take the worker loop down
-            reply = ("error", f"{type(exc).__name__}: {exc}")
+        except Exception:  # an upload must never take the worker loop down; the server logs this
+            reply = ("error", traceback.format_exc(limit=20))
         del args, kwargs
         conn.send(reply)
+
+
+# Signals that come from outside (a kill, a shutdown), not from decoding a file.
+_STOPPED_FROM_OUTSIDE = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+
+
+def _death(exitcode: int | None) -> Exception:
+    """Why a worker died: the file made it crash (422), or it was stopped from outside (503, retry)."""
+    if exitcode is not None and exitcode < 0 and -exitcode in _STOPPED_FROM_OUTSIDE:
+        return WorkerLost(f"the decode worker was stopped from outside ({signal.Signals(-exitcode).name})")
+    return DecodeCrashed(f"exit code {exitcode}")
 
 
 class DecodeProcess:
@@ -102,10 +117,10 @@ class DecodeProcess:
                     return
                 if kind == "video_error":
                     raise payload
-                raise DecodeCrashed(payload)
+                raise DecodeFailed(payload)
         except (EOFError, OSError):
             self.process.join(1)
-            raise DecodeCrashed(f"exit code {self.process.exitcode}") from None
+            raise _death(self.process.exitcode) from None
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -153,6 +168,9 @@ class DecodePool:
     def running(self) -> int:
         return len(self._all)
 
+    def pids(self) -> set[int]:
+        return {worker.process.pid for worker in self._all}
+
     def _start_one(self) -> DecodeProcess | None:
         worker = DecodeProcess(self._context)
         if worker.wait_ready(WORKER_START_TIMEOUT_S):
@@ -174,11 +192,13 @@ class DecodePool:
         self._all.add(worker)
         self._idle.put_nowait(worker)
 
-    async def run(self, job: Job, consume: Callable[[Iterator[Any]], T]) -> T:
+    async def run(self, job: Job, consume: Callable[[Iterator[Any]], T], wait_s: float | None = None) -> T:
         """Run `job` in a worker and return `consume(its results as they come)`; `consume` runs
-        on a thread. Raises VideoError, DecodeCrashed, DecodeTimedOut, DecodersBusy, or what
-        `consume` raises. A worker left half way through a job is replaced, never reused."""
-        worker = await self._idle_worker()
+        on a thread. Raises VideoError, DecodeCrashed, DecodeFailed, WorkerLost, DecodeTimedOut,
+        DecodersBusy, or what `consume` raises. A worker left half way through a job is replaced,
+        never reused. `wait_s` bounds the wait for a free worker (default: until one must be free)."""
+        worker = await self._idle_worker(wait_s)
+        worker.idle = False  # from here until its results say the job is over
         loop = asyncio.get_running_loop()
 
         def consume_all() -> T:
@@ -199,9 +219,9 @@ class DecodePool:
         self._idle.put_nowait(worker)
         return value
 
-    async def _idle_worker(self) -> DecodeProcess:
+    async def _idle_worker(self, wait_s: float | None = None) -> DecodeProcess:
         # A busy worker is free within timeout_s (it is killed then); a replacement takes seconds.
-        deadline = time.monotonic() + self.timeout_s + WORKER_RESTART_ALLOWANCE_S
+        deadline = time.monotonic() + (self.timeout_s + WORKER_RESTART_ALLOWANCE_S if wait_s is None else wait_s)
         while True:
             try:
                 worker = await asyncio.wait_for(self._idle.get(), timeout=max(0.0, deadline - time.monotonic()))

@@ -101,7 +101,9 @@ def feature_extractor(model: ActionModel, folder: Path, console: Console | None 
     path = folder / "frame_features.onnx"
     try:
         if not path.exists():
-            example = torch.randint(0, 256, (2, 2, 32, 32, 3), dtype=torch.uint8)
+            # Its own generator: whether this file was already made must not change what training draws.
+            example = torch.randint(0, 256, (2, 2, 32, 32, 3), dtype=torch.uint8,
+                                    generator=torch.Generator().manual_seed(0))
             with atomic_output(path) as tmp:
                 to_onnx(wrapped, example, tmp, "frames", "features",
                         {"frames": {0: "n", 1: "t", 2: "h", 3: "w"}, "features": {0: "n", 1: "t"}})

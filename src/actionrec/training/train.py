@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -185,6 +186,27 @@ def _fingerprint(config: TrainConfig, labels: list[str]) -> str:
     return hashlib.sha1(json.dumps([settings, labels], sort_keys=True).encode()).hexdigest()
 
 
+def _rng_states() -> dict:
+    """Every random state the next epoch draws from (dropout uses torch's global one), in types
+    torch.load(weights_only=True) accepts, so a resumed run continues exactly as it would have."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position,
+                  "has_gauss": has_gauss, "gauss": gauss},
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    numpy = states["numpy"]
+    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
+                         numpy["has_gauss"], numpy["gauss"]))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
 def _resume(run: RunDir, fingerprint: str, model: ActionModel, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LambdaLR, generator: torch.Generator, console: Console) -> Progress:
     state = run.load_state()
@@ -200,6 +222,8 @@ def _resume(run: RunDir, fingerprint: str, model: ActionModel, optimizer: torch.
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     generator.set_state(state["generator"])
+    if "rng" in state:  # written by versions before the random states were kept
+        _set_rng_states(state["rng"])
     progress = Progress(state["epoch"], state["best_acc"], state["best_epoch"], json.loads(state["history"]))
     console.print(f"Resuming after epoch {progress.epoch} (best so far {progress.best_acc:.1%} "
                   f"at epoch {progress.best_epoch}).")
@@ -255,6 +279,7 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "generator": generator.get_state(),
+                "rng": _rng_states(),
                 "history": json.dumps(progress.history),
                 "epoch": epoch,
                 "best_acc": progress.best_acc,
