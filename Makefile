@@ -10,7 +10,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[serve,train,test]'
 	touch $@
 
 # Debian's Chromium for the browser test (skipped, with a reason, where it cannot be installed).

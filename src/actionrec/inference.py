@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import partial
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -32,7 +33,8 @@ import numpy as np
 import onnxruntime as ort
 
 from actionrec.card import FEATURES_INPUT, FEATURES_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, WINDOW_OUTPUT, ModelCard
-from actionrec.errors import ModelFileError, UndecodableVideoError
+from actionrec.errors import ModelFileError, UndecodableVideoError, VideoError
+from actionrec.processes import GuardedPool
 from actionrec.video import ClipSpec, DecodeLimits, Timeline, VideoSource, stream_prediction_frames
 from actionrec.video.stream import ClipReplanned, FrameChunk, FramePlan, FramesDone, PredictionMessage
 
@@ -63,6 +65,35 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class BatchResult:
+    """One video of a batch: its prediction, or why there is none (`reason`: a stable code)."""
+
+    path: Path
+    prediction: Prediction | None = None
+    error: str | None = None
+    reason: str | None = None
+
+    def row(self) -> dict:
+        """What a results file keeps of it."""
+        p = self.prediction
+        return {"path": str(self.path), "action": p.action if p else None, "confidence": p.confidence if p else None,
+                "top_k": p.top_k if p else None, "uncertain": p.uncertain if p else None, "error": self.error,
+                "reason": self.reason}
+
+
+class _PathPredictor:
+    """What a batch worker process runs: its own recognizer, one video path at a time."""
+
+    def __init__(self, model_path: Path, threads: int, limits: DecodeLimits, uncertain_below: float, top_k: int,
+                 segments: bool) -> None:
+        self.recognizer = Recognizer(model_path, threads=threads, limits=limits, uncertain_below=uncertain_below)
+        self.top_k, self.segments = top_k, segments
+
+    def __call__(self, path: Path) -> Prediction:
+        return self.recognizer.predict(path, top_k=self.top_k, segments=self.segments)
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:
@@ -179,6 +210,33 @@ class Recognizer:
         the video each action happens. Raises `VideoError` for bad videos."""
         messages = stream_prediction_frames(source, self.spec, self.limits, self.timeline if segments else None)
         return self.predict_stream(read_ahead(messages), top_k=top_k)
+
+    def predict_many(self, paths: Iterable[str | os.PathLike], *, workers: int | None = None, top_k: int = 5,
+                     segments: bool = False, timeout_s: float | None = 300.0) -> Iterator[BatchResult]:
+        """Predict many videos, yielding a `BatchResult` for each as it is done (not in order).
+
+        With `workers` > 1 (default: one per core), videos are read in that many worker processes,
+        each with its own copy of the model: a video that crashes the decoder, or takes longer than
+        `timeout_s`, costs that worker (replaced at once) and gives an error result; the others go
+        on. With `workers` 0 or 1 everything runs here.
+        """
+        paths = [Path(path) for path in paths]
+        workers = os.cpu_count() or 1 if workers is None else workers
+        if workers <= 1 or len(paths) <= 1:
+            for path in paths:
+                try:
+                    yield BatchResult(path, self.predict(path, top_k=top_k, segments=segments))
+                except VideoError as exc:
+                    yield BatchResult(path, error=str(exc), reason=exc.reason)
+            return
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        factory = partial(_PathPredictor, self.model_path, threads, self.limits, self.uncertain_below, top_k, segments)
+        for path, outcome in GuardedPool(factory, workers, timeout_s).run(paths):
+            if outcome.kind == "ok":
+                yield BatchResult(path, outcome.value)
+            else:
+                message = outcome.message if outcome.kind == "video_error" else f"{path}: {outcome.message}"
+                yield BatchResult(path, error=message, reason=outcome.reason)
 
     def predict_stream(self, messages: Iterable[PredictionMessage], *, top_k: int = 5) -> Prediction:
         """A prediction from the messages of `stream_prediction_frames`, consumed as they come."""

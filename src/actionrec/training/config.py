@@ -7,7 +7,11 @@ None and take their dataset's recipe value, so a user overrides only what they n
 
 from __future__ import annotations
 
+import json
+import os
+import tomllib
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from actionrec.card import TEMPORAL_HEADS
@@ -72,3 +76,28 @@ class TrainConfig:
     def default(cls, name: str) -> Any:
         """The default of a field (None where the dataset's recipe decides)."""
         return next(f.default for f in fields(cls) if f.name == name)
+
+
+def read_settings(path: str | os.PathLike) -> dict[str, Any]:
+    """Training settings from a file: TOML (keys named as TrainConfig's fields, at the top or in a
+    [train] table) or the config.json a run wrote (its "train" part). ValueError names what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such settings file.")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        else:
+            data = json.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot be read as {'TOML' if path.suffix.lower() == '.toml' else 'JSON'} "
+                         f"({exc}).") from None
+    if isinstance(data, dict) and isinstance(data.get("train"), dict):
+        data = data["train"]  # a run's config.json, or a TOML [train] table
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds no settings (expected a table of names and values).")
+    known = {field.name for field in fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+    return data

@@ -33,6 +33,9 @@ from actionrec.video.spec import DecodeLimits, VideoInfo, span
 
 VideoSource = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
 
+# What counts as a video file where folders are searched (datasets, `actionrec predict FOLDER`).
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
 # Containers whose demuxers seek by an index to a keyframe, with timestamps worth matching on.
 SEEKABLE_CONTAINERS = ("mov", "mp4", "matroska", "webm")
 

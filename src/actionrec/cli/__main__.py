@@ -1,0 +1,5 @@
+"""`python -m actionrec.cli`: the `actionrec` command."""
+
+from actionrec.cli import main
+
+main()

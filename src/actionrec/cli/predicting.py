@@ -1,0 +1,213 @@
+"""Commands that use a model: predicting videos (one, many, whole folders) and watching live sources.
+Neither imports torch or the server's packages."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+from collections import Counter
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from actionrec.cli.common import EXIT_NOTHING_RAN, EXIT_USAGE, console, err_console, fail
+from actionrec.errors import ActionrecError
+from actionrec.video.probe import VIDEO_EXTENSIONS
+
+RESULT_COLUMNS = ("path", "action", "confidence", "top_k", "uncertain", "error", "reason")
+
+
+def expand(sources: list[str]) -> list[Path]:
+    """The videos that `sources` name: files as given, folders searched recursively for video
+    files, glob patterns (`'clips/**/*.mp4'`) expanded. Each path once, in order."""
+    found: list[Path] = []
+    missing = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        elif path.is_file():
+            found.append(path)
+        elif glob.has_magic(source):
+            found += sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+        else:
+            missing.append(source)
+    if missing:
+        fail(f"no such file or folder: {', '.join(missing)}", EXIT_USAGE)
+    return list(dict.fromkeys(found))
+
+
+def _answered(output: Path) -> set[Path]:
+    """The videos an earlier run already answered in `output` (JSON lines or CSV)."""
+    if not output.is_file():
+        return set()
+    text = output.read_text(encoding="utf-8")
+    if output.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+    else:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
+    return {Path(row.get("path") or row.get("file")).resolve() for row in rows if row.get("action")}
+
+
+class _Results:
+    """Where results go: stdout (JSON lines or text) and, with --output, a file that a rerun resumes."""
+
+    def __init__(self, output: Path | None, as_json: bool) -> None:
+        self.output, self.as_json = output, as_json
+        self.file = None
+        if output is not None:
+            fresh = not output.exists() or output.stat().st_size == 0
+            output.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(output, "a", encoding="utf-8", newline="")
+            self.csv = csv.DictWriter(self.file, RESULT_COLUMNS) if output.suffix.lower() == ".csv" else None
+            if self.csv is not None and fresh:
+                self.csv.writeheader()
+
+    def write(self, result, progress: Progress | None) -> None:
+        row = result.row()
+        if self.file is not None:
+            if self.csv is not None:
+                self.csv.writerow(row | {"top_k": json.dumps(row["top_k"]) if row["top_k"] else None})
+            else:
+                full = result.prediction.to_dict() if result.prediction else {}
+                self.file.write(json.dumps(row | full) + "\n")
+            self.file.flush()  # a killed run keeps every answer so far
+        if self.as_json:
+            line = {"file": str(result.path), **(result.prediction.to_dict() if result.prediction else
+                                                  {"error": result.error, "reason": result.reason})}
+            print(json.dumps(line), flush=True)
+        elif self.output is None or progress is None:
+            _print_result(result)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _print_result(result) -> None:
+    if result.prediction is None:
+        err_console.print(f"[red]{escape(str(result.path))}[/red]: {escape(result.error or '')}")
+        return
+    prediction = result.prediction
+    flag = "  [yellow](uncertain)[/yellow]" if prediction.uncertain else ""
+    console.print(f"[bold]{escape(str(result.path))}[/bold]: {escape(prediction.action)} "
+                  f"({prediction.confidence:.1%}){flag}")
+    for entry in prediction.top_k[1:]:
+        console.print(f"    {entry['action']:<28} {entry['confidence']:.1%}")
+    for segment in prediction.segments or []:
+        console.print(f"    {segment.start_s:7.2f}-{segment.end_s:7.2f} s  {segment.action} ({segment.confidence:.0%})")
+    for warning in prediction.warnings:
+        console.print(f"    [yellow]warning:[/yellow] {escape(warning)}")
+
+
+def predict(
+    model: Path = typer.Argument(..., help="An exported model.onnx."),
+    sources: List[str] = typer.Argument(..., help="Videos: files, folders (searched recursively) or glob patterns "
+                                                  "such as 'clips/**/*.mp4'."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many actions to list."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per video, one per line."),
+    segments: bool = typer.Option(False, help="Also say where in the video each action happens."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write one row per video to this "
+                                          "file (.jsonl or .csv); a rerun skips the videos it already answers."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Videos read at once, each in its own process "
+                                          "(default: one per core; 0: all in this process)."),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: the cores, shared among "
+                                                     "workers)."),
+    timeout_s: float = typer.Option(300.0, help="A video that takes longer is stopped and reported."),
+) -> None:
+    """Say which action each video shows. Exit code 0: all answered; 1: some could not be read; 2: a
+    wrong command line; 3: nothing could run (the model)."""
+    from actionrec.inference import Recognizer
+
+    videos = expand(sources)
+    if not videos:
+        fail(f"no videos found in {', '.join(sources)} (looked for {', '.join(VIDEO_EXTENSIONS)}).", EXIT_USAGE)
+    try:
+        recognizer = Recognizer(model, threads=threads)
+    except ActionrecError as exc:
+        fail(str(exc), EXIT_NOTHING_RAN)
+    skipped = 0
+    if output is not None:
+        answered = _answered(output)
+        todo = [video for video in videos if video.resolve() not in answered]
+        skipped, videos = len(videos) - len(todo), todo
+    results = _Results(output, as_json)
+    failures: Counter = Counter()
+    show_progress = err_console.is_terminal and len(videos) > 1
+    progress = Progress(TextColumn("Predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=err_console, transient=True) if show_progress else None
+    try:
+        if progress is not None:
+            progress.start()
+            task = progress.add_task("videos", total=len(videos))
+        for result in recognizer.predict_many(videos, workers=workers, top_k=top_k, segments=segments,
+                                              timeout_s=timeout_s):
+            results.write(result, progress)
+            if result.prediction is None:
+                failures[result.reason] += 1
+            if progress is not None:
+                progress.advance(task)
+    except KeyboardInterrupt:
+        fail("interrupted" + (f"; the answers so far are in {output}: run the same command again to go on."
+                              if output else "."), 130)
+    finally:
+        if progress is not None:
+            progress.stop()
+        results.close()
+    answered_now = len(videos) - sum(failures.values())
+    summary = f"{answered_now} answered, {sum(failures.values())} failed"
+    if failures:
+        summary += " (" + ", ".join(f"{reason}: {count}" for reason, count in failures.most_common()) + ")"
+    if skipped:
+        summary += f", {skipped} skipped (already answered in {output})"
+    if len(videos) + skipped > 1 or output is not None:
+        err_console.print(escape(summary + (f"; results in {output}" if output else "")))
+    if failures:
+        raise typer.Exit(1)
+
+
+def watch(
+    model: Path = typer.Argument(..., help="An exported model.onnx."),
+    source: str = typer.Argument(..., help="A camera (0, /dev/video0), a stream URL (rtsp://, http://...) or a file."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per answer and per event."),
+    realtime: bool = typer.Option(True, "--realtime/--as-fast-as-possible",
+                                  help="Play a file at its own speed (default), or read it as fast as possible."),
+    top_k: int = typer.Option(3, "--top-k", "-k", help="How many actions each JSON answer lists."),
+    update_interval: float = typer.Option(0.5, help="Longest time between two answers, in seconds."),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
+) -> None:
+    """Recognize actions live: a rolling answer as the source plays. Ctrl-C stops."""
+    from actionrec.inference import Recognizer
+    from actionrec.live import LiveAnswer, watch as watch_source
+
+    seen = {"answers": 0, "action": None}
+
+    def on_answer(answer: LiveAnswer) -> None:
+        if as_json:
+            print(json.dumps(answer.to_dict()), flush=True)
+        elif answer.action != seen["action"]:
+            flag = "  [yellow](uncertain)[/yellow]" if answer.uncertain else ""
+            console.print(f"{answer.time_s:8.1f} s  [bold]{answer.action}[/bold] ({answer.confidence:.0%}){flag}")
+        seen["answers"] += 1
+        seen["action"] = answer.action
+
+    def on_event(kind: str, text: str) -> None:
+        if as_json:
+            print(json.dumps({"event": kind, "detail": text}), flush=True)
+        else:
+            err_console.print(f"[dim]{text}[/dim]")
+
+    try:
+        recognizer = Recognizer(model, threads=threads)
+        watch_source(recognizer, source, on_answer, on_event, realtime=realtime, update_interval_s=update_interval,
+                     top_k=top_k)
+    except (ActionrecError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        on_event("stopped", f"stopped after {seen['answers']} answers")

@@ -1,0 +1,98 @@
+"""Commands that serve: the REST API and the page, and the offline demo. They need the `serve` extra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from actionrec.cli.common import console, fail, needs_serving_extra, needs_training_extra
+from actionrec.errors import ActionrecError
+
+
+def _setting_help(name: str, text: str = "") -> str:
+    """A serve flag's help, with its default and variable, from ServerSettings (when the serve extra
+    is installed; without it the command only says how to install it)."""
+    try:
+        from actionrec.serve.settings import ENV_PREFIX, ServerSettings
+    except ImportError:
+        return text or name.replace("_", " ")
+    field = ServerSettings.model_fields[name]
+    default = field.get_default(call_default_factory=True)
+    shown = "none" if default in (None, []) else default
+    return f"{text or (field.description or '').capitalize()} [default: {shown}; env {ENV_PREFIX}{name.upper()}]"
+
+
+def serve(
+    model: Optional[Path] = typer.Argument(None, help="An exported model.onnx [env ACTIONREC_MODEL].", show_default=False),
+    host: Optional[str] = typer.Option(None, help=_setting_help("host"), show_default=False),
+    port: Optional[int] = typer.Option(None, help=_setting_help("port", "Port to listen on"), show_default=False),
+    max_upload_mb: Optional[float] = typer.Option(None, help=_setting_help("max_upload_mb"), show_default=False),
+    max_duration_s: Optional[float] = typer.Option(None, help=_setting_help("max_duration_s"), show_default=False),
+    decode_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("decode_timeout_s"), show_default=False),
+    workers: Optional[int] = typer.Option(None, help=_setting_help("workers"), show_default=False),
+    threads: Optional[int] = typer.Option(None, help=_setting_help("threads"), show_default=False),
+    max_pending: Optional[int] = typer.Option(None, help=_setting_help("max_pending"), show_default=False),
+    uncertain_below: Optional[float] = typer.Option(None, help=_setting_help("uncertain_below"), show_default=False),
+    max_uploads: Optional[int] = typer.Option(None, help=_setting_help("max_uploads"), show_default=False),
+    upload_idle_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("upload_idle_timeout_s"),
+                                                          show_default=False),
+    upload_min_kbps: Optional[float] = typer.Option(None, help=_setting_help("upload_min_kbps"), show_default=False),
+    header_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("header_timeout_s"),
+                                                     show_default=False),
+    drain_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("drain_timeout_s"), show_default=False),
+    allowed_hosts: Optional[str] = typer.Option(None, help=_setting_help("allowed_hosts"), show_default=False),
+    max_live: Optional[int] = typer.Option(None, help=_setting_help("max_live"), show_default=False),
+    live_idle_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("live_idle_timeout_s"),
+                                                        show_default=False),
+    cors_origins: Optional[str] = typer.Option(None, help=_setting_help("cors_origins"), show_default=False),
+) -> None:
+    """Serve the REST API and the web page. Set ACTIONREC_API_KEY to require a key on prediction routes."""
+    needs_serving_extra()
+    from actionrec.serve.app import serve as run_server
+    from actionrec.serve.settings import load_settings
+
+    try:
+        settings = load_settings(model_path=model, host=host, port=port, max_upload_mb=max_upload_mb,
+                                 max_duration_s=max_duration_s, decode_timeout_s=decode_timeout_s, workers=workers,
+                                 threads=threads, max_pending=max_pending, uncertain_below=uncertain_below,
+                                 max_uploads=max_uploads, upload_idle_timeout_s=upload_idle_timeout_s,
+                                 upload_min_kbps=upload_min_kbps, header_timeout_s=header_timeout_s,
+                                 drain_timeout_s=drain_timeout_s, allowed_hosts=allowed_hosts, max_live=max_live,
+                                 live_idle_timeout_s=live_idle_timeout_s, cors_origins=cors_origins)
+        run_server(settings)
+    except (ActionrecError, ValueError) as exc:
+        fail(str(exc))
+
+
+def demo(
+    folder: Path = typer.Option(Path("demo"), help="Where the dataset, the run and the model go."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    rebuild: bool = typer.Option(False, help="Train again even if the folder has a model."),
+    no_serve: bool = typer.Option(False, "--no-serve", help="Build the model and stop."),
+) -> None:
+    """Offline demo: generate data, train, export, then serve the page and API on http://HOST:PORT."""
+    from actionrec.demo import DemoPaths, build_demo_model
+
+    if rebuild or not DemoPaths(folder).model.exists():
+        needs_training_extra()
+    if not no_serve:
+        needs_serving_extra()
+    try:
+        model = build_demo_model(folder, console, rebuild=rebuild)
+    except (ActionrecError, ValueError) as exc:
+        fail(str(exc))
+    url = f"http://{host}:{port}"
+    some_clip = next((folder / "synthetic-actions").glob("*/*.mp4"), None)
+    console.rule("Serving")
+    console.print(f"Web page: [bold]{url}/[/bold]   API docs: {url}/docs")
+    if some_clip:
+        console.print(f"Try: curl --data-binary @{some_clip} -H 'Content-Type: video/mp4' {url}/")
+    if no_serve:
+        return
+    from actionrec.serve.app import serve as run_server
+    from actionrec.serve.settings import ServerSettings
+
+    run_server(ServerSettings(model_path=model, host=host, port=port))

@@ -1,0 +1,201 @@
+"""Commands that make models: the synthetic dataset, UCF101, training, evaluation, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import typer
+from rich.table import Table
+
+from actionrec.card import TEMPORAL_HEADS
+from actionrec.cli.common import EXIT_USAGE, console, fail, needs_training_extra
+from actionrec.datasets import DATASET_KINDS
+from actionrec.errors import ActionrecError
+from actionrec.training.config import TrainConfig, read_settings
+
+DatasetKind = Literal[DATASET_KINDS]  # choices Click checks (exit code 2) and lists in --help
+TemporalHead = Literal[TEMPORAL_HEADS]
+
+
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder to write the dataset into (one sub-folder per class)."),
+    clips_per_class: int = typer.Option(40, help="Clips generated for each class."),
+    seed: int = typer.Option(0, help="Same seed, same videos."),
+    width: int = typer.Option(128),
+    height: int = typer.Option(96),
+) -> None:
+    """Generate the synthetic action dataset: real H.264 MP4 clips, folder per class, offline."""
+    from rich.progress import Progress
+
+    from actionrec.datasets import synth as synthetic
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("Generating clips", total=clips_per_class * len(synthetic.CLASSES))
+        paths = synthetic.generate_dataset(
+            out_dir, clips_per_class=clips_per_class, seed=seed, width=width, height=height,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    console.print(f"{len(paths)} clips of {len(synthetic.CLASSES)} classes in {out_dir}")
+
+
+data_app = typer.Typer(help="Get and check datasets.", no_args_is_help=True)
+
+
+@data_app.command("ucf101")
+def data_ucf101(
+    root: Path = typer.Option(..., "--root", help="Folder for UCF101 (archive, UCF-101/, ucfTrainTestlist/)."),
+    download: bool = typer.Option(False, "--download", help="Fetch the official archive (~6.9 GB) and split files."),
+    archive: Optional[Path] = typer.Option(None, help="A UCF101.rar you already have (no download)."),
+    splits: Optional[Path] = typer.Option(None, help="A UCF101TrainTestSplits-RecognitionTask.zip you already have."),
+    check_videos: bool = typer.Option(True, help="Open every clip to find unreadable ones (takes a minute)."),
+) -> None:
+    """Download (optional), unpack and check UCF101; prints what is missing or unreadable."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from actionrec.datasets import ucf101
+
+    try:
+        if download and not (archive or splits):
+            with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                          console=console) as progress:
+                task = progress.add_task("Downloading UCF101", total=None)
+                ucf101.download(root, progress=lambda done, total: progress.update(task, completed=done, total=total))
+        needs_unpacking = not (root / ucf101.VIDEOS_DIR).is_dir() or not (root / ucf101.LISTS_DIR).is_dir()
+        if archive or splits or (needs_unpacking and (root / ucf101.ARCHIVE_NAME).exists()):
+            console.print("Unpacking (the archive takes several minutes)...")
+            ucf101.extract(root, archive=archive, splits=splits)
+        with Progress(console=console) as progress:
+            task = progress.add_task("Checking clips", total=None)
+            report = ucf101.validate(root, open_videos=check_videos,
+                                     progress=lambda done, total: progress.update(task, completed=done, total=total))
+    except (ActionrecError, ValueError, OSError) as exc:
+        fail(str(exc))
+    console.print(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+
+def _help(name: str, text: str) -> str:
+    """`text`, and the default TrainConfig gives `name` (None: the dataset's recipe decides)."""
+    default = TrainConfig.default(name)
+    return f"{text} [default: {'from the recipe' if default is None else default}]"
+
+
+def train(
+    data_dir: Optional[Path] = typer.Argument(
+        None, help="Dataset root: folder per class, or the UCF101 root with --dataset ucf101 (not needed "
+                   "with --config or --resume when they give it).", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write the model, config and "
+                                                                  "metrics into.", show_default=False),
+    config: Optional[Path] = typer.Option(None, "--config", help="Settings from a file: TOML (TrainConfig's names) "
+                                                                  "or a run's config.json. Flags given here win.",
+                                          show_default=False),
+    dataset: Optional[DatasetKind] = typer.Option(None, help=_help("dataset", "Dataset kind."), show_default=False),
+    split: Optional[int] = typer.Option(None, help=_help("split", "UCF101 official split (1, 2 or 3)."),
+                                        show_default=False),
+    val_fraction: Optional[float] = typer.Option(None, help=_help("val_fraction", "Folder datasets without "
+                                                 "train.txt/test.txt: share held out."), show_default=False),
+    epochs: Optional[int] = typer.Option(None, help="Default 15; 20 for the UCF101 recipe.", show_default=False),
+    frames: Optional[int] = typer.Option(None, help=_help("frames", "Frames sampled per clip."), show_default=False),
+    image_size: Optional[int] = typer.Option(None, help=_help("image_size", "Frame size in pixels (square)."),
+                                             show_default=False),
+    batch_size: Optional[int] = typer.Option(None, help="Default 32; 64 for the UCF101 recipe.", show_default=False),
+    lr: Optional[float] = typer.Option(None, help=_help("lr", "Peak learning rate (AdamW, warm-up then cosine "
+                                                              "decay)."), show_default=False),
+    weight_decay: Optional[float] = typer.Option(None, help=_help("weight_decay", "AdamW weight decay."),
+                                                 show_default=False),
+    backbone_weights: Optional[str] = typer.Option(None, help=_help("backbone_weights", "imagenet | none | PATH to "
+                                                                    "MobileNetV2 weights."), show_default=False),
+    temporal: Optional[TemporalHead] = typer.Option(None, help=_help("temporal", "What reads the frame features: an "
+                                                                    "LSTM, or their mean (the order-blind baseline)."),
+                                                    show_default=False),
+    finetune: Optional[bool] = typer.Option(None, "--finetune/--no-finetune", help=_help(
+        "finetune", "Train the backbone too (implied by --backbone-weights none)."), show_default=False),
+    width_mult: Optional[float] = typer.Option(None, help=_help("width_mult", "MobileNetV2 width multiplier (1.0 for "
+                                                                              "ImageNet weights)."), show_default=False),
+    hidden_size: Optional[int] = typer.Option(None, help=_help("hidden_size", "LSTM / MLP hidden size."),
+                                              show_default=False),
+    dropout: Optional[float] = typer.Option(None, help=_help("dropout", "Dropout in the head."), show_default=False),
+    train_views: Optional[int] = typer.Option(None, help="Temporal clips cached per training video; one is drawn "
+                                                         "each epoch. Default 1; 2 for UCF101.", show_default=False),
+    test_views: Optional[int] = typer.Option(None, help="Clips averaged per validation video. Default 1; 2 for "
+                                                        "UCF101.", show_default=False),
+    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Mirror random training views. Default off; "
+                                        "on for UCF101 (not where left/right is the label).", show_default=False),
+    seed: Optional[int] = typer.Option(None, help=_help("seed", "Fixes the split, views, initialisation and "
+                                                                "order."), show_default=False),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where cached frames/features go (default "
+                                                        "~/.cache/actionrec or $ACTIONREC_CACHE).", show_default=False),
+    resume: bool = typer.Option(False, help="Continue a killed run from its last completed epoch, with the "
+                                            "settings in its config.json."),
+) -> None:
+    """Train a model on a folder-per-class dataset or UCF101."""
+    given = {name: str(value) if isinstance(value, Path) else value
+             for name, value in locals().items() if name not in ("resume", "config") and value is not None}
+    try:
+        settings = read_settings(config) if config else {}
+        run_config = Path(given.get("out") or settings.get("out") or "") / "config.json"
+        if resume and not config and run_config.is_file():
+            settings = read_settings(run_config)  # the run's own settings; flags given here still win
+        settings |= given
+        for needed, flag in (("data_dir", "DATA_DIR"), ("out", "--out")):
+            if not settings.get(needed):
+                fail(f"{flag} is needed (or a --config that gives it, or --resume of a run that has it).",
+                     EXIT_USAGE)
+        config_ = TrainConfig(**settings)
+    except ValueError as exc:
+        fail(str(exc))
+    needs_training_extra()
+    from actionrec.training.train import train as run_training
+
+    try:
+        run_training(config_, resume=resume, console=console)
+    except (ActionrecError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; the last completed epoch is saved: continue with `actionrec train --out "
+             f"{config_.out} --resume`.", 130)
+
+
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `actionrec train`."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this dataset's validation split instead."),
+) -> None:
+    """Top-1/top-5, mean class accuracy, confusion matrix; writes metrics.json and report.html."""
+    needs_training_extra()
+    from actionrec.training.evaluate import evaluate_run
+
+    try:
+        metrics, report = evaluate_run(run_dir, data_dir=data, console=console)
+    except (ActionrecError, ValueError) as exc:
+        fail(str(exc))
+    table = Table(title=f"{run_dir} on {metrics['num_clips']} clips")
+    for column in ("top-1", "top-5", "mean class acc"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{metrics['top1']:.1%}", f"{metrics['top5']:.1%}", f"{metrics['mean_class_accuracy']:.1%}")
+    console.print(table)
+    worst = Table(title="Classes, worst first")
+    for column in ("class", "clips", "accuracy", "most confused with"):
+        worst.add_column(column)
+    for row in metrics["per_class"][:10]:
+        acc = "-" if row["accuracy"] is None else f"{row['accuracy']:.0%}"
+        worst.add_row(row["label"], str(row["support"]), acc, row.get("top_confusion") or "")
+    console.print(worst)
+    console.print(f"Report: {report}")
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory made by `actionrec train`."),
+    out: Optional[Path] = typer.Option(None, help="Where to write (default RUN_DIR/model.onnx)."),
+) -> None:
+    """Export to ONNX (frames in, probabilities out, labels and settings in the metadata), checked against PyTorch."""
+    needs_training_extra()
+    from actionrec.training.runs import RunDir
+
+    try:
+        path = RunDir(run_dir).export(out)
+    except (ActionrecError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB); ONNX Runtime matches PyTorch.")

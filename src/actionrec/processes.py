@@ -1,0 +1,134 @@
+"""Worker processes for long batches, where one bad file must cost one result and never the batch.
+
+`GuardedPool(factory, workers)` starts `workers` child processes; each builds its handler once
+(`factory()`, e.g. a model loaded from its file) and then handles items one at a time. An item
+whose handling crashes the child (a segfault inside FFmpeg) or overruns `timeout_s` comes back as
+an outcome saying so, and a fresh child takes the dead one's place; the batch goes on.
+
+The server has its own pool (`actionrec.serve.workers`), shaped for an event loop and for results
+that stream back in chunks.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from actionrec.errors import VideoError
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one item: `kind` is "ok" (then `value`), "video_error" (then `reason` and
+    `message`), "unexpected" (an exception that is not the input's known fault), "crash" or "timeout"."""
+
+    kind: str
+    value: Any = None
+    reason: str | None = None
+    message: str | None = None
+
+
+def _child(conn: Connection, factory: Callable[[], Callable[[Any], Any]]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        handle = factory()
+    except Exception as exc:
+        conn.send(Outcome("start_failed", message=f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send("ready")
+    while True:
+        try:
+            item = conn.recv()
+        except EOFError:
+            return
+        try:
+            outcome = Outcome("ok", value=handle(item))
+        except VideoError as exc:
+            outcome = Outcome("video_error", reason=exc.reason, message=str(exc))
+        except Exception as exc:
+            outcome = Outcome("unexpected", reason="internal_error", message=f"{type(exc).__name__}: {exc}\n"
+                                                                              f"{traceback.format_exc(limit=8)}")
+        conn.send(outcome)
+
+
+class _Child:
+    def __init__(self, context: multiprocessing.context.BaseContext, factory: Callable) -> None:
+        self.conn, child_end = context.Pipe()
+        self.process = context.Process(target=_child, args=(child_end, factory), daemon=True)
+        self.process.start()
+        child_end.close()
+        self.item: Any = None
+        self.started = time.monotonic()  # when it started, then when it was given its item
+        self.ready = False
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.process.join(2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+class GuardedPool:
+    def __init__(self, factory: Callable[[], Callable[[Any], Any]], workers: int, timeout_s: float | None = None,
+                 start_timeout_s: float = 120.0) -> None:
+        methods = multiprocessing.get_all_start_methods()
+        self.context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        self.factory, self.workers, self.timeout_s = factory, max(1, workers), timeout_s
+        self.start_timeout_s = start_timeout_s
+
+    def run(self, items: Iterable[Any]) -> Iterator[tuple[Any, Outcome]]:
+        """(item, outcome) for every item, in the order they finish."""
+        waiting = deque(items)
+        children = [_Child(self.context, self.factory) for _ in range(min(self.workers, len(waiting)))]
+        try:
+            while waiting or any(child.item is not None for child in children):
+                for child in children:
+                    if child.ready and child.item is None and waiting:
+                        child.item, child.started = waiting.popleft(), time.monotonic()
+                        child.conn.send(child.item)
+                ready = wait([child.conn for child in children], timeout=1.0)
+                now = time.monotonic()
+                for index, child in enumerate(children):
+                    finished: Outcome | None = None
+                    if child.conn in ready:
+                        try:
+                            message = child.conn.recv()
+                        except (EOFError, OSError):
+                            child.process.join(5)
+                            if not child.ready:
+                                raise RuntimeError(f"a worker process failed to start (exit code "
+                                                   f"{child.process.exitcode})") from None
+                            finished = Outcome("crash", reason="decoder_crashed",
+                                               message=f"the worker died (exit code {child.process.exitcode})")
+                        else:
+                            if message == "ready":
+                                child.ready = True
+                                continue
+                            if message.kind == "start_failed":
+                                raise RuntimeError(f"a worker process failed to start: {message.message}")
+                            finished = message
+                    elif not child.ready and now - child.started > self.start_timeout_s:
+                        raise RuntimeError("a worker process did not start in time")
+                    elif child.item is not None and self.timeout_s and now - child.started > self.timeout_s:
+                        finished = Outcome("timeout", reason="decode_timeout",
+                                           message=f"took longer than {self.timeout_s:g} s and was stopped")
+                    if finished is None:
+                        continue
+                    item = child.item
+                    if finished.kind in ("crash", "timeout"):
+                        child.stop()
+                        children[index] = child = _Child(self.context, self.factory)
+                    child.item = None
+                    if item is not None:
+                        yield item, finished
+        finally:
+            for child in children:
+                child.stop()
