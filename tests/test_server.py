@@ -110,11 +110,14 @@ def http_options(url: str, **kwargs) -> httpx.Response:
 
 
 @pytest.fixture(scope="module")
-def servers(model_path: Path):
+def servers(model_path: Path, clip: bytes, tmp_path_factory: pytest.TempPathFactory):
     """All three apps, started together and stopped at the end of the module."""
+    examples = tmp_path_factory.mktemp("examples")
+    (examples / "grow_0003.mp4").write_bytes(clip)
+    (examples / "notes.txt").write_text("not offered: not a video")
     settings = {
         "main": (ServerSettings(model_path=model_path, max_upload_mb=1, workers=2, cors_origins=[ALLOWED_ORIGIN],
-                                allowed_hosts=["main.test"]), {}),
+                                allowed_hosts=["main.test"], examples_dir=examples), {}),
         "guarded": (ServerSettings(model_path=model_path, workers=1, api_key=API_KEY, allowed_hosts=["guarded.test"]),
                     {}),
         "faulty": (ServerSettings(model_path=model_path, workers=1, max_pending=1, decode_timeout_s=2.0,
@@ -472,3 +475,13 @@ def test_other_hosts_are_refused(server: Server, clip: bytes) -> None:
 def test_errors_carry_a_stable_reason_beside_detail(server: Server) -> None:
     missing = http_get(server.url + "/no-such-route")
     assert_error(missing, 404, reason="not_found")
+
+
+def test_example_videos_are_listed_and_served_and_nothing_else(server: Server, clip: bytes) -> None:
+    listed = http_get(server.url + "/v1/examples").json()
+    assert listed == [{"name": "grow_0003.mp4", "label": "grow", "url": "examples/grow_0003.mp4",
+                       "size_bytes": len(clip)}]
+    assert http_get(server.url + "/examples/grow_0003.mp4").content == clip
+    for name in ("notes.txt", "..%2F..%2Fetc%2Fpasswd", "missing.mp4"):
+        assert http_get(f"{server.url}/examples/{name}").status_code == 404
+    assert http_get(guarded_url := "http://guarded.test/v1/examples").json() == [], guarded_url

@@ -192,8 +192,8 @@ def test_api_docs_work_offline(model_path: Path, tmp_path: Path):
 
     with serve_command([str(model_path), "--workers", "1"], tmp_path / "server.log") as url:
         page = httpx.get(url + "/docs").text
-        assert "static/docs/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
-        for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert "/static/docs/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
             assert httpx.get(f"{url}/static/docs/{asset}").status_code == 200
 
 

@@ -50,7 +50,12 @@ def server_url(tmp_path_factory: pytest.TempPathFactory):
 
     folder = tmp_path_factory.mktemp("web")
     model = make_untrained_model(folder / "model.onnx", labels=LABELS)
-    with serve_command([str(model), "--workers", "1"], folder / "server.log") as url:
+    examples = folder / "examples"
+    examples.mkdir()
+    rng = np.random.default_rng(8)
+    for label in ("shrink", "darken"):
+        write_video(render_clip(label, rng, num_frames=40), examples / f"{label}_0001.mp4", 25)
+    with serve_command([str(model), "--workers", "1", "--examples", str(examples)], folder / "server.log") as url:
         yield url + "/"
 
 
@@ -245,3 +250,24 @@ def test_web_files_name_no_other_hosts() -> None:
     for path in web.iterdir():
         text = path.read_text().replace("http://www.w3.org/2000/svg", "")  # an XML namespace, not a fetch
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, path
+
+
+def test_example_videos_can_be_tried_with_one_click(page) -> None:
+    buttons = page.locator("#example-list button")
+    assert buttons.count() == 2 and page.is_visible("#examples")
+    assert sorted(buttons.all_inner_texts()) == ["Darken", "Shrink"]
+    page.click("#example-list button[data-name='darken_0001.mp4']")
+    wait_for_answer(page)
+    assert "darken_0001.mp4" in page.inner_text("#file-name")
+    assert page.locator("#action-name").get_attribute("data-label") in LABELS
+
+
+def test_api_docs_render_offline(browser, server_url: str) -> None:
+    context = browser.new_context(offline=False)
+    page = context.new_page()
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server_url)
+                  else route.abort())  # nothing from outside the server may load
+    page.goto(server_url + "docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    assert page.locator(".opblock-summary-path", has_text="/v1/predictions").count() >= 1
+    context.close()

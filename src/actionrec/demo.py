@@ -7,6 +7,7 @@ trained end to end on the synthetic clips, at a size two CPU cores get through i
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -14,10 +15,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from actionrec.training.config import TrainConfig
+
 # Sized to train in about two minutes on two cores; README gives its measured accuracy. Small
 # frames suit the synthetic clips (size, brightness, colour and proportions show at 32 px) and
 # the full-width network learns them several times faster from scratch than width 0.5 does.
 DEMO_CLIPS_PER_CLASS = 80
+EXAMPLES_PER_CLASS = 2
 DEMO_TRAINING = dict(
     frames=8,
     image_size=32,
@@ -50,16 +54,23 @@ class DemoPaths:
     def model(self) -> Path:
         return self.run / "model.onnx"
 
+    @property
+    def examples(self) -> Path:
+        """Held-out clips (the model never trained on them) that the page offers to try."""
+        return self.root / "examples"
+
 
 def build_demo_model(root: Path, console: Console, rebuild: bool = False) -> Path:
     """Make (or reuse) the demo's model.onnx and return its path."""
     paths = DemoPaths(Path(root))
     if paths.model.exists() and not rebuild:
         console.print(f"Reusing {paths.model} (delete the folder or pass --rebuild to train again).")
+        if not paths.examples.is_dir():  # a demo folder from before the examples
+            saved = json.loads((paths.run / "config.json").read_text())
+            keep_examples(TrainConfig(**saved["train"]), paths.examples)
         return paths.model
 
     from actionrec.datasets import synth
-    from actionrec.training.config import TrainConfig
     from actionrec.training.runs import RunDir
     from actionrec.training.train import train
 
@@ -77,8 +88,38 @@ def build_demo_model(root: Path, console: Console, rebuild: bool = False) -> Pat
 
     console.rule("3/3  Exporting to ONNX")
     RunDir(paths.run).export()
+    keep_examples(config, paths.examples)
     console.print(
         f"Model ready in {time.perf_counter() - started:.0f} s: {paths.model} "
-        f"(validation accuracy {result.best_val_acc:.1%} at epoch {result.best_epoch})"
+        f"(validation accuracy {result.best_val_acc:.1%} at epoch {result.best_epoch}, on "
+        f"{len(result.labels)} classes)"
     )
     return paths.model
+
+
+def keep_examples(config: TrainConfig, folder: Path, per_class: int = EXAMPLES_PER_CLASS) -> list[Path]:
+    """Copy `per_class` held-out clips of each class (validation clips: never trained on) to `folder`."""
+    from actionrec.datasets import load_dataset
+
+    dataset = load_dataset(config.data_dir, kind=config.dataset, split=config.split,
+                           val_fraction=config.val_fraction, seed=config.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for label in range(len(dataset.classes)):
+        for sample in [s for s in dataset.val if s.label == label][:per_class]:
+            kept.append(folder / sample.path.name)
+            shutil.copyfile(sample.path, kept[-1])
+    return kept
+
+
+def try_line(model: Path, examples: Path, url: str) -> str:
+    """A curl command on a held-out clip, with the answer the model really gives it."""
+    from actionrec.inference import Recognizer
+
+    clip = next(iter(sorted(examples.glob("*.mp4"))), None)
+    if clip is None:
+        return ""
+    answer = Recognizer(model).predict(clip, top_k=1)
+    shown = json.dumps({"action": answer.action, "confidence": answer.confidence, "message": "Success"})
+    return (f"Try it on a clip it never trained on ({clip.stem.rsplit('_', 1)[0]}):\n"
+            f"  curl --data-binary @{clip} -H 'Content-Type: video/mp4' {url}/\n  # {shown}")

@@ -43,6 +43,7 @@ def serve(
                                                      show_default=False),
     drain_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("drain_timeout_s"), show_default=False),
     allowed_hosts: Optional[str] = typer.Option(None, help=_setting_help("allowed_hosts"), show_default=False),
+    examples: Optional[Path] = typer.Option(None, help=_setting_help("examples_dir"), show_default=False),
     max_live: Optional[int] = typer.Option(None, help=_setting_help("max_live"), show_default=False),
     live_idle_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("live_idle_timeout_s"),
                                                         show_default=False),
@@ -59,7 +60,8 @@ def serve(
                                  threads=threads, max_pending=max_pending, uncertain_below=uncertain_below,
                                  max_uploads=max_uploads, upload_idle_timeout_s=upload_idle_timeout_s,
                                  upload_min_kbps=upload_min_kbps, header_timeout_s=header_timeout_s,
-                                 drain_timeout_s=drain_timeout_s, allowed_hosts=allowed_hosts, max_live=max_live,
+                                 drain_timeout_s=drain_timeout_s, allowed_hosts=allowed_hosts, examples_dir=examples,
+                                 max_live=max_live,
                                  live_idle_timeout_s=live_idle_timeout_s, cors_origins=cors_origins)
         run_server(settings)
     except (ActionrecError, ValueError) as exc:
@@ -74,7 +76,7 @@ def demo(
     no_serve: bool = typer.Option(False, "--no-serve", help="Build the model and stop."),
 ) -> None:
     """Offline demo: generate data, train, export, then serve the page and API on http://HOST:PORT."""
-    from actionrec.demo import DemoPaths, build_demo_model
+    from actionrec.demo import DemoPaths, build_demo_model, try_line
 
     if rebuild or not DemoPaths(folder).model.exists():
         needs_training_extra()
@@ -85,14 +87,13 @@ def demo(
     except (ActionrecError, ValueError) as exc:
         fail(str(exc))
     url = f"http://{host}:{port}"
-    some_clip = next((folder / "synthetic-actions").glob("*/*.mp4"), None)
+    examples = DemoPaths(folder).examples
     console.rule("Serving")
     console.print(f"Web page: [bold]{url}/[/bold]   API docs: {url}/docs")
-    if some_clip:
-        console.print(f"Try: curl --data-binary @{some_clip} -H 'Content-Type: video/mp4' {url}/")
+    console.print(try_line(model, examples, url), markup=False)
     if no_serve:
         return
     from actionrec.serve.app import serve as run_server
     from actionrec.serve.settings import ServerSettings
 
-    run_server(ServerSettings(model_path=model, host=host, port=port))
+    run_server(ServerSettings(model_path=model, host=host, port=port, examples_dir=examples))

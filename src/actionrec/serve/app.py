@@ -21,10 +21,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actionrec.errors import (
@@ -77,12 +76,12 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
         finally:
             await service.stop()
 
-    app = FastAPI(title="Action recognition", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  summary="Which human action does a video show, and how sure is the model.")
+    # FastAPIOffline serves /docs and /redoc from files in its package: they work without internet.
+    app = FastAPIOffline(title="Action recognition", version="1", lifespan=lifespan, static_url="/static/docs",
+                         summary="Which human action does a video show, and how sure is the model.")
     app.state.service = service
     app.include_router(router)
     app.include_router(live.router)
-    _add_docs(app)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     _add_error_handlers(app, service)
     if settings.cors_origins:
@@ -92,18 +91,6 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
     app.add_middleware(HostCheck, hosts=settings.hosts)
     app.add_middleware(RequestLogMiddleware, metrics=service.metrics)
     return app
-
-
-def _add_docs(app: FastAPI) -> None:
-    """Interactive API docs (Swagger UI) from files served here, so they work without internet."""
-    app.mount("/static/docs", StaticFiles(directory=swagger_ui_path), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="openapi.json", title=f"{app.title}: API",
-                                   swagger_js_url="static/docs/swagger-ui-bundle.js",
-                                   swagger_css_url="static/docs/swagger-ui.css",
-                                   swagger_favicon_url="static/docs/favicon-32x32.png")
 
 
 def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:

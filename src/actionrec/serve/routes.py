@@ -39,6 +39,7 @@ from actionrec.serve.schemas import (
     raw_body_openapi,
 )
 from actionrec.serve.service import PredictionService
+from actionrec.video.probe import VIDEO_EXTENSIONS
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -182,6 +183,31 @@ async def readyz(service: Service) -> JSONResponse:
 @router.get("/metrics", tags=["service"], summary="Prometheus metrics", dependencies=guarded)
 async def metrics_text(service: Service) -> Response:
     return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+
+# --------------------------------------------------------------------------- examples to try
+
+
+def _examples(service: PredictionService) -> dict[str, Path]:
+    folder = service.settings.examples_dir
+    if folder is None or not folder.is_dir():
+        return {}
+    return {path.name: path for path in sorted(folder.iterdir())
+            if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")}
+
+
+@router.get("/v1/examples", tags=["service"], summary="Example videos the page offers to try")
+async def examples(service: Service) -> list[dict]:
+    return [{"name": name, "label": path.stem.rsplit("_", 1)[0], "url": f"examples/{name}",
+             "size_bytes": path.stat().st_size} for name, path in _examples(service).items()]
+
+
+@router.get("/examples/{name}", include_in_schema=False)
+async def example(name: str, service: Service) -> FileResponse:
+    path = _examples(service).get(name)  # only names in the folder's listing: no way out of it
+    if path is None:
+        raise RequestError(404, f"No example named {name!r}.", "not_found")
+    return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "max-age=3600"})
 
 
 # --------------------------------------------------------------------------- the web page

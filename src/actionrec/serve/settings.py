@@ -49,6 +49,8 @@ class ServerSettings(BaseSettings):
         default_factory=list, description="Host header values served (comma-separated; * for any); default: "
                                           "localhost names when listening on loopback, else any")
     uncertain_below: float = Field(0.5, ge=0, le=1, description="confidence under which answers are flagged uncertain")
+    examples_dir: Path | None = Field(None, description="a folder of example videos the page offers to try "
+                                                        "(the demo's held-out clips)")
     max_live: int = Field(4, ge=0, description="live camera streams (WebSocket /v1/live) at once")
     live_idle_timeout_s: float = Field(30.0, gt=0, description="a live stream with no frame for this long is closed")
     cors_origins: Annotated[list[str], NoDecode] = Field(

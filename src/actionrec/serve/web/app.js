@@ -26,7 +26,7 @@
     uncertainNote: $("uncertain-note"), bars: $("bars"), warnings: $("warnings"), facts: $("facts"),
     eyebrow: $("answer-eyebrow"), cameraRow: $("camera-row"), cameraStart: $("camera-start"), camera: $("camera"),
     cameraVideo: $("camera-video"), cameraLabel: $("camera-label"), cameraStatus: $("camera-status"),
-    cameraStop: $("camera-stop"),
+    cameraStop: $("camera-stop"), examples: $("examples"), exampleList: $("example-list"),
   };
 
   const state = { model: null, file: null, objectUrl: null, request: null };
@@ -435,6 +435,41 @@
     el.playhead.style.left = `calc(${fraction * 100}% - 1px)`;
   }
 
+  // ------------------------------------------------------------------ examples
+
+  async function loadExamples() {
+    let examples = [];
+    try {
+      const response = await fetch("v1/examples", { headers: { Accept: "application/json" } });
+      if (response.ok) examples = await response.json();
+    } catch (err) {
+      return;  // no examples: the page works without them
+    }
+    el.exampleList.replaceChildren(...examples.map((example) => {
+      const item = make("li");
+      const button = make("button", "", humanize(example.label));
+      button.type = "button";
+      button.dataset.name = example.name;
+      button.title = `${example.name} · ${bytes(example.size_bytes)}`;
+      button.addEventListener("click", () => tryExample(example));
+      item.append(button);
+      return item;
+    }));
+    el.examples.hidden = examples.length === 0;
+  }
+
+  async function tryExample(example) {
+    showBusy("Fetching the example…", 0);
+    try {
+      const response = await fetch(example.url);
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const blob = await response.blob();
+      choose(new File([blob], example.name, { type: "video/mp4" }));
+    } catch (err) {
+      showError("The example could not be fetched", "Try another, or choose a video of your own.");
+    }
+  }
+
   // ------------------------------------------------------------------ live camera
 
   const live = { stream: null, socket: null, timer: null, intervalMs: 500, sentAt: 0 };
@@ -560,4 +595,5 @@
   setUpPicking();
   setUpCamera();
   loadModel();
+  loadExamples();
 })();
