@@ -33,3 +33,17 @@ def decode_with_a_bug(source, spec, limits, timeline=None, **options):
         if upload.read(3) == b"BUG":
             raise AttributeError("'NoneType' object has no attribute 'width'")
     return decode_with_faults(source, spec, limits, timeline, **options)
+
+
+class DecoderThatCrashes:
+    """Training's view decoder, except that a file starting with CRASH kills the process decoding it
+    (as a segfault inside FFmpeg would)."""
+
+    def __init__(self, decode):
+        self.decode = decode
+
+    def __call__(self, video):
+        with open(video, "rb") as file:
+            if file.read(5) == b"CRASH":
+                os.kill(os.getpid(), signal.SIGSEGV)
+        return self.decode(video)

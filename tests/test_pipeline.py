@@ -109,7 +109,7 @@ def test_training_and_serving_see_the_same_frames_and_model_outputs(trained: Pat
     import torch
 
     from actionrec.inference import Recognizer
-    from actionrec.training.features import view_decoder
+    from actionrec.training.views import ViewDecoder
     from actionrec.training.runs import RunDir
     from actionrec.video import stream_prediction_frames
     from actionrec.video.stream import FrameChunk
@@ -120,7 +120,7 @@ def test_training_and_serving_see_the_same_frames_and_model_outputs(trained: Pat
     model, config = run.load_model(), run.config
     recognizer = Recognizer(trained / "model.onnx")
     video = next((workdir / "data" / "widen").glob("*.mp4"))
-    training_frames = view_decoder(config, views=1)(video)[0]
+    training_frames = ViewDecoder(config.spec, 1, config.seed, bool(config.flip))(video)[0]
     messages = list(stream_prediction_frames(video, recognizer.spec, recognizer.limits))
     decoded = {int(i): frame for m in messages if isinstance(m, FrameChunk) for i, frame in zip(m.indices, m.frames)}
     serving_frames = np.stack([decoded[int(i)] for i in messages[0].clip])

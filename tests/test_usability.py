@@ -252,3 +252,25 @@ def test_the_client_waits_and_retries_when_the_server_is_busy(tmp_path: Path):
         assert gave_up.value.status == 503 and gave_up.value.retry_after == 0.2
     finally:
         server.shutdown()
+
+
+def _history(train: list[float], val: list[float]) -> list[dict]:
+    return [{"epoch": epoch, "train_acc": t, "val_acc": v} for epoch, (t, v) in enumerate(zip(train, val), 1)]
+
+
+def test_training_says_what_to_change_when_it_memorises_its_clips():
+    from actionrec.training.advice import overfitting_advice
+
+    # The run: 97.7% on training clips, validation stalled near 42%.
+    memorising = _history([0.2, 0.4, 0.55, 0.7, 0.8, 0.88, 0.93, 0.96, 0.977],
+                          [0.2, 0.3, 0.38, 0.42, 0.41, 0.40, 0.42, 0.41, 0.40])
+    advice = overfitting_advice(memorising, num_train=256, end_to_end=True, flip=False)
+    assert advice and "since epoch 4" in advice and "97.7%" in advice
+    assert "--backbone-weights imagenet" in advice and "--train-views 4" in advice and "--flip" in advice
+    assert "256" in advice
+
+    learning = _history([0.2, 0.4, 0.6, 0.7, 0.8, 0.9], [0.2, 0.35, 0.5, 0.6, 0.7, 0.8])
+    assert overfitting_advice(learning, 256, True, False) is None
+    plateau_together = _history([0.5] * 8, [0.45, 0.5, 0.48, 0.47, 0.49, 0.48, 0.47, 0.46])
+    assert overfitting_advice(plateau_together, 256, True, False) is None  # not memorising: underfitting
+    assert overfitting_advice(memorising[:4], 256, True, False) is None  # too early to tell

@@ -22,8 +22,8 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +31,7 @@ import av
 import numpy as np
 
 from actionrec.inference import Recognizer
+from actionrec.resources import PeakMemory, memory_mb
 from actionrec.video import probe
 from actionrec.video.decode import DecodeOutcome, read_frames
 from actionrec.video.spec import frames_at, sample_indices
@@ -99,34 +100,6 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
 # --------------------------------------------------------------------------- a real server's memory
 
 
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _descendants(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for child in children:
-            found += [child, *_descendants(child)]
-    return found
-
-
-def _memory(pid: int) -> tuple[float, float]:
-    """(server process, server and every process it started) resident MB."""
-    main = _rss_mb(pid)
-    return main, main + sum(_rss_mb(child) for child in _descendants(pid))
-
-
 def benchmark_server(model_path: Path, videos: list[Path], workers: int = 2) -> dict:
     """Resident memory of `actionrec serve` idle, and at its peak answering a timeline request."""
     import httpx
@@ -152,33 +125,21 @@ def benchmark_server(model_path: Path, videos: list[Path], workers: int = 2) -> 
                 raise RuntimeError("the server did not start")
             time.sleep(0.2)
         time.sleep(1.0)
-        result: dict = {"workers": workers, "idle_mb": dict(zip(("server", "with_workers"), _memory(process.pid))),
+        result: dict = {"workers": workers, "idle_mb": dict(zip(("server", "with_workers"), memory_mb(process.pid))),
                         "requests": []}
         for path in videos:
-            peaks = [0.0, 0.0]
-            done = threading.Event()
-
-            def sample() -> None:
-                while not done.is_set():
-                    main, total = _memory(process.pid)
-                    peaks[0], peaks[1] = max(peaks[0], main), max(peaks[1], total)
-                    time.sleep(0.02)
-
-            sampler = threading.Thread(target=sample)
-            sampler.start()
-            started = time.perf_counter()
-            with open(path, "rb") as body:
+            with PeakMemory(process.pid, interval_s=0.02) as peak, open(path, "rb") as body:
+                started = time.perf_counter()
                 response = httpx.post(url + "/v1/predictions", params={"segments": "true"}, content=body,
                                       headers={"Content-Type": "video/mp4"}, timeout=900)
-            seconds = time.perf_counter() - started
-            done.set()
-            sampler.join()
+                seconds = time.perf_counter() - started
+            peaks = (peak.process_mb, peak.total_mb)
             result["requests"].append({"video": str(path), "status": response.status_code,
                                        "seconds": round(seconds, 2), "peak_server_mb": round(peaks[0], 1),
                                        "peak_with_workers_mb": round(peaks[1], 1),
                                        "segments": len(response.json().get("segments") or [])})
         time.sleep(3.0)  # the server gives memory back once idle for a second
-        result["idle_after_mb"] = dict(zip(("server", "with_workers"), _memory(process.pid)))
+        result["idle_after_mb"] = dict(zip(("server", "with_workers"), memory_mb(process.pid)))
         return result
     finally:
         process.terminate()
@@ -215,6 +176,39 @@ def prepare_inputs(folder: Path, minutes: float = 10.0, height: int = 720, fps: 
     if not paths["short"].exists():
         _write_benchmark_video(paths["short"], 165, 320, 240, fps, 250)
     return paths
+
+
+def prepare_training_tree(folder: Path, groups: int = 20, classes: int = 101) -> Path:
+    """A UCF101-shaped tree for `benchmark-train` and the memory goal, made once: `classes` classes
+    x `groups` groups of one 320x240 XviD-style AVI each (6.6 s at 25 fps, as UCF101's clips),
+    showing the synthetic actions, with the official split lists. Written by one process per core."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from actionrec.testing.ucf101 import make_fake_ucf101
+
+    root = folder / f"ucf101-shaped-{classes * groups}"
+    if (root / "done").exists():
+        return root
+    planned: list[tuple[Path, str]] = []
+    make_fake_ucf101(root, [f"Action{i:03d}" for i in range(classes)], groups=groups, clips_per_group=1,
+                     write_clip=lambda path, name: planned.append((path, name)))
+    with ProcessPoolExecutor(os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_write_training_clip, planned, chunksize=16))
+    (root / "done").write_text("")
+    return root
+
+
+def _write_training_clip(job: tuple[Path, str]) -> None:
+    from actionrec.datasets.synth import CLASSES, render_clip
+    from actionrec.testing.ucf101 import release_codec
+    from actionrec.video.encode import write_video
+
+    path, name = job
+    label = int(name.removeprefix("Action"))
+    small = render_clip(CLASSES[label % len(CLASSES)], np.random.default_rng([label, zlib.crc32(path.name.encode())]),
+                        80, 60, num_frames=165)
+    write_video(small.repeat(4, axis=1).repeat(4, axis=2), path, fps=25, codec=release_codec())
 
 
 def _write_benchmark_video(path: Path, count: int, width: int, height: int, fps: int, gop: int) -> None:

@@ -11,6 +11,7 @@ that stream back in chunks.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import signal
 import time
@@ -42,7 +43,10 @@ def _child(conn: Connection, factory: Callable[[], Callable[[Any], Any]]) -> Non
     except Exception as exc:
         conn.send(Outcome("start_failed", message=f"{type(exc).__name__}: {exc}"))
         return
-    conn.send("ready")
+    try:
+        conn.send("ready")
+    except OSError:  # the batch ended (and the parent hung up) before this child was needed
+        return
     while True:
         try:
             item = conn.recv()
@@ -55,7 +59,20 @@ def _child(conn: Connection, factory: Callable[[], Callable[[Any], Any]]) -> Non
         except Exception as exc:
             outcome = Outcome("unexpected", reason="internal_error", message=f"{type(exc).__name__}: {exc}\n"
                                                                               f"{traceback.format_exc(limit=8)}")
-        conn.send(outcome)
+        try:
+            conn.send(outcome)
+        except OSError:  # the parent stopped waiting for it (interrupted, or gone)
+            return
+
+
+def ready_made(handler: Callable[[Any], Any]) -> Callable[[], Callable[[Any], Any]]:
+    """A factory for a handler that needs no building (it must be picklable, and its module light
+    to import: each child imports it)."""
+    return functools.partial(_same, handler)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class _Child:

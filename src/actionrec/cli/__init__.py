@@ -28,6 +28,7 @@ for command in (training.synth, training.train, training.evaluate, training.expo
                 predicting.watch, serving.serve, serving.demo, benchmarking.benchmark):
     app.command()(command)
 app.command("benchmark-inputs")(benchmarking.benchmark_inputs)
+app.command("benchmark-train")(benchmarking.benchmark_train)
 app.add_typer(training.data_app, name="data")
 
 

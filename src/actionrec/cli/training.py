@@ -12,10 +12,11 @@ from actionrec.card import TEMPORAL_HEADS
 from actionrec.cli.common import EXIT_USAGE, console, fail, needs_training_extra
 from actionrec.datasets import DATASET_KINDS
 from actionrec.errors import ActionrecError
-from actionrec.training.config import TrainConfig, read_settings
+from actionrec.training.config import PRECISIONS, TrainConfig, read_settings
 
 DatasetKind = Literal[DATASET_KINDS]  # choices Click checks (exit code 2) and lists in --help
 TemporalHead = Literal[TEMPORAL_HEADS]
+Precision = Literal[PRECISIONS]
 
 
 def synth(
@@ -128,6 +129,20 @@ def train(
                                                                 "order."), show_default=False),
     cache_dir: Optional[Path] = typer.Option(None, help="Where cached frames/features go (default "
                                                         "~/.cache/actionrec or $ACTIONREC_CACHE).", show_default=False),
+    device: Optional[str] = typer.Option(None, help=_help("device", "auto (a GPU when PyTorch sees one), cpu, cuda "
+                                                              "or cuda:N."), show_default=False),
+    precision: Optional[Precision] = typer.Option(None, help=_help("precision", "auto: bf16 on GPUs that have it, "
+                                                                   "else fp16; fp32 on a CPU."), show_default=False),
+    workers: Optional[int] = typer.Option(None, help="Processes that decode clips (and load batches when decoding "
+                                                     "on the fly); default: one per core.", show_default=False),
+    micro_batch_size: Optional[int] = typer.Option(None, help="Clips per forward/backward pass; a batch's gradients "
+                                                              "are summed over its micro-batches: the same batch in "
+                                                              "less memory (fine-tuning at 224 px takes about 1.3 GB "
+                                                              "per 16-frame clip). Default: the whole batch.",
+                                                   show_default=False),
+    decode_on_the_fly: Optional[bool] = typer.Option(None, "--decode-on-the-fly/--cache-frames", help=_help(
+        "decode_on_the_fly", "End to end: decode a fresh random view of each clip every epoch instead of caching "
+        "frames (no frame cache on disk; needs decoding speed)."), show_default=False),
     resume: bool = typer.Option(False, help="Continue a killed run from its last completed epoch, with the "
                                             "settings in its config.json."),
 ) -> None:

@@ -34,6 +34,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from actionrec.resources import memory_mb
+
 GOOD, BAD = "good", "bad"
 
 
@@ -57,9 +59,7 @@ def uploads() -> list[tuple[str, bytes, str]]:
 
 
 def _rss_mb(pid: int) -> float:
-    from actionrec.benchmark import _memory
-
-    return _memory(pid)[1]
+    return memory_mb(pid)[1]
 
 
 def start_server(model: Path, port: int, workers: int, log: Path) -> subprocess.Popen:

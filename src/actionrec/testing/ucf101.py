@@ -80,13 +80,13 @@ def write_solid_clip(path: Path, class_name: str) -> None:
     """Eight 64x48 frames of a colour that depends only on the class, encoded like the release."""
     colour = np.frombuffer(hashlib.sha1(class_name.encode()).digest()[:3], dtype=np.uint8)
     frames = np.broadcast_to(colour, (8, 48, 64, 3)).copy()
-    write_video(frames, path, fps=25, codec=_clip_codec())
+    write_video(frames, path, fps=25, codec=release_codec())
 
 
 _codec_choice: str | None = None
 
 
-def _clip_codec() -> str:
+def release_codec() -> str:
     global _codec_choice
     if _codec_choice is None:
         try:

@@ -21,6 +21,11 @@ from actionrec.video.spec import ClipSpec, DecodeLimits
 # Dataset files are trusted more than uploads: long videos are allowed.
 TRAINING_LIMITS = DecodeLimits(max_duration_s=3 * 3600.0)
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Settings that say where a run goes and what memory it takes, not what it learns: a run may resume
+# under other values of these.
+RUNTIME_SETTINGS = ("out", "cache_dir", "device", "precision", "workers", "micro_batch_size")
+
 # Sized so that feature extraction for UCF101 split 1 fits in about an hour on 2 CPU cores.
 RECIPES: dict[str, dict[str, Any]] = {
     "folder": dict(epochs=15, batch_size=32, train_views=1, test_views=1, flip=False),
@@ -53,12 +58,23 @@ class TrainConfig:
     flip: bool | None = None  # horizontal flips as augmentation (wrong where left/right is the label)
     seed: int = 0
     cache_dir: str | None = None
+    device: str = "auto"  # "auto" (a GPU when there is one), "cpu", "cuda", "cuda:N"
+    precision: str = "auto"  # "auto" (bf16 on GPUs that have it, else fp16; fp32 on CPUs), "fp32", "bf16", "fp16"
+    workers: int | None = None  # processes decoding clips, and loading batches; None: one per core
+    micro_batch_size: int | None = None  # clips per forward/backward pass, gradients accumulated; None: the batch
+    decode_on_the_fly: bool = False  # end to end: a fresh random view of each clip every epoch, no frame cache
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_KINDS:
             raise ValueError(f"--dataset must be 'folder' or 'ucf101', not {self.dataset!r}.")
         if self.temporal not in TEMPORAL_HEADS:
             raise ValueError(f"--temporal must be 'lstm' or 'mean', not {self.temporal!r}.")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"--micro-batch-size must be at least 1, not {self.micro_batch_size}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}.")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}.")
         for name, value in RECIPES[self.dataset].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)

@@ -12,11 +12,12 @@ from rich.console import Console
 from actionrec.datasets import load_dataset
 from actionrec.errors import TrainingError
 from actionrec.files import atomic_output
-from actionrec.training.features import build_cache, extractor_for, load_arrays
+from actionrec.training.features import build_cache, extractor_for
 from actionrec.training.metrics import compute_metrics
 from actionrec.training.report import write_report
 from actionrec.training.runs import RunDir
-from actionrec.training.train import predict_arrays
+from actionrec.training.runtime import Runtime
+from actionrec.training.train import Side, predict_arrays
 
 
 def evaluate_run(
@@ -39,9 +40,8 @@ def evaluate_run(
                                     "Caching evaluation clips", extractor_for(config, model, run.backbone_id, console))
     if not samples:
         raise TrainingError(f"{config.data_dir}: no readable validation clips to evaluate on.")
-    arrays, targets = load_arrays(cache, samples)
-    probs = predict_arrays(model, arrays, config.end_to_end, config.batch_size)
-    metrics = compute_metrics(probs, targets.numpy(), labels)
+    probs = predict_arrays(model, Side(samples, cache, config.test_views), config, Runtime())
+    metrics = compute_metrics(probs, np.array([sample.label for sample in samples]), labels)
 
     best = run.best_epoch() or {}
     details = {

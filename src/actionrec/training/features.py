@@ -1,15 +1,18 @@
 """What training reads: each clip decoded once into cached frames, or into frozen-backbone features.
 
-Frozen backbone (transfer learning): each clip's frame features are extracted once, by ONNX
-Runtime (several times faster than eager PyTorch on a CPU), and cached. End to end: the decoded
-frames themselves are cached. Either way an epoch then reads arrays, not videos.
+Frozen backbone (transfer learning): each clip's frame features are extracted once and cached: by
+ONNX Runtime on a CPU (several times faster than eager PyTorch there), by PyTorch in large mixed-
+precision batches on a GPU. End to end: the decoded frames themselves are cached (unless they are
+decoded afresh each epoch). Clips are decoded in `workers` processes, so a GPU is not left waiting
+on one decoding thread, and a clip that crashes the decoder costs one worker and is reported; in a
+distributed run each rank caches its share of the missing clips.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
@@ -23,9 +26,11 @@ from actionrec.errors import VideoError
 from actionrec.export import to_onnx
 from actionrec.files import atomic_output
 from actionrec.model import ActionModel, FrameFeatures
+from actionrec.processes import GuardedPool, ready_made
 from actionrec.training.cache import ClipCache, default_cache_root, prefetch
-from actionrec.training.config import TRAINING_LIMITS, TrainConfig
-from actionrec.video import probe, read_views
+from actionrec.training.config import TrainConfig
+from actionrec.training.runtime import Runtime, cores_per_process, gather
+from actionrec.training.views import ViewDecoder
 
 FeatureFunction = Callable[[np.ndarray], np.ndarray]
 
@@ -40,44 +45,6 @@ def progress_bar(console: Console) -> Progress:
         console=console,
         transient=False,
     )
-
-
-def clip_rng(seed: int, video: Path) -> np.random.Generator:
-    """Each video's own stream of random views, the same in every run with this seed."""
-    digest = hashlib.sha1(str(video).encode()).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
-
-
-def typical_duration(samples: list[Sample], at_most: int = 200) -> float | None:
-    """The median duration of (up to `at_most`, evenly picked) clips, from their packets alone.
-
-    Exported models record it: a timeline's windows are as long as the clips the model learned from.
-    """
-    picked = samples[:: max(1, len(samples) // at_most)]
-    durations = []
-    for sample in picked:
-        try:
-            durations.append(probe(sample.path, TRAINING_LIMITS).info.duration_s)
-        except VideoError:
-            continue  # unreadable clips are reported when they are cached
-    return round(float(np.median(durations)), 3) if durations else None
-
-
-def view_decoder(config: TrainConfig, views: int) -> Callable[[Path], np.ndarray]:
-    """(V, T, S, S, 3) frames of a video: view 0 at segment centres, the others random moments,
-    each of those mirrored with probability 1/2 when `config.flip`."""
-
-    def decode(video: Path) -> np.ndarray:
-        rng = clip_rng(config.seed, video)
-        clips = read_views(video, config.spec, views=views, rng=rng, limits=TRAINING_LIMITS)
-        frames = np.stack([c.frames for c in clips])
-        if config.flip:
-            for view in range(1, views):
-                if rng.random() < 0.5:
-                    frames[view] = frames[view, :, :, ::-1]
-        return frames
-
-    return decode
 
 
 def feature_extractor(model: ActionModel, folder: Path, console: Console | None = None) -> FeatureFunction:
@@ -124,11 +91,28 @@ def cache_root(config: TrainConfig) -> Path:
     return Path(config.cache_dir) if config.cache_dir else default_cache_root()
 
 
-def extractor_for(config: TrainConfig, model: ActionModel, backbone_id: str,
-                  console: Console) -> Callable[[], FeatureFunction] | None:
-    """What `build_cache` needs to extract features: made once, on first use; None end to end."""
+def gpu_extractor(model: ActionModel, runtime: Runtime) -> FeatureFunction:
+    """frames (N, T, S, S, 3) uint8 -> features float16, by PyTorch on the GPU in mixed precision."""
+    wrapped = FrameFeatures(model).to(runtime.device).eval()
+    if runtime.cuda:
+        wrapped = wrapped.to(memory_format=torch.channels_last)
+
+    def extract(frames: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(frames)).pin_memory().to(runtime.device, non_blocking=True)
+        with torch.inference_mode(), runtime.autocast():
+            return wrapped(batch).to(torch.float16).cpu().numpy()
+
+    return extract
+
+
+def extractor_for(config: TrainConfig, model: ActionModel, backbone_id: str, console: Console,
+                  runtime: Runtime | None = None) -> Callable[[], FeatureFunction] | None:
+    """What `build_cache` needs to extract features, made once on first use: ONNX Runtime on a CPU,
+    PyTorch on a GPU; None end to end."""
     if config.end_to_end:
         return None
+    if runtime is not None and runtime.cuda:
+        return functools.cache(lambda: gpu_extractor(model, runtime))
     folder = cache_root(config) / "extractors" / f"{backbone_id}-w{config.width_mult}"
     return functools.cache(lambda: feature_extractor(model, folder, console))
 
@@ -152,28 +136,35 @@ def build_cache(
     console: Console,
     what: str,
     extractor: Callable[[], FeatureFunction] | None = None,
+    runtime: Runtime | None = None,
 ) -> tuple[ClipCache, list[Sample], dict[Path, str]]:
-    """Make sure every sample has its cached array. Returns the cache, usable samples, failures.
+    """Make sure every sample has its cached array. Returns the cache, usable samples, failures
+    (every rank's, in a distributed run).
 
     `extractor` makes the feature function (frozen backbone), only when some clip is missing.
     """
     cache = cache_for(config, views, backbone_id)
-    missing = cache.missing([s.path for s in samples])
+    rank, world = (runtime.rank, runtime.world) if runtime else (0, 1)
+    # Shard the clips, not the missing ones: another rank may already be filling in its share.
+    missing = cache.missing([s.path for s in samples[rank::world]])
     failures: dict[Path, str] = {}
     if missing:
-        decode = view_decoder(config, views)
         extract = None if extractor is None else extractor()
+        batch = GPU_EXTRACTION_BATCH if runtime is not None and runtime.cuda else CPU_EXTRACTION_BATCH
+        pending: list[tuple[Path, np.ndarray]] = []
         started = time.perf_counter()
         with progress_bar(console) as progress:
             task = progress.add_task(f"{what}: {len(missing)} clips", total=len(missing), status="")
-            for video, frames in prefetch(missing, decode):
-                if isinstance(frames, VideoError):  # skip the clip, report it
-                    failures[video] = str(frames)
-                elif isinstance(frames, Exception):
-                    raise frames
+            decoder = ViewDecoder(config.spec, views, config.seed, bool(config.flip))
+            for video, frames, error in _decoded(missing, decoder, _workers(config)):
+                if error is not None:
+                    failures[video] = error
                 else:
-                    cache.put(video, frames if extract is None else extract(frames))
+                    pending.append((video, frames))
+                if len(pending) >= batch:
+                    _store(cache, pending, extract)
                 progress.advance(task)
+            _store(cache, pending, extract)
         seconds = time.perf_counter() - started
         done = len(missing) - len(failures)
         console.print(
@@ -181,14 +172,52 @@ def build_cache(
             f"{done * views * config.frames / max(seconds, 1e-9):.0f} frames/s; "
             f"{views} view(s) x {config.frames} frames at {config.image_size}px)"
         )
+    if runtime is not None:
+        failures = {video: error for part in gather(runtime, failures) for video, error in part.items()}
     for video, error in failures.items():
         console.print(f"[yellow]skipped[/yellow] {video}: {error}")
     usable = [s for s in samples if s.path not in failures]
     return cache, usable, failures
 
 
-def load_arrays(cache: ClipCache, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every sample's cached array stacked, (N, V, ...), and their labels."""
-    arrays = np.stack([np.asarray(cache.get(s.path)) for s in samples])
-    labels = torch.tensor([s.label for s in samples])
-    return torch.from_numpy(arrays), labels
+CPU_EXTRACTION_BATCH, GPU_EXTRACTION_BATCH = 4, 64  # clips whose frames are encoded together
+
+
+def _workers(config: TrainConfig) -> int:
+    return cores_per_process() if config.workers is None else config.workers
+
+
+def _decoded(videos: list[Path], decode: ViewDecoder, workers: int) -> Iterator[tuple[Path, np.ndarray | None,
+                                                                                       str | None]]:
+    """(video, frames, None) or (video, None, why not) for each video: in `workers` guarded processes
+    (as each is done), or here with the next video decoded ahead on a thread."""
+    if workers > 1 and len(videos) > workers:
+        for video, outcome in GuardedPool(ready_made(decode), workers).run(videos):
+            if outcome.kind == "ok":
+                yield video, outcome.value, None
+            else:
+                yield video, None, outcome.message if outcome.kind == "video_error" else f"{outcome.message} " \
+                                                                                         f"({outcome.kind})"
+        return
+    for video, frames in prefetch(videos, decode):
+        if isinstance(frames, VideoError):
+            yield video, None, str(frames)
+        elif isinstance(frames, Exception):
+            raise frames
+        else:
+            yield video, frames, None
+
+
+def _store(cache: ClipCache, pending: list[tuple[Path, np.ndarray]], extract: FeatureFunction | None) -> None:
+    """Cache the pending clips' arrays: their frames, or features extracted from all of them at once."""
+    if not pending:
+        return
+    if extract is None:
+        for video, frames in pending:
+            cache.put(video, frames)
+    else:
+        views = [len(frames) for _, frames in pending]
+        features = extract(np.concatenate([frames for _, frames in pending]))
+        for (video, _), start, count in zip(pending, np.cumsum([0, *views[:-1]]), views):
+            cache.put(video, features[start : start + count])
+    pending.clear()

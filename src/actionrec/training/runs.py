@@ -51,7 +51,8 @@ class RunDir:
 
     def write_config(self, config: TrainConfig, model_config: ModelConfig, labels: list[str], *,
                      dataset: str, backbone_id: str, num_train: int, num_val: int,
-                     skipped: dict[Path, str], clip_duration_s: float | None) -> None:
+                     skipped: dict[Path, str], clip_duration_s: float | None,
+                     runtime: dict[str, Any] | None = None) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_path, {
             "actionrec_version": __version__,
@@ -64,6 +65,7 @@ class RunDir:
             "num_train": num_train,
             "num_val": num_val,
             "clip_duration_s": clip_duration_s,
+            "runtime": runtime or {},  # where it trained: device, precision, processes
             "skipped": {str(path): error for path, error in skipped.items()},
         })
         write_text(self.path / "labels.txt", "\n".join(labels) + "\n")

@@ -3,10 +3,12 @@
 Frozen backbone (the default, transfer learning): each clip's frame features are extracted once
 and cached; epochs train the temporal head on the cache and take seconds.
 End to end (`finetune`, implied by `backbone_weights="none"`): each clip's decoded frames are
-cached; epochs run the whole model.
+cached (or decoded afresh each epoch); epochs run the whole model.
 
-`train` reads top to bottom: data, model, cached arrays, optimiser and schedule, resume, then the
-epochs. What it writes is described in `actionrec.training.runs`.
+`train` reads top to bottom: where it runs, data, model, cached arrays, optimiser and schedule,
+resume, then the epochs. Batches stream from the cache (`actionrec.training.data`); on a GPU with
+mixed precision; under torchrun as one rank of a DistributedDataParallel run, where rank 0 alone
+writes the run directory (`actionrec.training.runs`).
 """
 
 from __future__ import annotations
@@ -14,23 +16,42 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import time
+from contextlib import nullcontext
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from rich.console import Console
+from rich.markup import escape
+from torch import nn
 
-from actionrec.datasets import DatasetSplit, load_dataset
+from actionrec.datasets import DatasetSplit, Sample, load_dataset
 from actionrec.errors import TrainingError
 from actionrec.model import ActionModel, ModelConfig, load_backbone_weights
-from actionrec.training.config import TrainConfig
-from actionrec.training.features import build_cache, extractor_for, load_arrays, progress_bar, typical_duration
+from actionrec.training import runtime as runtimes
+from actionrec.training.advice import overfitting_advice
+from actionrec.training.cache import ClipCache
+from actionrec.training.config import RUNTIME_SETTINGS, TrainConfig
+from actionrec.training.data import (
+    CachedViews,
+    FreshViews,
+    Shard,
+    epoch_batches,
+    loader,
+    steps_per_epoch,
+    training_keys,
+    validation_batches,
+)
+from actionrec.training.features import build_cache, extractor_for, progress_bar
 from actionrec.training.runs import RunDir
+from actionrec.training.runtime import Runtime, barrier, gather
+from actionrec.training.views import EpochView, typical_duration
 
 GRADIENT_CLIP_NORM = 5.0
 BACKBONE_LR_FACTOR = 0.1  # fine-tuning pretrained weights: a gentler rate than the new head's
@@ -49,14 +70,12 @@ class Run:
 
 
 @dataclass
-class Arrays:
-    """Cached arrays of one side of the split: (N, V, ...) frames or features, and (N,) labels."""
+class Side:
+    """One side of the split as training reads it: its clips and where their arrays come from."""
 
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.y)
+    samples: list[Sample]
+    cache: ClipCache | None  # None: decoded afresh each epoch
+    views: int
 
 
 @dataclass
@@ -69,10 +88,22 @@ class Progress:
     history: list[dict] = field(default_factory=list)
 
 
+class _Step(nn.Module):
+    """What one training step runs (wrapped by DDP in a distributed run): the whole model on
+    frames, or the head alone on cached features."""
+
+    def __init__(self, model: ActionModel, end_to_end: bool) -> None:
+        super().__init__()
+        self.model, self.end_to_end = model, end_to_end
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch) if self.end_to_end else self.model.forward_head(batch.float())
+
+
 # --------------------------------------------------------------------------- steps
 
 
-def _load_dataset(config: TrainConfig, console: Console) -> DatasetSplit:
+def load_split(config: TrainConfig, console: Console) -> DatasetSplit:
     dataset = load_dataset(config.data_dir, kind=config.dataset, split=config.split,
                            val_fraction=config.val_fraction, seed=config.seed)
     for warning in dataset.warnings:
@@ -84,7 +115,7 @@ def _load_dataset(config: TrainConfig, console: Console) -> DatasetSplit:
     return dataset
 
 
-def _build_model(config: TrainConfig, num_classes: int, console: Console) -> tuple[ActionModel, str]:
+def build_model(config: TrainConfig, num_classes: int, console: Console) -> tuple[ActionModel, str]:
     model = ActionModel(ModelConfig(num_classes=num_classes, temporal=config.temporal, hidden_size=config.hidden_size,
                                     dropout=config.dropout, width_mult=config.width_mult))
     backbone_id = load_backbone_weights(model, config.backbone_weights)
@@ -95,21 +126,36 @@ def _build_model(config: TrainConfig, num_classes: int, console: Console) -> tup
     return model, backbone_id
 
 
-def _cached_arrays(config: TrainConfig, model: ActionModel, dataset: DatasetSplit, backbone_id: str,
-                   console: Console) -> tuple[Arrays, Arrays, int, int, dict[Path, str]]:
-    """Both sides of the split as cached arrays; returns (train, val, train count, val count, skipped)."""
+def _sides(config: TrainConfig, model: ActionModel, dataset: DatasetSplit, backbone_id: str, console: Console,
+           runtime: Runtime) -> tuple[Side, Side, dict[Path, str]]:
+    """Both sides of the split, cached (or, decoding on the fly, the training side as it is)."""
     sides = []
     skipped: dict[Path, str] = {}
-    extractor = extractor_for(config, model, backbone_id, console)
-    for side, samples, views, what in (("training", dataset.train, config.train_views, "Caching training clips"),
+    extractor = extractor_for(config, model, backbone_id, console, runtime)
+    for name, samples, views, what in (("training", dataset.train, config.train_views, "Caching training clips"),
                                        ("validation", dataset.val, config.test_views, "Caching validation clips")):
-        cache, usable, failed = build_cache(config, samples, views, backbone_id, console, what, extractor)
+        if name == "training" and config.decode_on_the_fly and config.end_to_end:
+            sides.append(Side(samples, None, 1))
+            continue
+        cache, usable, failed = build_cache(config, samples, views, backbone_id, console, what, extractor, runtime)
         if not usable:
             examples = "; ".join(f"{path.name}: {error}" for path, error in list(failed.items())[:2])
-            raise TrainingError(f"none of the {len(failed)} {side} clips could be read ({examples}).")
+            raise TrainingError(f"none of the {len(failed)} {name} clips could be read ({examples}).")
         skipped |= failed
-        sides.append(Arrays(*load_arrays(cache, usable)))
-    return sides[0], sides[1], len(sides[0]), len(sides[1]), skipped
+        sides.append(Side(usable, cache, views))
+    barrier(runtime)  # every rank's share of the cache is written
+    return sides[0], sides[1], skipped
+
+
+def place(model: ActionModel, config: TrainConfig, runtime: Runtime) -> nn.Module:
+    """Move the model to the run's device; what a training step calls (DDP-wrapped across ranks)."""
+    model.to(runtime.device)
+    if runtime.cuda and config.end_to_end:
+        model.to(memory_format=torch.channels_last)
+    step: nn.Module = _Step(model, config.end_to_end)
+    if runtime.distributed:
+        step = nn.parallel.DistributedDataParallel(step, device_ids=[runtime.device] if runtime.cuda else None)
+    return step
 
 
 def configure_optimizer(model: ActionModel, config: TrainConfig, steps_per_epoch: int
@@ -133,56 +179,117 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _forward(model: ActionModel, batch: torch.Tensor, end_to_end: bool) -> torch.Tensor:
-    return model(batch) if end_to_end else model.forward_head(batch.float())
+def _to_device(batch: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    return batch.to(runtime.device, non_blocking=True) if runtime.cuda else batch
 
 
-def _train_epoch(model: ActionModel, data: Arrays, config: TrainConfig, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LambdaLR, generator: torch.Generator) -> tuple[float, float]:
-    """One pass over the training clips, each with one of its cached views; returns (loss, accuracy)."""
+def epoch_loader(side: Side, config: TrainConfig, epoch: int, generator: torch.Generator,
+                 runtime: Runtime) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """(frames or features, labels, size of the global batch) for this rank's part of each batch of
+    the epoch, read ahead by loader workers."""
+    keys = training_keys(len(side.samples), side.views, epoch, generator, side.cache is None)
+    batches = epoch_batches(keys, config.batch_size, Shard(runtime.rank, runtime.world))
+    dataset = CachedViews(side.cache, side.samples) if side.cache is not None else \
+        FreshViews(side.samples, EpochView(config.spec, config.seed, bool(config.flip)))
+    parts = loader(dataset, [part for part, _ in batches], _loader_workers(config), runtime.cuda)
+    for (batch, target), (_, global_size) in zip(parts, batches):
+        yield _to_device(batch, runtime), _to_device(target, runtime), global_size
+
+
+def train_step(step: nn.Module, model: ActionModel, batch: torch.Tensor, target: torch.Tensor, global_size: int,
+               config: TrainConfig, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+               scaler: torch.amp.GradScaler, runtime: Runtime) -> tuple[float, int]:
+    """One optimiser step on this rank's part of a batch, its gradients accumulated over micro-
+    batches of `config.micro_batch_size` clips; returns its (summed loss, correct)."""
+    weight = runtime.world / global_size if global_size else 0.0  # DDP averages over ranks: the batch mean
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum, correct = 0.0, 0
+    size = config.micro_batch_size or len(batch)
+    starts = range(0, len(batch), size)
+    for start in starts:
+        last = start == starts[-1]
+        # Ranks exchange gradients once per step, after its last micro-batch.
+        with nullcontext() if last or not isinstance(step, nn.parallel.DistributedDataParallel) else step.no_sync():
+            with runtime.autocast():
+                logits = step(batch[start : start + size])
+            part = target[start : start + size]
+            losses = F.cross_entropy(logits.float(), part, label_smoothing=config.label_smoothing, reduction="none")
+            scaler.scale(losses.sum() * weight).backward()
+        loss_sum += losses.sum().item()
+        correct += int((logits.argmax(-1) == part).sum().item())
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP_NORM)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return loss_sum, correct
+
+
+def _train_epoch(step: nn.Module, model: ActionModel, side: Side, config: TrainConfig, epoch: int,
+                 optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                 scaler: torch.amp.GradScaler, generator: torch.Generator, runtime: Runtime) -> tuple[float, float]:
+    """One pass over the training clips (this rank's part of each batch); returns (loss, accuracy)
+    over all of them."""
     model.train()
     if not config.end_to_end:
         model.backbone.eval()  # frozen: keep its batch-norm statistics
-    order = torch.randperm(len(data), generator=generator)
-    view_choice = torch.randint(data.x.shape[1], (len(data),), generator=generator)
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(order), config.batch_size):
-        idx = order[start : start + config.batch_size]
-        logits = _forward(model, data.x[idx, view_choice[idx]], config.end_to_end)
-        loss = F.cross_entropy(logits, data.y[idx], label_smoothing=config.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP_NORM)
-        optimizer.step()
-        scheduler.step()
-        loss_sum += loss.item() * len(idx)
-        correct += (logits.argmax(-1) == data.y[idx]).sum().item()
-    return loss_sum / len(order), correct / len(order)
+    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, clips
+    for batch, target, global_size in epoch_loader(side, config, epoch, generator, runtime):
+        loss, correct = train_step(step, model, batch, target, global_size, config, optimizer, scheduler, scaler,
+                                   runtime)
+        if global_size:
+            totals += torch.tensor([loss, correct, len(target)], dtype=torch.float64)
+    if runtime.distributed:
+        dist.all_reduce(totals)
+    return float(totals[0] / totals[2]), float(totals[1] / totals[2])
 
 
-def predict_arrays(model: ActionModel, arrays: torch.Tensor, end_to_end: bool, batch_size: int) -> np.ndarray:
-    """Class probabilities for cached arrays (N, V, ...), averaged over the V views."""
+def _loader_workers(config: TrainConfig) -> int:
+    """Loader processes: none for a small machine's cached arrays (reading them is cheap), the
+    configured count when decoding afresh or when asked."""
+    if config.workers is not None:
+        return config.workers
+    return runtimes.cores_per_process() if config.decode_on_the_fly else 0
+
+
+def predict_arrays(model: ActionModel, side: Side, config: TrainConfig, runtime: Runtime) -> np.ndarray:
+    """Class probabilities of every clip of `side` (its cached views averaged), in order; each rank
+    computes its share and all ranks get the whole."""
+    assert side.cache is not None
     model.eval()
-    n, views = arrays.shape[:2]
-    probs = []
+    shard = Shard(runtime.rank, runtime.world)
+    batches = validation_batches(len(side.samples), config.micro_batch_size or config.batch_size, shard)
+    mine: list[np.ndarray] = []
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            chunk = arrays[start : start + batch_size]
-            flat = chunk.reshape(-1, *chunk.shape[2:])
-            p = torch.softmax(_forward(model, flat, end_to_end), dim=-1)
-            probs.append(p.reshape(len(chunk), views, -1).mean(dim=1))
-    return torch.cat(probs).numpy()
+        for arrays, _ in loader(CachedViews(side.cache, side.samples), batches, _loader_workers(config), runtime.cuda):
+            flat = _to_device(arrays.reshape(-1, *arrays.shape[2:]), runtime)
+            with runtime.autocast():
+                logits = model(flat) if config.end_to_end else model.forward_head(flat.float())
+            probs = torch.softmax(logits.float(), dim=-1).reshape(len(arrays), arrays.shape[1], -1).mean(dim=1)
+            mine.append(probs.cpu().numpy())
+    classes = model.config.num_classes
+    parts = gather(runtime, np.concatenate(mine) if mine else np.zeros((0, classes), np.float32))
+    probs = np.empty((len(side.samples), classes), np.float32)
+    for rank, part in enumerate(parts):
+        probs[rank :: runtime.world] = part
+    return probs
 
 
-def _validate(model: ActionModel, data: Arrays, config: TrainConfig) -> tuple[float, float]:
-    probs = predict_arrays(model, data.x, config.end_to_end, config.batch_size)
-    loss = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-8)), data.y))
-    return loss, float((probs.argmax(-1) == data.y.numpy()).mean())
+def _validate(model: ActionModel, side: Side, config: TrainConfig, runtime: Runtime) -> tuple[float, float]:
+    probs = predict_arrays(model, side, config, runtime)
+    targets = torch.tensor([sample.label for sample in side.samples])
+    loss = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-8)), targets))
+    return loss, float((probs.argmax(-1) == targets.numpy()).mean())
+
+
+def _advice(progress: Progress, side: Side, config: TrainConfig) -> str | None:
+    return overfitting_advice(progress.history, len(side.samples), config.end_to_end, bool(config.flip))
 
 
 def _fingerprint(config: TrainConfig, labels: list[str]) -> str:
-    """What a resumed run must share with the run it continues: everything but the epoch count."""
-    settings = asdict(config) | {"epochs": None, "out": None, "cache_dir": None}
+    """What a resumed run must share with the run it continues: everything but the epoch count and
+    where and how fast it runs."""
+    settings = asdict(config) | {"epochs": None} | {name: None for name in RUNTIME_SETTINGS}
     return hashlib.sha1(json.dumps([settings, labels], sort_keys=True).encode()).hexdigest()
 
 
@@ -190,12 +297,15 @@ def _rng_states() -> dict:
     """Every random state the next epoch draws from (dropout uses torch's global one), in types
     torch.load(weights_only=True) accepts, so a resumed run continues exactly as it would have."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
-    return {
+    states = {
         "torch": torch.get_rng_state(),
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position,
                   "has_gauss": has_gauss, "gauss": gauss},
         "python": random.getstate(),
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
 
 
 def _set_rng_states(states: dict) -> None:
@@ -205,10 +315,13 @@ def _set_rng_states(states: dict) -> None:
                          numpy["has_gauss"], numpy["gauss"]))
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 def _resume(run: RunDir, fingerprint: str, model: ActionModel, optimizer: torch.optim.Optimizer,
-            scheduler: torch.optim.lr_scheduler.LambdaLR, generator: torch.Generator, console: Console) -> Progress:
+            scheduler: torch.optim.lr_scheduler.LambdaLR, scaler: torch.amp.GradScaler, generator: torch.Generator,
+            console: Console, runtime: Runtime) -> Progress:
     state = run.load_state()
     if state is None:
         console.print(f"No {run.state_path.name} in {run.path}: starting from the first epoch.")
@@ -221,9 +334,12 @@ def _resume(run: RunDir, fingerprint: str, model: ActionModel, optimizer: torch.
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     generator.set_state(state["generator"])
     if "rng" in state:  # written by versions before the random states were kept
-        _set_rng_states(state["rng"])
+        states = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        _set_rng_states(states[runtime.rank] if len(states) == runtime.world else states[0])
     progress = Progress(state["epoch"], state["best_acc"], state["best_epoch"], json.loads(state["history"]))
     console.print(f"Resuming after epoch {progress.epoch} (best so far {progress.best_acc:.1%} "
                   f"at epoch {progress.best_epoch}).")
@@ -234,31 +350,49 @@ def _resume(run: RunDir, fingerprint: str, model: ActionModel, optimizer: torch.
 
 
 def train(config: TrainConfig, *, resume: bool = False, console: Console | None = None) -> Run:
-    console = console or Console()
-    torch.manual_seed(config.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
-    run = RunDir(config.out)
-    run.path.mkdir(parents=True, exist_ok=True)
+    runtime = runtimes.start(config)
+    try:
+        console = console if runtime.main else Console(quiet=True)
+        return _train(config, resume, console or Console(), runtime)
+    finally:
+        runtimes.stop(runtime)
 
-    dataset = _load_dataset(config, console)
-    model, backbone_id = _build_model(config, len(dataset.classes), console)
-    train_data, val_data, num_train, num_val, skipped = _cached_arrays(config, model, dataset, backbone_id, console)
-    optimizer, scheduler = configure_optimizer(model, config, math.ceil(num_train / config.batch_size))
+
+def _train(config: TrainConfig, resume: bool, console: Console, runtime: Runtime) -> Run:
+    torch.manual_seed(config.seed)
+    if not runtime.cuda:
+        torch.set_num_threads(runtimes.cores_per_process())
+    run = RunDir(config.out)
+    if runtime.main:
+        run.path.mkdir(parents=True, exist_ok=True)
+    console.print(f"Training on {runtime.device} ({runtime.precision}" +
+                  (f", {runtime.world} processes)" if runtime.distributed else ")"))
+
+    dataset = load_split(config, console)
+    model, backbone_id = build_model(config, len(dataset.classes), console)
+    train_side, val_side, skipped = _sides(config, model, dataset, backbone_id, console, runtime)
+    step = place(model, config, runtime)
+    optimizer, scheduler = configure_optimizer(model, config, steps_per_epoch(len(train_side.samples),
+                                                                                config.batch_size))
+    scaler = runtime.scaler()
     generator = torch.Generator().manual_seed(config.seed)
     fingerprint = _fingerprint(config, dataset.classes)
-    progress = (_resume(run, fingerprint, model, optimizer, scheduler, generator, console) if resume
-                else Progress())
-    clip_duration = typical_duration(dataset.train)
-    run.write_config(config, model.config, dataset.classes, dataset=f"{Path(config.data_dir).name}: "
-                     f"{dataset.description}", backbone_id=backbone_id, num_train=num_train, num_val=num_val,
-                     skipped=skipped, clip_duration_s=clip_duration)
+    progress = (_resume(run, fingerprint, model, optimizer, scheduler, scaler, generator, console, runtime)
+                if resume else Progress())
+    if runtime.main:
+        run.write_config(config, model.config, dataset.classes, dataset=f"{Path(config.data_dir).name}: "
+                         f"{dataset.description}", backbone_id=backbone_id, num_train=len(train_side.samples),
+                         num_val=len(val_side.samples), skipped=skipped,
+                         clip_duration_s=typical_duration(dataset.train), runtime=runtime.describe())
 
+    advised = False
     with progress_bar(console) as bar:
         task = bar.add_task("Training", total=config.epochs, completed=progress.epoch, status="")
         for epoch in range(progress.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
-            train_loss, train_acc = _train_epoch(model, train_data, config, optimizer, scheduler, generator)
-            val_loss, val_acc = _validate(model, val_data, config)
+            train_loss, train_acc = _train_epoch(step, model, train_side, config, epoch, optimizer, scheduler, scaler,
+                                                 generator, runtime)
+            val_loss, val_acc = _validate(model, val_side, config, runtime)
             row = {
                 "epoch": epoch,
                 "train_loss": round(train_loss, 5),
@@ -270,27 +404,38 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
             }
             progress.epoch = epoch
             progress.history.append(row)
-            if val_acc > progress.best_acc:
+            improved = val_acc > progress.best_acc
+            if improved:
                 progress.best_acc, progress.best_epoch = val_acc, epoch
-                run.save_weights(model)
-            run.write_history(progress.history)
-            run.save_state({
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(),
-                "rng": _rng_states(),
-                "history": json.dumps(progress.history),
-                "epoch": epoch,
-                "best_acc": progress.best_acc,
-                "best_epoch": progress.best_epoch,
-                "fingerprint": fingerprint,
-            })
+            rng = gather(runtime, _rng_states())
+            if runtime.main:
+                if improved:
+                    run.save_weights(model)
+                run.write_history(progress.history)
+                run.save_state({
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "generator": generator.get_state(),
+                    "rng": rng,
+                    "history": json.dumps(progress.history),
+                    "epoch": epoch,
+                    "best_acc": progress.best_acc,
+                    "best_epoch": progress.best_epoch,
+                    "fingerprint": fingerprint,
+                })
+            barrier(runtime)
             status = (f"loss {row['train_loss']:.3f} acc {row['train_acc']:.1%} | "
                       f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.1%}")
             bar.update(task, advance=1, status=status)
             bar.console.print(f"epoch {epoch:3d}/{config.epochs}  {status}  ({row['seconds']:.1f} s)")
+            if not advised and (advice := _advice(progress, train_side, config)):
+                bar.console.print(f"[yellow]note:[/yellow] {escape(advice)}")
+                advised = True
 
     console.print(f"Best validation accuracy {progress.best_acc:.1%} at epoch {progress.best_epoch}; "
                   f"weights in {run.weights_path}")
+    if advised and (advice := _advice(progress, train_side, config)):
+        console.print(f"[yellow]note:[/yellow] {escape(advice)}")
     return Run(run.path, config, dataset.classes, progress.best_epoch, progress.best_acc, progress.history)

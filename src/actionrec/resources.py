@@ -1,0 +1,65 @@
+"""Resident memory of a process and everything it started, read from /proc (Linux), and a sampler
+that keeps the peak while some work runs. Used by the benchmarks and the load test."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process in MB (0 where /proc cannot tell)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(the process, the process and every process it started) resident MB."""
+    main = rss_mb(pid)
+    return main, main + sum(rss_mb(child) for child in descendants(pid))
+
+
+class PeakMemory:
+    """`with PeakMemory(pid) as peak:` samples every `interval_s`; then `peak.process_mb` and
+    `peak.total_mb` (with its children) are the largest seen."""
+
+    def __init__(self, pid: int | None = None, interval_s: float = 0.05) -> None:
+        self.pid, self.interval_s = pid or os.getpid(), interval_s
+        self.process_mb = self.total_mb = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            main, total = memory_mb(self.pid)
+            self.process_mb, self.total_mb = max(self.process_mb, main), max(self.total_mb, total)
+            if self._done.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._done.set()
+        self._thread.join()
