@@ -4,9 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SAMPLES ?= $(abspath ../shared/videos)
 
-.PHONY: setup demo test test-fast browser fuzz loadtest clean
+.PHONY: setup setup-ray demo test test-fast browser fuzz loadtest clean
 
 setup: $(VENV)/.installed
+
+# Ray (the `ray` extra) for the tests of its pipelines; the demo does not need it.
+setup-ray: $(VENV)/.installed-ray
+
+$(VENV)/.installed-ray: $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[ray]'
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +29,7 @@ browser:
 demo: setup
 	$(VENV)/bin/actionrec demo
 
-test: setup browser
+test: setup setup-ray browser
 	ACTIONREC_SAMPLE_VIDEOS=$${ACTIONREC_SAMPLE_VIDEOS:-$(if $(wildcard $(SAMPLES)),$(SAMPLES),)} \
 	  $(PY) -m pytest -q
 

@@ -282,3 +282,16 @@ def test_decoding_on_the_fly_trains_without_a_frame_cache(dataset: Path, tmp_pat
     assert "Caching training clips" not in result.stdout
     assert len([folder for folder in cache.iterdir() if folder.is_dir()]) == 1  # the validation clips only
     assert json.loads((tmp_path / "fly" / "config.json").read_text())["train"]["decode_on_the_fly"] is True
+
+
+def test_shifts_depend_on_the_clip_and_epoch_not_on_the_batch():
+    from actionrec.training.data import shift_clips
+
+    frames = torch.arange(2 * 3 * 16 * 16 * 3, dtype=torch.int64).reshape(2, 3, 16, 16, 3).to(torch.uint8)
+    together = shift_clips(frames, [5, 9], seed=0, epoch=1, share=0.125)
+    alone = shift_clips(frames[1:], [9], seed=0, epoch=1, share=0.125)
+    assert torch.equal(together[1], alone[0])
+    assert not torch.equal(together, shift_clips(frames, [5, 9], seed=0, epoch=2, share=0.125))
+    assert torch.equal(shift_clips(frames, [5, 9], seed=0, epoch=1, share=0.0), frames)
+    # All frames of a clip move alike: the difference between frames is kept.
+    assert torch.equal(together[0, 1].int() - together[0, 0].int(), frames[0, 1].int() - frames[0, 0].int())

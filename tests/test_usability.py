@@ -274,3 +274,10 @@ def test_training_says_what_to_change_when_it_memorises_its_clips():
     plateau_together = _history([0.5] * 8, [0.45, 0.5, 0.48, 0.47, 0.49, 0.48, 0.47, 0.46])
     assert overfitting_advice(plateau_together, 256, True, False) is None  # not memorising: underfitting
     assert overfitting_advice(memorising[:4], 256, True, False) is None  # too early to tell
+    # The run in README: training accuracy near 99%, validation still creeping up to about 50%.
+    saturated = _history([0.2, 0.5, 0.7, 0.85, 0.94, 0.97, 0.988], [0.12, 0.13, 0.2, 0.3, 0.4, 0.45, 0.5])
+    assert overfitting_advice(saturated, 256, True, False) is None  # still improving: not yet, during the run
+    assert "only 50.0%" in overfitting_advice(saturated, 256, True, False, final=True)  # but said at the end
+    settling = _history([0.2, 0.3, 0.4, 0.45, 0.5, 0.55], [0.125] * 6)  # batch-norm statistics settling
+    assert overfitting_advice(settling, 256, True, False, final=True) is None
+    assert "a larger --shift than 0.125" in overfitting_advice(memorising, 256, True, False, shift=0.125)

@@ -17,7 +17,6 @@ shared and noisy, so each figure is the median of `repeats` runs.
 from __future__ import annotations
 
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ import av
 import numpy as np
 
 from actionrec.inference import Recognizer
-from actionrec.resources import PeakMemory, memory_mb
+from actionrec.resources import PeakMemory, describe_cpu, memory_mb
 from actionrec.video import probe
 from actionrec.video.decode import DecodeOutcome, read_frames
 from actionrec.video.spec import frames_at, sample_indices
@@ -51,6 +50,36 @@ def _median_seconds(work: Callable[[], object], repeats: int) -> float:
 def _decode_everything(path: Path) -> int:
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(container.streams.video[0]))
+
+
+def compare_models(models: list[Path], video: Path, repeats: int = 5, threads: int | None = None) -> list[dict]:
+    """Each model (an fp32 file and its int8 copy, say) timed side by side, rounds interleaved so
+    that the machine's noise falls on all alike: the network alone on one clip of `video`'s frames,
+    and the whole answer. Ratios are against the first model."""
+    recognizers = [Recognizer(path, threads=threads) for path in models]
+    frames = {id(r): read_frames_for(r, video) for r in recognizers}
+    model_times: dict[int, list[float]] = {id(r): [] for r in recognizers}
+    answer_times: dict[int, list[float]] = {id(r): [] for r in recognizers}
+    for recognizer in recognizers:  # warm up
+        recognizer.classify(frames[id(recognizer)])
+    for _ in range(repeats):
+        for recognizer in recognizers:
+            model_times[id(recognizer)].append(_median_seconds(lambda: recognizer.classify(frames[id(recognizer)]), 1))
+            answer_times[id(recognizer)].append(_median_seconds(lambda: recognizer.predict(video), 1))
+    results = []
+    for recognizer in recognizers:
+        model_s, answer_s = (statistics.median(t[id(recognizer)]) for t in (model_times, answer_times))
+        results.append({"model": str(recognizer.model_path), "precision": recognizer.card.precision,
+                        "model_ms": round(model_s * 1000, 1), "answer_ms": round(answer_s * 1000, 1)})
+    for entry in results:
+        entry["model_vs_first"] = round(entry["model_ms"] / results[0]["model_ms"], 2)
+    return results
+
+
+def read_frames_for(recognizer: Recognizer, video: Path) -> np.ndarray:
+    from actionrec.video import read_clip
+
+    return read_clip(video, recognizer.spec, limits=recognizer.limits).frames[None]
 
 
 def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dict:
@@ -146,10 +175,41 @@ def benchmark_server(model_path: Path, videos: list[Path], workers: int = 2) -> 
         process.wait(timeout=30)
 
 
+def benchmark_batching(model_path: Path, video: Path, concurrencies: tuple[int, ...] = (1, 8, 32),
+                       requests_per_client: int = 4, workers: int = 4, window_ms: float = 0.0) -> dict:
+    """Answers a second and latency of a real server at each concurrency, with dynamic batching
+    off and on, in one run on the same video; both servers alike but for batching."""
+    import asyncio
+    import tempfile
+
+    from actionrec.testing.loadtest import GOOD, load, start_server
+
+    body = [(GOOD, Path(video).read_bytes(), "video/mp4")]
+    results: dict = {"video": str(video), "workers": workers, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="actionrec-batching-") as scratch:
+        for batching in (False, True):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            options = ("--max-pending", str(max(concurrencies) * 2), "--batching" if batching else "--no-batching",
+                       "--batch-window-ms", str(window_ms))
+            server = start_server(model_path, port, workers, Path(scratch) / f"server-{batching}.log", options)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                asyncio.run(load(url, body, 2, 1))  # warm up
+                for concurrency in concurrencies:
+                    run = asyncio.run(load(url, body, concurrency * requests_per_client, concurrency))
+                    results["runs"].append({"batching": batching, "concurrency": concurrency,
+                                            "answers_per_s": run["requests_per_s"], "p50_ms": run["answered_ms"]["p50"],
+                                            "p95_ms": run["answered_ms"]["p95"], "statuses": run["statuses"]})
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+    return results
+
+
 def machine() -> str:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    extras = [name for name in ("avx2", "avx512f", "avx512_vnni") if f" {name}" in flags]
-    return f"{platform.machine()}, {os.cpu_count()} cores ({', '.join(extras) or 'no AVX2'})"
+    return describe_cpu()
 
 
 # --------------------------------------------------------------------------- inputs

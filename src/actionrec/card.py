@@ -53,6 +53,8 @@ class ModelCard:
     clip_duration_s: float | None = None  # typical duration of the training clips: a timeline window's length
     num_features: int | None = None  # per-frame features between the two halves
     normalization: Normalization = field(default_factory=Normalization)
+    precision: str = "fp32"  # "int8": a quantized copy (see `quantization`)
+    quantization: dict[str, Any] | None = None
     sampling: str = SAMPLING_RULE
     format: int = CARD_FORMAT
 
@@ -137,6 +139,8 @@ class ModelCard:
                 scale=normalization.get("scale", 255),
                 in_graph=normalization.get("in_graph", True),
             ) if isinstance(normalization, dict) else Normalization(),
+            precision=str(data.get("precision") or "fp32"),
+            quantization=data.get("quantization") if isinstance(data.get("quantization"), dict) else None,
             sampling=str(data.get("sampling") or SAMPLING_RULE),
             format=data["format"] if isinstance(data.get("format"), int) else 1,
         )

@@ -17,21 +17,26 @@ from rich.console import Console
 
 from actionrec.training.config import TrainConfig
 
-# Sized to train in about two minutes on two cores; README gives its measured accuracy. Small
-# frames suit the synthetic clips (size, brightness, colour and proportions show at 32 px) and
-# the full-width network learns them several times faster from scratch than width 0.5 does.
+# Sized to train in about three minutes on two cores; README gives its measured accuracy for
+# several seeds. Small frames suit the synthetic clips (size, brightness, colour and proportions
+# show at 32 px), and the full-width network learns them several times faster from scratch than
+# width 0.5 does. Four frames a clip, not eight: each order pair is told apart by where the
+# change goes, which four frames show, and an epoch costs less. Random shifts of each clip keep
+# the network from memorising where things are in its 512 training clips (seed 0, best epoch:
+# 8 frames x 10 epochs 49%, 4 x 20 85%, 4 x 20 with shifts 94-95%).
 DEMO_CLIPS_PER_CLASS = 80
 EXAMPLES_PER_CLASS = 2
 DEMO_TRAINING = dict(
-    frames=8,
+    frames=4,
     image_size=32,
     width_mult=1.0,
     hidden_size=128,
     dropout=0.2,
-    epochs=10,
+    epochs=20,
     batch_size=16,
     lr=1e-3,
     train_views=2,
+    shift=0.125,
     backbone_weights="none",
     val_fraction=0.2,
     seed=0,
@@ -60,8 +65,9 @@ class DemoPaths:
         return self.root / "examples"
 
 
-def build_demo_model(root: Path, console: Console, rebuild: bool = False) -> Path:
-    """Make (or reuse) the demo's model.onnx and return its path."""
+def build_demo_model(root: Path, console: Console, rebuild: bool = False, seed: int = 0) -> Path:
+    """Make (or reuse) the demo's model.onnx and return its path. `seed` draws the clips and
+    everything random in training."""
     paths = DemoPaths(Path(root))
     if paths.model.exists() and not rebuild:
         console.print(f"Reusing {paths.model} (delete the folder or pass --rebuild to train again).")
@@ -76,12 +82,14 @@ def build_demo_model(root: Path, console: Console, rebuild: bool = False) -> Pat
 
     started = time.perf_counter()
     console.rule("1/3  Generating the synthetic dataset")
-    synth.generate_dataset(paths.data, clips_per_class=DEMO_CLIPS_PER_CLASS, seed=0)
+    if rebuild and paths.data.exists():
+        shutil.rmtree(paths.data)  # its clips may come from another seed
+    synth.generate_dataset(paths.data, clips_per_class=DEMO_CLIPS_PER_CLASS, seed=seed)
     console.print(f"{DEMO_CLIPS_PER_CLASS} clips for each of {len(synth.CLASSES)} actions in {paths.data}")
 
     console.rule("2/3  Training MobileNetV2 + LSTM (end to end, random start)")
     config = TrainConfig(data_dir=str(paths.data), out=str(paths.run), cache_dir=str(paths.root / "cache"),
-                         **DEMO_TRAINING)
+                         **DEMO_TRAINING | {"seed": seed})
     if rebuild and paths.run.exists():
         shutil.rmtree(paths.run)
     result = train(config, resume=True, console=console)  # continues an interrupted demo build

@@ -17,7 +17,8 @@ from typing import Iterator
 @contextmanager
 def atomic_output(target: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `target` to write to; it replaces `target` only if the block
-    succeeds, so readers never see half a file and an interrupted write leaves no debris."""
+    succeeds, so readers never see half a file, and a write that fails leaves no debris (one
+    killed with SIGKILL leaves its temporary file, under a name no reader takes)."""
     target = Path(target)
     tmp = target.with_name(f".{target.stem}.tmp{os.getpid()}{target.suffix}")
     try:

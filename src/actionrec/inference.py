@@ -32,6 +32,7 @@ from typing import TypeVar
 import numpy as np
 import onnxruntime as ort
 
+from actionrec.batching import FrameBatcher
 from actionrec.card import FEATURES_INPUT, FEATURES_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, WINDOW_OUTPUT, ModelCard
 from actionrec.errors import ModelFileError, UndecodableVideoError, VideoError
 from actionrec.processes import GuardedPool
@@ -102,7 +103,26 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     return _card_of(_load_session(path), path)
 
 
-def _load_session(path: Path, options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def choose_providers(device: str) -> list[str]:
+    """ONNX Runtime's execution providers for `device`: "cuda" needs the CUDA provider (the
+    `onnxruntime-gpu` package, see the `gpu` extra); "auto" takes it when present."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    available = ort.get_available_providers()
+    if device == "cpu" or (device == "auto" and "CUDAExecutionProvider" not in available):
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise ModelFileError("--device cuda: this ONNX Runtime has no CUDA provider (it has "
+                             f"{', '.join(available)}). Install onnxruntime-gpu in place of onnxruntime "
+                             "(see README, Serving on a GPU), or use --device cpu.")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _load_session(path: Path, options: ort.SessionOptions | None = None,
+                  providers: list[str] | None = None) -> ort.InferenceSession:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file. Export one with `actionrec export RUN_DIR`.")
     options = options or ort.SessionOptions()
@@ -112,7 +132,7 @@ def _load_session(path: Path, options: ort.SessionOptions | None = None) -> ort.
     # clip on an idle machine took 85 ms with and 89 ms without.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelFileError(f"{path}: ONNX Runtime cannot load this file ({exc}).") from None
 
@@ -131,13 +151,16 @@ class Recognizer:
         threads: int | None = None,
         limits: DecodeLimits = DecodeLimits(),
         uncertain_below: float = 0.5,
+        device: str = "cpu",
     ) -> None:
         self.model_path = Path(model_path)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = _load_session(self.model_path, options)
+        self.session = _load_session(self.model_path, options, choose_providers(device))
+        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self.batcher: FrameBatcher | None = None
         self.card = _card_of(self.session, self.model_path)
         self.labels: list[str] = self.card.labels
         self.spec: ClipSpec = self.card.spec
@@ -159,9 +182,11 @@ class Recognizer:
     def describe(self) -> dict:
         """The model's public facts, as `GET /v1/model` shows them."""
         keys = ("name", "version", "labels", "num_frames", "image_size", "input", "normalization",
-                "sampling", "model", "dataset", "validation", "exported_at", "clip_duration_s")
+                "sampling", "model", "dataset", "validation", "exported_at", "clip_duration_s", "precision",
+                "quantization")
         card = self.card.to_dict()
         return {key: card.get(key) for key in keys} | {
+            "device": self.device, "batching": self.batcher is not None,
             "uncertain_below": self.uncertain_below,
             "timeline": {"window_s": round(self.timeline.window_s, 3),
                          "stride_s": round(self.timeline.interval_s * self.timeline.stride, 3),
@@ -178,10 +203,23 @@ class Recognizer:
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """(n, S, S, 3) frames -> what the head reads for each: (n, features), or the frames
-        themselves for a model exported before the split."""
+        themselves for a model exported before the split. With batching on, together with the
+        frames other threads are encoding."""
         if not self.split:
             return frames
+        if self.batcher is not None:
+            return self.batcher.encode(frames)
+        return self._encode_now(frames)
+
+    def _encode_now(self, frames: np.ndarray) -> np.ndarray:
         return self.session.run([FEATURES_OUTPUT], {INPUT_NAME: np.ascontiguousarray(frames[None])})[0][0]
+
+    def enable_batching(self, window_s: float = 0.0, max_frames: int = 64) -> None:
+        """Encode frames of concurrent predictions together (see `actionrec.batching`): more
+        answers a second under load, on a GPU above all. Models exported before the split run
+        unbatched."""
+        if self.split:
+            self.batcher = FrameBatcher(self._encode_now, window_s=window_s, max_frames=max_frames)
 
     def head(self, units: np.ndarray) -> np.ndarray:
         """(W, T, ...) encoded frames -> (W, classes) probabilities."""
@@ -308,6 +346,8 @@ class _PredictionBuilder:
         self.recognizer = recognizer
         self.plan = plan
         self.timeline = bool(plan.windows)
+        # Frames are encoded as they come for a timeline, and when batching (with other requests').
+        self.encoding = self.timeline or (recognizer.batcher is not None)
         self.clip = {int(i): None for i in plan.clip}  # frame index -> its frame (or features)
         self.samples: dict[int, np.ndarray] = {}  # sample position -> its encoded frame
         self.positions: dict[int, list[int]] = {}  # frame index -> sample positions it serves
@@ -320,7 +360,7 @@ class _PredictionBuilder:
 
     def add(self, chunk: FrameChunk) -> None:
         started = time.perf_counter()
-        units = self.recognizer.encode(chunk.frames) if self.timeline else chunk.frames
+        units = self.recognizer.encode(chunk.frames) if self.encoding else chunk.frames
         for index, unit in zip(chunk.indices.tolist(), units):
             if index in self.clip:
                 self.clip[index] = unit
@@ -355,7 +395,7 @@ class _PredictionBuilder:
         if any(unit is None for unit in clip):
             raise UndecodableVideoError("the video's frames stopped before the end of the reading")
         stacked = np.stack(clip)[None]
-        probs = (self.recognizer.head(stacked) if self.timeline else self.recognizer.classify(stacked))[0]
+        probs = (self.recognizer.head(stacked) if self.encoding else self.recognizer.classify(stacked))[0]
         self.inference_s += time.perf_counter() - started
 
         labels = self.recognizer.labels

@@ -63,3 +63,25 @@ class PeakMemory:
                  trace: TracebackType | None) -> None:
         self._done.set()
         self._thread.join()
+
+
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # instructions that make int8 convolutions fast
+
+
+def cpu_facts() -> dict:
+    """This machine's CPU: architecture, cores, the vector instructions that matter for inference,
+    and whether int8 models can be expected to pay (VNNI or AMX present)."""
+    import platform
+
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split())
+    except (OSError, IndexError):
+        flags = set()
+    listed = [name for name in ("avx2", "avx512f", *INT8_FLAGS) if name in flags]
+    return {"machine": platform.machine(), "cores": os.cpu_count(), "features": listed,
+            "int8_pays": any(name in flags for name in INT8_FLAGS)}
+
+
+def describe_cpu(facts: dict | None = None) -> str:
+    facts = facts or cpu_facts()
+    return f"{facts['machine']}, {facts['cores']} cores ({', '.join(facts['features']) or 'no AVX2'})"

@@ -29,6 +29,7 @@ for command in (training.synth, training.train, training.evaluate, training.expo
     app.command()(command)
 app.command("benchmark-inputs")(benchmarking.benchmark_inputs)
 app.command("benchmark-train")(benchmarking.benchmark_train)
+app.command("benchmark-serving")(benchmarking.benchmark_serving)
 app.add_typer(training.data_app, name="data")
 
 

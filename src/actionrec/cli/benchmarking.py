@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from actionrec.cli.common import console, fail, needs_training_extra
+from actionrec.cli.common import console, fail, needs_serving_extra, needs_training_extra
 from actionrec.datasets import DATASET_KINDS
 from actionrec.errors import ActionrecError
 from actionrec.training.config import PRECISIONS
@@ -22,16 +22,20 @@ def benchmark(
     repeats: int = typer.Option(3, help="Runs per measurement; medians are reported."),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
     server: bool = typer.Option(False, "--server", help="Also measure a real server's memory answering timelines."),
+    compare: List[Path] = typer.Option([], "--compare", help="Other model files (e.g. MODEL.int8.onnx) timed side by "
+                                                              "side with MODEL on the first video."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Time answers and timelines against sequential decoding and their floors, on this machine."""
-    from actionrec.benchmark import benchmark_server, benchmark_video, machine
+    from actionrec.benchmark import benchmark_server, benchmark_video, compare_models, machine
     from actionrec.inference import Recognizer
 
     try:
         recognizer = Recognizer(model, threads=threads)
         results = {"machine": machine(), "model": str(model), "threads": threads or "onnxruntime default",
                    "videos": [benchmark_video(recognizer, video, repeats) for video in videos]}
+        if compare:
+            results["models"] = compare_models([model, *compare], videos[0], max(5, repeats), threads)
         if server:
             results["server"] = benchmark_server(model, videos)
     except (ActionrecError, ValueError, OSError) as exc:
@@ -50,6 +54,13 @@ def benchmark(
         console.print(table)
         for name, ratio in result["ratios"].items():
             console.print(f"  {name:<40} {ratio:6.2f}x")
+    if compare:
+        console.print(f"\n[bold]models side by side[/bold] on {videos[0]} (medians of {max(5, repeats)} interleaved runs)")
+        table = Table("model", "precision", "network, one clip (ms)", "vs the first", "whole answer (ms)", box=None)
+        for entry in results["models"]:
+            table.add_row(entry["model"], entry["precision"], f"{entry['model_ms']:.1f}", f"{entry['model_vs_first']:.2f}x",
+                          f"{entry['answer_ms']:.1f}")
+        console.print(table)
     if server:
         memory = results["server"]
         console.print(f"\nserver with {memory['workers']} decode workers: idle {memory['idle_mb']['server']:.0f} MB "
@@ -143,6 +154,33 @@ def _gpu_use(phase: dict) -> str:
     if phase.get("gpu_peak_mb") is not None:
         parts.append(f"GPU memory peak {phase['gpu_peak_mb']} MB")
     return "".join(f", {part}" for part in parts)
+
+
+def benchmark_serving(
+    model: Path = typer.Argument(..., help="An exported model.onnx."),
+    video: Path = typer.Argument(..., help="The video every request uploads."),
+    concurrency: List[int] = typer.Option([1, 8, 32], help="Clients at once (repeat the option for several)."),
+    requests_per_client: int = typer.Option(4, help="Requests each client sends at each level."),
+    workers: int = typer.Option(4, help="The servers' decode workers (they bound how many requests can batch)."),
+    window_ms: float = typer.Option(0.0, help="The batching server's collection window."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Dynamic batching measured: a real server's answers/s and latency at each concurrency, off and on."""
+    needs_serving_extra()
+    from actionrec.benchmark import benchmark_batching, machine
+
+    result = benchmark_batching(model, video, tuple(concurrency), requests_per_client, workers, window_ms)
+    result["machine"] = machine()
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    console.print(f"{result['machine']}; {model} on {video}, {workers} decode workers")
+    table = Table("batching", "clients", "answers/s", "p50 (ms)", "p95 (ms)", "statuses", box=None)
+    for run in result["runs"]:
+        table.add_row("on" if run["batching"] else "off", str(run["concurrency"]), f"{run['answers_per_s']:.1f}",
+                      f"{run['p50_ms']:.0f}", f"{run['p95_ms']:.0f}",
+                      ", ".join(f"{code}: {count}" for code, count in run["statuses"].items()))
+    console.print(table)
 
 
 def benchmark_inputs(

@@ -47,6 +47,8 @@ def _answered(output: Path) -> set[Path]:
     """The videos an earlier run already answered in `output` (JSON lines or CSV)."""
     if not output.is_file():
         return set()
+    if output.suffix.lower() == ".parquet":
+        return {Path(row["path"]).resolve() for row in _parquet_rows(output) if row.get("action")}
     text = output.read_text(encoding="utf-8")
     if output.suffix.lower() == ".csv":
         rows = list(csv.DictReader(io.StringIO(text)))
@@ -55,13 +57,25 @@ def _answered(output: Path) -> set[Path]:
     return {Path(row.get("path") or row.get("file")).resolve() for row in rows if row.get("action")}
 
 
+def _parquet_rows(path: Path) -> list[dict]:
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError:
+        fail("Parquet output needs pyarrow (`pip install 'actionrec[ray]'` brings it); or write .jsonl.", EXIT_USAGE)
+    return parquet.read_table(path).to_pylist() if path.is_file() else []
+
+
 class _Results:
-    """Where results go: stdout (JSON lines or text) and, with --output, a file that a rerun resumes."""
+    """Where results go: stdout (JSON lines or text) and, with --output, a file that a rerun resumes.
+    JSON lines and CSV are written as answers come; Parquet, a columnar file, at the end."""
 
     def __init__(self, output: Path | None, as_json: bool) -> None:
         self.output, self.as_json = output, as_json
         self.file = None
-        if output is not None:
+        self.parquet: list[dict] | None = None
+        if output is not None and output.suffix.lower() == ".parquet":
+            self.parquet = _parquet_rows(output)
+        elif output is not None:
             fresh = not output.exists() or output.stat().st_size == 0
             output.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(output, "a", encoding="utf-8", newline="")
@@ -71,6 +85,8 @@ class _Results:
 
     def write(self, result, progress: Progress | None) -> None:
         row = result.row()
+        if self.parquet is not None:
+            self.parquet.append(row | {"top_k": json.dumps(row["top_k"]) if row["top_k"] else None})
         if self.file is not None:
             if self.csv is not None:
                 self.csv.writerow(row | {"top_k": json.dumps(row["top_k"]) if row["top_k"] else None})
@@ -88,6 +104,28 @@ class _Results:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+        if self.parquet is not None and self.output is not None:
+            import pyarrow as arrow
+            import pyarrow.parquet as parquet
+
+            from actionrec.files import atomic_output
+
+            columns = {name: [row.get(name) for row in self.parquet] for name in RESULT_COLUMNS}
+            schema = arrow.schema([("path", arrow.string()), ("action", arrow.string()),
+                                   ("confidence", arrow.float64()), ("top_k", arrow.string()),
+                                   ("uncertain", arrow.bool_()), ("error", arrow.string()), ("reason", arrow.string())])
+            with atomic_output(self.output) as tmp:
+                parquet.write_table(arrow.table(columns, schema=schema), tmp)
+
+
+def _ray_answers(model: Path, videos: list[Path], remote: list[str], address: Optional[str], top_k: int,
+                 actors: Optional[int], gpus: float, threads: Optional[int]):
+    try:
+        from actionrec.cluster import ray_predict
+    except ImportError:
+        fail("--ray needs Ray: `pip install 'actionrec[ray]'`.", EXIT_NOTHING_RAN)
+    return ray_predict(model, [str(video.resolve()) for video in videos] + remote, address=address, top_k=top_k, actors=actors, gpus_per_actor=gpus,
+                       threads=threads)
 
 
 def _print_result(result) -> None:
@@ -114,18 +152,30 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per video, one per line."),
     segments: bool = typer.Option(False, help="Also say where in the video each action happens."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write one row per video to this "
-                                          "file (.jsonl or .csv); a rerun skips the videos it already answers."),
+                                          "file (.jsonl, .csv or .parquet); a rerun skips the videos it already answers."),
     workers: Optional[int] = typer.Option(None, min=0, help="Videos read at once, each in its own process "
                                           "(default: one per core; 0: all in this process)."),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: the cores, shared among "
                                                      "workers)."),
     timeout_s: float = typer.Option(300.0, help="A video that takes longer is stopped and reported."),
+    ray: bool = typer.Option(False, "--ray", help="Run as a Ray Data pipeline: decoding as CPU tasks, the model in "
+                                                   "a pool of actors (needs the ray extra). SOURCES may also be "
+                                                   "object-store URIs Ray reads (s3://, gs://)."),
+    ray_address: Optional[str] = typer.Option(None, help="The Ray cluster to join (default $RAY_ADDRESS, else a "
+                                                         "local Ray)."),
+    ray_actors: Optional[int] = typer.Option(None, help="Model actors (default: one per GPU with --ray-gpus, else "
+                                                        "one per two CPUs)."),
+    ray_gpus: float = typer.Option(0, help="GPUs per model actor (e.g. 1; 0: CPU actors)."),
 ) -> None:
     """Say which action each video shows. Exit code 0: all answered; 1: some could not be read; 2: a
     wrong command line; 3: nothing could run (the model)."""
     from actionrec.inference import Recognizer
 
-    videos = expand(sources)
+    remote = [source for source in sources if "://" in source]
+    if remote and not ray:
+        fail(f"{remote[0]}: URIs are read by Ray; add --ray.", EXIT_USAGE)
+    local = expand([source for source in sources if "://" not in source]) if len(remote) < len(sources) else []
+    videos = local + [Path(uri) for uri in remote]  # a URI may stand for many videos: counted as they come
     if not videos:
         fail(f"no videos found in {', '.join(sources)} (looked for {', '.join(VIDEO_EXTENSIONS)}).", EXIT_USAGE)
     try:
@@ -146,8 +196,15 @@ def predict(
         if progress is not None:
             progress.start()
             task = progress.add_task("videos", total=len(videos))
-        for result in recognizer.predict_many(videos, workers=workers, top_k=top_k, segments=segments,
-                                              timeout_s=timeout_s):
+        if ray:
+            if segments:
+                fail("--segments is not available with --ray yet: predict timelines locally.", EXIT_USAGE)
+            answers = _ray_answers(model, [v for v in videos if v in set(local)], remote, ray_address, top_k,
+                                   ray_actors, ray_gpus, threads)
+        else:
+            answers = recognizer.predict_many(videos, workers=workers, top_k=top_k, segments=segments,
+                                              timeout_s=timeout_s)
+        for result in answers:
             results.write(result, progress)
             if result.prediction is None:
                 failures[result.reason] += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
@@ -48,6 +48,12 @@ def serve(
     live_idle_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("live_idle_timeout_s"),
                                                         show_default=False),
     cors_origins: Optional[str] = typer.Option(None, help=_setting_help("cors_origins"), show_default=False),
+    device: Optional[Literal["auto", "cpu", "cuda"]] = typer.Option(None, help=_setting_help("device"),
+                                                                    show_default=False),
+    batching: Optional[bool] = typer.Option(None, "--batching/--no-batching", help=_setting_help("batching"),
+                                            show_default=False),
+    batch_window_ms: Optional[float] = typer.Option(None, help=_setting_help("batch_window_ms"), show_default=False),
+    batch_max_frames: Optional[int] = typer.Option(None, help=_setting_help("batch_max_frames"), show_default=False),
 ) -> None:
     """Serve the REST API and the web page. Set ACTIONREC_API_KEY to require a key on prediction routes."""
     needs_serving_extra()
@@ -62,7 +68,9 @@ def serve(
                                  upload_min_kbps=upload_min_kbps, header_timeout_s=header_timeout_s,
                                  drain_timeout_s=drain_timeout_s, allowed_hosts=allowed_hosts, examples_dir=examples,
                                  max_live=max_live,
-                                 live_idle_timeout_s=live_idle_timeout_s, cors_origins=cors_origins)
+                                 live_idle_timeout_s=live_idle_timeout_s, cors_origins=cors_origins, device=device,
+                                 batching=batching, batch_window_ms=batch_window_ms,
+                                 batch_max_frames=batch_max_frames)
         run_server(settings)
     except (ActionrecError, ValueError) as exc:
         fail(str(exc))
@@ -74,6 +82,8 @@ def demo(
     port: int = typer.Option(8000),
     rebuild: bool = typer.Option(False, help="Train again even if the folder has a model."),
     no_serve: bool = typer.Option(False, "--no-serve", help="Build the model and stop."),
+    seed: int = typer.Option(0, help="Seed of the generated clips and of training (README gives the accuracy "
+                                     "of several)."),
 ) -> None:
     """Offline demo: generate data, train, export, then serve the page and API on http://HOST:PORT."""
     from actionrec.demo import DemoPaths, build_demo_model, try_line
@@ -83,7 +93,7 @@ def demo(
     if not no_serve:
         needs_serving_extra()
     try:
-        model = build_demo_model(folder, console, rebuild=rebuild)
+        model = build_demo_model(folder, console, rebuild=rebuild, seed=seed)
     except (ActionrecError, ValueError) as exc:
         fail(str(exc))
     url = f"http://{host}:{port}"

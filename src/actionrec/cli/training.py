@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
 import typer
 from rich.table import Table
@@ -125,6 +125,10 @@ def train(
                                                         "UCF101.", show_default=False),
     flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Mirror random training views. Default off; "
                                         "on for UCF101 (not where left/right is the label).", show_default=False),
+    shift: Optional[float] = typer.Option(None, help="End to end: move each training clip (all its frames alike) by "
+                                                     "up to this share of its size, afresh every epoch. [default: "
+                                                     "0.125 end to end, 0 with a frozen backbone]",
+                                          show_default=False),
     seed: Optional[int] = typer.Option(None, help=_help("seed", "Fixes the split, views, initialisation and "
                                                                 "order."), show_default=False),
     cache_dir: Optional[Path] = typer.Option(None, help="Where cached frames/features go (default "
@@ -143,6 +147,12 @@ def train(
     decode_on_the_fly: Optional[bool] = typer.Option(None, "--decode-on-the-fly/--cache-frames", help=_help(
         "decode_on_the_fly", "End to end: decode a fresh random view of each clip every epoch instead of caching "
         "frames (no frame cache on disk; needs decoding speed)."), show_default=False),
+    ray: Optional[bool] = typer.Option(None, "--ray/--no-ray", help="Build the cache (decoding, frozen features) "
+                                       "on Ray: a local Ray, or the cluster at --ray-address or $RAY_ADDRESS. Needs "
+                                       "the ray extra; the dataset and --cache-dir on storage every node sees.",
+                                       show_default=False),
+    ray_address: Optional[str] = typer.Option(None, help="A Ray cluster to join (ray://HOST:10001 or HOST:6379).",
+                                              show_default=False),
     resume: bool = typer.Option(False, help="Continue a killed run from its last completed epoch, with the "
                                             "settings in its config.json."),
 ) -> None:
@@ -175,18 +185,34 @@ def train(
 
 
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="A run directory made by `actionrec train`."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this dataset's validation split instead."),
+    target: Path = typer.Argument(..., help="A run directory made by `actionrec train`, or an exported MODEL.onnx "
+                                            "(evaluated by ONNX Runtime alone: no torch needed)."),
+    data_dir: Optional[Path] = typer.Argument(None, help="The dataset whose validation clips to evaluate on (needed "
+                                                         "for a model file; for a run, its own by default).",
+                                              show_default=False),
+    data: Optional[Path] = typer.Option(None, "--data", help="The same as DATA_DIR, for a run.", hidden=True),
+    compare: List[Path] = typer.Option([], "--compare", help="Model files to evaluate on the same clips (e.g. the "
+                                                              "int8 copy): their accuracy and agreement with the first."),
+    dataset: DatasetKind = typer.Option("folder", help="Kind of DATA_DIR (model files)."),
+    split: int = typer.Option(1, help="UCF101 split (model files)."),
+    val_fraction: float = typer.Option(0.2, help="Folder datasets without list files: the validation share the "
+                                                 "model was trained with (model files)."),
+    seed: int = typer.Option(0, help="The seed the model was trained with, which drew the split (model files)."),
+    limit: Optional[int] = typer.Option(None, help="At most this many clips, spread over the classes (model files)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (model files)."),
 ) -> None:
-    """Top-1/top-5, mean class accuracy, confusion matrix; writes metrics.json and report.html."""
+    """Top-1/top-5, mean class accuracy, confusion; for a run writes metrics.json and report.html."""
+    if target.suffix == ".onnx":
+        _evaluate_model_files([target, *compare], data_dir or data, dataset, split, val_fraction, seed, limit, as_json)
+        return
     needs_training_extra()
     from actionrec.training.evaluate import evaluate_run
 
     try:
-        metrics, report = evaluate_run(run_dir, data_dir=data, console=console)
+        metrics, report = evaluate_run(target, data_dir=data_dir or data, console=console)
     except (ActionrecError, ValueError) as exc:
         fail(str(exc))
-    table = Table(title=f"{run_dir} on {metrics['num_clips']} clips")
+    table = Table(title=f"{target} on {metrics['num_clips']} clips")
     for column in ("top-1", "top-5", "mean class acc"):
         table.add_column(column, justify="right")
     table.add_row(f"{metrics['top1']:.1%}", f"{metrics['top5']:.1%}", f"{metrics['mean_class_accuracy']:.1%}")
@@ -201,16 +227,73 @@ def evaluate(
     console.print(f"Report: {report}")
 
 
+def _evaluate_model_files(models: list[Path], data_dir: Optional[Path], dataset: str, split: int,
+                          val_fraction: float, seed: int, limit: Optional[int], as_json: bool) -> None:
+    """Torch-free: model files through ONNX Runtime on the dataset's validation clips."""
+    import json
+
+    from rich.progress import Progress
+
+    from actionrec.evaluation import evaluate_files, validation_clips
+    from actionrec.inference import Recognizer
+
+    if data_dir is None:
+        fail("DATA_DIR is needed to evaluate a model file: the dataset whose validation clips to use.", EXIT_USAGE)
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("Reading validation clips", total=None)
+            clips = validation_clips(data_dir, Recognizer(models[0]), dataset=dataset, split=split,
+                                     val_fraction=val_fraction, seed=seed, limit=limit,
+                                     progress=lambda done, total: progress.update(task, completed=done, total=total))
+        results = evaluate_files(models, clips)
+    except (ActionrecError, ValueError, OSError) as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    print_comparison(results)
+
+
+def print_comparison(results: dict) -> None:
+    table = Table(title=f"on {results['num_clips']} validation clips" +
+                  (f" ({len(results['failed'])} unreadable, skipped)" if results["failed"] else ""))
+    for column in ("model", "top-1", "top-5", "mean class acc", "agrees with the first"):
+        table.add_column(column, justify="right" if column != "model" else "left")
+    for entry in results["models"]:
+        agreement = entry.get("agreement_with_first")
+        table.add_row(entry["model"], *(f"{entry[key]:.1%}" if entry[key] is not None else "-"
+                                        for key in ("top1", "top5", "mean_class_accuracy")),
+                      "-" if agreement is None else f"{agreement:.1%}")
+    console.print(table)
+
+
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory made by `actionrec train`."),
     out: Optional[Path] = typer.Option(None, help="Where to write (default RUN_DIR/model.onnx)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write an int8 copy (MODEL.int8.onnx), calibrated on the "
+                                                  "run's validation clips, and compare the two on them."),
+    calibration_clips: int = typer.Option(64, help="Validation clips the int8 copy's activation ranges are "
+                                                   "measured on."),
+    compare_clips: int = typer.Option(500, help="Validation clips fp32 and int8 are compared on (0: all)."),
 ) -> None:
     """Export to ONNX (frames in, probabilities out, labels and settings in the metadata), checked against PyTorch."""
     needs_training_extra()
     from actionrec.training.runs import RunDir
 
     try:
-        path = RunDir(run_dir).export(out)
+        run = RunDir(run_dir)
+        path = run.export(out)
+        console.print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB); ONNX Runtime matches PyTorch.")
+        if int8:
+            from rich.progress import Progress
+
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("Reading validation clips", total=None)
+                quantized, comparison = run.export_int8(
+                    path, calibration_clips=calibration_clips, compare_clips=compare_clips or None,
+                    progress=lambda done, total: progress.update(task, completed=done, total=total))
+            console.print(f"Wrote {quantized} ({quantized.stat().st_size / 1e6:.1f} MB), int8, calibrated on "
+                          f"{min(calibration_clips, comparison['num_clips'])} validation clips.")
+            print_comparison(comparison)
     except (ActionrecError, ValueError) as exc:
         fail(str(exc))
-    console.print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB); ONNX Runtime matches PyTorch.")

@@ -65,7 +65,9 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
                                  "(or set ACTIONREC_MODEL).")
         recognizer = Recognizer(settings.model_path, threads=settings.threads,
                                 limits=DecodeLimits(max_duration_s=settings.max_duration_s),
-                                uncertain_below=settings.uncertain_below)
+                                uncertain_below=settings.uncertain_below, device=settings.device)
+        if settings.batching or (settings.batching is None and recognizer.device == "cuda"):
+            recognizer.enable_batching(settings.batch_window_ms / 1000, settings.batch_max_frames)
     service = PredictionService(recognizer, settings, decode)
 
     @asynccontextmanager

@@ -28,6 +28,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from actionrec.errors import RequestError
 from actionrec.inference import Prediction
+from actionrec.resources import cpu_facts
 from actionrec.serve import uploads
 from actionrec.serve.schemas import (
     ERROR_RESPONSES,
@@ -159,7 +160,8 @@ async def predict_v1(
 
 @router.get("/v1/model", tags=["service"], summary="The loaded model: labels, dataset, input spec")
 async def model_facts(service: Service) -> dict:
-    return service.recognizer.describe() | {"api_key_required": service.settings.api_key is not None}
+    return service.recognizer.describe() | {"api_key_required": service.settings.api_key is not None,
+                                            "cpu": cpu_facts()}
 
 
 @router.get("/healthz", tags=["service"], summary="The process is alive")

@@ -27,6 +27,7 @@ from actionrec.errors import (
     WorkerLost,
 )
 from actionrec.inference import Prediction, Recognizer
+from actionrec.resources import cpu_facts, describe_cpu
 from actionrec.serve.metrics import Metrics
 from actionrec.serve.settings import ServerSettings
 from actionrec.serve.workers import DecodeFunction, DecodePool
@@ -57,6 +58,9 @@ class PredictionService:
         log.info("model %s %s loaded (%d actions); %d decode workers ready", self.recognizer.name,
                  self.recognizer.version, len(self.recognizer.labels), self.pool.running)
         log.info("settings: %s", self.settings.describe())
+        cpu = cpu_facts()
+        precision = self.recognizer.card.precision
+        log.info("CPU: %s; %s", describe_cpu(cpu), _int8_note(cpu["int8_pays"], precision))
 
     async def stop(self) -> None:
         await self.pool.close()
@@ -143,3 +147,11 @@ class PredictionService:
         self.metrics.stage("decode", prediction.timings_ms["decode"] / 1000)
         self.metrics.stage("inference", prediction.timings_ms["inference"] / 1000)
         return prediction
+
+
+def _int8_note(int8_pays: bool, precision: str) -> str:
+    if int8_pays:
+        return "int8 models run fast here (VNNI)" + ("" if precision == "int8" else "; an int8 copy "
+                                                     "(`actionrec export RUN --int8`) may answer faster")
+    return "no VNNI: int8 models may be slower than fp32 here" + (" (this model is int8)" if precision == "int8"
+                                                                   else "")

@@ -18,10 +18,13 @@ def make_untrained_model(
     width_mult: float = 0.35,
     hidden_size: int = 32,
     clip_duration_s: float | None = 2.0,
+    fitted_batch_norm: bool = False,
 ) -> Path:
     """Export a randomly initialised, narrow model with a full card (needs the train extra).
 
-    Its answers are meaningless but its file is a real `actionrec export` model.
+    Its answers are meaningless but its file is a real `actionrec export` model. With
+    `fitted_batch_norm`, batch-norm statistics are first taken from random frames, so that frame
+    features differ from video to video (freshly initialised, they can all be zero).
     """
     import torch
 
@@ -31,7 +34,16 @@ def make_untrained_model(
 
     torch.manual_seed(seed)
     config = ModelConfig(num_classes=len(labels), temporal=temporal, hidden_size=hidden_size, width_mult=width_mult)
-    model = ActionModel(config).eval()
+    model = ActionModel(config)
+    if fitted_batch_norm:
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a plain average over the batches below
+        with torch.no_grad():
+            for _ in range(4):
+                model.train()(torch.randint(0, 256, (4, num_frames, image_size, image_size, 3), dtype=torch.uint8))
+    model.eval()
     card = ModelCard(
         name="untrained-test-model",
         version="0",

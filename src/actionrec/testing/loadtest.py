@@ -62,10 +62,11 @@ def _rss_mb(pid: int) -> float:
     return memory_mb(pid)[1]
 
 
-def start_server(model: Path, port: int, workers: int, log: Path) -> subprocess.Popen:
+def start_server(model: Path, port: int, workers: int, log: Path, options: tuple[str, ...] = ()) -> subprocess.Popen:
     env = {name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")}
     process = subprocess.Popen([sys.executable, "-m", "actionrec.cli", "serve", str(model), "--port", str(port),
-                                "--workers", str(workers)], stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env)
+                                "--workers", str(workers), *options], stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                               env=env)
     deadline = time.monotonic() + 120
     while True:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -26,13 +27,28 @@ def settings_key(settings: dict) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+STALE_TEMPORARY_S = 3600  # a file being written is renamed within seconds; one this old was abandoned
+
+
 class ClipCache:
     def __init__(self, root: Path, settings: dict) -> None:
         self.folder = Path(root) / settings_key(settings)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._remove_abandoned_files()
         settings_file = self.folder / "settings.json"
         if not settings_file.exists():
             write_text(settings_file, json.dumps(settings, indent=2, sort_keys=True))
+
+    def _remove_abandoned_files(self) -> None:
+        """A process killed while writing (SIGKILL, power loss) leaves its temporary file: never
+        read, since entries appear only by rename, and removed here once it is clearly old."""
+        now = time.time()
+        for leftover in self.folder.glob(".*.tmp*"):
+            try:
+                if now - leftover.stat().st_mtime > STALE_TEMPORARY_S:
+                    leftover.unlink()
+            except OSError:
+                continue
 
     def path_for(self, video: Path) -> Path:
         stat = video.stat()

@@ -105,5 +105,20 @@ def validation_batches(length: int, batch_size: int, shard: Shard) -> list[list[
             for start in range(0, len(mine), batch_size)] if mine else []
 
 
+def shift_clips(frames: torch.Tensor, clips: list[int], seed: int, epoch: int, share: float) -> torch.Tensor:
+    """Each clip of a (B, T, H, W, 3) batch moved by up to `share` of its size, all its frames
+    alike, edges repeated: a fresh offset per clip and epoch, drawn from (seed, epoch, clip) so that
+    it does not depend on the batch, the rank or a resume."""
+    height, width = frames.shape[2], frames.shape[3]
+    moved = torch.empty_like(frames)
+    for row, clip in enumerate(clips):
+        reach_y, reach_x = int(height * share), int(width * share)
+        dy, dx = np.random.default_rng([seed, epoch, clip]).integers([-reach_y, -reach_x], [reach_y + 1, reach_x + 1])
+        rows = (torch.arange(height) + int(dy)).clamp(0, height - 1)
+        cols = (torch.arange(width) + int(dx)).clamp(0, width - 1)
+        moved[row] = frames[row][:, rows][:, :, cols]
+    return moved
+
+
 def steps_per_epoch(length: int, batch_size: int) -> int:
     return math.ceil(length / batch_size)

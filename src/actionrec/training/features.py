@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from actionrec.datasets import Sample
-from actionrec.errors import VideoError
+from actionrec.errors import TrainingError, VideoError
 from actionrec.export import to_onnx
 from actionrec.files import atomic_output
 from actionrec.model import ActionModel, FrameFeatures
@@ -113,8 +113,12 @@ def extractor_for(config: TrainConfig, model: ActionModel, backbone_id: str, con
         return None
     if runtime is not None and runtime.cuda:
         return functools.cache(lambda: gpu_extractor(model, runtime))
-    folder = cache_root(config) / "extractors" / f"{backbone_id}-w{config.width_mult}"
-    return functools.cache(lambda: feature_extractor(model, folder, console))
+    return functools.cache(lambda: feature_extractor(model, extractor_folder(config, backbone_id), console))
+
+
+def extractor_folder(config: TrainConfig, backbone_id: str) -> Path:
+    """Where the exported frame-feature graph of this backbone is kept for the next run."""
+    return cache_root(config) / "extractors" / f"{backbone_id}-w{config.width_mult}"
 
 
 def cache_for(config: TrainConfig, views: int, backbone_id: str) -> ClipCache:
@@ -148,7 +152,9 @@ def build_cache(
     # Shard the clips, not the missing ones: another rank may already be filling in its share.
     missing = cache.missing([s.path for s in samples[rank::world]])
     failures: dict[Path, str] = {}
-    if missing:
+    if missing and config.ray:
+        failures = _build_on_ray(config, cache, missing, views, backbone_id, console, what, extractor)
+    elif missing:
         extract = None if extractor is None else extractor()
         batch = GPU_EXTRACTION_BATCH if runtime is not None and runtime.cuda else CPU_EXTRACTION_BATCH
         pending: list[tuple[Path, np.ndarray]] = []
@@ -178,6 +184,29 @@ def build_cache(
         console.print(f"[yellow]skipped[/yellow] {video}: {error}")
     usable = [s for s in samples if s.path not in failures]
     return cache, usable, failures
+
+
+def _build_on_ray(config: TrainConfig, cache: ClipCache, missing: list[Path], views: int, backbone_id: str,
+                  console: Console, what: str, extractor: Callable[[], FeatureFunction] | None) -> dict[Path, str]:
+    """The same cache, built by Ray tasks and actors (`actionrec.cluster`)."""
+    from actionrec.cluster import ray_build_cache
+
+    graph = None
+    if extractor is not None:
+        extractor()  # exports the frame-feature graph once, here
+        graph = extractor_folder(config, backbone_id) / "frame_features.onnx"
+        if not graph.is_file():
+            raise TrainingError("--ray: the backbone could not be exported for ONNX Runtime (see the warning "
+                                "above), and Ray's workers extract with ONNX Runtime. Train without --ray.")
+    started = time.perf_counter()
+    with progress_bar(console) as progress:
+        task = progress.add_task(f"{what} on Ray: {len(missing)} clips", total=len(missing), status="")
+        failures = ray_build_cache(missing, ViewDecoder(config.spec, views, config.seed, bool(config.flip)), cache,
+                                   graph, address=config.ray_address, progress=lambda: progress.advance(task))
+    seconds = time.perf_counter() - started
+    done = len(missing) - len(failures)
+    console.print(f"{what} on Ray: {done} clips in {seconds:.1f} s ({done / max(seconds, 1e-9):.2f} clips/s)")
+    return failures
 
 
 CPU_EXTRACTION_BATCH, GPU_EXTRACTION_BATCH = 4, 64  # clips whose frames are encoded together

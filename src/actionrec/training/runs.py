@@ -21,7 +21,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -154,3 +154,25 @@ class RunDir:
     def export(self, out: str | os.PathLike | None = None, **options: Any) -> Path:
         """Write the run's model as ONNX (default RUN_DIR/model.onnx), checked against PyTorch."""
         return export_model(self.load_model(), self.model_card(), Path(out) if out else self.model_path, **options)
+
+    def export_int8(self, model_path: Path, *, calibration_clips: int = 64, compare_clips: int | None = 500,
+                    progress: Callable[[int, int], None] | None = None) -> tuple[Path, dict[str, Any]]:
+        """Write an int8 copy of the exported `model_path` beside it (`model.int8.onnx`), calibrated
+        on the run's validation clips, and compare the two on (up to `compare_clips` of) them: each
+        one's accuracy and how often they agree. The comparison is also written to the run."""
+        from actionrec.evaluation import evaluate_files, validation_clips
+        from actionrec.inference import Recognizer
+        from actionrec.quantize import quantize_model
+
+        config = self.config
+        clips = validation_clips(config.data_dir, Recognizer(model_path), dataset=config.dataset,
+                                 split=config.split, val_fraction=config.val_fraction, seed=config.seed,
+                                 limit=compare_clips, progress=progress)
+        step = max(1, len(clips.frames) // calibration_clips)
+        calibration = clips.frames[::step][:calibration_clips]
+        out = model_path.with_name(model_path.stem + ".int8.onnx")
+        quantize_model(model_path, calibration, out,
+                       calibrated_on=f"{len(calibration)} validation clips of {config.data_dir}")
+        comparison = evaluate_files([model_path, out], clips)
+        write_json(self.path / "int8_comparison.json", comparison)
+        return out, comparison

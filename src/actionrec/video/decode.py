@@ -189,10 +189,11 @@ def broken_stream(video: VideoProbe, outcome: DecodeOutcome, spec: ClipSpec, lim
             "frames were taken from the part that decoded")
 
 
-def _read(source: VideoSource, spec: ClipSpec, plan: Plan, limits: DecodeLimits) -> list[Clip]:
+def _read(source: VideoSource, spec: ClipSpec, plan: Plan, limits: DecodeLimits, name: str | None = None
+          ) -> list[Clip]:
     """Probe, plan one or more clips, decode what they need, and return the clips."""
     source = rereadable(source)
-    video = probe(source, limits)
+    video = probe(source, limits, name)
     name = video.name
     times = video.times
     warnings: list[str] = []
@@ -234,17 +235,19 @@ def read_clip(
     *,
     rng: np.random.Generator | None = None,
     limits: DecodeLimits = DecodeLimits(),
+    name: str | None = None,
 ) -> Clip:
     """Read `spec.num_frames` frames spread over the whole video.
 
     Segment centres by default; with `rng`, a random moment inside each segment (training).
-    Raises a `VideoError` subclass for anything wrong with the video.
+    Raises a `VideoError` subclass for anything wrong with the video (`name`: how its messages
+    call the video; default its path, or "the uploaded video" for bytes).
     """
 
     def plan(times: np.ndarray) -> list[PlannedClip]:
         return [PlannedClip(sample_indices(times, spec.num_frames, rng), 0.0, span(times))]
 
-    return _read(source, spec, plan, limits)[0]
+    return _read(source, spec, plan, limits, name)[0]
 
 
 def read_views(
