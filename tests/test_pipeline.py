@@ -64,7 +64,23 @@ def test_resume_continues_after_the_last_epoch(workdir: Path, trained: Path):
     assert [row["epoch"] for row in history] == [1, 2]
     other = invoke(*base, "--epochs", "3", "--resume", "--hidden-size", "16")
     assert other.exit_code == 1 and "other settings" in " ".join(other.output.split())
+    assert "--hidden-size 32 there, 16 here" in " ".join(other.output.split())  # says which
     assert json.loads((run / "config.json").read_text())["model"]["hidden_size"] == 32  # left as it was
+
+
+def test_a_run_is_the_same_wherever_the_dataset_lies(workdir: Path, tmp_path: Path):
+    import shutil
+
+    shutil.copytree(workdir / "data", tmp_path / "moved" / "data")
+    histories = []
+    for data in (workdir / "data", tmp_path / "moved" / "data"):
+        run = tmp_path / f"run-{len(histories)}"
+        result = invoke("train", data, "--out", run, "--epochs", "1", "--cache-dir", tmp_path / f"cache-{len(histories)}",
+                        "--train-views", "2", *TINY)
+        assert result.exit_code == 0, result.output
+        histories.append([{k: v for k, v in row.items() if k != "seconds"}
+                          for row in json.loads((run / "history.json").read_text())])
+    assert histories[0] == histories[1]
 
 
 def test_evaluate_writes_metrics_and_report(trained: Path):

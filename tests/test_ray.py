@@ -87,6 +87,34 @@ def test_the_command_writes_the_same_rows_with_ray(model_and_videos, tmp_path: P
     assert len(parquet.read_table(tmp_path / "c.parquet")) == len(written) + 1  # the broken video, tried again
 
 
+def test_uris_are_listed_named_as_given_and_a_finished_run_skips_them_all(model_and_videos, tmp_path: Path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from actionrec.cli import app
+
+    model, data = model_and_videos
+    good = tmp_path / "bucket" / "videos"
+    good.mkdir(parents=True)
+    for video in sorted((data / "grow").glob("grow_*.mp4")):
+        shutil.copy(video, good / video.name)
+    (good / "notes.txt").write_text("not a video")
+    uri = f"file://{good}"
+    output = tmp_path / "new" / "folder" / "results.parquet"  # a folder that does not exist yet
+    runner = CliRunner()
+    first = runner.invoke(app, ["predict", str(model), uri, "--ray", "--output", str(output)])
+    assert first.exit_code == 0, first.output
+    import pyarrow.parquet as parquet
+
+    paths = sorted(row["path"] for row in parquet.read_table(output).to_pylist())
+    assert paths == [f"{uri}/{video.name}" for video in sorted(good.glob("*.mp4"))]
+    again = runner.invoke(app, ["predict", str(model), uri, "--ray", "--output", str(output)])
+    assert again.exit_code == 0, again.output
+    assert f"0 answered, 0 failed, {len(paths)} skipped" in " ".join(again.output.split())
+    assert len(parquet.read_table(output)) == len(paths)
+
+
 @pytest.mark.parametrize("frozen", [False, True], ids=["frames", "features"])
 def test_the_training_cache_built_on_ray_equals_the_local_one(model_and_videos, tmp_path: Path, frozen: bool):
     import torch

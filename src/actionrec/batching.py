@@ -58,8 +58,10 @@ class FrameBatcher:
                 self._thread.start()
 
     def _serve(self) -> None:
+        held: _Request | None = None  # came while a batch filled, and would have overfilled it
         while True:
-            batch = [self._queue.get()]
+            batch = [held or self._queue.get()]
+            held = None
             frames = len(batch[0].frames)
             deadline = time.monotonic() + self.window_s
             while frames < self.max_frames:
@@ -67,6 +69,9 @@ class FrameBatcher:
                     request = self._queue.get(timeout=max(0.0, deadline - time.monotonic())) if self.window_s \
                         else self._queue.get_nowait()
                 except Empty:
+                    break
+                if frames + len(request.frames) > self.max_frames:
+                    held = request  # it starts the next batch: only a request alone passes max_frames
                     break
                 batch.append(request)
                 frames += len(request.frames)

@@ -27,6 +27,7 @@ import numpy as np
 from actionrec.errors import VideoError
 from actionrec.inference import BatchResult, Prediction, Recognizer, read_card
 from actionrec.video import ClipSpec, DecodeLimits, read_clip
+from actionrec.video.probe import VIDEO_EXTENSIONS
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
@@ -113,12 +114,50 @@ def _has_gpu() -> bool:
         return False
 
 
+def list_videos(uri: str) -> list[str]:
+    """The videos behind an object-store URI (`s3://bucket/videos/`, `gs://...`, `file:///...`): the
+    file itself, or the video files under it, searched recursively, as URIs."""
+    try:
+        from pyarrow import fs
+    except ImportError:
+        raise ImportError("Reading URIs needs pyarrow: `pip install 'actionrec[ray]'`.") from None
+    scheme = uri.split("://", 1)[0]
+    filesystem, root = fs.FileSystem.from_uri(uri)
+    info = filesystem.get_file_info(root)
+    if info.type == fs.FileType.File:
+        return [uri]
+    if info.type != fs.FileType.Directory:
+        raise FileNotFoundError(f"{uri}: nothing there.")
+    found = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+    return sorted(f"{scheme}://{entry.path}" for entry in found
+                  if entry.type == fs.FileType.File and Path(entry.path).suffix.lower() in VIDEO_EXTENSIONS
+                  and not Path(entry.path).name.startswith("."))
+
+
+def _as_given(sources: list[str]) -> dict[str, str]:
+    """Ray reports a file by its path within its file system (`bucket/key` for `s3://bucket/key`):
+    the source as the caller gave it, by that path."""
+    given = {}
+    for source in sources:
+        if "://" in source:
+            from pyarrow import fs
+
+            given[fs.FileSystem.from_uri(source)[1]] = source
+        else:
+            given[source] = source
+    return given
+
+
 def ray_predict(model_path: Path, sources: list[str], *, address: str | None = None, top_k: int = 5,
                 actors: int | None = None, gpus_per_actor: float = 0, threads: int | None = None,
                 limits: DecodeLimits = DecodeLimits(), num_cpus: int | None = None) -> Iterator[BatchResult]:
     """Predict every video in `sources` (paths, folders, or object-store URIs Ray can read) on Ray;
-    yields a BatchResult per video as the pipeline delivers them."""
+    yields a BatchResult per video as the pipeline delivers them, its path a Path for a local file and
+    the URI as given for one in an object store."""
+    if not sources:
+        return
     ray = start_ray(address, num_cpus)
+    given = _as_given(sources)
     card = read_card(model_path)
     videos = ray.data.read_binary_files(sources, include_paths=True, ignore_missing_paths=False)
     # Decoding takes half a CPU a task, the actors a whole one (or a GPU): different resources keep
@@ -129,7 +168,8 @@ def ray_predict(model_path: Path, sources: list[str], *, address: str | None = N
                            compute=_actor_pool(ray, actors, gpus_per_actor), num_cpus=1,
                            num_gpus=gpus_per_actor or None)
     for row in answered.iter_rows():
-        path = Path(row["path"])
+        source = given.get(row["path"], row["path"])
+        path: Path | str = source if "://" in source else Path(source)
         if row["error"]:
             yield BatchResult(path, None, row["error"], row["reason"])
             continue

@@ -70,9 +70,10 @@ class Prediction:
 
 @dataclass
 class BatchResult:
-    """One video of a batch: its prediction, or why there is none (`reason`: a stable code)."""
+    """One video of a batch: its prediction, or why there is none (`reason`: a stable code). `path`
+    is a str for a video in an object store (`s3://...`), which a Path would mangle."""
 
-    path: Path
+    path: Path | str
     prediction: Prediction | None = None
     error: str | None = None
     reason: str | None = None

@@ -43,18 +43,24 @@ def expand(sources: list[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def _answered(output: Path) -> set[Path]:
-    """The videos an earlier run already answered in `output` (JSON lines or CSV)."""
+def _key(path: Path | str) -> str:
+    """How a results file names a video: a local file by its absolute path, a URI as it is."""
+    return str(path) if "://" in str(path) else str(Path(path).resolve())
+
+
+def _answered(output: Path) -> set[str]:
+    """The videos an earlier run already answered in `output` (JSON lines, CSV or Parquet)."""
     if not output.is_file():
         return set()
     if output.suffix.lower() == ".parquet":
-        return {Path(row["path"]).resolve() for row in _parquet_rows(output) if row.get("action")}
-    text = output.read_text(encoding="utf-8")
-    if output.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(io.StringIO(text)))
+        rows = _parquet_rows(output)
     else:
-        rows = [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
-    return {Path(row.get("path") or row.get("file")).resolve() for row in rows if row.get("action")}
+        text = output.read_text(encoding="utf-8")
+        if output.suffix.lower() == ".csv":
+            rows = list(csv.DictReader(io.StringIO(text)))
+        else:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
+    return {_key(row.get("path") or row.get("file")) for row in rows if row.get("action")}
 
 
 def _parquet_rows(path: Path) -> list[dict]:
@@ -73,11 +79,12 @@ class _Results:
         self.output, self.as_json = output, as_json
         self.file = None
         self.parquet: list[dict] | None = None
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
         if output is not None and output.suffix.lower() == ".parquet":
             self.parquet = _parquet_rows(output)
         elif output is not None:
             fresh = not output.exists() or output.stat().st_size == 0
-            output.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(output, "a", encoding="utf-8", newline="")
             self.csv = csv.DictWriter(self.file, RESULT_COLUMNS) if output.suffix.lower() == ".csv" else None
             if self.csv is not None and fresh:
@@ -118,14 +125,30 @@ class _Results:
                 parquet.write_table(arrow.table(columns, schema=schema), tmp)
 
 
-def _ray_answers(model: Path, videos: list[Path], remote: list[str], address: Optional[str], top_k: int,
+def _remote_videos(uris: list[str]) -> list[str]:
+    """The videos behind object-store URIs, listed once so that a rerun can skip the answered ones."""
+    from actionrec.cluster import list_videos
+
+    videos = []
+    for uri in uris:
+        try:
+            videos += list_videos(uri)
+        except (ImportError, OSError, ValueError) as exc:
+            fail(f"{uri}: cannot list it: {exc}", EXIT_USAGE)
+    return videos
+
+
+def _ray_answers(model: Path, videos: list[Path | str], address: Optional[str], top_k: int,
                  actors: Optional[int], gpus: float, threads: Optional[int]):
-    try:
-        from actionrec.cluster import ray_predict
-    except ImportError:
+    import importlib.util
+
+    from actionrec.cluster import ray_predict
+
+    if importlib.util.find_spec("ray") is None:
         fail("--ray needs Ray: `pip install 'actionrec[ray]'`.", EXIT_NOTHING_RAN)
-    return ray_predict(model, [str(video.resolve()) for video in videos] + remote, address=address, top_k=top_k, actors=actors, gpus_per_actor=gpus,
-                       threads=threads)
+
+    return ray_predict(model, [_key(video) for video in videos], address=address, top_k=top_k, actors=actors,
+                       gpus_per_actor=gpus, threads=threads)
 
 
 def _print_result(result) -> None:
@@ -175,7 +198,7 @@ def predict(
     if remote and not ray:
         fail(f"{remote[0]}: URIs are read by Ray; add --ray.", EXIT_USAGE)
     local = expand([source for source in sources if "://" not in source]) if len(remote) < len(sources) else []
-    videos = local + [Path(uri) for uri in remote]  # a URI may stand for many videos: counted as they come
+    videos: list[Path | str] = [*local, *(_remote_videos(remote) if remote else [])]
     if not videos:
         fail(f"no videos found in {', '.join(sources)} (looked for {', '.join(VIDEO_EXTENSIONS)}).", EXIT_USAGE)
     try:
@@ -185,7 +208,7 @@ def predict(
     skipped = 0
     if output is not None:
         answered = _answered(output)
-        todo = [video for video in videos if video.resolve() not in answered]
+        todo = [video for video in videos if _key(video) not in answered]
         skipped, videos = len(videos) - len(todo), todo
     results = _Results(output, as_json)
     failures: Counter = Counter()
@@ -199,8 +222,7 @@ def predict(
         if ray:
             if segments:
                 fail("--segments is not available with --ray yet: predict timelines locally.", EXIT_USAGE)
-            answers = _ray_answers(model, [v for v in videos if v in set(local)], remote, ray_address, top_k,
-                                   ray_actors, ray_gpus, threads)
+            answers = _ray_answers(model, videos, ray_address, top_k, ray_actors, ray_gpus, threads)
         else:
             answers = recognizer.predict_many(videos, workers=workers, top_k=top_k, segments=segments,
                                               timeout_s=timeout_s)

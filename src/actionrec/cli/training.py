@@ -272,7 +272,7 @@ def export(
     out: Optional[Path] = typer.Option(None, help="Where to write (default RUN_DIR/model.onnx)."),
     int8: bool = typer.Option(False, "--int8", help="Also write an int8 copy (MODEL.int8.onnx), calibrated on the "
                                                   "run's validation clips, and compare the two on them."),
-    calibration_clips: int = typer.Option(64, help="Validation clips the int8 copy's activation ranges are "
+    calibration_clips: int = typer.Option(64, min=1, help="Validation clips the int8 copy's activation ranges are "
                                                    "measured on."),
     compare_clips: int = typer.Option(500, help="Validation clips fp32 and int8 are compared on (0: all)."),
 ) -> None:

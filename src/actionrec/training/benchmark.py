@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from actionrec.errors import TrainingError
 from actionrec.resources import PeakMemory
 from actionrec.training import runtime as runtimes
 from actionrec.training.config import TrainConfig
@@ -93,6 +94,8 @@ def benchmark_training(config: TrainConfig, steps: int = 20, clips: int | None =
                 cache, usable, failed = build_cache(config, samples, config.train_views, backbone_id, console,
                                                     "Caching training clips", extractor, runtime)
             cache_seconds = time.perf_counter() - started
+        if not usable:
+            raise TrainingError(f"none of the {len(samples)} training clips could be read: nothing to time.")
 
         step = place(model, config, runtime)
         optimizer, scheduler = configure_optimizer(model, config, max(1, steps))

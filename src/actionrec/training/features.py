@@ -47,24 +47,14 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-def feature_extractor(model: ActionModel, folder: Path, console: Console | None = None) -> FeatureFunction:
-    """frames (N, T, S, S, 3) uint8 -> features (N, T, num_features) float16, run by ONNX Runtime.
-
-    The exported extractor is kept in `folder` for the next run with the same backbone.
-
-    On two CPU cores ONNX Runtime runs MobileNetV2 several times faster than eager PyTorch, and
-    this is most of the time a frozen-backbone run takes. If the exported extractor cannot be made
-    or does not reproduce PyTorch's features, this says so once and extracts with PyTorch.
-    """
+def frame_feature_graph(model: ActionModel, folder: Path) -> Path:
+    """The backbone's frame-feature graph for ONNX Runtime, exported once into `folder` and checked
+    against PyTorch; raises if it cannot be made or does not reproduce PyTorch's features (and then
+    leaves no file behind for the next run or a Ray worker to trust)."""
     import onnxruntime as ort
 
     wrapped = FrameFeatures(model).eval()
     folder.mkdir(parents=True, exist_ok=True)
-
-    def with_torch(frames: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return wrapped(torch.from_numpy(np.ascontiguousarray(frames))).to(torch.float16).numpy()
-
     path = folder / "frame_features.onnx"
     try:
         if not path.exists():
@@ -76,13 +66,39 @@ def feature_extractor(model: ActionModel, folder: Path, console: Console | None 
                         {"frames": {0: "n", 1: "t", 2: "h", 3: "w"}, "features": {0: "n", 1: "t"}})
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         probe = np.random.default_rng(0).integers(0, 256, (1, 2, 64, 64, 3), dtype=np.uint8)
-        difference = np.abs(session.run(None, {"frames": probe})[0] - with_torch(probe).astype(np.float32)).max()
+        with torch.inference_mode():
+            expected = wrapped(torch.from_numpy(probe)).to(torch.float16).float().numpy()
+        difference = np.abs(session.run(None, {"frames": probe})[0] - expected).max()
         if difference > 1e-2:
             raise ValueError(f"its features differ from PyTorch's by up to {difference:.3g}")
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def feature_extractor(model: ActionModel, folder: Path, console: Console | None = None) -> FeatureFunction:
+    """frames (N, T, S, S, 3) uint8 -> features (N, T, num_features) float16, run by ONNX Runtime.
+
+    The exported extractor is kept in `folder` for the next run with the same backbone.
+    On two CPU cores ONNX Runtime runs MobileNetV2 several times faster than eager PyTorch, and
+    this is most of the time a frozen-backbone run takes. If the exported extractor cannot be made
+    or does not reproduce PyTorch's features, this says so once and extracts with PyTorch.
+    """
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(frame_feature_graph(model, folder)), providers=["CPUExecutionProvider"])
     except Exception as exc:  # an exporter or runtime problem costs speed, not correctness
         message = (f"ONNX Runtime cannot extract the frame features ({type(exc).__name__}: {exc}); "
                    "extracting them with PyTorch instead, which is several times slower on a CPU.")
         (console or Console(stderr=True)).print(f"[yellow]warning:[/yellow] {message}")
+        wrapped = FrameFeatures(model).eval()
+
+        def with_torch(frames: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return wrapped(torch.from_numpy(np.ascontiguousarray(frames))).to(torch.float16).numpy()
+
         return with_torch
     return lambda frames: session.run(None, {"frames": np.ascontiguousarray(frames)})[0].astype(np.float16)
 
@@ -105,15 +121,33 @@ def gpu_extractor(model: ActionModel, runtime: Runtime) -> FeatureFunction:
     return extract
 
 
+class FeatureSource:
+    """How `build_cache` gets frozen-backbone features: calling it gives the extractor, made once on
+    first use (ONNX Runtime on a CPU, PyTorch on a GPU); `onnx_graph` the exported graph Ray's
+    workers run, whichever device this process uses."""
+
+    def __init__(self, model: ActionModel, folder: Path, console: Console, runtime: Runtime | None) -> None:
+        self.model, self.folder, self.console, self.runtime = model, folder, console, runtime
+
+    @functools.cached_property
+    def extract(self) -> FeatureFunction:
+        if self.runtime is not None and self.runtime.cuda:
+            return gpu_extractor(self.model, self.runtime)
+        return feature_extractor(self.model, self.folder, self.console)
+
+    def __call__(self) -> FeatureFunction:
+        return self.extract
+
+    def onnx_graph(self) -> Path:
+        return frame_feature_graph(self.model, self.folder)
+
+
 def extractor_for(config: TrainConfig, model: ActionModel, backbone_id: str, console: Console,
-                  runtime: Runtime | None = None) -> Callable[[], FeatureFunction] | None:
-    """What `build_cache` needs to extract features, made once on first use: ONNX Runtime on a CPU,
-    PyTorch on a GPU; None end to end."""
+                  runtime: Runtime | None = None) -> FeatureSource | None:
+    """What `build_cache` needs to extract features; None end to end."""
     if config.end_to_end:
         return None
-    if runtime is not None and runtime.cuda:
-        return functools.cache(lambda: gpu_extractor(model, runtime))
-    return functools.cache(lambda: feature_extractor(model, extractor_folder(config, backbone_id), console))
+    return FeatureSource(model, extractor_folder(config, backbone_id), console, runtime)
 
 
 def extractor_folder(config: TrainConfig, backbone_id: str) -> Path:
@@ -127,6 +161,7 @@ def cache_for(config: TrainConfig, views: int, backbone_id: str) -> ClipCache:
         "views": views,
         "flip": config.flip,
         "seed": config.seed,
+        "draws": "by-class-and-name",  # how each clip's random views are seeded (views.clip_rng)
         "content": "frames" if config.end_to_end else f"features:{backbone_id}:w{config.width_mult}",
     }
     return ClipCache(cache_root(config), settings)
@@ -139,7 +174,7 @@ def build_cache(
     backbone_id: str,
     console: Console,
     what: str,
-    extractor: Callable[[], FeatureFunction] | None = None,
+    extractor: FeatureSource | None = None,
     runtime: Runtime | None = None,
 ) -> tuple[ClipCache, list[Sample], dict[Path, str]]:
     """Make sure every sample has its cached array. Returns the cache, usable samples, failures
@@ -187,17 +222,17 @@ def build_cache(
 
 
 def _build_on_ray(config: TrainConfig, cache: ClipCache, missing: list[Path], views: int, backbone_id: str,
-                  console: Console, what: str, extractor: Callable[[], FeatureFunction] | None) -> dict[Path, str]:
+                  console: Console, what: str, extractor: FeatureSource | None) -> dict[Path, str]:
     """The same cache, built by Ray tasks and actors (`actionrec.cluster`)."""
     from actionrec.cluster import ray_build_cache
 
     graph = None
     if extractor is not None:
-        extractor()  # exports the frame-feature graph once, here
-        graph = extractor_folder(config, backbone_id) / "frame_features.onnx"
-        if not graph.is_file():
-            raise TrainingError("--ray: the backbone could not be exported for ONNX Runtime (see the warning "
-                                "above), and Ray's workers extract with ONNX Runtime. Train without --ray.")
+        try:
+            graph = extractor.onnx_graph()
+        except Exception as exc:
+            raise TrainingError(f"--ray: the backbone could not be exported for ONNX Runtime ({type(exc).__name__}: "
+                                f"{exc}), and Ray's workers extract with ONNX Runtime. Train without --ray.") from exc
     started = time.perf_counter()
     with progress_bar(console) as progress:
         task = progress.add_task(f"{what} on Ray: {len(missing)} clips", total=len(missing), status="")

@@ -20,7 +20,7 @@ import random
 import time
 from contextlib import nullcontext
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -303,11 +303,32 @@ def _advice(progress: Progress, side: Side, config: TrainConfig, final: bool = F
                               config.shift)
 
 
-def _fingerprint(config: TrainConfig, labels: list[str]) -> str:
+def _settings(config: TrainConfig) -> dict:
     """What a resumed run must share with the run it continues: everything but the epoch count and
-    where and how fast it runs."""
-    settings = asdict(config) | {"epochs": None} | {name: None for name in RUNTIME_SETTINGS}
-    return hashlib.sha1(json.dumps([settings, labels], sort_keys=True).encode()).hexdigest()
+    where and how fast it runs. Settings at their default are left out, so that a setting added
+    later (with a default that keeps what runs did before) does not orphan the runs made before it."""
+    return {f.name: getattr(config, f.name) for f in fields(config)
+            if f.name != "epochs" and f.name not in RUNTIME_SETTINGS
+            and (f.default is MISSING or getattr(config, f.name) != f.default)}
+
+
+def _fingerprint(config: TrainConfig, labels: list[str]) -> str:
+    return hashlib.sha1(json.dumps([_settings(config), labels], sort_keys=True).encode()).hexdigest()
+
+
+def _differences(run: RunDir, config: TrainConfig, labels: list[str]) -> str:
+    """Which settings (or classes) a run's config.json has otherwise than `config`, for the error."""
+    try:
+        saved = json.loads(run.config_path.read_text(encoding="utf-8"))
+        before = TrainConfig(**saved["train"])
+    except Exception:
+        return ""
+    now, then = json.loads(json.dumps(_settings(config))), json.loads(json.dumps(_settings(before)))
+    changed = [f"--{name.replace('_', '-')} {then.get(name)!r} there, {now.get(name)!r} here"
+               for name in sorted(set(now) | set(then)) if now.get(name) != then.get(name)]
+    if saved.get("labels") != labels:
+        changed.append("other classes")
+    return f" ({'; '.join(changed)})" if changed else ""
 
 
 def _rng_states() -> dict:
@@ -336,17 +357,18 @@ def _set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state(states["cuda"])
 
 
-def _resume(run: RunDir, fingerprint: str, model: ActionModel, optimizer: torch.optim.Optimizer,
+def _resume(run: RunDir, config: TrainConfig, labels: list[str], model: ActionModel, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LambdaLR, scaler: torch.amp.GradScaler, generator: torch.Generator,
             console: Console, runtime: Runtime) -> Progress:
     state = run.load_state()
     if state is None:
         console.print(f"No {run.state_path.name} in {run.path}: starting from the first epoch.")
         return Progress()
-    if state.get("fingerprint") != fingerprint:
+    if state.get("fingerprint") != _fingerprint(config, labels):
         raise TrainingError(
-            f"{run.path} holds a run with other settings or classes than these; --resume continues "
-            "a run only with the settings it started with (--epochs may change). Use another --out."
+            f"{run.path} holds a run with other settings or classes than these{_differences(run, config, labels)}; "
+            "--resume continues a run only with the settings it started with (--epochs may change): pass "
+            "those, or `--config` with its config.json, or use another --out."
         )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -394,7 +416,7 @@ def _train(config: TrainConfig, resume: bool, console: Console, runtime: Runtime
     scaler = runtime.scaler()
     generator = torch.Generator().manual_seed(config.seed)
     fingerprint = _fingerprint(config, dataset.classes)
-    progress = (_resume(run, fingerprint, model, optimizer, scheduler, scaler, generator, console, runtime)
+    progress = (_resume(run, config, dataset.classes, model, optimizer, scheduler, scaler, generator, console, runtime)
                 if resume else Progress())
     if runtime.main:
         run.write_config(config, model.config, dataset.classes, dataset=f"{Path(config.data_dir).name}: "

@@ -19,8 +19,9 @@ from actionrec.video import ClipSpec, probe, read_clip, read_views
 
 
 def clip_rng(seed: int, video: Path, *more: int) -> np.random.Generator:
-    """Each video's own stream of random draws, the same in every run with this seed (and epoch)."""
-    digest = hashlib.sha1(str(video).encode()).digest()
+    """Each video's own stream of random draws, the same in every run with this seed (and epoch),
+    wherever the dataset lies: a clip is known by its class folder and file name, not its whole path."""
+    digest = hashlib.sha1(f"{video.parent.name}/{video.name}".encode()).digest()
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little"), *more])
 
 
