@@ -295,3 +295,31 @@ def test_shifts_depend_on_the_clip_and_epoch_not_on_the_batch():
     assert torch.equal(shift_clips(frames, [5, 9], seed=0, epoch=1, share=0.0), frames)
     # All frames of a clip move alike: the difference between frames is kept.
     assert torch.equal(together[0, 1].int() - together[0, 0].int(), frames[0, 1].int() - frames[0, 0].int())
+
+
+# --------------------------------------------------------------------------- benchmark-train
+
+
+def benchmark_command(data: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "actionrec", "benchmark-train", str(data), "--frames", "4", "--image-size", "32",
+            "--width-mult", "0.35", "--batch-size", "4", "--clips", "8", "--steps", "2", "--workers", "1",
+            "--json", *extra]
+
+
+@pytest.mark.slow
+def test_benchmark_train_reports_cache_and_steps(dataset: Path):
+    result = json.loads(run(benchmark_command(dataset)).stdout)
+    assert result["runtime"]["device"] == "cpu" and result["cache"]["clips"] == 8
+    assert result["training"]["steps"] == 2 and result["training"]["steps_per_s"] > 0
+    assert result["projected_ucf101_split1_epoch_s"] > 0
+
+
+def test_benchmark_train_stops_when_no_clip_can_be_read(tmp_path: Path):
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for index in range(3):
+            (tmp_path / "data" / label / f"{label}_{index}.mp4").write_bytes(b"not a video" * 10)
+    result = subprocess.run(benchmark_command(tmp_path / "data"), capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0 and "could be read" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr

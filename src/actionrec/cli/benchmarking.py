@@ -90,7 +90,8 @@ def benchmark_train(
     decode_on_the_fly: bool = typer.Option(False, "--decode-on-the-fly", help="Time steps that decode a fresh view "
                                                                               "each time instead of cached frames."),
     clips: int = typer.Option(200, help="Training clips to cache (0: all)."),
-    steps: int = typer.Option(20, help="Training steps to time (after 2 warm-up steps)."),
+    steps: int = typer.Option(20, help="Training steps to time (after 2 warm-up steps, plus the batches "
+                                       "loader processes read ahead)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default: a temporary one, removed after)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

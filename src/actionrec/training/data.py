@@ -85,9 +85,12 @@ class _Batches:
         return len(self.batches)
 
 
+PREFETCH_BATCHES = 2  # read ahead by each loader worker
+
+
 def loader(dataset: Dataset, batches: list[list[tuple]], workers: int, pin_memory: bool) -> DataLoader:
     return DataLoader(dataset, batch_sampler=_Batches(batches), num_workers=workers, pin_memory=pin_memory,
-                      persistent_workers=False, prefetch_factor=2 if workers else None)
+                      persistent_workers=False, prefetch_factor=PREFETCH_BATCHES if workers else None)
 
 
 def training_keys(length: int, views: int, epoch: int, generator: torch.Generator,
@@ -108,14 +111,14 @@ def validation_batches(length: int, batch_size: int, shard: Shard) -> list[list[
 def shift_clips(frames: torch.Tensor, clips: list[int], seed: int, epoch: int, share: float) -> torch.Tensor:
     """Each clip of a (B, T, H, W, 3) batch moved by up to `share` of its size, all its frames
     alike, edges repeated: a fresh offset per clip and epoch, drawn from (seed, epoch, clip) so that
-    it does not depend on the batch, the rank or a resume."""
+    it does not depend on the batch, the rank or a resume. Runs where the batch is (the GPU)."""
     height, width = frames.shape[2], frames.shape[3]
     moved = torch.empty_like(frames)
     for row, clip in enumerate(clips):
         reach_y, reach_x = int(height * share), int(width * share)
         dy, dx = np.random.default_rng([seed, epoch, clip]).integers([-reach_y, -reach_x], [reach_y + 1, reach_x + 1])
-        rows = (torch.arange(height) + int(dy)).clamp(0, height - 1)
-        cols = (torch.arange(width) + int(dx)).clamp(0, width - 1)
+        rows = (torch.arange(height, device=frames.device) + int(dy)).clamp(0, height - 1)
+        cols = (torch.arange(width, device=frames.device) + int(dx)).clamp(0, width - 1)
         moved[row] = frames[row][:, rows][:, :, cols]
     return moved
 
