@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
+from actionrec.testing.loadtest import free_port  # noqa: F401  (tests import it from here)
 from actionrec.video.encode import write_video
 
 
@@ -52,12 +52,6 @@ def sample_videos() -> Path:
     if not path.is_dir():
         pytest.skip(f"ACTIONREC_SAMPLE_VIDEOS={folder} is not a folder")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

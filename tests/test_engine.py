@@ -106,6 +106,17 @@ def test_windows_from_shared_features_match_the_whole_network(model_path: Path):
     np.testing.assert_allclose(probs, recognizer.classify(clips), atol=1e-4)
 
 
+def test_the_head_runs_beside_a_small_frame_and_answers_as_the_whole_network(tmp_path: Path):
+    from actionrec.inference import Recognizer
+    from actionrec.testing import make_untrained_model
+
+    recognizer = Recognizer(make_untrained_model(tmp_path / "model.onnx", num_frames=4, image_size=96))
+    assert recognizer._no_frames.shape[2:4] == (32, 32)  # not a 96-pixel frame encoded for nothing
+    clips = np.random.default_rng(0).integers(0, 256, (3, 4, 96, 96, 3), dtype=np.uint8)
+    features = np.stack([recognizer.encode(clip) for clip in clips])
+    np.testing.assert_allclose(recognizer.head(features), recognizer.classify(clips), atol=1e-5)
+
+
 def test_memory_does_not_grow_with_the_video(model_path: Path):
     from actionrec.inference import WINDOW_BATCH, Recognizer
 

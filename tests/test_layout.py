@@ -144,7 +144,7 @@ def test_a_failing_feature_extractor_says_so_once(tmp_path: Path, monkeypatch):
     console = Console(record=True, width=200)
     extractor = features.extractor_for(config, model, "file-test", console)
     for _ in range(3):  # training, validation and evaluation clips all ask for it
-        extract = extractor()
+        extract = extractor.extract
     frames = np.zeros((1, 2, 32, 32, 3), np.uint8)
     assert extract(frames).shape == (1, 2, model.num_features)  # PyTorch does the work instead
     output = console.export_text()

@@ -59,6 +59,13 @@ def assert_same(sought: dict, read: dict) -> None:
         np.testing.assert_array_equal(sought[index], read[index], err_msg=f"frame {index}")
 
 
+def clips_both_ways(data: bytes | Path, monkeypatch: pytest.MonkeyPatch, spec: ClipSpec = ClipSpec(8, 32)):
+    """read_clip with seeking, then with every video taken as unseekable (read from the start)."""
+    sought = read_clip(data, spec)
+    monkeypatch.setattr(VideoProbe, "seekable", property(lambda self: False))
+    return sought, read_clip(data, spec)
+
+
 @pytest.mark.parametrize("kind", STREAMS)
 def test_seeking_gives_the_frames_a_decode_from_the_start_gives(kind: str):
     data = encoded(**STREAMS[kind])
@@ -75,11 +82,7 @@ def test_seeking_gives_the_frames_a_decode_from_the_start_gives(kind: str):
 
 
 def test_whole_clips_read_by_seeking_match_clips_read_from_the_start(monkeypatch):
-    data = encoded(gop=12, bframes=True)
-    spec = ClipSpec(8, 32)
-    sought = read_clip(data, spec)
-    monkeypatch.setattr(VideoProbe, "seekable", property(lambda self: False))
-    read = read_clip(data, spec)
+    sought, read = clips_both_ways(encoded(gop=12, bframes=True), monkeypatch)
     assert sought.frame_indices == read.frame_indices and sought.frame_times == read.frame_times
     np.testing.assert_array_equal(sought.frames, read.frames)
 
@@ -104,11 +107,7 @@ def test_a_damaged_stream_reads_the_same_with_or_without_seeking(monkeypatch):
     data = bytearray(encoded(gop=25, count=200))
     middle = len(data) * 3 // 5
     data[middle : middle + 4000] = bytes(4000)  # wipe out part of a group of pictures
-    data = bytes(data)
-    spec = ClipSpec(8, 32)
-    sought = read_clip(data, spec)
-    monkeypatch.setattr(VideoProbe, "seekable", property(lambda self: False))
-    read = read_clip(data, spec)
+    sought, read = clips_both_ways(bytes(data), monkeypatch)
     assert sought.frame_indices == read.frame_indices
     np.testing.assert_array_equal(sought.frames, read.frames)
 
@@ -120,11 +119,7 @@ def test_containers_without_an_index_are_read_from_the_start():
 @pytest.mark.parametrize("name", ["ucf101_format_xvid.avi", "corrupted_h264.mp4", "rotated_90.mov", "rotated_0.mov",
                                   "unordered_pts.mov"])
 def test_real_clips_read_the_same_with_or_without_seeking(sample_videos: Path, name: str, monkeypatch):
-    path = sample_videos / name
-    spec = ClipSpec(8, 32)
-    sought = read_clip(path, spec)
-    monkeypatch.setattr(VideoProbe, "seekable", property(lambda self: False))
-    read = read_clip(path, spec)
+    sought, read = clips_both_ways(sample_videos / name, monkeypatch)
     assert sought.frame_indices == read.frame_indices and sought.warnings == read.warnings
     np.testing.assert_array_equal(sought.frames, read.frames)
 
@@ -158,9 +153,6 @@ def test_trimmed_files_count_and_read_only_the_frames_shown(monkeypatch):
         sought, read, seeking, _ = both_ways(data, wanted)
         assert_same(sought, read)
         assert not seeking.warnings and len(read) == len(wanted)
-    spec = ClipSpec(16, 32)
-    sought = read_clip(data, spec)
-    monkeypatch.setattr(VideoProbe, "seekable", property(lambda self: False))
-    read = read_clip(data, spec)
+    sought, read = clips_both_ways(data, monkeypatch, ClipSpec(16, 32))
     assert not sought.warnings and not read.warnings  # no false "the stream broke"
     np.testing.assert_array_equal(sought.frames, read.frames)

@@ -485,3 +485,14 @@ def test_example_videos_are_listed_and_served_and_nothing_else(server: Server, c
     for name in ("notes.txt", "..%2F..%2Fetc%2Fpasswd", "missing.mp4"):
         assert http_get(f"{server.url}/examples/{name}").status_code == 404
     assert http_get(guarded_url := "http://guarded.test/v1/examples").json() == [], guarded_url
+
+
+def test_api_keys_are_masked_in_the_log_lines_uvicorn_writes():
+    import logging
+
+    from actionrec.serve.app import HideKeys
+
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 0, '%s - "WebSocket %s" [accepted]',
+                               ("127.0.0.1:5000", "/v1/live?api_key=SECRET&top_k=3"), None)
+    assert HideKeys().filter(record)
+    assert "SECRET" not in record.getMessage() and "api_key=[hidden]&top_k=3" in record.getMessage()

@@ -35,7 +35,7 @@ class FrameBatcher:
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], *, window_s: float = 0.0,
                  max_frames: int = 64) -> None:
         self.run, self.window_s, self.max_frames = run, window_s, max_frames
-        self.batches = 0  # how many encoder runs served how many requests: for metrics and tests
+        self.batches = 0  # how many encoder runs answered how many requests (tests read them)
         self.requests = 0
         self._queue: Queue[_Request] = Queue()
         self._lock = threading.Lock()
@@ -78,8 +78,6 @@ class FrameBatcher:
             self._run(batch)
 
     def _run(self, batch: list[_Request]) -> None:
-        self.batches += 1
-        self.requests += len(batch)
         try:
             features = self.run(np.concatenate([request.frames for request in batch]))
         except BaseException as exc:
@@ -90,6 +88,8 @@ class FrameBatcher:
             for request in batch:  # alone, so that only a request that fails by itself fails
                 self._run([request])
             return
+        self.batches += 1
+        self.requests += len(batch)
         start = 0
         for request in batch:
             request.result = features[start : start + len(request.frames)]

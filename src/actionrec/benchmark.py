@@ -17,10 +17,7 @@ shared and noisy, so each figure is the median of `repeats` runs.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -30,7 +27,7 @@ import av
 import numpy as np
 
 from actionrec.inference import Recognizer
-from actionrec.resources import PeakMemory, describe_cpu, memory_mb
+from actionrec.resources import PeakMemory, memory_mb
 from actionrec.video import probe
 from actionrec.video.decode import DecodeOutcome, read_frames
 from actionrec.video.spec import frames_at, sample_indices
@@ -93,7 +90,8 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
         frames = dict(read_frames(path, video, indices, spec.image_size, recognizer.limits, outcome, seek=seek))
         return np.stack([frames[int(i)] for i in indices])
 
-    recognizer.classify(read(clip, True)[None])  # the first run of a session allocates
+    clip_frames = read(clip, True)
+    recognizer.classify(clip_frames[None])  # the first run of a session allocates
     result: dict = {"video": str(path), "info": video.info.to_dict(), "keyframes": int(len(video.keyframe_pts)),
                     "frames_per_clip": spec.num_frames, "image_size": spec.image_size}
     seconds = result["seconds"] = {}
@@ -101,7 +99,6 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
     seconds["answer"] = _median_seconds(lambda: recognizer.predict(path), repeats)
     seconds["answer_decoding_from_start"] = _median_seconds(
         lambda: recognizer.classify(read(clip, False)[None]), repeats)
-    clip_frames = read(clip, True)
     seconds["answer_floor"] = (_median_seconds(lambda: read(clip, True), repeats)
                                + _median_seconds(lambda: recognizer.classify(clip_frames[None]), repeats))
 
@@ -133,26 +130,13 @@ def benchmark_server(model_path: Path, videos: list[Path], workers: int = 2) -> 
     """Resident memory of `actionrec serve` idle, and at its peak answering a timeline request."""
     import httpx
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")}
-    process = subprocess.Popen([sys.executable, "-m", "actionrec.cli", "serve", str(model_path), "--port", str(port),
-                                "--workers", str(workers), "--max-upload-mb", "4096", "--max-duration-s", "1200",
-                                "--decode-timeout-s", "600"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    from actionrec.testing.loadtest import free_port, start_server
+
+    port = free_port()
+    process = start_server(model_path, port, workers, None,
+                           ("--max-upload-mb", "4096", "--max-duration-s", "1200", "--decode-timeout-s", "600"))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.2)
         time.sleep(1.0)
         result: dict = {"workers": workers, "idle_mb": dict(zip(("server", "with_workers"), memory_mb(process.pid))),
                         "requests": []}
@@ -182,15 +166,13 @@ def benchmark_batching(model_path: Path, video: Path, concurrencies: tuple[int, 
     import asyncio
     import tempfile
 
-    from actionrec.testing.loadtest import GOOD, load, start_server
+    from actionrec.testing.loadtest import GOOD, free_port, load, start_server
 
     body = [(GOOD, Path(video).read_bytes(), "video/mp4")]
     results: dict = {"video": str(video), "workers": workers, "runs": []}
     with tempfile.TemporaryDirectory(prefix="actionrec-batching-") as scratch:
         for batching in (False, True):
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
+            port = free_port()
             options = ("--max-pending", str(max(concurrencies) * 2), "--batching" if batching else "--no-batching",
                        "--batch-window-ms", str(window_ms))
             server = start_server(model_path, port, workers, Path(scratch) / f"server-{batching}.log", options)
@@ -206,10 +188,6 @@ def benchmark_batching(model_path: Path, video: Path, concurrencies: tuple[int, 
                 server.terminate()
                 server.wait(timeout=60)
     return results
-
-
-def machine() -> str:
-    return describe_cpu()
 
 
 # --------------------------------------------------------------------------- inputs

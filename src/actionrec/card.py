@@ -146,6 +146,18 @@ class ModelCard:
         )
 
 
+def write_card(model: Any, card: ModelCard) -> None:
+    """Put `card` in an ONNX model's (a ModelProto's) metadata, in place of what was there."""
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, card.to_json()
+
+
+def card_of_proto(model: Any, source: str) -> ModelCard:
+    """The card in an ONNX model's (a ModelProto's) metadata; `source` names it in errors."""
+    return ModelCard.from_json(next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None), source)
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 

@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 
 from actionrec.errors import VideoError
+from actionrec.card import ModelCard
 from actionrec.inference import BatchResult, Prediction, Recognizer, read_card
 from actionrec.video import ClipSpec, DecodeLimits, read_clip
-from actionrec.video.probe import VIDEO_EXTENSIONS
+from actionrec.video.probe import is_video_name
 
 
-def start_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
+def start_ray(address: str | None = None) -> Any:
     """Join the Ray cluster at `address` (or $RAY_ADDRESS), else start Ray on this machine."""
     try:
         import ray
@@ -38,7 +39,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
         raise ImportError("Ray is not installed: `pip install 'actionrec[ray]'`.") from None
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, num_cpus=None if address else num_cpus, log_to_driver=False,
+        ray.init(address=address, log_to_driver=False,
                  include_dashboard=False, logging_level=logging.ERROR)
     import ray.data
 
@@ -67,11 +68,7 @@ def _decode(row: dict, spec: ClipSpec, limits: DecodeLimits) -> dict:
 class _Classifier:
     """An actor: the model, loaded once from its bytes, classifying decoded clips."""
 
-    def __init__(self, model: Any, top_k: int, threads: int | None) -> None:
-        if not isinstance(model, bytes):  # its reference in Ray's object store
-            import ray
-
-            model = ray.get(model)
+    def __init__(self, model: bytes, top_k: int, threads: int | None) -> None:
         folder = Path(tempfile.mkdtemp(prefix="actionrec-ray-"))
         (folder / "model.onnx").write_bytes(model)
         device = "auto" if _has_gpu() else "cpu"
@@ -83,14 +80,10 @@ class _Classifier:
             return {"path": row["path"], "answer": "", "error": row["error"], "reason": row["reason"]}
         spec = self.recognizer.spec
         frames = np.frombuffer(row["frames"], np.uint8).reshape(spec.num_frames, spec.image_size, spec.image_size, 3)
-        probs = self.recognizer.classify(frames[None])[0]
-        labels = self.recognizer.labels
-        order = np.argsort(-probs)[: max(1, min(self.top_k, len(labels)))]
-        top = [{"action": labels[i], "confidence": round(float(probs[i]), 4)} for i in order]
+        top, uncertain = self.recognizer.rank(self.recognizer.classify(frames[None])[0], self.top_k)
         facts = json.loads(row["facts"])
         answer = {"action": top[0]["action"], "confidence": top[0]["confidence"], "top_k": top,
-                  "uncertain": top[0]["confidence"] < self.recognizer.uncertain_below,
-                  "warnings": facts.pop("warnings"), "video": facts}
+                  "uncertain": uncertain, "warnings": facts.pop("warnings"), "video": facts}
         return {"path": row["path"], "answer": json.dumps(answer), "error": "", "reason": ""}
 
 
@@ -130,39 +123,25 @@ def list_videos(uri: str) -> list[str]:
         raise FileNotFoundError(f"{uri}: nothing there.")
     found = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
     return sorted(f"{scheme}://{entry.path}" for entry in found
-                  if entry.type == fs.FileType.File and Path(entry.path).suffix.lower() in VIDEO_EXTENSIONS
-                  and not Path(entry.path).name.startswith("."))
-
-
-def _as_given(sources: list[str]) -> dict[str, str]:
-    """Ray reports a file by its path within its file system (`bucket/key` for `s3://bucket/key`):
-    the source as the caller gave it, by that path."""
-    given = {}
-    for source in sources:
-        if "://" in source:
-            from pyarrow import fs
-
-            given[fs.FileSystem.from_uri(source)[1]] = source
-        else:
-            given[source] = source
-    return given
+                  if entry.type == fs.FileType.File and is_video_name(entry.path))
 
 
 def ray_predict(model_path: Path, sources: list[str], *, address: str | None = None, top_k: int = 5,
                 actors: int | None = None, gpus_per_actor: float = 0, threads: int | None = None,
-                limits: DecodeLimits = DecodeLimits(), num_cpus: int | None = None) -> Iterator[BatchResult]:
-    """Predict every video in `sources` (paths, folders, or object-store URIs Ray can read) on Ray;
-    yields a BatchResult per video as the pipeline delivers them, its path a Path for a local file and
-    the URI as given for one in an object store."""
+                card: ModelCard | None = None) -> Iterator[BatchResult]:
+    """Predict every video in `sources` (local paths, or object-store URIs as `list_videos` gives
+    them) on Ray; yields a BatchResult per video as the pipeline delivers them, its path a Path for
+    a local file and the URI as given for one in an object store. `card`: the model's, if read."""
     if not sources:
         return
-    ray = start_ray(address, num_cpus)
-    given = _as_given(sources)
-    card = read_card(model_path)
+    ray = start_ray(address)
+    # Ray names a file by its path in its file system: `bucket/key` for `s3://bucket/key`.
+    given = {source.split("://", 1)[-1]: source for source in sources}
+    card = card or read_card(model_path)
     videos = ray.data.read_binary_files(sources, include_paths=True, ignore_missing_paths=False)
     # Decoding takes half a CPU a task, the actors a whole one (or a GPU): different resources keep
     # Ray from fusing the two steps into the actors.
-    decoded = videos.map(_decode, fn_kwargs={"spec": card.spec, "limits": limits}, num_cpus=DECODE_CPUS)
+    decoded = videos.map(_decode, fn_kwargs={"spec": card.spec, "limits": DecodeLimits()}, num_cpus=DECODE_CPUS)
     answered = decoded.map(_Classifier, fn_constructor_kwargs={"model": Path(model_path).read_bytes(), "top_k": top_k,
                                                                "threads": threads},
                            compute=_actor_pool(ray, actors, gpus_per_actor), num_cpus=1,
@@ -192,18 +171,12 @@ def _decode_views(row: dict, decoder: Any) -> dict:
 
 
 class _Extractor:
-    """An actor: the frozen backbone's frame-feature graph, on a GPU when the actor has one."""
+    """An actor: the frozen backbone's frame-feature graph, run by ONNX Runtime on its CPU."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: bytes) -> None:
         import onnxruntime as ort
 
-        from actionrec.inference import choose_providers
-
-        if not isinstance(model, bytes):
-            import ray
-
-            model = ray.get(model)
-        self.session = ort.InferenceSession(model, providers=choose_providers("auto" if _has_gpu() else "cpu"))
+        self.session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 
     def __call__(self, row: dict) -> dict:
         if row["error"]:
@@ -222,8 +195,7 @@ def _store(row: dict, cache: Any) -> dict:
 
 
 def ray_build_cache(videos: list[Path], decoder: Any, cache: Any, extractor: Path | None, *,
-                    address: str | None = None, actors: int | None = None, gpus_per_actor: float = 0,
-                    progress: Any = None) -> dict[Path, str]:
+                    address: str | None = None, progress: Any = None) -> dict[Path, str]:
     """Cache every video's array as `build_cache` does locally: decoded by CPU tasks, features
     (when `extractor`, an exported frame-feature graph, is given) by a pool of actors. Returns the
     videos that failed, with why."""
@@ -232,7 +204,7 @@ def ray_build_cache(videos: list[Path], decoder: Any, cache: Any, extractor: Pat
     rows = items.map(_decode_views, fn_kwargs={"decoder": decoder}, num_cpus=DECODE_CPUS)
     if extractor is not None:
         rows = rows.map(_Extractor, fn_constructor_kwargs={"model": extractor.read_bytes()},
-                        compute=_actor_pool(ray, actors, gpus_per_actor), num_cpus=1, num_gpus=gpus_per_actor or None)
+                        compute=_actor_pool(ray, None, 0), num_cpus=1)
     failures: dict[Path, str] = {}
     for row in rows.map(_store, fn_kwargs={"cache": cache}).iter_rows():
         if row["error"]:

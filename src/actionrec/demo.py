@@ -7,6 +7,7 @@ trained end to end on the synthetic clips, at a size two CPU cores get through i
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from actionrec.training.config import TrainConfig
+from actionrec.training.config import TrainConfig, read_settings
 
 # Sized to train in about three minutes on two cores; README gives its measured accuracy for
 # several seeds. Small frames suit the synthetic clips (size, brightness, colour and proportions
@@ -72,8 +73,7 @@ def build_demo_model(root: Path, console: Console, rebuild: bool = False, seed: 
     if paths.model.exists() and not rebuild:
         console.print(f"Reusing {paths.model} (delete the folder or pass --rebuild to train again).")
         if not paths.examples.is_dir():  # a demo folder from before the examples
-            saved = json.loads((paths.run / "config.json").read_text())
-            keep_examples(TrainConfig(**saved["train"]), paths.examples)
+            keep_examples(TrainConfig(**read_settings(paths.run / "config.json")), paths.examples)
         return paths.model
 
     from actionrec.datasets import synth
@@ -130,13 +130,14 @@ def try_line(model: Path, examples: Path, url: str) -> str:
         return ""
     recognizer = Recognizer(model)
     answers = ((clip, recognizer.predict(clip, top_k=1)) for clip in clips)
-    first = None
-    for clip, answer in answers:
-        first = first or (clip, answer)
-        if answer.action == clip.stem.rsplit("_", 1)[0]:
-            break
-    else:
-        clip, answer = first
+    first = next(answers)
+    clip, answer = next((pair for pair in itertools.chain([first], answers) if pair[1].action == _label(pair[0])),
+                        first)
     shown = json.dumps({"action": answer.action, "confidence": answer.confidence, "message": "Success"})
-    return (f"Try it on a clip it never trained on ({clip.stem.rsplit('_', 1)[0]}):\n"
+    return (f"Try it on a clip it never trained on ({_label(clip)}):\n"
             f"  curl --data-binary @{clip} -H 'Content-Type: video/mp4' {url}/\n  # {shown}")
+
+
+def _label(clip: Path) -> str:
+    """The action of a synthetic clip, from its name (`<action>_<number>.mp4`)."""
+    return clip.stem.rsplit("_", 1)[0]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from actionrec.datasets import Sample, load_dataset
+from actionrec.datasets import Sample, evenly, load_dataset
 from actionrec.errors import ModelFileError, VideoError
 from actionrec.inference import Recognizer
 from actionrec.training.config import TRAINING_LIMITS
@@ -45,9 +45,7 @@ def validation_clips(data_dir: str | os.PathLike, recognizer: Recognizer, *, dat
     if missing:
         raise ModelFileError(f"{recognizer.model_path}: the model has no class {missing[0]!r} of {data_dir} "
                              f"({len(missing)} of the dataset's classes are not among its labels).")
-    samples = split_set.val
-    if limit and limit < len(samples):
-        samples = samples[:: len(samples) // limit][:limit]
+    samples = evenly(split_set.val, limit)
     kept, frames, failed = [], [], {}
     for done, sample in enumerate(samples, 1):
         try:
@@ -71,16 +69,16 @@ def class_probabilities(recognizer: Recognizer, clips: Clips, batch_size: int = 
                            for i in range(0, len(clips.frames), batch_size)])
 
 
-def evaluate_files(models: list[Path], clips: Clips) -> dict[str, Any]:
+def evaluate_files(models: list[Recognizer], clips: Clips) -> dict[str, Any]:
     """Metrics of each model on the same clips and, for two or more, how often each agrees with
     the first on the top class."""
     results: dict[str, Any] = {"num_clips": len(clips.samples), "failed": {str(p): e for p, e in clips.failed.items()},
                                "models": []}
     first: np.ndarray | None = None
-    for path in models:
-        probs = class_probabilities(Recognizer(path), clips)
+    for model in models:
+        probs = class_probabilities(model, clips)
         metrics = compute_metrics(probs, clips.targets, clips.labels) if len(probs) else {}
-        entry = {"model": str(path), "top1": metrics.get("top1"), "top5": metrics.get("top5"),
+        entry = {"model": str(model.model_path), "top1": metrics.get("top1"), "top5": metrics.get("top5"),
                  "mean_class_accuracy": metrics.get("mean_class_accuracy"), "metrics": metrics}
         if first is None:
             first = probs.argmax(-1)

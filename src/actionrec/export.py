@@ -20,10 +20,10 @@ from actionrec.card import (
     FEATURES_INPUT,
     FEATURES_OUTPUT,
     INPUT_NAME,
-    METADATA_KEY,
     OUTPUT_NAME,
     WINDOW_OUTPUT,
     ModelCard,
+    write_card,
 )
 from actionrec.errors import ExportError
 from actionrec.files import atomic_output
@@ -50,33 +50,31 @@ def export_model(model: ActionModel, card: ModelCard, out: str | Path, *, opset:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(out) as tmp:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's deprecation notice and LSTM batch-size notes
-            torch.onnx.export(graph_module, example, str(tmp), input_names=[INPUT_NAME, FEATURES_INPUT],
-                              output_names=[OUTPUT_NAME, FEATURES_OUTPUT, WINDOW_OUTPUT],
-                              dynamic_axes={INPUT_NAME: {0: "batch", 1: "time"}, FEATURES_INPUT: {0: "windows"},
-                                            OUTPUT_NAME: {0: "batch"}, FEATURES_OUTPUT: {0: "batch", 1: "time"},
-                                            WINDOW_OUTPUT: {0: "windows"}},
-                              opset_version=opset, dynamo=False)
+        to_onnx(graph_module, example, tmp, [INPUT_NAME, FEATURES_INPUT], [OUTPUT_NAME, FEATURES_OUTPUT, WINDOW_OUTPUT],
+                {INPUT_NAME: {0: "batch", 1: "time", 2: "height", 3: "width"}, FEATURES_INPUT: {0: "windows"},
+                 OUTPUT_NAME: {0: "batch"}, FEATURES_OUTPUT: {0: "batch", 1: "time"}, WINDOW_OUTPUT: {0: "windows"}},
+                opset)
         graph = onnx.load(str(tmp))
         # A default value makes `features` optional: feeding frames alone works as it always has.
         default = numpy_helper.from_array(np.zeros((1, frames, model.num_features), np.float32), FEATURES_INPUT)
         graph.graph.initializer.append(default)
-        del graph.metadata_props[:]
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, card.to_json()
+        write_card(graph, card)
         graph.doc_string = f"actionrec {card.name}: {len(card.labels)} actions from {frames} frames"
         onnx.save(graph, str(tmp))
         check_parity(graph_module, tmp, frames, size, tolerance)  # raises, and nothing is written
     return out
 
 
-def to_onnx(module: torch.nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str,
-            dynamic_axes: dict, opset: int = DEFAULT_OPSET) -> None:
+def to_onnx(module: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path,
+            input_names: str | list[str], output_names: str | list[str], dynamic_axes: dict,
+            opset: int = DEFAULT_OPSET) -> None:
     """torch.onnx.export with the TorchScript exporter, which writes nn.LSTM as one ONNX LSTM op."""
+    examples = example if isinstance(example, tuple) else (example,)
+    inputs = [input_names] if isinstance(input_names, str) else input_names
+    outputs = [output_names] if isinstance(output_names, str) else output_names
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its deprecation notice and LSTM batch-size notes
-        torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=[output_name],
+        torch.onnx.export(module, examples, str(path), input_names=inputs, output_names=outputs,
                           dynamic_axes=dynamic_axes, opset_version=opset, dynamo=False)
 
 

@@ -170,7 +170,12 @@ class Recognizer:
         inputs = self.session.get_inputs() + self.session.get_overridable_initializers()
         self.split = FEATURES_INPUT in {i.name for i in inputs}  # exported after the split, or before
         self.timeline = Timeline.for_clips(self.spec.num_frames, self.card.clip_duration_s or LEGACY_WINDOW_S)
-        self._no_frames = np.zeros((1, 1, self.spec.image_size, self.spec.image_size, 3), np.uint8)
+        # ONNX Runtime runs the whole graph whichever output is asked for, so a run of the head also
+        # encodes the frames fed beside it: one frame, as small as the file allows (files exported
+        # with free height and width take 32 pixels, 1/49 of a 224-pixel frame's cost).
+        frames_input = next(i for i in self.session.get_inputs() if i.name == INPUT_NAME)
+        side = self.spec.image_size if isinstance(frames_input.shape[2], int) else min(32, self.spec.image_size)
+        self._no_frames = np.zeros((1, 1, side, side, 3), np.uint8)
 
     @property
     def name(self) -> str:
@@ -221,6 +226,13 @@ class Recognizer:
         unbatched."""
         if self.split:
             self.batcher = FrameBatcher(self._encode_now, window_s=window_s, max_frames=max_frames)
+
+    def rank(self, probs: np.ndarray, top_k: int) -> tuple[list[dict], bool]:
+        """One clip's probabilities -> its `top_k` actions, most likely first, and whether the
+        first is below the confidence this recognizer calls uncertain."""
+        order = np.argsort(-probs)[: max(1, min(top_k, len(self.labels)))]
+        top = [{"action": self.labels[i], "confidence": round(float(probs[i]), 4)} for i in order]
+        return top, top[0]["confidence"] < self.uncertain_below
 
     def head(self, units: np.ndarray) -> np.ndarray:
         """(W, T, ...) encoded frames -> (W, classes) probabilities."""
@@ -400,8 +412,7 @@ class _PredictionBuilder:
         self.inference_s += time.perf_counter() - started
 
         labels = self.recognizer.labels
-        order = np.argsort(-probs)[: max(1, min(top_k, len(labels)))]
-        top = [{"action": labels[i], "confidence": round(float(probs[i]), 4)} for i in order]
+        top, uncertain = self.recognizer.rank(probs, top_k)
         segments = None
         if self.timeline and self.window_probs:
             bounds = [(start, end) for _, start, end in self.plan.windows[: self.next_window]]
@@ -416,7 +427,7 @@ class _PredictionBuilder:
             action=top[0]["action"],
             confidence=top[0]["confidence"],
             top_k=top,
-            uncertain=top[0]["confidence"] < self.recognizer.uncertain_below,
+            uncertain=uncertain,
             video=video,
             timings_ms={"decode": round(done.decode_ms, 1), "inference": round(inference_ms, 1)},
             warnings=list(done.warnings),

@@ -26,7 +26,7 @@ import numpy as np
 
 from actionrec.errors import ActionrecError
 from actionrec.inference import Recognizer
-from actionrec.video.decode import to_model_input
+from actionrec.video.decode import checked_model_input
 
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
@@ -76,12 +76,8 @@ class LiveRecognizer:
         if len(self.units) < self.units.maxlen:
             return None
         window = np.stack(list(self.units)[:: self.substeps])[None]
-        probs = self.recognizer.head(window)[0]
-        order = np.argsort(-probs)[: max(1, min(self.top_k, len(probs)))]
-        labels = self.recognizer.labels
-        top = [{"action": labels[i], "confidence": round(float(probs[i]), 4)} for i in order]
-        return LiveAnswer(round(time_s, 3), top[0]["action"], top[0]["confidence"], top,
-                          top[0]["confidence"] < self.recognizer.uncertain_below,
+        top, uncertain = self.recognizer.rank(self.recognizer.head(window)[0], self.top_k)
+        return LiveAnswer(round(time_s, 3), top[0]["action"], top[0]["confidence"], top, uncertain,
                           round(time.monotonic() - arrived, 4))
 
 
@@ -155,7 +151,8 @@ def watch(recognizer: Recognizer, source: str, on_answer: Callable[[LiveAnswer],
         try:
             for frame, media_s, arrived in frames_of(source, realtime):
                 if live.due(media_s):
-                    image = to_model_input(frame, recognizer.spec.image_size)
+                    image = checked_model_input(frame, recognizer.spec.image_size, recognizer.limits,
+                                                f"{source}: a frame")
                     answer = live.add(image, media_s, arrived)
                     if answer is not None:
                         on_answer(answer)

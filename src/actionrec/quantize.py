@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from actionrec.card import FEATURES_INPUT, INPUT_NAME, METADATA_KEY
+from actionrec.card import FEATURES_INPUT, INPUT_NAME, card_of_proto, write_card
 from actionrec.errors import ExportError
 from actionrec.files import atomic_output
-from actionrec.inference import read_card
 
 QUANTIZED_OPS = ("Conv", "Add", "Clip", "GlobalAveragePool")
 
@@ -30,14 +29,13 @@ def quantize_model(model_path: Path, clips: list[np.ndarray], out: Path, *, cali
     """Write an int8 copy of `model_path` to `out`, its activation ranges measured on `clips`
     ((T, S, S, 3) uint8 each). `calibrated_on` says where the clips came from (for the card)."""
     import onnx
-    from onnx import numpy_helper
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not clips:
         raise ExportError("no clips to calibrate the int8 model on: the run's validation clips could not be read.")
-    card = read_card(model_path)
     graph = onnx.load(str(model_path))
+    card = card_of_proto(graph, str(model_path))
     # The optional `features` input has a default (an initializer): calibration must treat it as an input.
     defaults = [init for init in graph.graph.initializer if init.name == FEATURES_INPUT]
     for init in defaults:
@@ -68,15 +66,12 @@ def quantize_model(model_path: Path, clips: list[np.ndarray], out: Path, *, cali
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=backbone,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         quantized = onnx.load(str(int8_path))
-    quantized.graph.initializer.extend(numpy_helper.from_array(numpy_helper.to_array(init), init.name)
-                                       for init in defaults)
+    quantized.graph.initializer.extend(defaults)
     card = replace(card, precision="int8", quantization={
         "method": "static, QDQ, per-channel int8 weights, uint8 activations (min-max)",
         "quantized": "the MobileNetV2 backbone; the temporal head is float",
         "calibrated_on": calibrated_on, "calibration_clips": len(clips)})
-    del quantized.metadata_props[:]
-    entry = quantized.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, card.to_json()
+    write_card(quantized, card)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(out) as tmp:
         onnx.save(quantized, str(tmp))

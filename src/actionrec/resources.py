@@ -3,6 +3,7 @@ that keeps the peak while some work runs. Used by the benchmarks and the load te
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
@@ -68,6 +69,7 @@ class PeakMemory:
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # instructions that make int8 convolutions fast
 
 
+@functools.cache  # the CPU does not change while a process runs; /v1/model asks on every page load
 def cpu_facts() -> dict:
     """This machine's CPU: architecture, cores, the vector instructions that matter for inference,
     and whether int8 models can be expected to pay (VNNI or AMX present)."""

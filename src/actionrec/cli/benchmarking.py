@@ -27,12 +27,13 @@ def benchmark(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Time answers and timelines against sequential decoding and their floors, on this machine."""
-    from actionrec.benchmark import benchmark_server, benchmark_video, compare_models, machine
+    from actionrec.benchmark import benchmark_server, benchmark_video, compare_models
+    from actionrec.resources import describe_cpu
     from actionrec.inference import Recognizer
 
     try:
         recognizer = Recognizer(model, threads=threads)
-        results = {"machine": machine(), "model": str(model), "threads": threads or "onnxruntime default",
+        results = {"machine": describe_cpu(), "model": str(model), "threads": threads or "onnxruntime default",
                    "videos": [benchmark_video(recognizer, video, repeats) for video in videos]}
         if compare:
             results["models"] = compare_models([model, *compare], videos[0], max(5, repeats), threads)
@@ -100,7 +101,7 @@ def benchmark_train(
     import shutil
     import tempfile
 
-    from actionrec.benchmark import machine
+    from actionrec.resources import describe_cpu
     from actionrec.training.benchmark import benchmark_training
     from actionrec.training.config import TrainConfig
 
@@ -116,7 +117,7 @@ def benchmark_train(
                              cache_dir=str(cache_dir or scratch / "cache"))
         result = benchmark_training(config, steps=steps, clips=clips or None,
                                     console=Console(stderr=True) if as_json else console)
-        result["machine"] = machine()
+        result["machine"] = describe_cpu()
     except (ActionrecError, ValueError, OSError) as exc:
         fail(str(exc))
     finally:
@@ -168,10 +169,11 @@ def benchmark_serving(
 ) -> None:
     """Dynamic batching measured: a real server's answers/s and latency at each concurrency, off and on."""
     needs_serving_extra()
-    from actionrec.benchmark import benchmark_batching, machine
+    from actionrec.benchmark import benchmark_batching
+    from actionrec.resources import describe_cpu
 
     result = benchmark_batching(model, video, tuple(concurrency), requests_per_client, workers, window_ms)
-    result["machine"] = machine()
+    result["machine"] = describe_cpu()
     if as_json:
         print(json.dumps(result, indent=2))
         return

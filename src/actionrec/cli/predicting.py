@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from actionrec.cli.common import EXIT_NOTHING_RAN, EXIT_USAGE, console, err_console, fail
 from actionrec.errors import ActionrecError
-from actionrec.video.probe import VIDEO_EXTENSIONS
+from actionrec.video.probe import VIDEO_EXTENSIONS, is_video_name
 
 RESULT_COLUMNS = ("path", "action", "confidence", "top_k", "uncertain", "error", "reason")
 
@@ -30,7 +30,7 @@ def expand(sources: list[str]) -> list[Path]:
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+            found += sorted(p for p in path.rglob("*") if is_video_name(p.name) and p.is_file()
                             and not any(part.startswith(".") for part in p.relative_to(path).parts))
         elif path.is_file():
             found.append(path)
@@ -92,11 +92,12 @@ class _Results:
 
     def write(self, result, progress: Progress | None) -> None:
         row = result.row()
+        flat = row | {"top_k": json.dumps(row["top_k"]) if row["top_k"] else None}  # a column, not a list
         if self.parquet is not None:
-            self.parquet.append(row | {"top_k": json.dumps(row["top_k"]) if row["top_k"] else None})
+            self.parquet.append(flat)
         if self.file is not None:
             if self.csv is not None:
-                self.csv.writerow(row | {"top_k": json.dumps(row["top_k"]) if row["top_k"] else None})
+                self.csv.writerow(flat)
             else:
                 full = result.prediction.to_dict() if result.prediction else {}
                 self.file.write(json.dumps(row | full) + "\n")
@@ -138,7 +139,7 @@ def _remote_videos(uris: list[str]) -> list[str]:
     return videos
 
 
-def _ray_answers(model: Path, videos: list[Path | str], address: Optional[str], top_k: int,
+def _ray_answers(recognizer, videos: list[Path | str], address: Optional[str], top_k: int,
                  actors: Optional[int], gpus: float, threads: Optional[int]):
     import importlib.util
 
@@ -147,8 +148,8 @@ def _ray_answers(model: Path, videos: list[Path | str], address: Optional[str], 
     if importlib.util.find_spec("ray") is None:
         fail("--ray needs Ray: `pip install 'actionrec[ray]'`.", EXIT_NOTHING_RAN)
 
-    return ray_predict(model, [_key(video) for video in videos], address=address, top_k=top_k, actors=actors,
-                       gpus_per_actor=gpus, threads=threads)
+    return ray_predict(recognizer.model_path, [_key(video) for video in videos], address=address, top_k=top_k,
+                       actors=actors, gpus_per_actor=gpus, threads=threads, card=recognizer.card)
 
 
 def _print_result(result) -> None:
@@ -197,6 +198,8 @@ def predict(
     remote = [source for source in sources if "://" in source]
     if remote and not ray:
         fail(f"{remote[0]}: URIs are read by Ray; add --ray.", EXIT_USAGE)
+    if ray and segments:
+        fail("--segments is not available with --ray yet: predict timelines locally.", EXIT_USAGE)
     local = expand([source for source in sources if "://" not in source]) if len(remote) < len(sources) else []
     videos: list[Path | str] = [*local, *(_remote_videos(remote) if remote else [])]
     if not videos:
@@ -220,9 +223,7 @@ def predict(
             progress.start()
             task = progress.add_task("videos", total=len(videos))
         if ray:
-            if segments:
-                fail("--segments is not available with --ray yet: predict timelines locally.", EXIT_USAGE)
-            answers = _ray_answers(model, videos, ray_address, top_k, ray_actors, ray_gpus, threads)
+            answers = _ray_answers(recognizer, videos, ray_address, top_k, ray_actors, ray_gpus, threads)
         else:
             answers = recognizer.predict_many(videos, workers=workers, top_k=top_k, segments=segments,
                                               timeout_s=timeout_s)

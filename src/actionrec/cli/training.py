@@ -242,10 +242,11 @@ def _evaluate_model_files(models: list[Path], data_dir: Optional[Path], dataset:
     try:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("Reading validation clips", total=None)
-            clips = validation_clips(data_dir, Recognizer(models[0]), dataset=dataset, split=split,
+            recognizers = [Recognizer(model) for model in models]
+            clips = validation_clips(data_dir, recognizers[0], dataset=dataset, split=split,
                                      val_fraction=val_fraction, seed=seed, limit=limit,
                                      progress=lambda done, total: progress.update(task, completed=done, total=total))
-        results = evaluate_files(models, clips)
+        results = evaluate_files(recognizers, clips)
     except (ActionrecError, ValueError, OSError) as exc:
         fail(str(exc))
     if as_json:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence, TypeVar
 
-from actionrec.video.probe import VIDEO_EXTENSIONS
+from actionrec.video.probe import is_video_name
 
 # UCF101 clip names: v_<Class>_g<group>_c<clip>.<ext>
 UCF_CLIP_NAME = re.compile(r"^v_(?P<name>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$", re.IGNORECASE)
@@ -34,8 +34,18 @@ class DatasetSplit:
     warnings: list[str] = field(default_factory=list)
 
 
+Item = TypeVar("Item")
+
+
+def evenly(items: Sequence[Item], count: int | None) -> Sequence[Item]:
+    """Up to `count` of `items`, evenly spread over them (all of them for None or 0)."""
+    if not count or count >= len(items):
+        return items
+    return items[:: len(items) // count][:count]
+
+
 def is_video_file(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+    return is_video_name(path.name) and path.is_file()
 
 
 def clip_group(path: Path) -> str:

@@ -13,7 +13,6 @@ from collections import defaultdict
 from pathlib import Path
 
 from actionrec.datasets.base import (
-    VIDEO_EXTENSIONS,
     DatasetSplit,
     Sample,
     clip_group,
@@ -21,6 +20,7 @@ from actionrec.datasets.base import (
     leaking_groups,
     read_list_file,
 )
+from actionrec.video.probe import VIDEO_EXTENSIONS
 from actionrec.errors import DatasetError
 
 TINY_CLASS_CLIPS = 5

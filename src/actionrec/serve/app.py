@@ -211,7 +211,9 @@ def serve(settings: ServerSettings, *, decode: DecodeFunction = stream_predictio
     config = uvicorn.Config(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
                             http=protocol_with_header_timeout(settings.header_timeout_s), timeout_keep_alive=5,
                             timeout_graceful_shutdown=settings.drain_timeout_s)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "actionrec"):  # after uvicorn's logging setup
+    # After uvicorn's logging setup; on the loggers that write request lines (a filter on a parent
+    # logger does not see its children's records).
+    for name in ("uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).addFilter(HideKeys())
     _Server(config).run()
 

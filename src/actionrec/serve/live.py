@@ -28,7 +28,7 @@ import time
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from actionrec.errors import DecodeCrashed, DecodersBusy, DecodeTimedOut, VideoError
+from actionrec.errors import ActionrecError, DecodersBusy, WorkerLost
 from actionrec.live import LiveRecognizer
 from actionrec.serve.routes import key_problem
 from actionrec.serve.service import PredictionService
@@ -80,7 +80,7 @@ async def live(websocket: WebSocket) -> None:
 async def _serve_stream(websocket: WebSocket, service: PredictionService) -> None:
     recognizer = service.recognizer
     top_k = websocket.query_params.get("top_k", "3")
-    live = LiveRecognizer(recognizer, top_k=min(1000, max(1, int(top_k))) if top_k.isdigit() else 3)
+    live = LiveRecognizer(recognizer, top_k=int(top_k) if top_k.isdigit() else 3)  # it keeps 1 to all
     await websocket.send_json({"type": "ready", "sample_interval_s": round(live.step_s, 4),
                                "window_s": round(recognizer.timeline.window_s, 3),
                                "image_size": recognizer.spec.image_size, "labels": recognizer.labels})
@@ -108,15 +108,15 @@ async def _serve_stream(websocket: WebSocket, service: PredictionService) -> Non
         job = (read_image, (data, recognizer.spec.image_size, recognizer.limits), {})
         try:  # a frame waits for a worker only briefly: better to skip it than to fall behind
             image = await service.pool.run(job, next, wait_s=LIVE_WORKER_WAIT_S)
-        except VideoError as exc:
-            await _end(websocket, 1003, str(exc), exc.reason)
-            return
-        except (DecodeCrashed, DecodeTimedOut):
-            await _end(websocket, 1003, "A frame could not be decoded: the decoder failed on it.", "crashed")
-            return
         except DecodersBusy:
             await websocket.send_json({"type": "skipped"})  # the next frame comes soon
             continue
+        except WorkerLost as exc:  # not the frame's fault: the client may connect again
+            await _end(websocket, 1013, str(exc), exc.reason)
+            return
+        except ActionrecError as exc:  # the frame's: not an image, or one the decoder failed on
+            await _end(websocket, 1003, str(exc), exc.reason)
+            return
         answer = await run_in_threadpool(live.add, image, arrived - started, arrived)
         if answer is None:
             await websocket.send_json({"type": "warming_up", "frames": len(live.units), "needed": live.units.maxlen})

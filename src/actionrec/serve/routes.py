@@ -40,7 +40,7 @@ from actionrec.serve.schemas import (
     raw_body_openapi,
 )
 from actionrec.serve.service import PredictionService
-from actionrec.video.probe import VIDEO_EXTENSIONS
+from actionrec.video.probe import is_video_name
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -195,7 +195,7 @@ def _examples(service: PredictionService) -> dict[str, Path]:
     if folder is None or not folder.is_dir():
         return {}
     return {path.name: path for path in sorted(folder.iterdir())
-            if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")}
+            if is_video_name(path.name) and path.is_file()}
 
 
 @router.get("/v1/examples", tags=["service"], summary="Example videos the page offers to try")

@@ -49,8 +49,7 @@ class PredictionService:
         self.pending = 0  # predictions in progress
         self.uploads = 0  # uploads being received
         self.live_streams = 0
-        self._release_pending = False
-        self._background: set[asyncio.Task] = set()
+        self._release: asyncio.Task | None = None  # gives the model's working memory back once idle
         self.upload_dir = Path(tempfile.mkdtemp(prefix="actionrec-uploads-"))
 
     async def start(self) -> None:
@@ -63,6 +62,8 @@ class PredictionService:
         log.info("CPU: %s; %s", describe_cpu(cpu), _int8_note(cpu["int8_pays"], precision))
 
     async def stop(self) -> None:
+        if self._release is not None:
+            self._release.cancel()
         await self.pool.close()
         shutil.rmtree(self.upload_dir, ignore_errors=True)
 
@@ -90,11 +91,8 @@ class PredictionService:
         finally:
             self.pending -= 1
             self.metrics.set_in_progress(self.pending)
-            if self.pending == 0 and not self._release_pending:
-                self._release_pending = True
-                task = asyncio.get_running_loop().create_task(self._release_when_idle())
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+            if self.pending == 0 and (self._release is None or self._release.done()):
+                self._release = asyncio.get_running_loop().create_task(self._release_when_idle())
 
     async def _release_when_idle(self) -> None:
         """Once no request has come for a second, give the model's working memory back."""
@@ -104,8 +102,6 @@ class PredictionService:
                 await asyncio.to_thread(self.recognizer.release_memory)
         except Exception:  # a missed release costs memory, not answers
             log.exception("could not give back the model's working memory")
-        finally:
-            self._release_pending = False
 
     async def predict(self, video: Path, *, top_k: int, segments: bool) -> Prediction:
         """Predict from an uploaded video file (which stays for the caller to delete)."""

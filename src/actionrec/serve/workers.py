@@ -98,8 +98,8 @@ class DecodeProcess:
 
     def results(self, job: Job, timeout: float) -> Iterator[Any]:
         """Send `job` and yield what it produces as it comes. `timeout` bounds the time spent
-        waiting for the worker, not the time the caller takes between items."""
-        self.idle = False
+        waiting for the worker, not the time the caller takes between items. The caller marks the
+        worker busy before it hands the job over."""
         budget = timeout
         try:
             self.conn.send(job)

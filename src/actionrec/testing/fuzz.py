@@ -54,10 +54,12 @@ def seed_files() -> dict[str, bytes]:
         except Exception:  # an encoder this FFmpeg build lacks: fuzz the others
             continue
         seeds[name] = buffer.getvalue()
+    from actionrec.video.probe import is_video_name
+
     folder = os.environ.get("ACTIONREC_SAMPLE_VIDEOS")
     if folder and Path(folder).is_dir():
         for path in sorted(Path(folder).iterdir()):
-            if path.suffix.lower() in (".mp4", ".mov", ".avi", ".mkv", ".webm"):
+            if is_video_name(path.name):
                 seeds[path.name] = path.read_bytes()
     return seeds
 

@@ -62,10 +62,18 @@ def _rss_mb(pid: int) -> float:
     return memory_mb(pid)[1]
 
 
-def start_server(model: Path, port: int, workers: int, log: Path, options: tuple[str, ...] = ()) -> subprocess.Popen:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(model: Path, port: int, workers: int, log: Path | None, options: tuple[str, ...] = ()) -> subprocess.Popen:
+    """`actionrec serve` as its own process, free of this one's ACTIONREC_* settings, once ready."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")}
+    output = open(log, "wb") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen([sys.executable, "-m", "actionrec.cli", "serve", str(model), "--port", str(port),
-                                "--workers", str(workers), *options], stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                                "--workers", str(workers), *options], stdout=output, stderr=subprocess.STDOUT,
                                env=env)
     deadline = time.monotonic() + 120
     while True:
@@ -75,7 +83,7 @@ def start_server(model: Path, port: int, workers: int, log: Path, options: tuple
         except httpx.TransportError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not start; see {log}")
+            raise RuntimeError("the server did not start" + (f"; see {log}" if log else ""))
         time.sleep(0.2)
 
 
@@ -192,9 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         from actionrec.testing import make_untrained_model
 
         model = make_untrained_model(folder / "model.onnx")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     bodies = uploads()
     process = start_server(model, port, args.workers, folder / "server.log")

@@ -6,6 +6,8 @@ and validation no longer improving (during the run) or the run over.
 
 from __future__ import annotations
 
+from actionrec.training.metrics import best_epoch_index
+
 GAP = 0.25  # training accuracy this far above the best validation accuracy...
 MEMORISED = 0.8  # ...and this high: early on both can sit low while batch-norm statistics settle
 
@@ -14,9 +16,10 @@ def overfitting_advice(history: list[dict], num_train: int, end_to_end: bool, fl
                        final: bool = False, shift: float = 0.0) -> str | None:
     """A message saying what to change, or None while the run still generalises. During a run
     (`final` False) only once validation has stalled for a while."""
-    if len(history) < 5:
+    index = best_epoch_index(history)
+    if len(history) < 5 or index is None or "val_acc" not in history[index]:
         return None
-    best = max(history, key=lambda row: row["val_acc"])
+    best = history[index]
     last = history[-1]
     if last["train_acc"] < MEMORISED or last["train_acc"] - best["val_acc"] < GAP:
         return None

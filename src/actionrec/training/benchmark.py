@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from actionrec.datasets import evenly
 from actionrec.errors import TrainingError
 from actionrec.resources import PeakMemory
 from actionrec.training import runtime as runtimes
@@ -79,13 +80,11 @@ def benchmark_training(config: TrainConfig, steps: int = 20, clips: int | None =
         if not runtime.cuda:
             torch.set_num_threads(runtimes.cores_per_process())
         dataset = load_split(config, console)
-        samples = dataset.train
-        if clips and clips < len(samples):
-            samples = samples[:: len(samples) // clips][:clips]
+        samples = evenly(dataset.train, clips)
         model, backbone_id = build_model(config, len(dataset.classes), console)
         extractor = extractor_for(config, model, backbone_id, console, runtime)
 
-        on_the_fly = config.decode_on_the_fly and config.end_to_end
+        on_the_fly = config.on_the_fly
         missing = 0 if on_the_fly else len(cache_for(config, config.train_views, backbone_id).missing(
             [s.path for s in samples]))
         with PeakMemory() as cache_memory, _Utilisation(runtime) as cache_gpu:

@@ -94,6 +94,11 @@ class TrainConfig:
         return self.finetune or self.backbone_weights == "none"
 
     @property
+    def on_the_fly(self) -> bool:
+        """Training clips decoded afresh each epoch: asked for, and end to end (features are cached)."""
+        return self.decode_on_the_fly and self.end_to_end
+
+    @property
     def spec(self) -> ClipSpec:
         return ClipSpec(self.frames, self.image_size)
 

@@ -11,7 +11,6 @@ size, so the gradients DDP averages are those of one process training on the who
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,24 +71,11 @@ def epoch_batches(keys: list[tuple], batch_size: int, shard: Shard) -> list[tupl
     return batches
 
 
-class _Batches:
-    """A batch sampler over precomputed batches (the loader reads batch k+1 while k trains)."""
-
-    def __init__(self, batches: list[list[tuple]]) -> None:
-        self.batches = batches
-
-    def __iter__(self) -> Iterator[list[tuple]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
 PREFETCH_BATCHES = 2  # read ahead by each loader worker
 
 
 def loader(dataset: Dataset, batches: list[list[tuple]], workers: int, pin_memory: bool) -> DataLoader:
-    return DataLoader(dataset, batch_sampler=_Batches(batches), num_workers=workers, pin_memory=pin_memory,
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
                       persistent_workers=False, prefetch_factor=PREFETCH_BATCHES if workers else None)
 
 

@@ -109,9 +109,7 @@ def cache_root(config: TrainConfig) -> Path:
 
 def gpu_extractor(model: ActionModel, runtime: Runtime) -> FeatureFunction:
     """frames (N, T, S, S, 3) uint8 -> features float16, by PyTorch on the GPU in mixed precision."""
-    wrapped = FrameFeatures(model).to(runtime.device).eval()
-    if runtime.cuda:
-        wrapped = wrapped.to(memory_format=torch.channels_last)
+    wrapped = FrameFeatures(model).to(runtime.device).eval().to(memory_format=torch.channels_last)
 
     def extract(frames: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(frames)).pin_memory().to(runtime.device, non_blocking=True)
@@ -122,8 +120,7 @@ def gpu_extractor(model: ActionModel, runtime: Runtime) -> FeatureFunction:
 
 
 class FeatureSource:
-    """How `build_cache` gets frozen-backbone features: calling it gives the extractor, made once on
-    first use (ONNX Runtime on a CPU, PyTorch on a GPU); `onnx_graph` the exported graph Ray's
+    """How `build_cache` gets frozen-backbone features: `extract`, made once on first use (ONNX Runtime on a CPU, PyTorch on a GPU); `onnx_graph` the exported graph Ray's
     workers run, whichever device this process uses."""
 
     def __init__(self, model: ActionModel, folder: Path, console: Console, runtime: Runtime | None) -> None:
@@ -134,9 +131,6 @@ class FeatureSource:
         if self.runtime is not None and self.runtime.cuda:
             return gpu_extractor(self.model, self.runtime)
         return feature_extractor(self.model, self.folder, self.console)
-
-    def __call__(self) -> FeatureFunction:
-        return self.extract
 
     def onnx_graph(self) -> Path:
         return frame_feature_graph(self.model, self.folder)
@@ -190,7 +184,7 @@ def build_cache(
     if missing and config.ray:
         failures = _build_on_ray(config, cache, missing, views, backbone_id, console, what, extractor)
     elif missing:
-        extract = None if extractor is None else extractor()
+        extract = None if extractor is None else extractor.extract
         batch = GPU_EXTRACTION_BATCH if runtime is not None and runtime.cuda else CPU_EXTRACTION_BATCH
         pending: list[tuple[Path, np.ndarray]] = []
         started = time.perf_counter()

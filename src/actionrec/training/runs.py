@@ -27,6 +27,7 @@ import torch
 
 from actionrec import __version__
 from actionrec.card import ModelCard
+from actionrec.datasets import evenly
 from actionrec.errors import TrainingError
 from actionrec.export import export_model
 from actionrec.files import atomic_output, write_json, write_text
@@ -165,14 +166,14 @@ class RunDir:
         from actionrec.quantize import quantize_model
 
         config = self.config
-        clips = validation_clips(config.data_dir, Recognizer(model_path), dataset=config.dataset,
+        fp32 = Recognizer(model_path)
+        clips = validation_clips(config.data_dir, fp32, dataset=config.dataset,
                                  split=config.split, val_fraction=config.val_fraction, seed=config.seed,
                                  limit=compare_clips, progress=progress)
-        step = max(1, len(clips.frames) // calibration_clips)
-        calibration = clips.frames[::step][:calibration_clips]
+        calibration = evenly(clips.frames, calibration_clips)
         out = model_path.with_name(model_path.stem + ".int8.onnx")
         quantize_model(model_path, calibration, out,
                        calibrated_on=f"{len(calibration)} validation clips of {config.data_dir}")
-        comparison = evaluate_files([model_path, out], clips)
+        comparison = evaluate_files([fp32, Recognizer(out)], clips)
         write_json(self.path / "int8_comparison.json", comparison)
         return out, comparison

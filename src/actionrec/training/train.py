@@ -137,7 +137,7 @@ def _sides(config: TrainConfig, model: ActionModel, dataset: DatasetSplit, backb
     extractor = extractor_for(config, model, backbone_id, console, runtime)
     for name, samples, views, what in (("training", dataset.train, config.train_views, "Caching training clips"),
                                        ("validation", dataset.val, config.test_views, "Caching validation clips")):
-        if name == "training" and config.decode_on_the_fly and config.end_to_end:
+        if name == "training" and config.on_the_fly:
             sides.append(Side(samples, None, 1))
             continue
         cache, usable, failed = build_cache(config, samples, views, backbone_id, console, what, extractor, runtime)
@@ -217,12 +217,13 @@ def epoch_loader(side: Side, config: TrainConfig, epoch: int, generator: torch.G
 
 def train_step(step: nn.Module, model: ActionModel, batch: torch.Tensor, target: torch.Tensor, global_size: int,
                config: TrainConfig, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
-               scaler: torch.amp.GradScaler, runtime: Runtime) -> tuple[float, int]:
+               scaler: torch.amp.GradScaler, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on this rank's part of a batch, its gradients accumulated over micro-
-    batches of `config.micro_batch_size` clips; returns its (summed loss, correct)."""
+    batches of `config.micro_batch_size` clips; returns its (summed loss, correct) as tensors where
+    the batch is, so that a GPU is not waited for at every step."""
     weight = runtime.world / global_size if global_size else 0.0  # DDP averages over ranks: the batch mean
     optimizer.zero_grad(set_to_none=True)
-    loss_sum, correct = 0.0, 0
+    loss_sum = correct = torch.zeros((), device=batch.device)
     size = config.micro_batch_size or len(batch)
     starts = range(0, len(batch), size)
     for start in starts:
@@ -234,8 +235,8 @@ def train_step(step: nn.Module, model: ActionModel, batch: torch.Tensor, target:
             part = target[start : start + size]
             losses = F.cross_entropy(logits.float(), part, label_smoothing=config.label_smoothing, reduction="none")
             scaler.scale(losses.sum() * weight).backward()
-        loss_sum += losses.sum().item()
-        correct += int((logits.argmax(-1) == part).sum().item())
+        loss_sum = loss_sum + losses.detach().sum()
+        correct = correct + (logits.argmax(-1) == part).sum()
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP_NORM)
     scaler.step(optimizer)
@@ -252,12 +253,15 @@ def _train_epoch(step: nn.Module, model: ActionModel, side: Side, config: TrainC
     model.train()
     if not config.end_to_end:
         model.backbone.eval()  # frozen: keep its batch-norm statistics
-    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, clips
+    # Loss sum, correct, clips: kept where the batches are (NCCL reduces GPU tensors only), read once.
+    totals = torch.zeros(3, dtype=torch.float64, device=runtime.device)
     for batch, target, global_size in epoch_loader(side, config, epoch, generator, runtime):
         loss, correct = train_step(step, model, batch, target, global_size, config, optimizer, scheduler, scaler,
                                    runtime)
         if global_size:
-            totals += torch.tensor([loss, correct, len(target)], dtype=torch.float64)
+            totals[0] += loss
+            totals[1] += correct
+            totals[2] += len(target)
     if runtime.distributed:
         dist.all_reduce(totals)
     return float(totals[0] / totals[2]), float(totals[1] / totals[2])
@@ -271,7 +275,7 @@ def _loader_workers(config: TrainConfig, runtime: Runtime) -> int:
     cached arrays two ahead of a GPU and none on a CPU (reading them is cheap beside a CPU step)."""
     if config.workers is not None:
         return config.workers
-    if config.decode_on_the_fly:
+    if config.on_the_fly:
         return runtimes.cores_per_process()
     return CACHED_LOADER_WORKERS_ON_GPU if runtime.cuda else 0
 
@@ -284,11 +288,13 @@ def predict_arrays(model: ActionModel, side: Side, config: TrainConfig, runtime:
     shard = Shard(runtime.rank, runtime.world)
     batches = validation_batches(len(side.samples), config.micro_batch_size or config.batch_size, shard)
     mine: list[np.ndarray] = []
+    forward = _Step(model, config.end_to_end)
+    workers = _loader_workers(config, runtime)
     with torch.inference_mode():
-        for arrays, _ in loader(CachedViews(side.cache, side.samples), batches, _loader_workers(config, runtime), runtime.cuda):
+        for arrays, _ in loader(CachedViews(side.cache, side.samples), batches, workers, runtime.cuda):
             flat = _to_device(arrays.reshape(-1, *arrays.shape[2:]), runtime)
             with runtime.autocast():
-                logits = model(flat) if config.end_to_end else model.forward_head(flat.float())
+                logits = forward(flat)
             probs = torch.softmax(logits.float(), dim=-1).reshape(len(arrays), arrays.shape[1], -1).mean(dim=1)
             mine.append(probs.cpu().numpy())
     classes = model.config.num_classes

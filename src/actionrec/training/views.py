@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actionrec.datasets import Sample
+from actionrec.datasets import Sample, evenly
 from actionrec.errors import VideoError
 from actionrec.training.config import TRAINING_LIMITS
 from actionrec.video import ClipSpec, probe, read_clip, read_views
@@ -68,7 +68,7 @@ def typical_duration(samples: list[Sample], at_most: int = 200) -> float | None:
 
     Exported models record it: a timeline's windows are as long as the clips the model learned from.
     """
-    picked = samples[:: max(1, len(samples) // at_most)]
+    picked = evenly(samples, at_most)
     durations = []
     for sample in picked:
         try:

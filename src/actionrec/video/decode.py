@@ -62,13 +62,19 @@ class _SeekFailed(Exception):
     """Seeking did not land where the index said, or timestamps did not match the probe's."""
 
 
+def checked_model_input(frame: av.VideoFrame, image_size: int, limits: DecodeLimits, what: str,
+                        hint: str = "") -> np.ndarray:
+    """`to_model_input`, for a frame within the pixel limit; FrameTooLargeError otherwise."""
+    if frame.width * frame.height > limits.max_pixels:
+        raise FrameTooLargeError(f"{what} is {frame.width}x{frame.height}, larger than the limit of "
+                                 f"{limits.max_pixels:,} pixels.{hint}")
+    return to_model_input(frame, image_size)
+
+
 def _checked_convert(frame: av.VideoFrame, image_size: int, limits: DecodeLimits, name: str,
                      outcome: DecodeOutcome) -> np.ndarray:
-    if frame.width * frame.height > limits.max_pixels:
-        raise FrameTooLargeError(f"{name}: a frame is {frame.width}x{frame.height}, larger than the limit of "
-                                 f"{limits.max_pixels:,} pixels.")
     outcome.rotation = int(frame.rotation or 0)
-    return to_model_input(frame, image_size)
+    return checked_model_input(frame, image_size, limits, f"{name}: a frame")
 
 
 def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], image_size: int,
@@ -281,14 +287,8 @@ def read_image(data: bytes, image_size: int, limits: DecodeLimits = DecodeLimits
         raise NotAnImageError("The camera frame is not an image FFmpeg can read. Send each frame as a JPEG or "
                               "PNG image.") from None
     with decoder_failures("the camera frame"):
-        return _camera_frame(frame, image_size, limits)
+        return checked_model_input(frame, image_size, limits, "The camera frame",
+                                   " Send smaller frames (640 wide is plenty).")
 
 
-def _camera_frame(frame: av.VideoFrame, image_size: int, limits: DecodeLimits) -> np.ndarray:
-    if frame.width * frame.height > limits.max_pixels:
-        raise FrameTooLargeError(f"The camera frame is {frame.width}x{frame.height}, larger than the limit of "
-                                 f"{limits.max_pixels:,} pixels. Send smaller frames (640 wide is plenty).")
-    return to_model_input(frame, image_size)
-
-
-__all__ = ["DecodeOutcome", "read_clip", "read_frames", "read_image", "read_views", "to_model_input"]
+__all__ = ["DecodeOutcome", "checked_model_input", "read_clip", "read_frames", "read_image", "read_views", "to_model_input"]

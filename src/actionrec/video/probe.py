@@ -36,6 +36,12 @@ VideoSource = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
 # What counts as a video file where folders are searched (datasets, `actionrec predict FOLDER`).
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
+
+def is_video_name(name: str) -> bool:
+    """Whether a file of this name is taken for a video where folders are searched: a video
+    extension, and not hidden (`._clip.mp4` is macOS metadata)."""
+    return Path(name).suffix.lower() in VIDEO_EXTENSIONS and not Path(name).name.startswith(".")
+
 # Containers whose demuxers seek by an index to a keyframe, with timestamps worth matching on.
 SEEKABLE_CONTAINERS = ("mov", "mp4", "matroska", "webm")
 

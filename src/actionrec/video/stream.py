@@ -87,15 +87,14 @@ def stream_prediction_frames(source: VideoSource, spec: ClipSpec, limits: Decode
 
     outcome = DecodeOutcome()
     read: set[int] = set()
-    frames = read_frames(source, video, np.union1d(clip, samples), spec.image_size, limits, outcome)
-    yield from clock.paused(_chunks(frames, chunk_frames, read))
+    wanted = np.union1d(clip, samples)
+    yield from clock.paused(_chunks(read_frames(source, video, wanted, spec.image_size, limits, outcome),
+                                    chunk_frames, read))
     warnings = list(outcome.warnings)
     times = video.times
-    if read.issuperset(clip.tolist()) and not read.issuperset(samples.tolist()):
-        # The clip is whole, but the timeline's later samples never came: it ends early, and says why.
+    if not read.issuperset(wanted.tolist()):  # the stream broke: a timeline ends early, a clip is planned again
         warnings.append(broken_stream(video, outcome, spec, limits, name))
     if not read.issuperset(clip.tolist()):
-        warnings.append(broken_stream(video, outcome, spec, limits, name))
         times = video.times[: outcome.decoded]
         clip = sample_indices(times, spec.num_frames)
         yield from clock.paused([ClipReplanned(clip)])

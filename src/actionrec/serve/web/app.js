@@ -250,7 +250,7 @@
       state.request = null;
       const body = request.response || {};
       if (request.status === 200) showAnswer(body);
-      else showFailure(request.status, body.detail, request.getResponseHeader("Retry-After"));
+      else showFailure(request.status, body.detail, body.reason, request.getResponseHeader("Retry-After"));
     });
     request.addEventListener("error", () => {
       state.request = null;
@@ -259,10 +259,10 @@
     request.send(file);
   }
 
-  function showFailure(status, detail, retryAfter) {
+  function showFailure(status, detail, reason, retryAfter) {
     let said = typeof detail === "string" ? detail.replace(/^the uploaded video: /, "") : "";
     said = said.charAt(0).toUpperCase() + said.slice(1);
-    const empty = status === 400 && /empty/i.test(said);
+    const empty = reason === "empty";
     if ([413, 415, 422].includes(status) || empty) resetStage();  // the file itself was the problem
     if (status === 401) {
       showKeyCard(true);
@@ -278,7 +278,7 @@
     } else if (status === 415) {
       showError("This file isn't a video", "Choose a video file (MP4, MOV, WebM, MKV or AVI).", { detail: said });
     } else if (status === 422) {
-      const [title, text] = explainUnreadable(said);
+      const [title, text] = explainUnreadable(reason);
       showError(title, text, { detail: said });
     } else if (status === 503) {
       const wait = Number(retryAfter) || 2;
@@ -290,10 +290,10 @@
     }
   }
 
-  function explainUnreadable(detail) {
-    if (/longer than the limit/.test(detail)) return ["This video is too long", "Cut it into shorter pieces and try again."];
-    if (/pixels/.test(detail)) return ["This video's resolution is too high", "Export it at 1080p or lower and try again."];
-    if (/within \d/.test(detail)) return ["This video took too long to read", "Try a shorter or smaller version of it."];
+  function explainUnreadable(reason) {  // the server's stable reason codes (README, "reason")
+    if (reason === "too_long") return ["This video is too long", "Cut it into shorter pieces and try again."];
+    if (reason === "frame_too_large") return ["This video's resolution is too high", "Export it at 1080p or lower and try again."];
+    if (reason === "decode_timeout") return ["This video took too long to read", "Try a shorter or smaller version of it."];
     return ["This file isn't a video we can read", "It may be damaged or in a format we don't support. " +
             "Try re-exporting it as MP4."];
   }
