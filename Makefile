@@ -3,8 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SAMPLES ?= $(abspath ../shared/videos)
+# Real material beside the checkout, when there (tests that need it skip, saying why, without it):
+# torchvision's ImageNet MobileNetV2 checkpoint, copied into a TORCH_HOME of the tests' own so that
+# `--backbone-weights imagenet` runs offline with its hash check, and real UCF101 clips.
+WEIGHTS ?= $(abspath ../shared/weights)
+REAL_CLIPS ?= $(abspath ../shared/real/ucf101-6)
+TEST_TORCH_HOME ?= $(abspath .test-torch)
+CHECKPOINT := mobilenet_v2-b0353104.pth
+ifneq ($(wildcard $(WEIGHTS)/$(CHECKPOINT)),)
+TEST_TORCH_HOME_ENV := TORCH_HOME=$(TEST_TORCH_HOME)
+endif
 
-.PHONY: setup setup-ray demo test test-fast browser fuzz loadtest clean
+.PHONY: setup setup-ray demo test test-fast test-weights browser fuzz loadtest clean
 
 setup: $(VENV)/.installed
 
@@ -29,9 +39,16 @@ browser:
 demo: setup
 	$(VENV)/bin/actionrec demo
 
-test: setup setup-ray browser
+# The checkpoint goes where torch.hub looks for it, after its SHA-256 is checked.
+test-weights:
+	@if [ -f "$(WEIGHTS)/$(CHECKPOINT)" ] && [ ! -f "$(TEST_TORCH_HOME)/hub/checkpoints/$(CHECKPOINT)" ]; then \
+	  (cd "$(WEIGHTS)" && sha256sum --quiet -c SHA256SUMS) && mkdir -p "$(TEST_TORCH_HOME)/hub/checkpoints" && \
+	  cp "$(WEIGHTS)/$(CHECKPOINT)" "$(TEST_TORCH_HOME)/hub/checkpoints/"; fi
+
+test: setup setup-ray browser test-weights
 	ACTIONREC_SAMPLE_VIDEOS=$${ACTIONREC_SAMPLE_VIDEOS:-$(if $(wildcard $(SAMPLES)),$(SAMPLES),)} \
-	  $(PY) -m pytest -q
+	ACTIONREC_REAL_CLIPS=$${ACTIONREC_REAL_CLIPS:-$(if $(wildcard $(REAL_CLIPS)),$(REAL_CLIPS),)} \
+	$(TEST_TORCH_HOME_ENV) $(PY) -m pytest -q
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not browser"
@@ -46,4 +63,4 @@ loadtest: setup
 	$(PY) -m actionrec.testing.loadtest --requests 2000 --concurrency 32 --slow 100 --idle 1000
 
 clean:
-	rm -rf $(VENV) demo artifacts .pytest_cache fuzz-findings
+	rm -rf $(VENV) demo artifacts .pytest_cache fuzz-findings .test-torch

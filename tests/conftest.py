@@ -82,3 +82,29 @@ def serve_command(options: list[str], log_path: Path, env: dict[str, str] | None
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def imagenet_checkpoint() -> Path:
+    """torchvision's ImageNet MobileNetV2 checkpoint where torch.hub looks for it (`make test` copies
+    it from ../shared/weights into a TORCH_HOME of the tests' own), so `imagenet` runs offline."""
+    import torch
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / "mobilenet_v2-b0353104.pth"
+    if not path.is_file():
+        pytest.skip(f"no ImageNet MobileNetV2 checkpoint at {path} (`make test` puts ../shared/weights' copy "
+                    "there; on a machine with internet the first `--backbone-weights imagenet` run downloads it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_clips() -> Path:
+    """Real UCF101 clips laid out as UCF101 is (Class/v_Class_gNN_cNN.avi): ACTIONREC_REAL_CLIPS."""
+    folder = os.environ.get("ACTIONREC_REAL_CLIPS")
+    if not folder:
+        pytest.skip("ACTIONREC_REAL_CLIPS is not set: no real UCF101 clips to test on (`make test` sets it to "
+                    "../shared/real/ucf101-6 where that exists)")
+    path = Path(folder)
+    if not path.is_dir() or not any(path.glob("*/*.avi")):
+        pytest.skip(f"ACTIONREC_REAL_CLIPS={folder} holds no Class/*.avi clips")
+    return path

@@ -15,6 +15,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
@@ -154,16 +155,7 @@ def load_backbone_weights(model: ActionModel, weights: str) -> str:
     if weights == "imagenet":
         if model.config.width_mult != 1.0:
             raise BackboneWeightsError("ImageNet weights exist only for width_mult 1.0.")
-        try:
-            state = MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
-        except Exception as exc:  # URLError, timeouts, SSL errors, a corrupt partial download
-            url = MobileNet_V2_Weights.IMAGENET1K_V1.url
-            raise BackboneWeightsError(
-                f"Could not fetch the ImageNet weights for MobileNetV2 from {url} ({exc}). "
-                "Either download that file elsewhere and pass its path "
-                "(--backbone-weights /path/to/mobilenet_v2-b0353104.pth), or train without "
-                "pretrained weights (--backbone-weights none, which trains the backbone too)."
-            ) from None
+        state = imagenet_state_dict()
         weights_id = "imagenet1k_v1"
     else:
         path = Path(weights)
@@ -182,6 +174,39 @@ def load_backbone_weights(model: ActionModel, weights: str) -> str:
             f"{weights}: does not fit MobileNetV2 (width_mult {model.config.width_mult}): {exc}"
         ) from None
     return weights_id
+
+
+def imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet MobileNetV2 checkpoint, from its cache (`$TORCH_HOME/hub/checkpoints/`)
+    or downloaded there, its SHA-256 checked against the prefix in its name either way (torchvision
+    checks a download only, so a damaged copy in the cache would otherwise load as it is)."""
+    weights = MobileNet_V2_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    if cached.is_file():
+        check_checkpoint_hash(cached)
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # URLError, timeouts, SSL errors, a download that fails its hash check
+        raise BackboneWeightsError(
+            f"Could not fetch the ImageNet weights for MobileNetV2 from {weights.url} ({exc}). "
+            f"Either download that file elsewhere and put it in {cached.parent} (or pass its path: "
+            "--backbone-weights /path/to/mobilenet_v2-b0353104.pth), or train without "
+            "pretrained weights (--backbone-weights none, which trains the backbone too)."
+        ) from None
+
+
+def check_checkpoint_hash(path: Path) -> None:
+    """Raise BackboneWeightsError unless the file's SHA-256 starts with the hash in its name
+    (`mobilenet_v2-b0353104.pth`), as torch.hub names and checks its downloads."""
+    match = torch.hub.HASH_REGEX.search(path.name)
+    if not match:
+        return
+    digest = _file_digest(path)
+    if not digest.startswith(match.group(1)):
+        raise BackboneWeightsError(
+            f"{path}: damaged or not the file its name says (SHA-256 {digest[:8]}..., expected "
+            f"{match.group(1)}...). Delete it; the next run downloads it again (or copy a good one there)."
+        )
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
