@@ -281,3 +281,22 @@ def test_training_says_what_to_change_when_it_memorises_its_clips():
     settling = _history([0.2, 0.3, 0.4, 0.45, 0.5, 0.55], [0.125] * 6)  # batch-norm statistics settling
     assert overfitting_advice(settling, 256, True, False, final=True) is None
     assert "a larger --shift than 0.125" in overfitting_advice(memorising, 256, True, False, shift=0.125)
+
+
+def test_a_folder_datasets_schedule_follows_its_size():
+    from actionrec.training.config import MIN_HEAD_STEPS, TrainConfig
+
+    def schedule(clips: int, **settings) -> tuple[int, int]:
+        config = TrainConfig(data_dir="d", out="o", **settings)
+        config.resolve_schedule(clips)
+        return config.epochs, config.batch_size
+
+    assert schedule(70) == (67, 8)  # 9 steps an epoch: 603 steps, not the 45 of 15 epochs of 32
+    assert schedule(144) == (67, 16)
+    assert schedule(2000) == (15, 32)  # large enough: 15 epochs are over 600 steps
+    for clips in (10, 70, 144, 500, 2000):
+        epochs, batch = schedule(clips)
+        assert epochs * -(-clips // batch) >= MIN_HEAD_STEPS or epochs == 200
+    assert schedule(70, backbone_weights="none") == (15, 8)  # end to end: each step costs the backbone
+    assert schedule(70, epochs=5, batch_size=4) == (5, 4)  # what is given stays
+    assert schedule(5000, dataset="ucf101") == (20, 64)  # the UCF101 recipe's own

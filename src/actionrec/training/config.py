@@ -2,12 +2,15 @@
 
 Some defaults depend on the dataset (the UCF101 recipe caches two views per clip, flips them,
 averages two views at test time and trains longer with larger batches); those fields default to
-None and take their dataset's recipe value, so a user overrides only what they name.
+None and take their dataset's recipe value, so a user overrides only what they name. A folder
+dataset's epochs and batch size follow its size (`resolve_schedule`): a head on frozen features
+trains for at least `MIN_HEAD_STEPS` optimiser steps however few clips there are.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields
@@ -27,11 +30,18 @@ DEFAULT_SHIFT = 0.125
 # under other values of these.
 RUNTIME_SETTINGS = ("out", "cache_dir", "device", "precision", "workers", "micro_batch_size", "ray", "ray_address")
 
-# Sized so that feature extraction for UCF101 split 1 fits in about an hour on 2 CPU cores.
+# Sized so that feature extraction for UCF101 split 1 fits in about an hour on 2 CPU cores. A folder's
+# epochs and batch size (None here) follow the number of training clips: see TrainConfig.resolve_schedule.
 RECIPES: dict[str, dict[str, Any]] = {
-    "folder": dict(epochs=15, batch_size=32, train_views=1, test_views=1, flip=False),
+    "folder": dict(epochs=None, batch_size=None, train_views=1, test_views=1, flip=False),
     "ucf101": dict(epochs=20, batch_size=64, train_views=2, test_views=2, flip=True),
 }
+# A folder dataset's schedule. A fixed 15 epochs of batch 32 gave a 70-clip dataset 45 optimiser steps,
+# after which its training accuracy was still 77%: a head on frozen features (a step takes
+# milliseconds) now trains for at least MIN_HEAD_STEPS steps, in batches of about an eighth of the clips.
+MIN_EPOCHS, MAX_EPOCHS = 15, 200
+MIN_HEAD_STEPS = 600
+MIN_BATCH, MAX_BATCH = 8, 32
 
 
 @dataclass
@@ -41,10 +51,10 @@ class TrainConfig:
     dataset: str = "folder"  # "folder" or "ucf101"
     split: int = 1  # UCF101's official split, or the number in a folder's trainlistNN/testlistNN
     val_fraction: float = 0.2  # folder datasets without list files: share of each class held out
-    epochs: int | None = None  # None: the dataset's recipe (see RECIPES)
+    epochs: int | None = None  # None: the dataset's recipe (see RECIPES; a folder's: resolve_schedule)
     frames: int = 16  # frames sampled per clip
     image_size: int = 224  # square frame size fed to MobileNetV2
-    batch_size: int | None = None
+    batch_size: int | None = None  # None: the dataset's recipe (a folder's: resolve_schedule)
     lr: float = 1e-3  # peak learning rate: AdamW, warm-up, cosine decay
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
@@ -88,6 +98,17 @@ class TrainConfig:
             if getattr(self, name) is None:
                 setattr(self, name, value)
         self.spec  # noqa: B018 - validates frames and image_size
+
+    def resolve_schedule(self, num_train: int) -> None:
+        """Fill in the epochs and batch size that the recipe leaves to the data (`num_train` clips):
+        batches of about an eighth of the clips (8 to 32); end to end 15 epochs, with a frozen
+        backbone as many as `MIN_HEAD_STEPS` steps take (15 to 200)."""
+        if self.batch_size is None:
+            self.batch_size = min(MAX_BATCH, max(MIN_BATCH, 2 ** int(math.log2(max(1, num_train // 8)))))
+        if self.epochs is None:
+            steps = max(1, math.ceil(num_train / self.batch_size))
+            self.epochs = MIN_EPOCHS if self.end_to_end else \
+                min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_HEAD_STEPS / steps)))
 
     @property
     def end_to_end(self) -> bool:

@@ -424,6 +424,10 @@ def _train(config: TrainConfig, resume: bool, console: Console, runtime: Runtime
     dataset = load_split(config, console)
     model, backbone_id = build_model(config, len(dataset.classes), console)
     train_side, val_side, skipped = _sides(config, model, dataset, backbone_id, console, runtime)
+    if config.epochs is None or config.batch_size is None:
+        config.resolve_schedule(len(train_side.samples))
+        console.print(f"{config.epochs} epochs of batches of {config.batch_size} "
+                      f"({steps_per_epoch(len(train_side.samples), config.batch_size) * config.epochs} optimiser steps)")
     step = place(model, config, runtime)
     optimizer, scheduler = configure_optimizer(model, config, steps_per_epoch(len(train_side.samples),
                                                                                 config.batch_size))
@@ -439,6 +443,7 @@ def _train(config: TrainConfig, resume: bool, console: Console, runtime: Runtime
                          clip_duration_s=typical_duration(dataset.train), runtime=runtime.describe())
 
     advised = False
+    print_every = math.ceil(config.epochs / 20)
     with progress_bar(console) as bar:
         task = bar.add_task("Training", total=config.epochs, completed=progress.epoch, status="")
         for epoch in range(progress.epoch + 1, config.epochs + 1):
@@ -482,7 +487,8 @@ def _train(config: TrainConfig, resume: bool, console: Console, runtime: Runtime
             status = (f"loss {row['train_loss']:.3f} acc {row['train_acc']:.1%} | "
                       f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.1%}")
             bar.update(task, advance=1, status=status)
-            bar.console.print(f"epoch {epoch:3d}/{config.epochs}  {status}  ({row['seconds']:.1f} s)")
+            if epoch % print_every == 0 or epoch == config.epochs:  # about 20 lines however long the run
+                bar.console.print(f"epoch {epoch:3d}/{config.epochs}  {status}  ({row['seconds']:.1f} s)")
             if not advised and (advice := _advice(progress, train_side, config)):
                 bar.console.print(f"[yellow]note:[/yellow] {escape(advice)}")
                 advised = True
