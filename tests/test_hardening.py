@@ -104,7 +104,7 @@ def test_a_prediction_that_fails_leaves_no_reading_thread_behind(model_path: Pat
     def broken(frames):
         raise RuntimeError("the model broke")
 
-    monkeypatch.setattr(recognizer, "classify", broken)
+    monkeypatch.setattr(recognizer, "head", broken)
     long = encode(numbered_frames(400), fps=25)
     for _ in range(3):
         with pytest.raises(RuntimeError):

@@ -4,15 +4,20 @@ An exported `model.onnx` carries one metadata entry (key `actionrec`, JSON) with
 clip it expects (frames, size), the normalisation inside the graph, the sampling rule, and facts
 about training. A server needs nothing but the file: `ModelCard.from_json` reads and checks that
 entry, `ModelCard.to_json` writes it. No torch, no ONNX Runtime here.
+
+It also carries the measured rule for "none of these" (`unknown`, see `actionrec.unknown`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from actionrec.errors import ModelFileError
+from actionrec.files import atomic_output
+from actionrec.unknown import UnknownRule
 from actionrec.video.spec import SAMPLING_RULE, ClipSpec
 
 METADATA_KEY = "actionrec"
@@ -55,12 +60,19 @@ class ModelCard:
     normalization: Normalization = field(default_factory=Normalization)
     precision: str = "fp32"  # "int8": a quantized copy (see `quantization`)
     quantization: dict[str, Any] | None = None
+    unknown: dict[str, Any] | None = None  # the measured "none of these" rule (`actionrec.unknown.UnknownRule`)
     sampling: str = SAMPLING_RULE
     format: int = CARD_FORMAT
 
     @property
     def spec(self) -> ClipSpec:
         return ClipSpec(self.num_frames, self.image_size)
+
+    @property
+    def unknown_rule(self) -> UnknownRule | None:
+        """The rule export measured for answers that show none of the labels; None for files
+        exported before it was measured."""
+        return None if self.unknown is None else UnknownRule.from_dict(self.unknown, len(self.labels))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -117,6 +129,12 @@ class ModelCard:
         except ValueError as exc:
             raise _damaged(source, str(exc)) from None
         normalization = data.get("normalization") or {}
+        unknown = data.get("unknown") if isinstance(data.get("unknown"), dict) else None
+        if unknown is not None:
+            try:
+                UnknownRule.from_dict(unknown, len(labels))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise _damaged(source, f"'unknown': {exc}") from None
         clip_duration = data.get("clip_duration_s")
         if clip_duration is not None and not (isinstance(clip_duration, (int, float)) and 0 < clip_duration < 3600):
             raise _damaged(source, f"'clip_duration_s' must be a positive number of seconds, not {clip_duration!r}")
@@ -141,6 +159,7 @@ class ModelCard:
             ) if isinstance(normalization, dict) else Normalization(),
             precision=str(data.get("precision") or "fp32"),
             quantization=data.get("quantization") if isinstance(data.get("quantization"), dict) else None,
+            unknown=unknown,
             sampling=str(data.get("sampling") or SAMPLING_RULE),
             format=data["format"] if isinstance(data.get("format"), int) else 1,
         )
@@ -151,6 +170,18 @@ def write_card(model: Any, card: ModelCard) -> None:
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, card.to_json()
+
+
+def update_card(path: Path, **changes: Any) -> ModelCard:
+    """Change fields of the card in the model file at `path` (needs the `onnx` package), in place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    card = replace(card_of_proto(model, str(path)), **changes)
+    write_card(model, card)
+    with atomic_output(path) as tmp:
+        onnx.save(model, str(tmp))
+    return card
 
 
 def card_of_proto(model: Any, source: str) -> ModelCard:

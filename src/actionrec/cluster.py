@@ -80,10 +80,12 @@ class _Classifier:
             return {"path": row["path"], "answer": "", "error": row["error"], "reason": row["reason"]}
         spec = self.recognizer.spec
         frames = np.frombuffer(row["frames"], np.uint8).reshape(spec.num_frames, spec.image_size, spec.image_size, 3)
-        top, uncertain = self.recognizer.rank(self.recognizer.classify(frames[None])[0], self.top_k)
+        units = self.recognizer.encode(frames)
+        top, check = self.recognizer.rank(self.recognizer.head(units[None])[0], self.top_k, units)
         facts = json.loads(row["facts"])
         answer = {"action": top[0]["action"], "confidence": top[0]["confidence"], "top_k": top,
-                  "uncertain": uncertain, "warnings": facts.pop("warnings"), "video": facts}
+                  "uncertain": check["unknown"], "unknown_check": check, "warnings": facts.pop("warnings"),
+                  "video": facts}
         return {"path": row["path"], "answer": json.dumps(answer), "error": "", "reason": ""}
 
 

@@ -36,6 +36,8 @@ from actionrec.batching import FrameBatcher
 from actionrec.card import FEATURES_INPUT, FEATURES_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, WINDOW_OUTPUT, ModelCard
 from actionrec.errors import ModelFileError, UndecodableVideoError, VideoError
 from actionrec.processes import GuardedPool
+from actionrec.timeline import SampleEvidence, Segment, merge_windows
+from actionrec.unknown import MAX_PROBABILITY, UnknownRule
 from actionrec.video import ClipSpec, DecodeLimits, Timeline, VideoSource, stream_prediction_frames
 from actionrec.video.stream import ClipReplanned, FrameChunk, FramePlan, FramesDone, PredictionMessage
 
@@ -46,23 +48,16 @@ WINDOW_BATCH = 32  # windows classified per call to the head
 
 
 @dataclass
-class Segment:
-    start_s: float
-    end_s: float
-    action: str
-    confidence: float
-
-
-@dataclass
 class Prediction:
     action: str
     confidence: float
     top_k: list[dict]  # [{"action": str, "confidence": float}], best first
-    uncertain: bool  # confidence under the recognizer's threshold: likely none of the known actions
+    uncertain: bool  # likely none of the known actions: `unknown_check`'s value under its threshold
     video: dict  # duration_s, fps, width, height, rotation, num_frames, codec, container, frames_used
     timings_ms: dict  # decode, inference, total
     warnings: list[str] = field(default_factory=list)
     segments: list[Segment] | None = None
+    unknown_check: dict | None = None  # {"score", "value", "threshold", "unknown"}: see actionrec.unknown
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,8 +84,8 @@ class BatchResult:
 class _PathPredictor:
     """What a batch worker process runs: its own recognizer, one video path at a time."""
 
-    def __init__(self, model_path: Path, threads: int, limits: DecodeLimits, uncertain_below: float, top_k: int,
-                 segments: bool) -> None:
+    def __init__(self, model_path: Path, threads: int, limits: DecodeLimits, uncertain_below: float | None,
+                 top_k: int, segments: bool) -> None:
         self.recognizer = Recognizer(model_path, threads=threads, limits=limits, uncertain_below=uncertain_below)
         self.top_k, self.segments = top_k, segments
 
@@ -151,9 +146,11 @@ class Recognizer:
         *,
         threads: int | None = None,
         limits: DecodeLimits = DecodeLimits(),
-        uncertain_below: float = 0.5,
+        uncertain_below: float | None = None,
         device: str = "cpu",
     ) -> None:
+        """`uncertain_below`: flag answers whose top probability is under this, in place of the
+        rule the file carries (see `actionrec.unknown`; files without one flag under 0.5)."""
         self.model_path = Path(model_path)
         options = ort.SessionOptions()
         if threads:
@@ -169,6 +166,10 @@ class Recognizer:
         self.uncertain_below = uncertain_below
         inputs = self.session.get_inputs() + self.session.get_overridable_initializers()
         self.split = FEATURES_INPUT in {i.name for i in inputs}  # exported after the split, or before
+        rule = self.card.unknown_rule
+        if uncertain_below is not None or rule is None or (rule.needs_features and not self.split):
+            rule = UnknownRule(MAX_PROBABILITY, 0.5 if uncertain_below is None else uncertain_below)
+        self.unknown_rule: UnknownRule = rule
         self.timeline = Timeline.for_clips(self.spec.num_frames, self.card.clip_duration_s or LEGACY_WINDOW_S)
         # ONNX Runtime runs the whole graph whichever output is asked for, so a run of the head also
         # encodes the frames fed beside it: one frame, as small as the file allows (files exported
@@ -193,7 +194,8 @@ class Recognizer:
         card = self.card.to_dict()
         return {key: card.get(key) for key in keys} | {
             "device": self.device, "batching": self.batcher is not None,
-            "uncertain_below": self.uncertain_below,
+            "uncertain_below": self.unknown_rule.threshold if self.unknown_rule.score == MAX_PROBABILITY else None,
+            "unknown": self.unknown_rule.describe(),
             "timeline": {"window_s": round(self.timeline.window_s, 3),
                          "stride_s": round(self.timeline.interval_s * self.timeline.stride, 3),
                          "sample_interval_s": round(self.timeline.interval_s, 4)},
@@ -227,12 +229,13 @@ class Recognizer:
         if self.split:
             self.batcher = FrameBatcher(self._encode_now, window_s=window_s, max_frames=max_frames)
 
-    def rank(self, probs: np.ndarray, top_k: int) -> tuple[list[dict], bool]:
-        """One clip's probabilities -> its `top_k` actions, most likely first, and whether the
-        first is below the confidence this recognizer calls uncertain."""
+    def rank(self, probs: np.ndarray, top_k: int, features: np.ndarray | None = None) -> tuple[list[dict], dict]:
+        """One clip's probabilities -> its `top_k` actions, most likely first, and whether it shows
+        none of them (`{"score", "value", "threshold", "unknown"}`, see `actionrec.unknown`) from
+        its (T, F) frame `features` (what `encode` gave; None for models exported before the split)."""
         order = np.argsort(-probs)[: max(1, min(top_k, len(self.labels)))]
         top = [{"action": self.labels[i], "confidence": round(float(probs[i]), 4)} for i in order]
-        return top, top[0]["confidence"] < self.uncertain_below
+        return top, self.unknown_rule.check(probs, features if self.split else None)
 
     def head(self, units: np.ndarray) -> np.ndarray:
         """(W, T, ...) encoded frames -> (W, classes) probabilities."""
@@ -359,8 +362,6 @@ class _PredictionBuilder:
         self.recognizer = recognizer
         self.plan = plan
         self.timeline = bool(plan.windows)
-        # Frames are encoded as they come for a timeline, and when batching (with other requests').
-        self.encoding = self.timeline or (recognizer.batcher is not None)
         self.clip = {int(i): None for i in plan.clip}  # frame index -> its frame (or features)
         self.samples: dict[int, np.ndarray] = {}  # sample position -> its encoded frame
         self.positions: dict[int, list[int]] = {}  # frame index -> sample positions it serves
@@ -368,18 +369,30 @@ class _PredictionBuilder:
             self.positions.setdefault(int(index), []).append(position)
         self.ready = 0  # samples 0..ready-1 are in
         self.next_window = 0
+        # What each sample's windows and own frame say; models exported before the split, whose
+        # frames cannot be read alone, get windows merged by their centres instead.
+        self.evidence = SampleEvidence(len(plan.samples), len(recognizer.labels), recognizer.spec.num_frames) \
+            if self.timeline and recognizer.split else None
         self.window_probs: list[np.ndarray] = []
         self.inference_s = 0.0
 
     def add(self, chunk: FrameChunk) -> None:
         started = time.perf_counter()
-        units = self.recognizer.encode(chunk.frames) if self.encoding else chunk.frames
-        for index, unit in zip(chunk.indices.tolist(), units):
+        units = self.recognizer.encode(chunk.frames)
+        framed: list[int] = []  # rows of `units` that timeline samples show
+        for row, (index, unit) in enumerate(zip(chunk.indices.tolist(), units)):
             if index in self.clip:
                 self.clip[index] = unit
             for position in self.positions.get(index, ()):
                 if position >= self.ready:
                     self.samples[position] = unit
+            if index in self.positions:
+                framed.append(row)
+        if self.evidence is not None and framed:
+            size = self.recognizer.spec.num_frames
+            frame_probs = self.recognizer.head(np.repeat(units[framed][:, None], size, axis=1))
+            for row, probs in zip(framed, frame_probs):
+                self.evidence.add_frames(self.positions[int(chunk.indices[row])], probs[None])
         while self.ready in self.samples:
             self.ready += 1
         self._classify_windows(final=False)
@@ -395,7 +408,10 @@ class _PredictionBuilder:
         while ready and (final or len(ready) >= WINDOW_BATCH):
             batch, ready = ready[:WINDOW_BATCH], ready[WINDOW_BATCH:]
             units = np.stack([np.stack([self.samples[windows[w][0] + t] for t in range(size)]) for w in batch])
-            self.window_probs.append(self.recognizer.head(units))
+            probs = self.recognizer.head(units)
+            if self.evidence is not None:
+                self.evidence.add_windows([windows[w][0] for w in batch], probs)
+            self.window_probs.append(probs)
             self.next_window = batch[-1] + 1
         keep_from = windows[self.next_window][0] if self.next_window < len(windows) else self.ready
         for position in [p for p in self.samples if p < keep_from]:
@@ -407,51 +423,35 @@ class _PredictionBuilder:
         clip = [self.clip[int(i)] for i in self.plan.clip]
         if any(unit is None for unit in clip):
             raise UndecodableVideoError("the video's frames stopped before the end of the reading")
-        stacked = np.stack(clip)[None]
-        probs = (self.recognizer.head(stacked) if self.encoding else self.recognizer.classify(stacked))[0]
-        self.inference_s += time.perf_counter() - started
-
+        stacked = np.stack(clip)
+        probs = self.recognizer.head(stacked[None])[0]
+        top, check = self.recognizer.rank(probs, top_k, stacked)
         labels = self.recognizer.labels
-        top, uncertain = self.recognizer.rank(probs, top_k)
         segments = None
-        if self.timeline and self.window_probs:
-            bounds = [(start, end) for _, start, end in self.plan.windows[: self.next_window]]
+        if self.timeline and self.next_window:
+            windows = self.plan.windows[: self.next_window]
             whole = self.next_window == len(self.plan.windows)  # else the stream broke before the last window
-            segments = merge_windows(bounds, np.concatenate(self.window_probs), labels,
-                                     done.info.duration_s if whole else bounds[-1][1])
+            end_s = done.info.duration_s if whole else windows[-1][2]
+            if self.evidence is not None:
+                covered = windows[-1][0] + self.recognizer.spec.num_frames
+                segments = self.evidence.segments(self.recognizer.timeline.interval_s, end_s, labels, covered)
+            else:
+                segments = merge_windows([(start, end) for _, start, end in windows],
+                                         np.concatenate(self.window_probs), labels, end_s)
         elif self.plan.timeline:  # shorter than one window (or broken before one): the clip is the timeline
             segments = [Segment(0.0, round(done.info.duration_s, 3), top[0]["action"], top[0]["confidence"])]
+        self.inference_s += time.perf_counter() - started
         inference_ms = self.inference_s * 1000
         video = done.info.to_dict() | {"frames_used": [int(i) for i in self.plan.clip], "frame_times_s": done.clip_times}
         return Prediction(
             action=top[0]["action"],
             confidence=top[0]["confidence"],
             top_k=top,
-            uncertain=uncertain,
+            uncertain=check["unknown"],
             video=video,
             timings_ms={"decode": round(done.decode_ms, 1), "inference": round(inference_ms, 1)},
             warnings=list(done.warnings),
             segments=segments,
+            unknown_check=check,
         )
 
-
-def merge_windows(bounds: list[tuple[float, float]], probs: np.ndarray, labels: list[str],
-                  duration_s: float) -> list[Segment]:
-    """A timeline without overlaps from 0 to `duration_s`: each window owns the time nearest its
-    centre, and runs of windows with the same best action become one segment (confidence: their
-    mean)."""
-    centres = [(start + end) / 2 for start, end in bounds]
-    segments: list[Segment] = []
-    confidences: list[float] = []
-    for i, p in enumerate(probs):
-        start = 0.0 if i == 0 else (centres[i - 1] + centres[i]) / 2
-        end = duration_s if i == len(bounds) - 1 else (centres[i] + centres[i + 1]) / 2
-        best = int(np.argmax(p))
-        if segments and segments[-1].action == labels[best]:
-            confidences.append(float(p[best]))
-            segments[-1].end_s = round(end, 3)
-            segments[-1].confidence = round(float(np.mean(confidences)), 4)
-        else:
-            confidences = [float(p[best])]
-            segments.append(Segment(round(start, 3), round(end, 3), labels[best], round(float(p[best]), 4)))
-    return segments

@@ -76,8 +76,8 @@ class LiveRecognizer:
         if len(self.units) < self.units.maxlen:
             return None
         window = np.stack(list(self.units)[:: self.substeps])[None]
-        top, uncertain = self.recognizer.rank(self.recognizer.head(window)[0], self.top_k)
-        return LiveAnswer(round(time_s, 3), top[0]["action"], top[0]["confidence"], top, uncertain,
+        top, check = self.recognizer.rank(self.recognizer.head(window)[0], self.top_k, window[0])
+        return LiveAnswer(round(time_s, 3), top[0]["action"], top[0]["confidence"], top, check["unknown"],
                           round(time.monotonic() - arrived, 4))
 
 

@@ -275,19 +275,24 @@ def export(
                                                   "run's validation clips, and compare the two on them."),
     calibration_clips: int = typer.Option(64, min=1, help="Validation clips the int8 copy's activation ranges are "
                                                    "measured on."),
-    compare_clips: int = typer.Option(500, help="Validation clips fp32 and int8 are compared on (0: all)."),
+    compare_clips: int = typer.Option(500, help="Validation clips fp32 and int8 are compared on (0: all), and the "
+                                                "unknown threshold is measured on."),
+    unknown: bool = typer.Option(True, "--unknown/--no-unknown", help="Measure, on the run's clips, when an answer "
+                                 "shows none of the model's actions (the threshold of `uncertain`)."),
 ) -> None:
     """Export to ONNX (frames in, probabilities out, labels and settings in the metadata), checked against PyTorch."""
     needs_training_extra()
+    from rich.progress import Progress
+
     from actionrec.training.runs import RunDir
 
     try:
         run = RunDir(run_dir)
         path = run.export(out)
         console.print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB); ONNX Runtime matches PyTorch.")
+        if unknown:
+            _measure_unknown(run, path, compare_clips or None)
         if int8:
-            from rich.progress import Progress
-
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task("Reading validation clips", total=None)
                 quantized, comparison = run.export_int8(
@@ -298,3 +303,20 @@ def export(
             print_comparison(comparison)
     except (ActionrecError, ValueError) as exc:
         fail(str(exc))
+
+
+def _measure_unknown(run, path: Path, limit: Optional[int]) -> None:
+    """The unknown threshold, measured and written into the card; a warning where it cannot be."""
+    from rich.progress import Progress
+
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("Measuring the unknown threshold", total=None)
+            rule = run.measure_unknown(path, limit=limit,
+                                       progress=lambda done, total: progress.update(task, completed=done, total=total))
+    except (ActionrecError, ValueError, OSError) as exc:
+        console.print(f"[yellow]warning:[/yellow] the unknown threshold was not measured ({exc}); answers under "
+                      "0.5 confidence are flagged uncertain.")
+        return
+    console.print(f"Unknown actions: answers scoring under {rule.threshold:.3f} in feature similarity are flagged "
+                  f"uncertain ({rule.known_flagged:.1%} of {rule.calibrated_on} are).")

@@ -37,9 +37,11 @@ from actionrec.serve.schemas import (
     ModelRef,
     ScoredAction,
     TimelineSegment,
+    UnknownCheck,
     raw_body_openapi,
 )
 from actionrec.serve.service import PredictionService
+from actionrec.unknown import unsure_warning
 from actionrec.video.probe import is_video_name
 
 WEB_DIR = Path(__file__).parent / "web"
@@ -137,10 +139,7 @@ async def predict_v1(
     recognizer = service.recognizer
     warnings = list(prediction.warnings)
     if prediction.uncertain:
-        warnings.append(
-            f"The model is unsure: its best guess has {prediction.confidence:.0%} confidence, under "
-            f"{recognizer.uncertain_below:.0%}. The video may show none of the "
-            f"{len(recognizer.labels)} actions this model knows.")
+        warnings.append(unsure_warning(prediction.unknown_check, prediction.confidence, len(recognizer.labels)))
     return DetailedAnswer(
         action=prediction.action,
         confidence=prediction.confidence,
@@ -151,6 +150,7 @@ async def predict_v1(
         timings_ms=prediction.timings_ms | {"total": round(total_ms, 1)},
         model=ModelRef(name=recognizer.name, version=recognizer.version),
         uncertain=prediction.uncertain,
+        unknown_check=UnknownCheck(**prediction.unknown_check) if prediction.unknown_check else None,
         warnings=warnings,
     )
 

@@ -26,6 +26,16 @@ class TimelineSegment(BaseModel):
     confidence: float
 
 
+class UnknownCheck(BaseModel):
+    """Whether the video shows none of the model's actions: `unknown` when `value` (the `score`:
+    `feature_similarity` or `max_probability`) is under `threshold`."""
+
+    score: str
+    value: float
+    threshold: float
+    unknown: bool
+
+
 class ModelRef(BaseModel):
     name: str
     version: str
@@ -38,6 +48,7 @@ class DetailedAnswer(Answer):
     timings_ms: dict[str, float]
     model: ModelRef
     uncertain: bool
+    unknown_check: UnknownCheck | None = None
     warnings: list[str]
 
 

@@ -48,7 +48,9 @@ class ServerSettings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Host header values served (comma-separated; * for any); default: "
                                           "localhost names when listening on loopback, else any")
-    uncertain_below: float = Field(0.5, ge=0, le=1, description="confidence under which answers are flagged uncertain")
+    uncertain_below: float | None = Field(None, ge=0, le=1, description="flag answers uncertain under this top "
+                                          "confidence instead of the threshold the model file carries (0.5 for "
+                                          "files without one)")
     examples_dir: Path | None = Field(None, description="a folder of example videos the page offers to try "
                                                         "(the demo's held-out clips)")
     max_live: int = Field(4, ge=0, description="live camera streams (WebSocket /v1/live) at once")

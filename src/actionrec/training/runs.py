@@ -23,10 +23,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from actionrec import __version__
-from actionrec.card import ModelCard
+from actionrec.card import ModelCard, update_card
 from actionrec.datasets import evenly
 from actionrec.errors import TrainingError
 from actionrec.export import export_model
@@ -34,6 +35,7 @@ from actionrec.files import atomic_output, write_json, write_text
 from actionrec.model import ActionModel, ModelConfig
 from actionrec.training.config import TrainConfig
 from actionrec.training.metrics import best_epoch_index
+from actionrec.unknown import UnknownRule
 
 
 class RunDir:
@@ -156,12 +158,45 @@ class RunDir:
         """Write the run's model as ONNX (default RUN_DIR/model.onnx), checked against PyTorch."""
         return export_model(self.load_model(), self.model_card(), Path(out) if out else self.model_path, **options)
 
+    def measure_unknown(self, model_path: Path, *, limit: int | None = 500,
+                        progress: Callable[[int, int], None] | None = None) -> UnknownRule:
+        """Measure the exported model's "none of these" rule on the run's own clips (class means from
+        its training clips, the threshold from up to `limit` validation clips) and write it into the
+        file's card."""
+        from actionrec.evaluation import measure_unknown_rule
+        from actionrec.inference import Recognizer
+
+        config = self.config
+        rule = measure_unknown_rule(Recognizer(model_path), config.data_dir, dataset=config.dataset,
+                                    split=config.split, val_fraction=config.val_fraction, seed=config.seed,
+                                    limit=limit, cached_features=self._cached_features(), progress=progress)
+        update_card(model_path, unknown=rule.to_dict())
+        return rule
+
+    def _cached_features(self) -> Callable[[Path], Any] | None:
+        """A training clip's cached frozen features at segment centres (its view 0), where the
+        run's cache still has them; None end to end, where the cache holds frames."""
+        from actionrec.training.features import cache_for
+
+        config = self.config
+        if config.end_to_end:
+            return None
+        cache = cache_for(config, config.train_views, self.backbone_id)
+
+        def features(video: Path) -> Any:
+            try:
+                return np.asarray(cache.get(video)[0], np.float32)
+            except (OSError, ValueError):
+                return None
+
+        return features
+
     def export_int8(self, model_path: Path, *, calibration_clips: int = 64, compare_clips: int | None = 500,
                     progress: Callable[[int, int], None] | None = None) -> tuple[Path, dict[str, Any]]:
         """Write an int8 copy of the exported `model_path` beside it (`model.int8.onnx`), calibrated
         on the run's validation clips, and compare the two on (up to `compare_clips` of) them: each
         one's accuracy and how often they agree. The comparison is also written to the run."""
-        from actionrec.evaluation import evaluate_files, validation_clips
+        from actionrec.evaluation import evaluate_files, rule_on_clips, validation_clips
         from actionrec.inference import Recognizer
         from actionrec.quantize import quantize_model
 
@@ -174,6 +209,10 @@ class RunDir:
         out = model_path.with_name(model_path.stem + ".int8.onnx")
         quantize_model(model_path, calibration, out,
                        calibrated_on=f"{len(calibration)} validation clips of {config.data_dir}")
+        fp32_rule = fp32.card.unknown_rule
+        if fp32_rule is not None and fp32_rule.means is not None:  # its own threshold, on the same clips
+            rule = rule_on_clips(Recognizer(out), fp32_rule.means, clips, f"validation clips of {config.data_dir}")
+            update_card(out, unknown=rule.to_dict())
         comparison = evaluate_files([fp32, Recognizer(out)], clips)
         write_json(self.path / "int8_comparison.json", comparison)
         return out, comparison

@@ -1,0 +1,142 @@
+""""None of these": whether a clip shows any of the actions a model knows. No torch.
+
+A classifier always names its closest action, so footage of something else still gets a label. Each
+answer is therefore also scored for how much the clip looks like the clips the model learned from,
+and flagged `uncertain` under a threshold that export measures on the run's validation clips, so
+that about `KNOWN_FLAGGED` of clips of known actions fall under it.
+
+Scores:
+- "feature_similarity": each frame's features (the encoder's output) compared by cosine with the
+  mean features of each class's training clips; the best match of each frame, averaged over the
+  clip. Measured on real UCF101 clips (README, "None of these") it separates unknown actions from
+  known ones better than the top probability.
+- "max_probability": the best action's probability, for files without class means, or a threshold
+  given by hand (`uncertain_below`), which is how models exported before calibration are served.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FEATURE_SIMILARITY, MAX_PROBABILITY = "feature_similarity", "max_probability"
+KNOWN_FLAGGED = 0.05  # share of known clips allowed under the threshold
+DEFAULT_UNCERTAIN_BELOW = 0.5  # max-probability threshold for files without a measured one
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """`vectors` scaled to length 1 along their last axis (zero vectors stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def class_means(features_by_class: Iterable[list[np.ndarray]]) -> np.ndarray:
+    """(classes, F) unit vectors: for each class, the mean of its clips' mean frame feature (each
+    clip's (T, F) features pooled and scaled to length 1 first, so every clip weighs the same)."""
+    means = [unit(np.stack([unit(clip.astype(np.float32).mean(0)) for clip in clips]).mean(0)) for clips in
+             features_by_class]
+    return np.stack(means)
+
+
+def feature_similarity(features: np.ndarray, means: np.ndarray) -> float:
+    """How much a clip's (T, F) frame features look like the classes': each frame's best cosine
+    with a class mean, averaged over the frames."""
+    return float((unit(features) @ means.T).max(axis=1).mean())
+
+
+def threshold_for(scores: np.ndarray, known_flagged: float = KNOWN_FLAGGED) -> float:
+    """The score under which `known_flagged` of these known clips' scores lie."""
+    return float(np.quantile(np.asarray(scores, dtype=np.float64), known_flagged))
+
+
+@dataclass
+class UnknownRule:
+    """When an answer counts as "none of these": its `score` under `threshold`."""
+
+    score: str = MAX_PROBABILITY
+    threshold: float = DEFAULT_UNCERTAIN_BELOW
+    means: np.ndarray | None = None  # (classes, F) class means, for feature_similarity
+    known_flagged: float | None = None  # measured share of known validation clips under the threshold
+    calibrated_on: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.score not in (FEATURE_SIMILARITY, MAX_PROBABILITY):
+            raise ValueError(f"unknown score {self.score!r}")
+        if self.score == FEATURE_SIMILARITY and self.means is None:
+            raise ValueError("feature_similarity needs the class means")
+
+    @property
+    def needs_features(self) -> bool:
+        return self.score == FEATURE_SIMILARITY
+
+    def value(self, probs: np.ndarray, features: np.ndarray | None) -> float:
+        """The clip's score: `probs` its class probabilities, `features` its (T, F) frame features."""
+        if self.score == MAX_PROBABILITY:
+            return float(np.max(probs))
+        if features is None:
+            raise ValueError("this rule scores frame features, and none were given")
+        return feature_similarity(features, self.means)
+
+    def check(self, probs: np.ndarray, features: np.ndarray | None) -> dict[str, Any]:
+        """{"score", "value", "threshold", "unknown"} of one clip."""
+        value = self.value(probs, features)
+        return {"score": self.score, "value": round(value, 4), "threshold": round(self.threshold, 4),
+                "unknown": value < self.threshold}
+
+    def describe(self) -> dict[str, Any]:
+        """What a model's facts show of it (no class means)."""
+        return {"score": self.score, "threshold": round(self.threshold, 4), "known_flagged": self.known_flagged,
+                "calibrated_on": self.calibrated_on}
+
+    def to_dict(self) -> dict[str, Any]:
+        """For the model card: the class means as base64 float16 (about 2.5 KB a class)."""
+        data = self.describe() | {"threshold": self.threshold}
+        if self.means is not None:
+            data["means"] = {"dtype": "float16", "shape": list(self.means.shape),
+                             "base64": base64.b64encode(self.means.astype("<f2").tobytes()).decode("ascii")}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], num_classes: int) -> UnknownRule:
+        """Raises ValueError on anything that does not fit a model of `num_classes` actions."""
+        means = None
+        if data.get("means") is not None:
+            raw = data["means"]
+            shape = tuple(raw["shape"])
+            means = np.frombuffer(base64.b64decode(raw["base64"]), "<f2").astype(np.float32).reshape(shape)
+            if len(shape) != 2 or shape[0] != num_classes:
+                raise ValueError(f"class means shaped {shape} for {num_classes} labels")
+        threshold = data.get("threshold")
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+            raise ValueError(f"threshold must be a number, not {threshold!r}")
+        return cls(score=str(data.get("score")), threshold=float(threshold), means=means,
+                   known_flagged=data.get("known_flagged"), calibrated_on=data.get("calibrated_on"))
+
+
+def calibrate(means: np.ndarray, known: Iterable[tuple[np.ndarray, np.ndarray]], calibrated_on: str,
+              known_flagged: float = KNOWN_FLAGGED) -> UnknownRule:
+    """The feature-similarity rule whose threshold puts `known_flagged` of the `known` clips
+    ((probs, (T, F) features) of validation clips of known actions) under it."""
+    rule = UnknownRule(FEATURE_SIMILARITY, 0.0, means)
+    scores = np.array([rule.value(probs, features) for probs, features in known])
+    if not len(scores):
+        raise ValueError("no clips to measure the unknown threshold on")
+    rule.threshold = threshold_for(scores, known_flagged)
+    rule.known_flagged = round(float((scores < rule.threshold).mean()), 4)
+    rule.calibrated_on = f"{len(scores)} {calibrated_on}"
+    return rule
+
+
+def unsure_warning(check: dict[str, Any], confidence: float, num_labels: int) -> str:
+    """The words for an answer flagged unknown (`check` as `UnknownRule.check` gives it)."""
+    if check["score"] == FEATURE_SIMILARITY:
+        why = (f"the video looks unlike the clips it learned from (similarity {check['value']:.2f}, where "
+               f"{1 - KNOWN_FLAGGED:.0%} of clips of its own actions score {check['threshold']:.2f} or more)")
+    else:
+        why = f"its best guess has {confidence:.0%} confidence, under {check['threshold']:.0%}"
+    return f"The model is unsure: {why}. The video may show none of the {num_labels} actions this model knows."
