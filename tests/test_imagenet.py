@@ -98,8 +98,8 @@ def test_served_frames_match_torchvision_preprocessing_on_real_clips(imagenet_ch
         return same_top, cosine
 
     top, cosine = agreement(ours_frames)
-    assert top >= 0.8 and cosine >= 0.93, (top, cosine)  # measured: 0.90 and 0.98 on 96 such frames
+    assert top >= 0.75 and cosine >= 0.93, (top, cosine)  # measured: 0.85 and 0.974 on these 48 frames
     bgr_top, bgr_cosine = agreement(ours_frames[..., ::-1])
-    assert bgr_top < 0.6 and bgr_cosine < 0.8, (bgr_top, bgr_cosine)  # measured: 0.38, 0.59
+    assert top - bgr_top >= 0.2 and bgr_cosine <= cosine - 0.1, (bgr_top, bgr_cosine)  # measured: 0.52, 0.76
     squashed_top, squashed_cosine = agreement(np.stack(squashed))
-    assert squashed_cosine < cosine - 0.08, (squashed_cosine, cosine)  # measured: 0.80 against 0.98
+    assert top - squashed_top >= 0.2 and squashed_cosine <= cosine - 0.08, (squashed_top, squashed_cosine)  # 0.56, 0.80

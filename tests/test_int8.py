@@ -49,6 +49,9 @@ def test_the_int8_copy_says_what_it_is_and_reads_like_the_float_model(run: Path)
     assert np.corrcoef(float_features.ravel(), int8_features.ravel())[0, 1] > 0.95  # quantized, not broken
     assert int8.classify(frames[None]).shape == (1, len(fp32.labels))
     assert int8.predict(clip).action in fp32.labels
+    rules = fp32.unknown_rule, int8.unknown_rule  # "none of these", measured for each file on the same clips
+    assert [rule.score for rule in rules] == ["feature_similarity"] * 2 and np.allclose(rules[0].means, rules[1].means)
+    assert "validation clips" in rules[1].calibrated_on
     comparison = json.loads((run / "int8_comparison.json").read_text())
     assert comparison["num_clips"] == 8 and 0 <= comparison["models"][1]["agreement_with_first"] <= 1
 
@@ -57,13 +60,21 @@ def test_a_model_file_is_evaluated_without_torch_and_matches_the_runs_own_evalua
     script = tmp_path / "without_torch.py"
     script.write_text(BLOCKER)
     result = subprocess.run([sys.executable, str(script), "evaluate", str(run / "model.onnx"), str(run.parent / "data"),
-                             "--compare", str(run / "model.int8.onnx"), "--json"],
+                             "--compare", str(run / "model.int8.onnx"), "--json", "--unknown",
+                             str(run.parent / "data" / "grow"), "--timelines", "2"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     evaluated = json.loads(result.stdout)
     assert evaluated["num_clips"] == 8
     fp32, int8 = evaluated["models"]
     assert "agreement_with_first" in int8 and fp32["top1"] is not None
+    for entry in (fp32, int8):
+        flags = entry["unknown"]
+        assert flags["unknown_clips"] == 5 and 0 <= flags["known_flagged"] <= 1 and "fixed_0.5" in flags
+        timelines = entry["timelines"]
+        assert timelines["videos"] == 2 and timelines["clips_per_video"] == 4
+        for rule in ("evidence", "windows"):
+            assert 0 <= timelines[rule]["time_right"] <= 1 and timelines[rule]["boundary_error_median_s"] >= 0
 
     with_torch = actionrec("evaluate", run)
     assert with_torch.returncode == 0, with_torch.stderr

@@ -95,7 +95,8 @@ def build_demo_model(root: Path, console: Console, rebuild: bool = False, seed: 
     result = train(config, resume=True, console=console)  # continues an interrupted demo build
 
     console.rule("3/3  Exporting to ONNX")
-    RunDir(paths.run).export()
+    run = RunDir(paths.run)
+    run.measure_unknown(run.export())  # so that footage of none of its actions is answered "not sure"
     keep_examples(config, paths.examples)
     console.print(
         f"Model ready in {time.perf_counter() - started:.0f} s: {paths.model} "

@@ -24,6 +24,7 @@ from actionrec.training.metrics import compute_metrics
 from actionrec.unknown import UnknownRule, calibrate, class_means
 from actionrec.video import read_clip
 
+JOINED_FPS = 25
 CLASS_MEAN_CLIPS = 16  # training clips per class whose features make its mean (measured: 8 do nearly as well)
 
 
@@ -157,3 +158,119 @@ def rule_on_clips(recognizer: Recognizer, means: np.ndarray, clips: Clips, calib
     """The feature-similarity rule for `recognizer` with these class `means`, its threshold measured
     on decoded `clips` (for the int8 copy of a model, on the clips its fp32 original was compared on)."""
     return calibrate(means, (clip_evidence(recognizer, frames) for frames in clips.frames), calibrated_on)
+
+
+def unknown_flags(recognizer: Recognizer, known: Clips, unknown: list[np.ndarray]) -> dict[str, Any]:
+    """How many clips of known actions (`known`, validation clips) and of actions the model was not
+    taught (`unknown`, decoded clips) its rule flags, and how many a fixed 0.5 on the top probability
+    (the rule of files without one) would; with how well each score separates the two at any
+    threshold (the area under the ROC curve: 1 perfect, 0.5 chance)."""
+    def scores(frames_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+        values, confidences, flagged = [], [], []
+        for frames in frames_list:
+            probs, features = clip_evidence(recognizer, frames)
+            check = recognizer.rank(probs, 1, features)[1]
+            values.append(check["value"])
+            confidences.append(float(probs.max()))
+            flagged.append(check["unknown"])
+        return np.array(values), np.array(confidences), flagged
+
+    known_values, known_confidences, known_flagged = scores(known.frames)
+    unknown_values, unknown_confidences, unknown_flagged = scores(unknown)
+    share = lambda values: round(float(np.mean(values)), 4) if len(values) else None  # noqa: E731
+    return {"rule": recognizer.unknown_rule.describe(), "known_clips": len(known_flagged),
+            "unknown_clips": len(unknown_flagged), "known_flagged": share(known_flagged),
+            "unknown_flagged": share(unknown_flagged), "auroc": _auroc(known_values, unknown_values),
+            "fixed_0.5": {"known_flagged": share(known_confidences < 0.5),
+                          "unknown_flagged": share(unknown_confidences < 0.5),
+                          "auroc": _auroc(known_confidences, unknown_confidences)}}
+
+
+def _auroc(known: np.ndarray, unknown: np.ndarray) -> float | None:
+    """The chance that a known clip scores above an unknown one (ties count half)."""
+    if not len(known) or not len(unknown):
+        return None
+    above = (known[:, None] > unknown[None]).mean() + 0.5 * (known[:, None] == unknown[None]).mean()
+    return round(float(above), 4)
+
+
+def read_clips(videos: list[Path], recognizer: Recognizer) -> list[np.ndarray]:
+    """Clips of `videos` as a prediction reads them; unreadable ones left out."""
+    clips = []
+    for video in videos:
+        try:
+            clips.append(read_clip(video, recognizer.spec, limits=TRAINING_LIMITS).frames)
+        except VideoError:
+            continue
+    return clips
+
+
+def joined_timelines(recognizer: Recognizer, clips: Clips, folder: Path, *, count: int = 8, per_video: int = 4,
+                     seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Timelines of `count` videos, each `per_video` validation clips of different actions joined
+    end to end (written to `folder`): how much of the time each labels with the right action and how
+    far each boundary between clips lies from the nearest boundary of the timeline; beside them,
+    the same for windows alone, each owning the time nearest its centre (the rule before)."""
+    import av
+
+    from actionrec.inference import _PredictionBuilder
+    from actionrec.timeline import merge_windows
+    from actionrec.video import stream_prediction_frames
+    from actionrec.video.encode import write_video
+    from actionrec.video.stream import FrameChunk, FramePlan, FramesDone
+
+    rng = np.random.default_rng(seed)
+    by_label: dict[int, list[Sample]] = {}
+    for sample, target in zip(clips.samples, clips.targets):
+        by_label.setdefault(int(target), []).append(sample)
+    per_video = min(per_video, len(by_label))
+    results: dict[str, list] = {"evidence": [], "windows": []}
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in range(count):
+        frames, truth, start = [], [], 0.0
+        for label in rng.permutation(sorted(by_label))[:per_video]:
+            sample = by_label[int(label)][rng.integers(len(by_label[int(label)]))]
+            with av.open(str(sample.path)) as container:
+                clip = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+            if frames and clip[0].shape != frames[0].shape:
+                continue  # one size per joined video
+            frames += clip
+            # Every clip's frames are played at JOINED_FPS, whatever their own rate: its span is known exactly.
+            truth.append((clips.labels[int(label)], start, start + len(clip) / JOINED_FPS))
+            start += len(clip) / JOINED_FPS
+        video = folder / f"joined_{number:02d}.mp4"
+        write_video(np.stack(frames), video, fps=JOINED_FPS)
+        builder, done = None, None
+        for message in stream_prediction_frames(video, recognizer.spec, recognizer.limits, recognizer.timeline):
+            if isinstance(message, FramePlan):
+                builder = _PredictionBuilder(recognizer, message)
+            elif isinstance(message, FrameChunk):
+                builder.add(message)
+            elif isinstance(message, FramesDone):
+                done = message
+        prediction = builder.finish(done, 1)
+        windows = merge_windows([(a, b) for _, a, b in builder.plan.windows], np.concatenate(builder.window_probs),
+                                recognizer.labels, done.info.duration_s) if builder.window_probs else prediction.segments
+        for name, segments in (("evidence", prediction.segments), ("windows", windows)):
+            results[name].append(_timeline_score(segments, truth))
+        if progress:
+            progress(number + 1, count)
+    summary = {}
+    for name, scores in results.items():
+        errors = [error for _, video_errors in scores for error in video_errors]
+        summary[name] = {"time_right": round(float(np.mean([right for right, _ in scores])), 4),
+                         "worst_video_time_right": round(float(min(right for right, _ in scores)), 4),
+                         "boundary_error_median_s": round(float(np.median(errors)), 3) if errors else None,
+                         "boundary_error_max_s": round(float(max(errors)), 3) if errors else None,
+                         "boundaries_within_0.5s": round(float(np.mean(np.array(errors) <= 0.5)), 4) if errors else None}
+    return {"videos": count, "clips_per_video": per_video, **summary}
+
+
+def _timeline_score(segments, truth: list[tuple[str, float, float]]) -> tuple[float, list[float]]:
+    """(share of the time labelled right, each true boundary's distance to the nearest found one)."""
+    moments = np.arange(0.0, truth[-1][2], 0.04)
+    found = [next((s.action for s in segments if s.start_s <= t < s.end_s), segments[-1].action) for t in moments]
+    actual = [next((name for name, a, b in truth if a <= t < b), truth[-1][0]) for t in moments]
+    boundaries = [s.start_s for s in segments[1:]]
+    errors = [min((abs(b - a) for b in boundaries), default=truth[-1][2]) for _, a, _ in truth[1:]]
+    return float(np.mean([f == a for f, a in zip(found, actual)])), errors

@@ -199,11 +199,19 @@ def evaluate(
                                                  "model was trained with (model files)."),
     seed: int = typer.Option(0, help="The seed the model was trained with, which drew the split (model files)."),
     limit: Optional[int] = typer.Option(None, help="At most this many clips, spread over the classes (model files)."),
+    unknown: List[Path] = typer.Option([], "--unknown", help="Videos (files or folders) of actions the model was not "
+                                                              "taught: how many of them, and of the validation clips, "
+                                                              "it flags uncertain (model files)."),
+    timelines: int = typer.Option(0, help="Also join this many sets of 4 validation clips of different actions end "
+                                          "to end and measure their timelines: time labelled right, boundary "
+                                          "errors (model files)."),
+    seed_timelines: int = typer.Option(0, help="Which clips the timelines join.", hidden=True),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (model files)."),
 ) -> None:
     """Top-1/top-5, mean class accuracy, confusion; for a run writes metrics.json and report.html."""
     if target.suffix == ".onnx":
-        _evaluate_model_files([target, *compare], data_dir or data, dataset, split, val_fraction, seed, limit, as_json)
+        _evaluate_model_files([target, *compare], data_dir or data, dataset, split, val_fraction, seed, limit, as_json,
+                              unknown, timelines, seed_timelines)
         return
     needs_training_extra()
     from actionrec.training.evaluate import evaluate_run
@@ -228,13 +236,17 @@ def evaluate(
 
 
 def _evaluate_model_files(models: list[Path], data_dir: Optional[Path], dataset: str, split: int,
-                          val_fraction: float, seed: int, limit: Optional[int], as_json: bool) -> None:
+                          val_fraction: float, seed: int, limit: Optional[int], as_json: bool,
+                          unknown: list[Path] = (), timelines: int = 0, seed_timelines: int = 0) -> None:
     """Torch-free: model files through ONNX Runtime on the dataset's validation clips."""
     import json
 
     from rich.progress import Progress
 
-    from actionrec.evaluation import evaluate_files, validation_clips
+    import tempfile
+
+    from actionrec.cli.predicting import expand
+    from actionrec.evaluation import evaluate_files, joined_timelines, read_clips, unknown_flags, validation_clips
     from actionrec.inference import Recognizer
 
     if data_dir is None:
@@ -247,12 +259,40 @@ def _evaluate_model_files(models: list[Path], data_dir: Optional[Path], dataset:
                                      val_fraction=val_fraction, seed=seed, limit=limit,
                                      progress=lambda done, total: progress.update(task, completed=done, total=total))
         results = evaluate_files(recognizers, clips)
+        if unknown:
+            others = expand([str(path) for path in unknown])
+            for recognizer, entry in zip(recognizers, results["models"]):
+                entry["unknown"] = unknown_flags(recognizer, clips, read_clips(others, recognizer))
+        if timelines:
+            with tempfile.TemporaryDirectory(prefix="actionrec-timelines-") as folder, \
+                    Progress(console=console, transient=True) as progress:
+                task = progress.add_task("Timelines of joined clips", total=timelines)
+                for recognizer, entry in zip(recognizers, results["models"]):
+                    entry["timelines"] = joined_timelines(
+                        recognizer, clips, Path(folder), count=timelines, seed=seed_timelines,
+                        progress=lambda done, total: progress.update(task, completed=done, total=total))
     except (ActionrecError, ValueError, OSError) as exc:
         fail(str(exc))
     if as_json:
         print(json.dumps(results, indent=2))
         return
     print_comparison(results)
+    for entry in results["models"]:
+        if "unknown" in entry:
+            flags, fixed = entry["unknown"], entry["unknown"]["fixed_0.5"]
+            console.print(f"{entry['model']}: flagged uncertain ({flags['rule']['score']} under "
+                          f"{flags['rule']['threshold']}): {flags['known_flagged']:.1%} of {flags['known_clips']} "
+                          f"validation clips, {flags['unknown_flagged']:.1%} of {flags['unknown_clips']} clips of "
+                          f"other actions (a fixed 0.5 confidence: {fixed['known_flagged']:.1%} and "
+                          f"{fixed['unknown_flagged']:.1%}); area under the ROC curve {flags['auroc']} "
+                          f"(the top probability: {fixed['auroc']})")
+        if "timelines" in entry:
+            for name, words in (("evidence", "timelines"), ("windows", "windows alone (the rule before)")):
+                t = entry["timelines"][name]
+                console.print(f"{entry['model']}: {words}: {t['time_right']:.1%} of the time right (worst video "
+                              f"{t['worst_video_time_right']:.1%}); boundaries off by {t['boundary_error_median_s']} s "
+                              f"(median), {t['boundary_error_max_s']} s at most, "
+                              f"{t['boundaries_within_0.5s']:.0%} within 0.5 s")
 
 
 def print_comparison(results: dict) -> None:
