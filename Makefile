@@ -42,7 +42,7 @@ demo: setup
 # The checkpoint goes where torch.hub looks for it, after its SHA-256 is checked.
 test-weights:
 	@if [ -f "$(WEIGHTS)/$(CHECKPOINT)" ] && [ ! -f "$(TEST_TORCH_HOME)/hub/checkpoints/$(CHECKPOINT)" ]; then \
-	  (cd "$(WEIGHTS)" && sha256sum --quiet -c SHA256SUMS) && mkdir -p "$(TEST_TORCH_HOME)/hub/checkpoints" && \
+	  (cd "$(WEIGHTS)" && sha256sum --quiet --ignore-missing -c SHA256SUMS) && mkdir -p "$(TEST_TORCH_HOME)/hub/checkpoints" && \
 	  cp "$(WEIGHTS)/$(CHECKPOINT)" "$(TEST_TORCH_HOME)/hub/checkpoints/"; fi
 
 test: setup setup-ray browser test-weights

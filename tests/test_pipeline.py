@@ -68,6 +68,25 @@ def test_resume_continues_after_the_last_epoch(workdir: Path, trained: Path):
     assert json.loads((run / "config.json").read_text())["model"]["hidden_size"] == 32  # left as it was
 
 
+def test_a_resumed_run_keeps_the_schedule_it_started_with(workdir: Path):
+    """Epochs and batch size drawn from the data are the run's own: resuming from Python with
+    them unset continues the run's schedule, not one drawn again."""
+    from actionrec.training.config import TrainConfig
+    from actionrec.training.train import train
+
+    run = workdir / "scheduled"
+    tiny = [part for part in TINY if part not in ("--batch-size", "8")]
+    assert invoke("train", workdir / "data", "--out", run, "--cache-dir", workdir / "cache", "--epochs", "1",
+                  *tiny).exit_code == 0
+    saved = json.loads((run / "config.json").read_text())["train"]
+    assert saved["batch_size"] == 8 and saved["epochs"] == 1  # 38 training clips: batches of 8
+    config = TrainConfig(data_dir=str(workdir / "data"), out=str(run), cache_dir=str(workdir / "cache"), frames=4,
+                         image_size=32, width_mult=0.35, hidden_size=32, backbone_weights="none")
+    assert config.epochs is None and config.batch_size is None
+    result = train(config, resume=True)
+    assert [row["epoch"] for row in result.history] == [1]  # not 15 more epochs of a schedule drawn anew
+
+
 def test_a_run_is_the_same_wherever_the_dataset_lies(workdir: Path, tmp_path: Path):
     import shutil
 

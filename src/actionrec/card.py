@@ -72,7 +72,8 @@ class ModelCard:
     def unknown_rule(self) -> UnknownRule | None:
         """The rule export measured for answers that show none of the labels; None for files
         exported before it was measured."""
-        return None if self.unknown is None else UnknownRule.from_dict(self.unknown, len(self.labels))
+        return None if self.unknown is None else UnknownRule.from_dict(self.unknown, len(self.labels),
+                                                                        self.num_features)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -132,7 +133,8 @@ class ModelCard:
         unknown = data.get("unknown") if isinstance(data.get("unknown"), dict) else None
         if unknown is not None:
             try:
-                UnknownRule.from_dict(unknown, len(labels))
+                UnknownRule.from_dict(unknown, len(labels),
+                                      data.get("num_features") if isinstance(data.get("num_features"), int) else None)
             except (ValueError, KeyError, TypeError) as exc:
                 raise _damaged(source, f"'unknown': {exc}") from None
         clip_duration = data.get("clip_duration_s")

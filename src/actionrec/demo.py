@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from actionrec.errors import ActionrecError
 from actionrec.training.config import TrainConfig, read_settings
 
 # Sized to train in about three minutes on two cores; README gives its measured accuracy for
@@ -96,7 +97,11 @@ def build_demo_model(root: Path, console: Console, rebuild: bool = False, seed: 
 
     console.rule("3/3  Exporting to ONNX")
     run = RunDir(paths.run)
-    run.measure_unknown(run.export())  # so that footage of none of its actions is answered "not sure"
+    model = run.export()
+    try:
+        run.measure_unknown(model)  # so that footage of none of its actions is answered "not sure"
+    except (ActionrecError, ValueError, OSError) as exc:
+        console.print(f"[yellow]warning:[/yellow] the unknown threshold was not measured ({exc}).")
     keep_examples(config, paths.examples)
     console.print(
         f"Model ready in {time.perf_counter() - started:.0f} s: {paths.model} "

@@ -21,11 +21,11 @@ from actionrec.errors import ModelFileError, VideoError
 from actionrec.inference import Recognizer
 from actionrec.training.config import TRAINING_LIMITS
 from actionrec.training.metrics import compute_metrics
-from actionrec.unknown import UnknownRule, calibrate, class_means
+from actionrec.unknown import UnknownRule, calibrate, class_means, unit
 from actionrec.video import read_clip
 
 JOINED_FPS = 25
-CLASS_MEAN_CLIPS = 16  # training clips per class whose features make its mean (measured: 8 do nearly as well)
+CLASS_MEAN_CLIPS = 16  # training clips per class decoded for its mean where no cached features are left
 
 
 @dataclass
@@ -122,9 +122,13 @@ def measure_unknown_rule(recognizer: Recognizer, data_dir: str | os.PathLike, *,
     by_class: dict[int, list[Sample]] = {}
     for sample in split_set.train:
         by_class.setdefault(recognizer.labels.index(split_set.classes[sample.label]), []).append(sample)
-    if sorted(by_class) != list(range(len(recognizer.labels))):
-        raise ModelFileError(f"{recognizer.model_path}: {data_dir} has no training clips of some of its classes.")
-    cached = {sample.path: features for sample in split_set.train
+    lacking = [name for index, name in enumerate(recognizer.labels) if index not in by_class]
+    if lacking:
+        raise ModelFileError(f"{recognizer.model_path}: {data_dir} has no training clips of "
+                             f"{', '.join(lacking[:3])}{' and others' if len(lacking) > 3 else ''}, which the "
+                             "model knows: measure its unknown threshold on the dataset it was trained on.")
+    # Each cached clip pooled at once to its unit mean feature (which is all `class_means` keeps of it).
+    cached = {sample.path: unit(features.mean(0))[None] for sample in split_set.train
               if cached_features is not None and (features := cached_features(sample.path)) is not None}
     means_from = {label: [s for s in samples if s.path in cached] or list(evenly(samples, CLASS_MEAN_CLIPS))
                   for label, samples in by_class.items()}
@@ -213,17 +217,17 @@ def joined_timelines(recognizer: Recognizer, clips: Clips, folder: Path, *, coun
     the same for windows alone, each owning the time nearest its centre (the rule before)."""
     import av
 
-    from actionrec.inference import _PredictionBuilder
     from actionrec.timeline import merge_windows
     from actionrec.video import stream_prediction_frames
     from actionrec.video.encode import write_video
-    from actionrec.video.stream import FrameChunk, FramePlan, FramesDone
 
     rng = np.random.default_rng(seed)
     by_label: dict[int, list[Sample]] = {}
     for sample, target in zip(clips.samples, clips.targets):
         by_label.setdefault(int(target), []).append(sample)
     per_video = min(per_video, len(by_label))
+    if per_video < 2:
+        raise ValueError("timelines of joined clips need readable validation clips of at least 2 actions.")
     results: dict[str, list] = {"evidence": [], "windows": []}
     folder.mkdir(parents=True, exist_ok=True)
     for number in range(count):
@@ -240,14 +244,8 @@ def joined_timelines(recognizer: Recognizer, clips: Clips, folder: Path, *, coun
             start += len(clip) / JOINED_FPS
         video = folder / f"joined_{number:02d}.mp4"
         write_video(np.stack(frames), video, fps=JOINED_FPS)
-        builder, done = None, None
-        for message in stream_prediction_frames(video, recognizer.spec, recognizer.limits, recognizer.timeline):
-            if isinstance(message, FramePlan):
-                builder = _PredictionBuilder(recognizer, message)
-            elif isinstance(message, FrameChunk):
-                builder.add(message)
-            elif isinstance(message, FramesDone):
-                done = message
+        builder, done = recognizer.read_stream(
+            stream_prediction_frames(video, recognizer.spec, recognizer.limits, recognizer.timeline))
         prediction = builder.finish(done, 1)
         windows = merge_windows([(a, b) for _, a, b in builder.plan.windows], np.concatenate(builder.window_probs),
                                 recognizer.labels, done.info.duration_s) if builder.window_probs else prediction.segments

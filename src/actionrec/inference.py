@@ -295,6 +295,14 @@ class Recognizer:
     def predict_stream(self, messages: Iterable[PredictionMessage], *, top_k: int = 5) -> Prediction:
         """A prediction from the messages of `stream_prediction_frames`, consumed as they come."""
         started = time.perf_counter()
+        builder, done = self.read_stream(messages)
+        prediction = builder.finish(done, top_k)
+        prediction.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
+        return prediction
+
+    def read_stream(self, messages: Iterable[PredictionMessage]) -> tuple[_PredictionBuilder, FramesDone]:
+        """Encode the streamed frames and classify their windows, up to the last message: what
+        `finish` turns into a prediction (evaluation also reads the window probabilities)."""
         builder: _PredictionBuilder | None = None
         for message in messages:
             if isinstance(message, FramePlan):
@@ -306,9 +314,7 @@ class Recognizer:
             elif isinstance(message, ClipReplanned):
                 builder.replan(message.clip)
             elif isinstance(message, FramesDone):
-                prediction = builder.finish(message, top_k)
-                prediction.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
-                return prediction
+                return builder, message
         raise UndecodableVideoError("the video's frames stopped before the end of the reading")
 
 

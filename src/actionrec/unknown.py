@@ -102,15 +102,17 @@ class UnknownRule:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], num_classes: int) -> UnknownRule:
-        """Raises ValueError on anything that does not fit a model of `num_classes` actions."""
+    def from_dict(cls, data: dict[str, Any], num_classes: int, num_features: int | None = None) -> UnknownRule:
+        """Raises ValueError on anything that does not fit a model of `num_classes` actions (and
+        `num_features` features a frame, where known)."""
         means = None
         if data.get("means") is not None:
             raw = data["means"]
             shape = tuple(raw["shape"])
             means = np.frombuffer(base64.b64decode(raw["base64"]), "<f2").astype(np.float32).reshape(shape)
-            if len(shape) != 2 or shape[0] != num_classes:
-                raise ValueError(f"class means shaped {shape} for {num_classes} labels")
+            if len(shape) != 2 or shape[0] != num_classes or (num_features and shape[1] != num_features):
+                raise ValueError(f"class means shaped {shape} for {num_classes} labels"
+                                 + (f" of {num_features} features" if num_features else ""))
         threshold = data.get("threshold")
         if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
             raise ValueError(f"threshold must be a number, not {threshold!r}")
@@ -122,7 +124,8 @@ def calibrate(means: np.ndarray, known: Iterable[tuple[np.ndarray, np.ndarray]],
               known_flagged: float = KNOWN_FLAGGED) -> UnknownRule:
     """The feature-similarity rule whose threshold puts `known_flagged` of the `known` clips
     ((probs, (T, F) features) of validation clips of known actions) under it."""
-    rule = UnknownRule(FEATURE_SIMILARITY, 0.0, means)
+    stored = np.asarray(means, np.float32).astype("<f2").astype(np.float32)  # as the card keeps them
+    rule = UnknownRule(FEATURE_SIMILARITY, 0.0, stored)
     scores = np.array([rule.value(probs, features) for probs, features in known])
     if not len(scores):
         raise ValueError("no clips to measure the unknown threshold on")

@@ -98,11 +98,14 @@ def train(
                                         show_default=False),
     val_fraction: Optional[float] = typer.Option(None, help=_help("val_fraction", "Folder datasets without "
                                                  "train.txt/test.txt: share held out."), show_default=False),
-    epochs: Optional[int] = typer.Option(None, help="Default 15; 20 for the UCF101 recipe.", show_default=False),
+    epochs: Optional[int] = typer.Option(None, help="Default: from the data (a frozen backbone's head trains for at "
+                                                    "least 600 steps, 15-200 epochs; end to end 15); 20 for the "
+                                                    "UCF101 recipe.", show_default=False),
     frames: Optional[int] = typer.Option(None, help=_help("frames", "Frames sampled per clip."), show_default=False),
     image_size: Optional[int] = typer.Option(None, help=_help("image_size", "Frame size in pixels (square)."),
                                              show_default=False),
-    batch_size: Optional[int] = typer.Option(None, help="Default 32; 64 for the UCF101 recipe.", show_default=False),
+    batch_size: Optional[int] = typer.Option(None, help="Default: about an eighth of the training clips, 8 to 32; "
+                                                        "64 for the UCF101 recipe.", show_default=False),
     lr: Optional[float] = typer.Option(None, help=_help("lr", "Peak learning rate (AdamW, warm-up then cosine "
                                                               "decay)."), show_default=False),
     weight_decay: Optional[float] = typer.Option(None, help=_help("weight_decay", "AdamW weight decay."),
@@ -262,7 +265,10 @@ def _evaluate_model_files(models: list[Path], data_dir: Optional[Path], dataset:
         if unknown:
             others = expand([str(path) for path in unknown])
             for recognizer, entry in zip(recognizers, results["models"]):
-                entry["unknown"] = unknown_flags(recognizer, clips, read_clips(others, recognizer))
+                readable = read_clips(others, recognizer)
+                if not readable:
+                    fail(f"none of the {len(others)} videos of --unknown could be read.")
+                entry["unknown"] = unknown_flags(recognizer, clips, readable)
         if timelines:
             with tempfile.TemporaryDirectory(prefix="actionrec-timelines-") as folder, \
                     Progress(console=console, transient=True) as progress:
@@ -281,18 +287,23 @@ def _evaluate_model_files(models: list[Path], data_dir: Optional[Path], dataset:
         if "unknown" in entry:
             flags, fixed = entry["unknown"], entry["unknown"]["fixed_0.5"]
             console.print(f"{entry['model']}: flagged uncertain ({flags['rule']['score']} under "
-                          f"{flags['rule']['threshold']}): {flags['known_flagged']:.1%} of {flags['known_clips']} "
-                          f"validation clips, {flags['unknown_flagged']:.1%} of {flags['unknown_clips']} clips of "
-                          f"other actions (a fixed 0.5 confidence: {fixed['known_flagged']:.1%} and "
-                          f"{fixed['unknown_flagged']:.1%}); area under the ROC curve {flags['auroc']} "
+                          f"{flags['rule']['threshold']}): {_share(flags['known_flagged'])} of {flags['known_clips']} "
+                          f"validation clips (those the threshold was measured on, if it was measured on this "
+                          f"dataset), {_share(flags['unknown_flagged'])} of {flags['unknown_clips']} clips of other "
+                          f"actions (a fixed 0.5 confidence: {_share(fixed['known_flagged'])} and "
+                          f"{_share(fixed['unknown_flagged'])}); area under the ROC curve {flags['auroc']} "
                           f"(the top probability: {fixed['auroc']})")
         if "timelines" in entry:
             for name, words in (("evidence", "timelines"), ("windows", "windows alone (the rule before)")):
                 t = entry["timelines"][name]
-                console.print(f"{entry['model']}: {words}: {t['time_right']:.1%} of the time right (worst video "
-                              f"{t['worst_video_time_right']:.1%}); boundaries off by {t['boundary_error_median_s']} s "
-                              f"(median), {t['boundary_error_max_s']} s at most, "
-                              f"{t['boundaries_within_0.5s']:.0%} within 0.5 s")
+                console.print(f"{entry['model']}: {words}: {_share(t['time_right'])} of the time right (worst "
+                              f"video {_share(t['worst_video_time_right'])}); boundaries off by "
+                              f"{t['boundary_error_median_s']} s (median), {t['boundary_error_max_s']} s at most, "
+                              f"{_share(t['boundaries_within_0.5s'])} within 0.5 s")
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def print_comparison(results: dict) -> None:

@@ -81,7 +81,7 @@ def benchmark_training(config: TrainConfig, steps: int = 20, clips: int | None =
             torch.set_num_threads(runtimes.cores_per_process())
         dataset = load_split(config, console)
         samples = evenly(dataset.train, clips)
-        config.resolve_schedule(len(samples))
+        config.resolve_schedule(len(dataset.train))  # the batch training would use
         model, backbone_id = build_model(config, len(dataset.classes), console)
         extractor = extractor_for(config, model, backbone_id, console, runtime)
 

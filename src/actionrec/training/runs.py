@@ -186,7 +186,7 @@ class RunDir:
         def features(video: Path) -> Any:
             try:
                 return np.asarray(cache.get(video)[0], np.float32)
-            except (OSError, ValueError):
+            except Exception:  # missing, truncated (EOFError) or damaged: the clip is decoded instead
                 return None
 
         return features

@@ -330,6 +330,14 @@ def _fingerprint(config: TrainConfig, labels: list[str]) -> str:
     return hashlib.sha1(json.dumps([_settings(config), labels], sort_keys=True).encode()).hexdigest()
 
 
+def _saved_settings(run: RunDir) -> dict:
+    """The `train` settings of the run's config.json ({} where there is none)."""
+    try:
+        return dict(json.loads(run.config_path.read_text(encoding="utf-8"))["train"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def _differences(run: RunDir, config: TrainConfig, labels: list[str]) -> str:
     """Which settings (or classes) a run's config.json has otherwise than `config`, for the error."""
     try:
@@ -425,6 +433,10 @@ def _train(config: TrainConfig, resume: bool, console: Console, runtime: Runtime
     model, backbone_id = build_model(config, len(dataset.classes), console)
     train_side, val_side, skipped = _sides(config, model, dataset, backbone_id, console, runtime)
     if config.epochs is None or config.batch_size is None:
+        if resume:  # the schedule the run started with, not one drawn again from today's clips
+            saved = _saved_settings(run)
+            config.epochs = config.epochs or saved.get("epochs")
+            config.batch_size = config.batch_size or saved.get("batch_size")
         config.resolve_schedule(len(train_side.samples))
         console.print(f"{config.epochs} epochs of batches of {config.batch_size} "
                       f"({steps_per_epoch(len(train_side.samples), config.batch_size) * config.epochs} optimiser steps)")
