@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "actionrec"
-SERVING = ("actionrec.card", "actionrec.errors", "actionrec.files", "actionrec.inference", "actionrec.live", "actionrec.video",
+SERVING = ("actionrec.card", "actionrec.errors", "actionrec.files", "actionrec.inference", "actionrec.live", "actionrec.teach", "actionrec.video",
            "actionrec.serve")
 
 

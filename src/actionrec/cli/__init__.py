@@ -7,6 +7,7 @@ out are not passed on, so those defaults, recipes, settings files and ACTIONREC_
     training.py      synth, data ucf101, train, evaluate, export
     predicting.py    predict, watch
     serving.py       serve, demo
+    teaching.py      teach
     benchmarking.py  benchmark, benchmark-inputs
 """
 
@@ -16,7 +17,7 @@ import os
 
 import typer
 
-from actionrec.cli import benchmarking, predicting, serving, training
+from actionrec.cli import benchmarking, predicting, serving, teaching, training
 from actionrec.cli.common import console
 
 app = typer.Typer(
@@ -25,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for command in (training.synth, training.train, training.evaluate, training.export, predicting.predict,
-                predicting.watch, serving.serve, serving.demo, benchmarking.benchmark):
+                predicting.watch, teaching.teach, serving.serve, serving.demo, benchmarking.benchmark):
     app.command()(command)
 app.command("benchmark-inputs")(benchmarking.benchmark_inputs)
 app.command("benchmark-train")(benchmarking.benchmark_train)
