@@ -261,7 +261,7 @@ def unknown_rule(clips_by_class: list[list[np.ndarray]], center: np.ndarray | No
                 [means[:label], unit(rest.mean(0))[None], means[label + 1:]])
             scores.append(float((rows[i] @ loo.T).max()))
     threshold = float(np.quantile(scores, LOO_FLAGGED))
-    return UnknownRule(CENTERED_SIMILARITY, threshold, means.astype("<f2").astype(np.float32), center,
+    return UnknownRule(CENTERED_SIMILARITY, threshold, means.astype("<f2").astype(np.float32), center=center,
                        known_flagged=round(float((np.array(scores) < threshold).mean()), 4),
                        calibrated_on=f"{num_examples} example clips, each left out of its action's mean in turn")
 

@@ -71,9 +71,9 @@ class UnknownRule:
     score: str = MAX_PROBABILITY
     threshold: float = DEFAULT_UNCERTAIN_BELOW
     means: np.ndarray | None = None  # (classes, F) class means, for the similarity scores
-    center: np.ndarray | None = None  # (F,), for centered_similarity
     known_flagged: float | None = None  # measured share of known validation clips under the threshold
     calibrated_on: str | None = None
+    center: np.ndarray | None = None  # (F,), for centered_similarity
 
     def __post_init__(self) -> None:
         if self.score not in (FEATURE_SIMILARITY, CENTERED_SIMILARITY, MAX_PROBABILITY):
