@@ -44,6 +44,7 @@ def serve(
     drain_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("drain_timeout_s"), show_default=False),
     allowed_hosts: Optional[str] = typer.Option(None, help=_setting_help("allowed_hosts"), show_default=False),
     examples: Optional[Path] = typer.Option(None, help=_setting_help("examples_dir"), show_default=False),
+    data_dir: Optional[Path] = typer.Option(None, help=_setting_help("data_dir"), show_default=False),
     max_live: Optional[int] = typer.Option(None, help=_setting_help("max_live"), show_default=False),
     live_idle_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("live_idle_timeout_s"),
                                                         show_default=False),
@@ -67,7 +68,7 @@ def serve(
                                  max_uploads=max_uploads, upload_idle_timeout_s=upload_idle_timeout_s,
                                  upload_min_kbps=upload_min_kbps, header_timeout_s=header_timeout_s,
                                  drain_timeout_s=drain_timeout_s, allowed_hosts=allowed_hosts, examples_dir=examples,
-                                 max_live=max_live,
+                                 max_live=max_live, data_dir=data_dir,
                                  live_idle_timeout_s=live_idle_timeout_s, cors_origins=cors_origins, device=device,
                                  batching=batching, batch_window_ms=batch_window_ms,
                                  batch_max_frames=batch_max_frames)

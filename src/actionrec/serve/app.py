@@ -45,6 +45,8 @@ from actionrec.serve.protocol import protocol_with_header_timeout
 from actionrec.serve.routes import WEB_DIR, router
 from actionrec.serve.service import PredictionService
 from actionrec.serve.settings import ServerSettings
+from actionrec.serve.teaching import Teaching
+from actionrec.serve.teaching import router as teaching_router
 from actionrec.serve.workers import DecodeFunction
 from actionrec.video import DecodeLimits, stream_prediction_frames
 
@@ -69,20 +71,25 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
         if settings.batching or (settings.batching is None and recognizer.device == "cuda"):
             recognizer.enable_batching(settings.batch_window_ms / 1000, settings.batch_max_frames)
     service = PredictionService(recognizer, settings, decode)
+    teaching = Teaching(service, settings.data_dir, settings.model_path or recognizer.model_path)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        await teaching.resume()
         try:
             yield
         finally:
+            await teaching.stop()
             await service.stop()
 
     # FastAPIOffline serves /docs and /redoc from files in its package: they work without internet.
     app = FastAPIOffline(title="Action recognition", version="1", lifespan=lifespan, static_url="/static/docs",
                          summary="Which human action does a video show, and how sure is the model.")
     app.state.service = service
+    app.state.teaching = teaching
     app.include_router(router)
+    app.include_router(teaching_router)
     app.include_router(live.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     _add_error_handlers(app, service)

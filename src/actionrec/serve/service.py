@@ -12,17 +12,20 @@ import asyncio
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from actionrec.errors import (
     ActionrecError,
+    ModelFileError,
     DecodeCrashed,
     DecodeFailed,
     DecodeTimedOut,
     InferenceFailed,
     ServerBusy,
+    UndecodableVideoError,
     VideoError,
     WorkerLost,
 )
@@ -31,17 +34,22 @@ from actionrec.resources import cpu_facts, describe_cpu
 from actionrec.serve.metrics import Metrics
 from actionrec.serve.settings import ServerSettings
 from actionrec.serve.workers import DecodeFunction, DecodePool
-from actionrec.video import stream_prediction_frames
+from actionrec.teach import MAX_CLIP_S
+from actionrec.video import DecodeLimits, stream_prediction_frames
+from actionrec.video.stream import FramesDone
 
 log = logging.getLogger("actionrec.server")
 
 IDLE_RELEASE_S = 1.0
+CLIP_LIMITS = DecodeLimits(max_duration_s=MAX_CLIP_S)  # example clips for teaching
+T = TypeVar("T")
 
 
 class PredictionService:
     def __init__(self, recognizer: Recognizer, settings: ServerSettings,
                  decode: DecodeFunction = stream_prediction_frames) -> None:
         self.recognizer = recognizer
+        self.base_labels = list(recognizer.labels)  # the model the server started with, which teaching builds on
         self.settings = settings
         self.decode = decode
         self.metrics = Metrics()
@@ -119,8 +127,16 @@ class PredictionService:
                 raise InferenceFailed("The model failed on this video; the error is in the server's log. "
                                       "Please report it.") from exc
 
+        prediction = await self._decoded(job, consume)
+        self.metrics.stage("decode", prediction.timings_ms["decode"] / 1000)
+        self.metrics.stage("inference", prediction.timings_ms["inference"] / 1000)
+        return prediction
+
+
+    async def _decoded(self, job: tuple, consume: Callable[[Iterator], T]) -> T:
+        """`consume` of `job`'s decoded frames, from a worker; failures counted, logged and raised."""
         try:
-            prediction = await self.pool.run(job, consume)
+            return await self.pool.run(job, consume)
         except VideoError as exc:
             self.metrics.decode_failure(exc.reason)
             raise
@@ -140,9 +156,34 @@ class PredictionService:
             self.metrics.decode_failure("timeout")
             log.warning("decoding an upload took over %.0f s; its worker was stopped", self.pool.timeout_s)
             raise
-        self.metrics.stage("decode", prediction.timings_ms["decode"] / 1000)
-        self.metrics.stage("inference", prediction.timings_ms["inference"] / 1000)
-        return prediction
+
+    async def check_clip(self, video: Path) -> float:
+        """An example clip for teaching decodes whole as a prediction reads it: its duration in
+        seconds (VideoError, DecodeCrashed, ... as for predictions when it does not)."""
+        job = (self.decode, (str(video), self.recognizer.spec, CLIP_LIMITS, None), {"name": "the example clip"})
+        return await self._decoded(job, clip_duration)
+
+    async def switch_model(self, path: Path) -> None:
+        """Serve the model at `path` from now on. It loads beside the current one; requests in
+        progress finish on the model they started with (each holds its own reference)."""
+        current = self.recognizer
+        new = await asyncio.to_thread(Recognizer, path, threads=self.settings.threads, limits=current.limits,
+                                      uncertain_below=self.settings.uncertain_below, device=self.settings.device)
+        if new.spec != current.spec:
+            raise ModelFileError(f"{path}: reads {new.spec.num_frames} frames of {new.spec.image_size} px, where the "
+                                 f"served model reads {current.spec.num_frames} of {current.spec.image_size}.")
+        if current.batcher is not None:
+            new.enable_batching(current.batcher.window_s, current.batcher.max_frames)
+        self.recognizer = new
+        log.info("now serving %s %s (%d actions) from %s", new.name, new.version, len(new.labels), path)
+
+
+def clip_duration(messages: Iterator) -> float:
+    """What checking an example clip needs of its decoded frames: that they all came, and how long it is."""
+    for message in messages:
+        if isinstance(message, FramesDone):
+            return message.info.duration_s
+    raise UndecodableVideoError("the clip's frames stopped before the end of the reading")
 
 
 def _int8_note(int8_pays: bool, precision: str) -> str:

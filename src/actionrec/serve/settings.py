@@ -53,6 +53,11 @@ class ServerSettings(BaseSettings):
                                           "files without one)")
     examples_dir: Path | None = Field(None, description="a folder of example videos the page offers to try "
                                                         "(the demo's held-out clips)")
+    data_dir: Path | None = Field(None, description="a folder for teaching: example clips, jobs and taught models "
+                                  "are kept there (teaching is off without it)")
+    teach_max_actions: int = Field(20, ge=2, le=50, description="actions a server holds example clips of")
+    teach_max_clips: int = Field(20, ge=1, le=50, description="example clips an action")
+    teach_max_clip_mb: float = Field(50.0, gt=0, description="larger example clips get 413")
     max_live: int = Field(4, ge=0, description="live camera streams (WebSocket /v1/live) at once")
     live_idle_timeout_s: float = Field(30.0, gt=0, description="a live stream with no frame for this long is closed")
     cors_origins: Annotated[list[str], NoDecode] = Field(
