@@ -138,3 +138,24 @@ def test_teaching_needs_its_folder_and_the_key(base_model: Path, clips, tmp_path
         assert add(url, "red", clips["red"][0]).status_code == 401
         assert httpx.get(f"{url}/v1/models").status_code == 401
         assert add(url, "red", clips["red"][0], **{"X-API-Key": "s3cret"}).status_code == 201
+
+
+def test_a_server_can_teach_on_another_base(base_model: Path, clips, tmp_path: Path):
+    """The demo's arrangement: one model served, teaching on another's encoder (an ImageNet base)."""
+    from actionrec.testing import make_untrained_model
+
+    served = make_untrained_model(tmp_path / "served.onnx", labels=("a", "b", "c"), num_frames=2, image_size=32)
+    options = [str(served), "--data-dir", str(tmp_path / "d"), "--teach-base", str(base_model)]
+    with serve_command(options, tmp_path / "server.log", {"ACTIONREC_TEACH_NOTE": "a note"}) as url:
+        about = httpx.get(f"{url}/v1/teach").json()
+        assert about["enabled"] and about["base"]["name"] == "untrained-test-model" and about["note"] == "a note"
+        for name in ("red", "blue"):
+            for body in clips[name][:2]:
+                assert add(url, name, body).status_code == 201
+        job = wait_for(url, httpx.post(f"{url}/v1/teach/jobs", json={}).json()["id"])
+        assert job["state"] == "done", job
+        assert [m["id"] for m in httpx.get(f"{url}/v1/models").json()["models"]] == ["base", "teach-base", job["model"]]
+        assert httpx.post(f"{url}/v1/models/{job['model']}/serve").json()["model"]["num_frames"] == 4
+        answer = httpx.post(f"{url}/", content=clips["blue"][3], headers={"Content-Type": "video/mp4"}, timeout=60)
+        assert answer.json()["action"] == "blue"
+        assert httpx.post(f"{url}/v1/models/base/serve").json()["model"]["labels"] == ["a", "b", "c"]

@@ -1,8 +1,10 @@
 """The offline demo: synthetic dataset -> trained model -> ONNX -> the web page and API.
 
 Everything lands in one folder (default ./demo); a second run finds the model there and starts
-serving in seconds. Nothing is downloaded: the backbone starts from random weights and is
-trained end to end on the synthetic clips, at a size two CPU cores get through in minutes.
+serving in seconds. Nothing is downloaded for the model it serves: the backbone starts from random
+weights and is trained end to end on the synthetic clips, at a size two CPU cores get through in
+minutes. The page's Teach mode builds on torchvision's ImageNet MobileNetV2 where its weights are
+at hand (`build_imagenet_base`), so a visitor can teach it real actions from the camera.
 """
 
 from __future__ import annotations
@@ -62,6 +64,15 @@ class DemoPaths:
         return self.run / "model.onnx"
 
     @property
+    def imagenet_base(self) -> Path:
+        """The base the page's Teach mode builds on: ImageNet MobileNetV2, frozen, no actions of its own."""
+        return self.root / "imagenet-base.onnx"
+
+    @property
+    def teach(self) -> Path:
+        return self.root / "teach"
+
+    @property
     def examples(self) -> Path:
         """Held-out clips (the model never trained on them) that the page offers to try."""
         return self.root / "examples"
@@ -109,6 +120,40 @@ def build_demo_model(root: Path, console: Console, rebuild: bool = False, seed: 
         f"{len(result.labels)} classes)"
     )
     return paths.model
+
+
+def build_imagenet_base(root: Path, console: Console) -> tuple[Path | None, str | None]:
+    """The Teach mode's base: torchvision's ImageNet MobileNetV2 (from its cache, or downloaded
+    there on first use as torchvision does), exported at the UCF101 recipe's 16 x 224 with a head
+    that knows no action yet. (path, None), or (None, why not and what to do)."""
+    paths = DemoPaths(root)
+    if paths.imagenet_base.is_file():
+        return paths.imagenet_base, None
+    from actionrec.card import ModelCard
+    from actionrec.errors import BackboneWeightsError
+    from actionrec.export import export_model
+    from actionrec.model import ActionModel, ModelConfig, load_backbone_weights
+
+    config = ModelConfig(num_classes=1, temporal="mean", hidden_size=32)
+    model = ActionModel(config)
+    try:
+        weights = load_backbone_weights(model, "imagenet")
+    except BackboneWeightsError:
+        import torch
+        from torchvision.models import MobileNet_V2_Weights
+
+        url = MobileNet_V2_Weights.IMAGENET1K_V1.url
+        return None, (f"Teaching real actions needs torchvision's ImageNet MobileNetV2 weights, which could not be "
+                      f"fetched from {url} (no internet?). Download that file on any machine, put it in "
+                      f"{Path(torch.hub.get_dir()) / 'checkpoints'}, and restart the demo. Until then, Teach "
+                      "builds on the synthetic model's encoder, which knows only coloured shapes.")
+    card = ModelCard(name="imagenet-base", version="1", labels=["(none yet)"], num_frames=16, image_size=224,
+                     model=config.to_dict() | {"backbone": "mobilenet_v2", "backbone_weights": weights,
+                                               "freeze_backbone": True},
+                     dataset="none: ImageNet features only, for teaching", clip_duration_s=3.0)
+    console.print(f"Exporting the ImageNet base for the page's Teach mode to {paths.imagenet_base}")
+    export_model(model.eval(), card, paths.imagenet_base)
+    return paths.imagenet_base, None
 
 
 def keep_examples(config: TrainConfig, folder: Path, per_class: int = EXAMPLES_PER_CLASS) -> list[Path]:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import typer
+from rich.markup import escape
 
 from actionrec.cli.common import console, fail, needs_serving_extra, needs_training_extra
 from actionrec.errors import ActionrecError
@@ -45,6 +46,11 @@ def serve(
     allowed_hosts: Optional[str] = typer.Option(None, help=_setting_help("allowed_hosts"), show_default=False),
     examples: Optional[Path] = typer.Option(None, help=_setting_help("examples_dir"), show_default=False),
     data_dir: Optional[Path] = typer.Option(None, help=_setting_help("data_dir"), show_default=False),
+    teach_base: Optional[Path] = typer.Option(None, help=_setting_help("teach_base"), show_default=False),
+    teach_max_actions: Optional[int] = typer.Option(None, help=_setting_help("teach_max_actions"), show_default=False),
+    teach_max_clips: Optional[int] = typer.Option(None, help=_setting_help("teach_max_clips"), show_default=False),
+    teach_max_clip_mb: Optional[float] = typer.Option(None, help=_setting_help("teach_max_clip_mb"),
+                                                      show_default=False),
     max_live: Optional[int] = typer.Option(None, help=_setting_help("max_live"), show_default=False),
     live_idle_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("live_idle_timeout_s"),
                                                         show_default=False),
@@ -68,7 +74,9 @@ def serve(
                                  max_uploads=max_uploads, upload_idle_timeout_s=upload_idle_timeout_s,
                                  upload_min_kbps=upload_min_kbps, header_timeout_s=header_timeout_s,
                                  drain_timeout_s=drain_timeout_s, allowed_hosts=allowed_hosts, examples_dir=examples,
-                                 max_live=max_live, data_dir=data_dir,
+                                 max_live=max_live, data_dir=data_dir, teach_base=teach_base,
+                                 teach_max_actions=teach_max_actions, teach_max_clips=teach_max_clips,
+                                 teach_max_clip_mb=teach_max_clip_mb,
                                  live_idle_timeout_s=live_idle_timeout_s, cors_origins=cors_origins, device=device,
                                  batching=batching, batch_window_ms=batch_window_ms,
                                  batch_max_frames=batch_max_frames)
@@ -107,4 +115,12 @@ def demo(
     from actionrec.serve.app import serve as run_server
     from actionrec.serve.settings import ServerSettings
 
-    run_server(ServerSettings(model_path=model, host=host, port=port, examples_dir=examples))
+    from actionrec.demo import build_imagenet_base
+
+    # The page's Teach mode keeps its example clips and taught models beside the demo's model, and
+    # builds on ImageNet features where the weights are at hand (else on the synthetic encoder).
+    base, why_not = build_imagenet_base(folder, console)
+    if why_not:
+        console.print(f"[yellow]Teach mode:[/yellow] {escape(why_not)}")
+    run_server(ServerSettings(model_path=model, host=host, port=port, examples_dir=examples,
+                              data_dir=DemoPaths(folder).teach, teach_base=base, teach_note=why_not))

@@ -71,7 +71,7 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
         if settings.batching or (settings.batching is None and recognizer.device == "cuda"):
             recognizer.enable_batching(settings.batch_window_ms / 1000, settings.batch_max_frames)
     service = PredictionService(recognizer, settings, decode)
-    teaching = Teaching(service, settings.data_dir, settings.model_path or recognizer.model_path)
+    teaching = Teaching(service, settings.data_dir, settings.teach_base or settings.model_path or recognizer.model_path)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -19,7 +19,6 @@ from typing import TypeVar
 
 from actionrec.errors import (
     ActionrecError,
-    ModelFileError,
     DecodeCrashed,
     DecodeFailed,
     DecodeTimedOut,
@@ -49,7 +48,6 @@ class PredictionService:
     def __init__(self, recognizer: Recognizer, settings: ServerSettings,
                  decode: DecodeFunction = stream_prediction_frames) -> None:
         self.recognizer = recognizer
-        self.base_labels = list(recognizer.labels)  # the model the server started with, which teaching builds on
         self.settings = settings
         self.decode = decode
         self.metrics = Metrics()
@@ -165,13 +163,11 @@ class PredictionService:
 
     async def switch_model(self, path: Path) -> None:
         """Serve the model at `path` from now on. It loads beside the current one; requests in
-        progress finish on the model they started with (each holds its own reference)."""
+        progress finish on the model they started with (each holds its own reference, and hands
+        its own frames and size to the decode workers). ModelFileError if it cannot load."""
         current = self.recognizer
         new = await asyncio.to_thread(Recognizer, path, threads=self.settings.threads, limits=current.limits,
                                       uncertain_below=self.settings.uncertain_below, device=self.settings.device)
-        if new.spec != current.spec:
-            raise ModelFileError(f"{path}: reads {new.spec.num_frames} frames of {new.spec.image_size} px, where the "
-                                 f"served model reads {current.spec.num_frames} of {current.spec.image_size}.")
         if current.batcher is not None:
             new.enable_batching(current.batcher.window_s, current.batcher.max_frames)
         self.recognizer = new

@@ -55,6 +55,9 @@ class ServerSettings(BaseSettings):
                                                         "(the demo's held-out clips)")
     data_dir: Path | None = Field(None, description="a folder for teaching: example clips, jobs and taught models "
                                   "are kept there (teaching is off without it)")
+    teach_base: Path | None = Field(None, description="the model whose encoder teaching reuses (default: the "
+                                    "served model; a frozen ImageNet one suits best)")
+    teach_note: str | None = Field(None, description="a note the Teach mode shows (why teaching is limited here)")
     teach_max_actions: int = Field(20, ge=2, le=50, description="actions a server holds example clips of")
     teach_max_clips: int = Field(20, ge=1, le=50, description="example clips an action")
     teach_max_clip_mb: float = Field(50.0, gt=0, description="larger example clips get 413")

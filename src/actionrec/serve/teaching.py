@@ -2,6 +2,7 @@
 and the served model switched without a restart.
 
     POST   /v1/teach/examples?action=NAME   a video (raw body or multipart `file`): one example clip
+    GET    /v1/teach                        whether teaching is on, what it builds on, its limits, a note
     GET    /v1/teach/examples               the actions and their clips
     DELETE /v1/teach/examples/{action}[/{clip}]   remove a clip, or an action with all its clips
     POST   /v1/teach/jobs                   teach the base the actions as they are now: 202 and a job
@@ -50,7 +51,7 @@ from actionrec.serve.settings import UploadLimits
 
 log = logging.getLogger("actionrec.server")
 
-BASE_ID = "base"
+BASE_ID, TEACH_BASE_ID = "base", "teach-base"
 RUNNING = ("queued", "reading", "fitting", "writing")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
@@ -112,7 +113,9 @@ class Teaching:
         self.service = service
         self.settings = service.settings
         self.data_dir = data_dir
-        self.base_path = base_path
+        self.base_path = base_path  # the model whose encoder teaching reuses
+        self.started_path = Path(service.recognizer.model_path)  # the model the server started with: "base"
+        self.note = getattr(self.settings, "teach_note", None)
         self.running: asyncio.Task | None = None
         self.switching = asyncio.Lock()
         if data_dir is not None:
@@ -157,6 +160,19 @@ class Teaching:
             if clips:
                 found[folder.name] = sorted(clips, key=lambda c: c.get("added_at", 0))
         return found
+
+    def _base_card(self):
+        from actionrec.inference import read_card
+
+        return read_card(self.base_path)
+
+    def about(self) -> dict[str, Any]:
+        """What the page shows of teaching here: what it builds on, and any note from the operator."""
+        card = self._base_card() if self.base_path is not None else None
+        return {"enabled": self.data_dir is not None and card is not None, "note": self.note,
+                "base": None if card is None else {"name": card.name, "version": card.version,
+                                                   "backbone_weights": card.model.get("backbone_weights"),
+                                                   "labels": card.labels}}
 
     def limits(self) -> dict[str, Any]:
         from actionrec.teach import MAX_CLIP_S, MAX_NAME
@@ -239,7 +255,7 @@ class Teaching:
         except TeachError as exc:
             raise RequestError(422, str(exc).replace("action", "model"), "invalid_model_name") from None
         examples = self.examples()
-        if len(examples) + (len(self.service.base_labels) if keep_base else 0) < 2:
+        if len(examples) + (len(self._base_card().labels) if keep_base else 0) < 2:
             raise RequestError(422, f"Teaching needs clips of at least two actions; this server has "
                                     f"{len(examples)} ({', '.join(examples) or 'none'}). Add clips of another "
                                     "(one may be 'nothing', standing still).", "too_few_actions")
@@ -307,7 +323,9 @@ class Teaching:
     # -- models --------------------------------------------------------------------------------
 
     def model_path(self, model_id: str) -> Path:
-        if model_id == BASE_ID and self.base_path is not None:
+        if model_id == BASE_ID:
+            return self.started_path
+        if model_id == TEACH_BASE_ID and self.base_path is not None:
             return self.base_path
         path = self.data_dir / "models" / f"{model_id}.onnx" if self.data_dir and ID_PATTERN.match(model_id) else None
         if path is None or not path.is_file():
@@ -319,7 +337,9 @@ class Teaching:
 
         served = self.service.recognizer.model_path
         listed = []
-        paths = [(BASE_ID, self.base_path)] if self.base_path is not None else []
+        paths = [(BASE_ID, self.started_path)]
+        if self.base_path is not None and Path(self.base_path).resolve() != self.started_path.resolve():
+            paths.append((TEACH_BASE_ID, Path(self.base_path)))
         if self.data_dir is not None:
             paths += [(p.stem, p) for p in sorted((self.data_dir / "models").glob("*.onnx")) if not p.name.startswith(".")]
         for model_id, path in paths:
@@ -373,7 +393,7 @@ async def add_example(request: Request, teaching: TeachingDep,
 async def list_examples(teaching: TeachingDep) -> dict:
     examples = teaching.examples()
     return {"actions": [{"action": name, "clips": clips} for name, clips in examples.items()],
-            "limits": teaching.limits()}
+            "limits": teaching.limits(), "teaching": await asyncio.to_thread(teaching.about)}
 
 
 @router.delete("/v1/teach/examples/{action}/{clip_id}", summary="Remove one example clip")
@@ -395,6 +415,11 @@ async def start_job(teaching: TeachingDep,
     if name is not None and not isinstance(name, str):
         raise RequestError(422, "name: must be a string.", "invalid_parameters")
     return teaching.start_job(name, bool(options.get("keep_base", False)))
+
+
+@router.get("/v1/teach", summary="Whether this server teaches, what it builds on, and its limits")
+async def about(teaching: TeachingDep) -> dict:
+    return await asyncio.to_thread(teaching.about) | {"limits": teaching.limits()}
 
 
 @router.get("/v1/teach/jobs", summary="Teaching jobs, latest first")
