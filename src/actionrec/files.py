@@ -7,6 +7,7 @@ interrupted program leaves either the old file or the new one, and no debris.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -35,3 +36,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, data: object) -> None:
     write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -10,7 +10,6 @@ Normalisation happens inside the model, so the exported graph takes decoded fram
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
 from actionrec.card import IMAGENET_MEAN, IMAGENET_STD, TEMPORAL_HEADS
 from actionrec.errors import BackboneWeightsError
+from actionrec.files import sha256_of
 
 
 @dataclass
@@ -165,7 +165,7 @@ def load_backbone_weights(model: ActionModel, weights: str) -> str:
                 "MobileNetV2 state dict (.pth or .safetensors)."
             )
         state = _read_state_dict(path)
-        weights_id = "file-" + _file_digest(path)[:16]
+        weights_id = "file-" + sha256_of(path)[:16]
     features = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
     try:
         model.backbone.load_state_dict(features)
@@ -201,7 +201,7 @@ def check_checkpoint_hash(path: Path) -> None:
     match = torch.hub.HASH_REGEX.search(path.name)
     if not match:
         return
-    digest = _file_digest(path)
+    digest = sha256_of(path)
     if not digest.startswith(match.group(1)):
         raise BackboneWeightsError(
             f"{path}: damaged or not the file its name says (SHA-256 {digest[:8]}..., expected "
@@ -225,9 +225,3 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _file_digest(path: os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -18,7 +18,6 @@ Needs the `onnx` package (in the `serve` extra) to write the graph; ONNX Runtime
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -32,7 +31,7 @@ import numpy as np
 
 from actionrec.card import FEATURES_INPUT, FEATURES_OUTPUT, INPUT_NAME, OUTPUT_NAME, WINDOW_OUTPUT, ModelCard, write_card
 from actionrec.errors import ActionrecError, ModelFileError, VideoError
-from actionrec.files import atomic_output
+from actionrec.files import atomic_output, sha256_of
 from actionrec.inference import Recognizer
 from actionrec.unknown import CENTERED_SIMILARITY, FEATURE_SIMILARITY, UnknownRule, unit
 from actionrec.video import DecodeLimits, read_clip
@@ -364,14 +363,6 @@ def _check_written(path: Path, head: LinearHead) -> None:
 # --------------------------------------------------------------------------- teach
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def teach(base: str | os.PathLike | Recognizer, examples: Mapping[str, Sequence[str | os.PathLike]],
           out: str | os.PathLike, *, name: str | None = None, keep_base: bool = False,
           progress: Progress | None = None) -> TeachResult:
@@ -426,7 +417,7 @@ def teach(base: str | os.PathLike | Recognizer, examples: Mapping[str, Sequence[
     card = recognizer.card
     labels = names + base_labels
     counts = {label: len(features[label]) for label in names}
-    taught = {"base": card.name, "base_version": card.version, "base_sha256": _file_digest(recognizer.model_path)[:16],
+    taught = {"base": card.name, "base_version": card.version, "base_sha256": sha256_of(recognizer.model_path)[:16],
               "clips": counts, "kept_base_actions": base_labels, "leave_one_out_accuracy": loo}
     stamp = datetime.now(timezone.utc)
     new_card = replace(
