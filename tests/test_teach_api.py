@@ -149,6 +149,7 @@ def test_a_server_can_teach_on_another_base(base_model: Path, clips, tmp_path: P
     with serve_command(options, tmp_path / "server.log", {"ACTIONREC_TEACH_NOTE": "a note"}) as url:
         about = httpx.get(f"{url}/v1/teach").json()
         assert about["enabled"] and about["base"]["name"] == "untrained-test-model" and about["note"] == "a note"
+        assert about["base"]["can_keep_actions"] is False  # no class means of training clips to keep them by
         for name in ("red", "blue"):
             for body in clips[name][:2]:
                 assert add(url, name, body).status_code == 201

@@ -271,3 +271,143 @@ def test_api_docs_render_offline(browser, server_url: str) -> None:
     page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
     assert page.locator(".opblock-summary-path", has_text="/v1/predictions").count() >= 1
     context.close()
+
+
+# --------------------------------------------------------------------------- Teach mode
+
+
+@pytest.fixture(scope="module")
+def teach_server_url(tmp_path_factory: pytest.TempPathFactory):
+    """A server that teaches: an encoder with fitted batch norm, and a folder for clips and models."""
+    pytest.importorskip("torch", reason="making the test model needs the train extra (torch)")
+    from actionrec.testing import make_untrained_model
+
+    folder = tmp_path_factory.mktemp("teach-web")
+    model = make_untrained_model(folder / "base.onnx", labels=LABELS, fitted_batch_norm=True)
+    with serve_command([str(model), "--workers", "1", "--data-dir", str(folder / "data")],
+                       folder / "server.log") as url:
+        yield url + "/"
+
+
+@pytest.fixture(scope="module")
+def red_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("red")
+    rng = np.random.default_rng(11)
+    clips = []
+    for i in range(3):
+        video = np.clip(np.array([200, 40, 40]) + rng.integers(-30, 30, (30, 48, 64, 3)), 0, 255).astype(np.uint8)
+        clips.append(folder / f"red{i}.mp4")
+        write_video(video, clips[-1], 15.0)
+    return clips
+
+
+def action_item(page, action: str):
+    return page.locator(f"#action-list li[data-action='{action}']")
+
+
+def add_action(page, name: str) -> None:
+    page.fill("#action-input", name)
+    page.press("#action-input", "Enter")
+
+
+def test_teach_mode_from_files_and_camera_then_serves_it_live(camera_browser, teach_server_url: str,
+                                                              red_clips: list[Path]) -> None:
+    page, errors = open_page(camera_browser, teach_server_url)
+    page.wait_for_selector("#modes:not([hidden])")
+    assert page.is_visible("#footer-teach")
+    page.click("#mode-teach")
+    assert page.is_visible("#teach") and page.is_hidden("#workspace")
+    assert page.evaluate("window.location.hash") == "#teach"
+    page.wait_for_function("() => document.querySelector('#teach-limits').textContent.includes('clips an action')")
+    assert "untrained-test-model" in page.inner_text("#teach-base")
+    assert "not trained on ImageNet" in page.inner_text("#teach-base")
+    assert page.is_hidden("#keep-base-label")  # the base has no class means to keep its actions by
+    assert page.is_disabled("#train-button")  # no action has clips yet
+
+    # files: three clips of "red", one removed again
+    add_action(page, "red")
+    with page.expect_file_chooser() as chooser:
+        action_item(page, "red").locator("button.add-files").click()
+    chooser.value.set_files([str(path) for path in red_clips])
+    page.wait_for_function("() => document.querySelectorAll(\"li[data-action='red'] .clip\").length === 3",
+                           timeout=60_000)
+    action_item(page, "red").locator(".clip-remove").first.click()
+    page.wait_for_function("() => document.querySelectorAll(\"li[data-action='red'] .clip\").length === 2")
+
+    # the camera: two recorded clips of "waving"
+    add_action(page, "waving")
+    assert page.is_disabled("#train-button")  # one action with clips is not enough
+    for count in (1, 2):
+        action_item(page, "waving").locator("button.record").click()
+        page.wait_for_function(f"() => document.querySelectorAll(\"li[data-action='waving'] .clip\").length === {count}",
+                               timeout=60_000)
+    assert page.is_hidden("#teach-error"), page.inner_text("#teach-error")
+
+    page.fill("#teach-model-name", "page-taught")
+    page.click("#train-button")
+    page.wait_for_selector("#train-result:not([hidden]), #teach-error:not([hidden])", timeout=120_000)
+    assert page.is_hidden("#teach-error"), page.inner_text("#teach-error")
+    assert page.inner_text("#train-summary").startswith("Taught 2 actions from 4 clips")
+    assert page.inner_text("#train-status") == "Done"
+    page.wait_for_selector("#model-list li:has-text('page-taught')")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-teach.png"), full_page=True)
+
+    page.click("#use-model")
+    page.wait_for_selector("#try-live:not([hidden])")
+    assert page.inner_text("#model-name") == "page-taught"
+    served = page.locator("#model-list li", has=page.locator(".served-badge"))
+    assert served.count() == 1 and "page-taught" in served.inner_text()
+
+    page.click("#try-live")
+    assert page.is_visible("#workspace") and page.is_hidden("#teach")
+    page.wait_for_function("() => document.querySelector('#camera-label').dataset.label", timeout=60_000)
+    assert page.get_attribute("#camera-label", "data-label") == "waving"  # the camera shows what it was taught
+    page.click("#camera-stop")
+    page.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_teach_mode_refuses_bad_input_plainly(page_on_teach_server) -> None:
+    page = page_on_teach_server
+    page.click("#mode-teach")
+    page.wait_for_function("() => document.querySelector('#teach-limits').textContent.includes('clips an action')")
+    add_action(page, "  ")
+    assert "Type the action's name" in page.inner_text("#teach-error")
+    add_action(page, "jump")
+    add_action(page, "JUMP")
+    assert "already an action named “jump”" in page.inner_text("#teach-error")
+
+    with page.expect_file_chooser() as chooser:
+        action_item(page, "jump").locator("button.add-files").click()
+    chooser.value.set_files([{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"},
+                             {"name": "broken.mp4", "mimeType": "video/mp4", "buffer": os.urandom(4000)}])
+    page.wait_for_function("() => document.querySelector('#teach-error').textContent.includes('broken.mp4')",
+                           timeout=60_000)
+    said = page.inner_text("#teach-error")
+    assert "“notes.txt” is not a video file" in said and "broken.mp4:" in said
+    assert action_item(page, "jump").locator(".clip").count() == 0  # nothing was kept
+
+    add_action(page, "<b>")
+    with page.expect_file_chooser() as chooser:
+        action_item(page, "<b>").locator("button.add-files").click()
+    chooser.value.set_files([{"name": "ok.mp4", "mimeType": "video/mp4", "buffer": b"\x00" * 100}])
+    page.wait_for_function("() => document.querySelector('#teach-error').textContent.includes('characters')",
+                           timeout=60_000)
+    assert action_item(page, "<b>").count() == 0  # a name the server refuses is dropped
+    action_item(page, "jump").locator("button.remove-action").click()
+    assert action_item(page, "jump").count() == 0
+
+
+@pytest.fixture
+def page_on_teach_server(browser, teach_server_url: str):
+    page, errors = open_page(browser, teach_server_url)
+    page.wait_for_selector("#modes:not([hidden])")
+    yield page
+    page.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_teach_mode_is_not_offered_without_a_data_folder(page) -> None:
+    page.wait_for_timeout(500)
+    assert page.is_hidden("#modes") and page.is_hidden("#footer-teach")

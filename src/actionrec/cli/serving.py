@@ -122,5 +122,8 @@ def demo(
     base, why_not = build_imagenet_base(folder, console)
     if why_not:
         console.print(f"[yellow]Teach mode:[/yellow] {escape(why_not)}")
+    else:
+        console.print(f"Teach it your own actions: [bold]{url}/#teach[/bold] (a few camera clips each, on "
+                      "ImageNet features)")
     run_server(ServerSettings(model_path=model, host=host, port=port, examples_dir=examples,
                               data_dir=DemoPaths(folder).teach, teach_base=base, teach_note=why_not))

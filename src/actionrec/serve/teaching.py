@@ -168,11 +168,17 @@ class Teaching:
 
     def about(self) -> dict[str, Any]:
         """What the page shows of teaching here: what it builds on, and any note from the operator."""
+        from actionrec.unknown import FEATURE_SIMILARITY
+
         card = self._base_card() if self.base_path is not None else None
+        rule = None if card is None else card.unknown_rule
         return {"enabled": self.data_dir is not None and card is not None, "note": self.note,
                 "base": None if card is None else {"name": card.name, "version": card.version,
                                                    "backbone_weights": card.model.get("backbone_weights"),
-                                                   "labels": card.labels}}
+                                                   "labels": card.labels,
+                                                   # keep_base needs the class means of the base's own clips
+                                                   "can_keep_actions": rule is not None
+                                                   and rule.score == FEATURE_SIMILARITY}}
 
     def limits(self) -> dict[str, Any]:
         from actionrec.teach import MAX_CLIP_S, MAX_NAME

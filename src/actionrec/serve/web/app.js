@@ -1,6 +1,7 @@
 // The upload page: pick or drop a video, play it, send it to /v1/predictions, show the answer.
 // Or use the camera: frames go to the WebSocket route /v1/live and the live answer shows over them.
-import { apiKey, bytes, clock, humanize, make, percent } from "./common.js";
+import { apiKey, bytes, clock, humanize, looksLikeVideo, make, percent } from "./common.js";
+import { enterTeach, leaveTeach, setUpTeach } from "./teach.js";
 
 const KEY_STORAGE = "actionrec.apiKey";
 const TIMELINE_MIN_SECONDS = 5;  // shorter videos are one window: no timeline worth drawing
@@ -26,6 +27,8 @@ const el = {
   eyebrow: $("answer-eyebrow"), cameraRow: $("camera-row"), cameraStart: $("camera-start"), camera: $("camera"),
   cameraVideo: $("camera-video"), cameraLabel: $("camera-label"), cameraStatus: $("camera-status"),
   cameraStop: $("camera-stop"), examples: $("examples"), exampleList: $("example-list"),
+  modes: $("modes"), modeRecognize: $("mode-recognize"), modeTeach: $("mode-teach"), heroTitle: $("hero-title"),
+  heroLede: $("hero-lede"), workspace: $("workspace"), teach: $("teach"), footerTeach: $("footer-teach"),
 };
 
 const state = { model: null, file: null, objectUrl: null, request: null };
@@ -57,7 +60,10 @@ function showModel(model) {
   const dataset = model.dataset || "unknown data";
   el.modelName.textContent = model.name;
   el.modelVersion.textContent = model.version ? `version ${model.version}` : "";
-  el.modelDataset.textContent = `Knows ${labels.length} actions · trained on ${dataset}`;
+  const taught = model.model && model.model.taught;
+  el.modelDataset.textContent = taught
+    ? `Knows ${labels.length} actions · taught on this server from ${dataset.replace(/^taught: /, "")}`
+    : `Knows ${labels.length} actions · trained on ${dataset}`;
 
   el.modelPill.replaceChildren("Model: ", make("strong", "", model.name),
                                ` · ${labels.length} actions`);
@@ -90,8 +96,9 @@ function setUpKey() {
   el.keyInput.value = sessionStorage.getItem(KEY_STORAGE) || "";
   el.keyInput.addEventListener("input", () => sessionStorage.setItem(KEY_STORAGE, apiKey()));
   el.keyForm.addEventListener("submit", (event) => {
-    event.preventDefault();  // Enter in the field retries the upload that needed the key
-    if (state.file && !state.request) analyse(state.file);
+    event.preventDefault();  // Enter in the field retries what needed the key
+    if (document.body.dataset.mode === "teach") enterTeach();
+    else if (state.file && !state.request) analyse(state.file);
   });
   el.keyToggle.addEventListener("click", () => {
     const show = el.keyInput.type === "password";
@@ -102,14 +109,6 @@ function setUpKey() {
 }
 
 // ------------------------------------------------------------------ choosing a file
-
-function looksLikeVideo(file) {
-  if (!file.type || file.type === "application/octet-stream") {
-    return /\.(mp4|m4v|mov|qt|webm|mkv|avi|wmv|flv|mpe?g|3gp|3g2|ts|mts|m2ts|ogv)$/i.test(file.name) ||
-           !/\.[a-z0-9]{1,5}$/i.test(file.name);
-  }
-  return file.type.startsWith("video/");
-}
 
 function choose(file) {
   if (!file) return;
@@ -181,6 +180,7 @@ function setUpPicking() {
     event.preventDefault();
     depth = 0;
     el.dropZone.classList.remove("dragging");
+    if (document.body.dataset.mode === "teach") return;  // Teach mode takes drops on its actions only
     const file = event.dataTransfer && event.dataTransfer.files[0];
     if (file) choose(file);
   });
@@ -551,10 +551,56 @@ function setUpCamera() {
   });
 }
 
+// ------------------------------------------------------------------ modes: recognize or teach
+
+const HERO = {
+  recognize: [el.heroTitle.textContent, el.heroLede.textContent],
+  teach: ["Teach it your own actions",
+          "Name an action, record three short clips of it with the camera or add video files, and do the same " +
+          "for each action. Train, and seconds later this page recognises them, and says when it sees none of them."],
+};
+
+function setMode(mode) {
+  const teach = mode === "teach";
+  document.body.dataset.mode = mode;
+  el.modeRecognize.setAttribute("aria-pressed", String(!teach));
+  el.modeTeach.setAttribute("aria-pressed", String(teach));
+  [el.heroTitle.textContent, el.heroLede.textContent] = HERO[mode];
+  el.workspace.hidden = teach;
+  el.teach.hidden = !teach;
+  history.replaceState(null, "", teach ? "#teach" : window.location.pathname + window.location.search);
+  if (teach) {
+    if (state.request) state.request.abort();
+    state.request = null;
+    stopCamera();  // one camera at a time: Teach mode records with its own
+    enterTeach();
+  } else {
+    leaveTeach();
+  }
+}
+
+async function setUpModes() {
+  document.body.dataset.mode = "recognize";
+  el.modeRecognize.addEventListener("click", () => setMode("recognize"));
+  el.modeTeach.addEventListener("click", () => setMode("teach"));
+  const teaches = await setUpTeach({
+    modelServed: loadModel,
+    tryLive: () => {
+      setMode("recognize");
+      startCamera();
+    },
+    needKey: () => showKeyCard(true),
+  });
+  el.modes.hidden = !teaches;
+  el.footerTeach.hidden = !teaches;
+  if (teaches && window.location.hash === "#teach") setMode("teach");
+}
+
 // ------------------------------------------------------------------ start
 
 setUpKey();
 setUpPicking();
 setUpCamera();
+setUpModes();
 loadModel();
 loadExamples();

@@ -26,6 +26,15 @@ export function bytes(size) {
   return `${(size / (1024 * 1024)).toFixed(1)} MB`;
 }
 
+/** Whether a chosen or dropped file is a video, by its type or else its name. */
+export function looksLikeVideo(file) {
+  if (!file.type || file.type === "application/octet-stream") {
+    return /\.(mp4|m4v|mov|qt|webm|mkv|avi|wmv|flv|mpe?g|3gp|3g2|ts|mts|m2ts|ogv)$/i.test(file.name) ||
+           !/\.[a-z0-9]{1,5}$/i.test(file.name);
+  }
+  return file.type.startsWith("video/");
+}
+
 export function make(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;

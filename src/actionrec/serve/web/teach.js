@@ -1,0 +1,569 @@
+// Teach mode: name actions, give each a few clips (recorded from the camera or chosen as files),
+// train a model of them on the server (/v1/teach), follow its progress, then serve it.
+import { apiKey, bytes, humanize, looksLikeVideo, make, percent } from "./common.js";
+
+const CLIP_MS = 3000;     // a recorded clip: 3 s, inside the 2-4 s the server's guide asks for
+const COUNTDOWN_S = 3;    // time to step back into view before recording starts
+const POLL_MS = 400;
+const RUNNING = ["queued", "reading", "fitting", "writing"];
+const RECORDER_TYPES = ["video/webm;codecs=vp8", "video/webm", "video/mp4"];
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  video: $("teach-video"), countdown: $("teach-countdown"), cameraLabel: $("teach-camera-label"),
+  cameraHint: $("teach-camera-hint"), cameraToggle: $("teach-camera-toggle"),
+  base: $("teach-base"), note: $("teach-note"), actionForm: $("action-form"), actionInput: $("action-input"),
+  error: $("teach-error"), actionList: $("action-list"), limits: $("teach-limits"), fileInput: $("teach-file-input"),
+  modelName: $("teach-model-name"), keepBaseLabel: $("keep-base-label"), keepBase: $("teach-keep-base"),
+  keepBaseText: $("keep-base-text"), train: $("train-button"), progress: $("train-progress"),
+  fill: $("train-fill"), status: $("train-status"), result: $("train-result"), summary: $("train-summary"),
+  useModel: $("use-model"), tryLive: $("try-live"), modelList: $("model-list"),
+};
+
+const state = {
+  hooks: null,
+  about: null,         // GET /v1/teach: what teaching builds on, its limits, a note
+  actions: [],         // [{action, clips: [facts]}], as the server holds them
+  pending: [],         // names added on the page that have no clip yet
+  busy: new Map(),     // action -> what is being done to it ("Recording…", "Adding clip 2 of 3…")
+  stream: null,
+  recording: false,
+  fileTarget: null,    // the action the file chooser adds to
+  job: null,
+};
+
+/** An error the server (or the network) gave, with its reason code. */
+class Refusal extends Error {
+  constructor(message, reason = "", status = 0) {
+    super(message);
+    this.reason = reason;
+    this.status = status;
+  }
+}
+
+async function call(method, path, { json, body, type } = {}) {
+  const headers = { Accept: "application/json" };
+  if (apiKey()) headers["X-API-Key"] = apiKey();
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (body !== undefined) {
+    headers["Content-Type"] = type || "application/octet-stream";
+  }
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body });
+  } catch (err) {
+    throw new Refusal("The server could not be reached. Check the connection and try again.", "network");
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    if (response.status === 401) state.hooks.needKey();
+    const detail = typeof data.detail === "string" ? data.detail : `The server answered HTTP ${response.status}.`;
+    throw new Refusal(detail, data.reason || "", response.status);
+  }
+  return data;
+}
+
+function showError(message) {
+  el.error.textContent = message;
+  el.error.hidden = !message;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ------------------------------------------------------------------ what teaching builds on
+
+async function loadAbout() {
+  const about = await call("GET", "v1/teach");
+  state.about = about;
+  const base = about.base;
+  if (base) {
+    const weights = String(base.backbone_weights || "");
+    const features = /^imagenet/i.test(weights) ? "frozen ImageNet features"
+      : weights === "none" ? "features not trained on ImageNet: real footage needs an ImageNet base"
+        : "its own backbone's features";
+    el.base.textContent = `New actions are taught on the encoder of ${base.name} ${base.version || ""}`.trim() +
+      ` (${features}). Give each action 3 to 5 clips of 2-4 s; one action can be "nothing", you standing still.`;
+    el.keepBaseText.textContent = `Keep its ${base.labels.length} actions too`;
+    el.keepBaseLabel.hidden = !base.can_keep_actions;
+  }
+  el.note.textContent = about.note || "";
+  el.note.hidden = !about.note;
+  const limits = about.limits;
+  el.limits.textContent = `Up to ${limits.max_actions} actions and ${limits.max_clips_per_action} clips an action; ` +
+    `a clip may be up to ${limits.max_clip_s} s and ${limits.max_clip_mb} MB. Clips are checked as they are added.`;
+  el.actionInput.maxLength = limits.max_name;
+}
+
+// ------------------------------------------------------------------ actions and their clips
+
+async function loadExamples() {
+  const listed = await call("GET", "v1/teach/examples");
+  state.actions = listed.actions;
+  const held = new Set(state.actions.map((entry) => entry.action.toLowerCase()));
+  state.pending = state.pending.filter((name) => !held.has(name.toLowerCase()));
+  renderActions();
+}
+
+function allActions() {
+  return [...state.actions, ...state.pending.map((action) => ({ action, clips: [] }))];
+}
+
+function addAction(event) {
+  event.preventDefault();
+  const name = el.actionInput.value.split(/\s+/).filter(Boolean).join(" ");
+  if (!name) {
+    showError("Type the action's name first, e.g. squat or waving.");
+    return;
+  }
+  const existing = allActions().find((entry) => entry.action.toLowerCase() === name.toLowerCase());
+  if (existing) {
+    showError(`There is already an action named “${existing.action}”. Add clips to it, or choose another name.`);
+    return;
+  }
+  if (state.about && allActions().length >= state.about.limits.max_actions) {
+    showError(`This server takes at most ${state.about.limits.max_actions} actions. Remove one first.`);
+    return;
+  }
+  showError("");
+  state.pending.push(name);
+  el.actionInput.value = "";
+  renderActions();
+}
+
+function renderActions() {
+  const entries = allActions();
+  if (!entries.length) {
+    el.actionList.replaceChildren(make("li", "action-empty muted",
+      "No actions yet. Name one above, then record or add a few clips of it."));
+  } else {
+    el.actionList.replaceChildren(...entries.map(renderAction));
+  }
+  const ready = state.actions.filter((entry) => entry.clips.length).length;
+  const keepBase = el.keepBase.checked && !el.keepBaseLabel.hidden ? state.about.base.labels.length : 0;
+  const running = state.job && RUNNING.includes(state.job.state);
+  el.train.disabled = running || ready + keepBase < 2 || state.busy.size > 0;
+  el.train.title = ready + keepBase < 2 ? "Give clips to at least two actions first" : "";
+}
+
+function renderAction(entry) {
+  const item = make("li", "action-item");
+  item.dataset.action = entry.action;
+  const head = make("div", "action-head");
+  const count = entry.clips.length;
+  head.append(make("strong", "action-title", entry.action),
+              make("span", "muted", count === 1 ? "1 clip" : `${count} clips`));
+  const doing = state.busy.get(entry.action);
+  if (doing) head.append(make("span", "action-busy", doing));
+
+  const buttons = make("div", "action-buttons");
+  const record = make("button", "button button-small record", "Record a clip");
+  record.type = "button";
+  record.disabled = state.recording || Boolean(doing);
+  record.addEventListener("click", () => recordFor(entry.action));
+  const files = make("button", "button button-quiet button-small add-files", "Add files");
+  files.type = "button";
+  files.disabled = Boolean(doing);
+  files.addEventListener("click", () => {
+    state.fileTarget = entry.action;
+    el.fileInput.click();
+  });
+  const remove = make("button", "button button-quiet button-small remove-action", "Remove");
+  remove.type = "button";
+  remove.disabled = Boolean(doing);
+  remove.setAttribute("aria-label", `Remove ${entry.action} and its clips`);
+  remove.addEventListener("click", () => removeAction(entry));
+  buttons.append(record, files, remove);
+
+  const clips = make("ul", "clip-list");
+  if (!count) clips.append(make("li", "clip-empty muted", "No clips yet: record some, or drop video files here."));
+  entry.clips.forEach((clip, index) => {
+    const chip = make("li", "clip");
+    chip.dataset.clip = clip.id;
+    chip.append(make("span", "", `${index + 1} · ${clip.duration_s.toFixed(1)} s · ${bytes(clip.bytes)}`));
+    const drop = make("button", "clip-remove", "×");
+    drop.type = "button";
+    drop.disabled = Boolean(doing);
+    drop.setAttribute("aria-label", `Remove clip ${index + 1} of ${entry.action}`);
+    drop.addEventListener("click", () => removeClip(entry.action, clip));
+    chip.append(drop);
+    clips.append(chip);
+  });
+  item.append(head, buttons, clips);
+
+  item.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    item.classList.add("dragging");
+  });
+  item.addEventListener("dragleave", () => item.classList.remove("dragging"));
+  item.addEventListener("drop", (event) => {
+    event.preventDefault();
+    event.stopPropagation();  // the page's own drop handler would take it for recognition
+    item.classList.remove("dragging");
+    addFiles(entry.action, [...((event.dataTransfer && event.dataTransfer.files) || [])]);
+  });
+  return item;
+}
+
+function setBusy(action, text) {
+  if (text) state.busy.set(action, text);
+  else state.busy.delete(action);
+  renderActions();
+}
+
+/** Upload one clip of `action`: "" once the server has kept it, else why it did not. */
+async function sendClip(action, blob) {
+  const type = (blob.type || "").split(";")[0] || "application/octet-stream";
+  try {
+    await call("POST", `v1/teach/examples?action=${encodeURIComponent(action)}`, { body: blob, type });
+    return "";
+  } catch (err) {
+    if (err.reason === "invalid_action_name") {
+      state.pending = state.pending.filter((name) => name !== action);  // the name itself cannot be used
+    }
+    return err.message;
+  }
+}
+
+async function addFiles(action, files) {
+  if (!files.length) return;
+  const limits = state.about ? state.about.limits : null;
+  const problems = [];
+  const usable = files.filter((file) => {
+    if (!looksLikeVideo(file)) problems.push(`“${file.name}” is not a video file.`);
+    else if (file.size === 0) problems.push(`“${file.name}” is empty.`);
+    else if (limits && file.size > limits.max_clip_mb * 1024 * 1024) {
+      problems.push(`“${file.name}” is ${bytes(file.size)}, over this server's ${limits.max_clip_mb} MB a clip.`);
+    } else return true;
+    return false;
+  });
+  showError(problems.join(" "));
+  for (const [index, file] of usable.entries()) {
+    setBusy(action, usable.length > 1 ? `Adding clip ${index + 1} of ${usable.length}…` : "Adding the clip…");
+    const refused = await sendClip(action, file);
+    if (refused) {
+      problems.push(`${file.name}: ${refused}`);
+      showError(problems.join(" "));
+      if (!allActions().some((entry) => entry.action === action)) break;  // the name was refused
+    }
+    await loadExamples().catch((err) => showError(err.message));
+  }
+  setBusy(action, null);
+}
+
+async function removeClip(action, clip) {
+  try {
+    await call("DELETE", `v1/teach/examples/${encodeURIComponent(action)}/${encodeURIComponent(clip.id)}`);
+    showError("");
+  } catch (err) {
+    showError(err.message);
+  }
+  await loadExamples().catch((err) => showError(err.message));
+}
+
+async function removeAction(entry) {
+  if (!entry.clips.length) {
+    state.pending = state.pending.filter((name) => name !== entry.action);
+    renderActions();
+    return;
+  }
+  if (!window.confirm(`Remove “${entry.action}” and its ${entry.clips.length} clips from this server?`)) return;
+  try {
+    await call("DELETE", `v1/teach/examples/${encodeURIComponent(entry.action)}`);
+    showError("");
+  } catch (err) {
+    showError(err.message);
+  }
+  await loadExamples().catch((err) => showError(err.message));
+}
+
+// ------------------------------------------------------------------ the camera
+
+async function startCamera() {
+  if (state.stream) return true;
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia || !window.MediaRecorder) {
+    showError("This browser can't record from a camera here. Open the page over https or from this computer, " +
+              "or add video files instead.");
+    return false;
+  }
+  el.cameraLabel.textContent = "Starting the camera…";
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  } catch (err) {
+    el.cameraLabel.textContent = "The camera is off";
+    showError(err && err.name === "NotAllowedError"
+      ? "Allow this page to use the camera, then try again (or add video files instead)."
+      : "No camera was found, or another program is using it. You can add video files instead.");
+    return false;
+  }
+  el.video.srcObject = state.stream;
+  el.cameraLabel.textContent = "Ready: choose Record a clip beside an action";
+  el.cameraToggle.textContent = "Stop camera";
+  return true;
+}
+
+function stopCamera() {
+  if (state.recording) return;
+  if (state.stream) state.stream.getTracks().forEach((track) => track.stop());
+  state.stream = null;
+  el.video.srcObject = null;
+  el.cameraLabel.textContent = "The camera is off";
+  el.cameraToggle.textContent = "Start camera";
+}
+
+function recordClip(stream, ms) {
+  return new Promise((resolve, reject) => {
+    const type = RECORDER_TYPES.find((candidate) => MediaRecorder.isTypeSupported(candidate));
+    const recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
+    const chunks = [];
+    recorder.addEventListener("dataavailable", (event) => { if (event.data.size) chunks.push(event.data); });
+    recorder.addEventListener("stop", () => resolve(new Blob(chunks, { type: recorder.mimeType || type })));
+    recorder.addEventListener("error", (event) => reject(event.error || new Error("the recording failed")));
+    recorder.start();
+    setTimeout(() => { if (recorder.state !== "inactive") recorder.stop(); }, ms);
+  });
+}
+
+async function recordFor(action) {
+  if (state.recording) return;
+  if (!(await startCamera())) return;
+  showError("");
+  state.recording = true;
+  setBusy(action, "Recording…");
+  try {
+    el.countdown.hidden = false;
+    for (let left = COUNTDOWN_S; left > 0; left -= 1) {
+      el.countdown.textContent = String(left);
+      el.cameraLabel.textContent = `Get ready to show “${action}”`;
+      await sleep(1000);
+    }
+    el.countdown.textContent = "";
+    el.countdown.classList.add("recording");
+    el.cameraLabel.textContent = `Recording “${action}”…`;
+    const blob = await recordClip(state.stream, CLIP_MS);
+    el.countdown.classList.remove("recording");
+    el.countdown.hidden = true;
+    el.cameraLabel.textContent = "Checking the clip…";
+    setBusy(action, "Adding the clip…");
+    const refused = await sendClip(action, blob);
+    if (refused) showError(`The recorded clip was not kept: ${refused}`);
+    await loadExamples();
+    el.cameraLabel.textContent = refused ? "Ready: try again" : "Ready: record another clip, or train";
+  } catch (err) {
+    showError(`The clip could not be recorded (${err.message}). Try again, or add a video file.`);
+  } finally {
+    el.countdown.hidden = true;
+    el.countdown.classList.remove("recording");
+    state.recording = false;
+    setBusy(action, null);
+  }
+}
+
+// ------------------------------------------------------------------ training
+
+async function train() {
+  showError("");
+  el.result.hidden = true;
+  const options = { name: el.modelName.value.trim() || "my-actions",
+                    keep_base: el.keepBase.checked && !el.keepBaseLabel.hidden };
+  try {
+    state.job = await call("POST", "v1/teach/jobs", { json: options });
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  await follow(state.job.id);
+}
+
+function stageText(job) {
+  if (job.state === "queued") return "Starting…";
+  if (job.state === "reading") return `Reading clip ${job.done} of ${job.total}…`;
+  if (job.state === "fitting") return "Fitting the new actions…";
+  if (job.state === "writing") return "Writing the model file…";
+  return "";
+}
+
+function stageFraction(job) {
+  if (job.state === "reading") return 0.05 + 0.85 * (job.done / Math.max(1, job.total));
+  return { queued: 0.02, fitting: 0.92, writing: 0.97, done: 1 }[job.state] || 0;
+}
+
+async function follow(jobId) {
+  el.progress.hidden = false;
+  renderActions();
+  for (;;) {
+    let job;
+    try {
+      job = await call("GET", `v1/teach/jobs/${encodeURIComponent(jobId)}`);
+    } catch (err) {
+      showError(err.message);
+      await sleep(POLL_MS * 5);
+      continue;
+    }
+    state.job = job;
+    el.fill.style.width = `${Math.round(stageFraction(job) * 100)}%`;
+    el.status.textContent = stageText(job);
+    if (!RUNNING.includes(job.state)) break;
+    await sleep(POLL_MS);
+  }
+  renderActions();
+  const job = state.job;
+  if (job.state === "failed") {
+    el.progress.hidden = true;
+    showError(`Teaching failed: ${job.error}`);
+    return;
+  }
+  el.status.textContent = "Done";
+  showTaught(job);
+  await loadModels();
+}
+
+function showTaught(job) {
+  const result = job.result || {};
+  const clips = Object.values(result.clips || {}).reduce((sum, n) => sum + n, 0);
+  const labels = result.labels || [];
+  const parts = [`Taught ${labels.length} actions from ${clips} clips` +
+                 (result.timings_s ? ` in ${result.timings_s.total.toFixed(1)} s.` : ".")];
+  if (typeof result.leave_one_out_accuracy === "number") {
+    parts.push(`Leaving each clip out in turn, the others named it right ${percent(result.leave_one_out_accuracy)} ` +
+               "of the time.");
+  }
+  const skipped = Object.keys(result.skipped || {}).length;
+  if (skipped) parts.push(`${skipped} clips could not be read and were left out.`);
+  el.summary.textContent = parts.join(" ");
+  el.result.dataset.model = job.model;
+  el.useModel.hidden = false;
+  el.tryLive.hidden = true;
+  el.result.hidden = false;
+}
+
+async function useModel(modelId) {
+  showError("");
+  try {
+    await call("POST", `v1/models/${encodeURIComponent(modelId)}/serve`);
+  } catch (err) {
+    showError(err.message);
+    return false;
+  }
+  await state.hooks.modelServed();
+  await loadModels();
+  return true;
+}
+
+// ------------------------------------------------------------------ models on the server
+
+async function loadModels() {
+  let listed;
+  try {
+    listed = await call("GET", "v1/models");
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  el.modelList.replaceChildren(...listed.models.map((model) => {
+    const item = make("li", "model-item");
+    item.dataset.model = model.id;
+    if (model.error) {
+      item.append(make("strong", "", model.id), make("span", "muted", model.error));
+      return item;
+    }
+    const about = make("div", "model-about");
+    about.append(make("strong", "", `${model.name} ${model.version || ""}`.trim()));
+    const clips = model.taught ? Object.values(model.taught.clips || {}).reduce((sum, n) => sum + n, 0) : 0;
+    const what = model.taught ? `taught from ${clips} clips` : model.id === "teach-base" ? "what teaching builds on"
+      : "the model this server started with";
+    const names = model.labels.slice(0, 6).map(humanize).join(", ") + (model.labels.length > 6 ? ", …" : "");
+    about.append(make("span", "muted", `${model.labels.length} actions${names ? `: ${names}` : ""} · ${what} · ` +
+                                       bytes(model.size_bytes)));
+    const buttons = make("div", "action-buttons");
+    if (model.served) {
+      buttons.append(make("span", "served-badge", "Serving"));
+    } else if (model.labels.length) {
+      const serve = make("button", "button button-small serve-model", "Serve");
+      serve.type = "button";
+      serve.addEventListener("click", () => useModel(model.id));
+      buttons.append(serve);
+    }
+    const download = make("button", "button button-quiet button-small download-model", "Download");
+    download.type = "button";
+    download.addEventListener("click", () => downloadModel(model));
+    buttons.append(download);
+    item.append(about, buttons);
+    return item;
+  }));
+}
+
+/** Fetched with the key when there is one (a plain link cannot send it), then saved. */
+async function downloadModel(model) {
+  const headers = apiKey() ? { "X-API-Key": apiKey() } : {};
+  try {
+    const response = await fetch(model.file, { headers });
+    if (!response.ok) throw new Refusal(`The download failed (HTTP ${response.status}).`);
+    const link = make("a");
+    link.href = URL.createObjectURL(await response.blob());
+    link.download = `${model.id}.onnx`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  } catch (err) {
+    showError(err.message || "The download failed.");
+  }
+}
+
+// ------------------------------------------------------------------ entering and leaving
+
+async function enterTeach() {
+  showError("");
+  try {
+    await loadAbout();
+    await loadExamples();
+    await loadModels();
+    const latest = (await call("GET", "v1/teach/jobs"))[0];
+    if (latest && RUNNING.includes(latest.state) && !(state.job && RUNNING.includes(state.job.state))) {
+      state.job = latest;
+      follow(latest.id);  // a job started earlier (or by another tab) is still running
+    }
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function leaveTeach() {
+  stopCamera();
+}
+
+/** Wire the Teach mode's controls. `hooks`: {modelServed(), tryLive(), needKey()}. Resolves to
+ * whether this server teaches (its Teach mode is worth offering). */
+export async function setUpTeach(hooks) {
+  state.hooks = hooks;
+  el.actionForm.addEventListener("submit", addAction);
+  el.cameraToggle.addEventListener("click", () => (state.stream ? stopCamera() : startCamera()));
+  el.fileInput.addEventListener("change", () => {
+    const files = [...el.fileInput.files];
+    el.fileInput.value = "";
+    if (state.fileTarget) addFiles(state.fileTarget, files);
+  });
+  el.keepBase.addEventListener("change", renderActions);
+  el.train.addEventListener("click", train);
+  el.useModel.addEventListener("click", async () => {
+    if (await useModel(el.result.dataset.model)) {
+      el.useModel.hidden = true;
+      el.tryLive.hidden = false;
+      el.tryLive.focus();
+    }
+  });
+  el.tryLive.addEventListener("click", () => hooks.tryLive());
+  renderActions();
+  try {
+    const response = await fetch("v1/teach", { headers: apiKey() ? { "X-API-Key": apiKey() } : {} });
+    if (response.status === 401) return true;  // behind the key: the mode asks for it
+    return response.ok && (await response.json()).enabled === true;
+  } catch (err) {
+    return false;
+  }
+}
+
+export { enterTeach, leaveTeach };
