@@ -342,6 +342,15 @@ def test_teach_mode_from_files_and_camera_then_serves_it_live(camera_browser, te
         page.wait_for_function(f"() => document.querySelectorAll(\"li[data-action='waving'] .clip\").length === {count}",
                                timeout=60_000)
     assert page.is_hidden("#teach-error"), page.inner_text("#teach-error")
+    # stopping the camera during the countdown cancels that clip, and keeps nothing
+    action_item(page, "waving").locator("button.record").click()
+    page.wait_for_function("() => document.querySelector('#teach-countdown').textContent === '3'")
+    page.click("#teach-camera-toggle")
+    page.wait_for_function("() => document.querySelector('#teach-error').textContent.includes('nothing was kept')")
+    assert action_item(page, "waving").locator(".clip").count() == 2
+    assert page.inner_text("#teach-camera-toggle") == "Start camera"
+    page.click("#teach-camera-toggle")
+    page.wait_for_function("() => document.querySelector('#teach-camera-label').textContent.startsWith('Ready')")
 
     page.fill("#teach-model-name", "page-taught")
     page.click("#train-button")
@@ -356,6 +365,8 @@ def test_teach_mode_from_files_and_camera_then_serves_it_live(camera_browser, te
     page.click("#use-model")
     page.wait_for_selector("#try-live:not([hidden])")
     assert page.inner_text("#model-name") == "page-taught"
+    assert "Taught on this server" in page.inner_text("#model-notice")
+    assert page.inner_text("#model-dataset").startswith("Knows 2 actions · taught on this server from 4 example")
     served = page.locator("#model-list li", has=page.locator(".served-badge"))
     assert served.count() == 1 and "page-taught" in served.inner_text()
 

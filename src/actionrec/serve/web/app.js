@@ -1,6 +1,6 @@
 // The upload page: pick or drop a video, play it, send it to /v1/predictions, show the answer.
 // Or use the camera: frames go to the WebSocket route /v1/live and the live answer shows over them.
-import { apiKey, bytes, clock, humanize, looksLikeVideo, make, percent } from "./common.js";
+import { apiKey, bytes, clock, count, humanize, looksLikeVideo, make, percent } from "./common.js";
 import { enterTeach, leaveTeach, setUpTeach } from "./teach.js";
 
 const KEY_STORAGE = "actionrec.apiKey";
@@ -62,19 +62,25 @@ function showModel(model) {
   el.modelVersion.textContent = model.version ? `version ${model.version}` : "";
   const taught = model.model && model.model.taught;
   el.modelDataset.textContent = taught
-    ? `Knows ${labels.length} actions · taught on this server from ${dataset.replace(/^taught: /, "")}`
-    : `Knows ${labels.length} actions · trained on ${dataset}`;
+    ? `Knows ${count(labels.length, "action")} · taught on this server from ${dataset.replace(/^taught: /, "")}`
+    : `Knows ${count(labels.length, "action")} · trained on ${dataset}`;
 
   el.modelPill.replaceChildren("Model: ", make("strong", "", model.name),
-                               ` · ${labels.length} actions`);
+                               ` · ${count(labels.length, "action")}`);
   el.modelPill.title = `${model.name} ${model.version || ""} · ${dataset}`;
 
-  if (!/ucf-?101/i.test(dataset)) {
-    el.modelNotice.textContent = `This is not a UCF101 model. It only knows the ${labels.length} actions ` +
+  if (taught) {
+    el.modelNotice.textContent = `Taught on this server from example clips: it knows only the ${count(labels.length, "action")} ` +
+      "listed here, and says it is not sure when a video shows none of them.";
+    el.modelNotice.hidden = false;
+  } else if (!/ucf-?101/i.test(dataset)) {
+    el.modelNotice.textContent = `This is not a UCF101 model. It only knows the ${count(labels.length, "action")} ` +
       "listed here, so any video gets the closest of them as its answer.";
     el.modelNotice.hidden = false;
+  } else {
+    el.modelNotice.hidden = true;
   }
-  el.labelsSummary.textContent = `The ${labels.length} actions it knows`;
+  el.labelsSummary.textContent = `The ${count(labels.length, "action")} it knows`;
   el.labelList.replaceChildren(...labels.map((label) => {
     const chip = make("li", "", humanize(label));
     chip.dataset.label = label;

@@ -6,6 +6,11 @@ export function humanize(label) {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
+/** 1 -> "1 action", 3 -> "3 actions". */
+export function count(n, noun) {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 export function percent(value) {
   const p = value * 100;
   if (p > 0 && p < 1) return "<1%";

@@ -1,6 +1,6 @@
 // Teach mode: name actions, give each a few clips (recorded from the camera or chosen as files),
 // train a model of them on the server (/v1/teach), follow its progress, then serve it.
-import { apiKey, bytes, humanize, looksLikeVideo, make, percent } from "./common.js";
+import { apiKey, bytes, count, humanize, looksLikeVideo, make, percent } from "./common.js";
 
 const CLIP_MS = 3000;     // a recorded clip: 3 s, inside the 2-4 s the server's guide asks for
 const COUNTDOWN_S = 3;    // time to step back into view before recording starts
@@ -27,7 +27,7 @@ const state = {
   pending: [],         // names added on the page that have no clip yet
   busy: new Map(),     // action -> what is being done to it ("Recording…", "Adding clip 2 of 3…")
   stream: null,
-  recording: false,
+  recording: null,    // {cancelled, recorder} while a clip is counted down or recorded
   fileTarget: null,    // the action the file chooser adds to
   job: null,
 };
@@ -85,7 +85,7 @@ async function loadAbout() {
         : "its own backbone's features";
     el.base.textContent = `New actions are taught on the encoder of ${base.name} ${base.version || ""}`.trim() +
       ` (${features}). Give each action 3 to 5 clips of 2-4 s; one action can be "nothing", you standing still.`;
-    el.keepBaseText.textContent = `Keep its ${base.labels.length} actions too`;
+    el.keepBaseText.textContent = `Keep its ${count(base.labels.length, "action")} too`;
     el.keepBaseLabel.hidden = !base.can_keep_actions;
   }
   el.note.textContent = about.note || "";
@@ -151,16 +151,16 @@ function renderAction(entry) {
   const item = make("li", "action-item");
   item.dataset.action = entry.action;
   const head = make("div", "action-head");
-  const count = entry.clips.length;
+  const clipCount = entry.clips.length;
   head.append(make("strong", "action-title", entry.action),
-              make("span", "muted", count === 1 ? "1 clip" : `${count} clips`));
+              make("span", "muted", count(clipCount, "clip")));
   const doing = state.busy.get(entry.action);
   if (doing) head.append(make("span", "action-busy", doing));
 
   const buttons = make("div", "action-buttons");
   const record = make("button", "button button-small record", "Record a clip");
   record.type = "button";
-  record.disabled = state.recording || Boolean(doing);
+  record.disabled = Boolean(state.recording || doing);
   record.addEventListener("click", () => recordFor(entry.action));
   const files = make("button", "button button-quiet button-small add-files", "Add files");
   files.type = "button";
@@ -177,7 +177,7 @@ function renderAction(entry) {
   buttons.append(record, files, remove);
 
   const clips = make("ul", "clip-list");
-  if (!count) clips.append(make("li", "clip-empty muted", "No clips yet: record some, or drop video files here."));
+  if (!clipCount) clips.append(make("li", "clip-empty muted", "No clips yet: record some, or drop video files here."));
   entry.clips.forEach((clip, index) => {
     const chip = make("li", "clip");
     chip.dataset.clip = clip.id;
@@ -269,7 +269,7 @@ async function removeAction(entry) {
     renderActions();
     return;
   }
-  if (!window.confirm(`Remove “${entry.action}” and its ${entry.clips.length} clips from this server?`)) return;
+  if (!window.confirm(`Remove “${entry.action}” and its ${count(entry.clips.length, "clip")} from this server?`)) return;
   try {
     await call("DELETE", `v1/teach/examples/${encodeURIComponent(entry.action)}`);
     showError("");
@@ -304,8 +304,13 @@ async function startCamera() {
   return true;
 }
 
+/** Turn the camera off; a countdown or recording in progress is cancelled and nothing is kept. */
 function stopCamera() {
-  if (state.recording) return;
+  if (state.recording) {
+    state.recording.cancelled = true;
+    const recorder = state.recording.recorder;
+    if (recorder && recorder.state !== "inactive") recorder.stop();
+  }
   if (state.stream) state.stream.getTracks().forEach((track) => track.stop());
   state.stream = null;
   el.video.srcObject = null;
@@ -313,10 +318,12 @@ function stopCamera() {
   el.cameraToggle.textContent = "Start camera";
 }
 
-function recordClip(stream, ms) {
+/** `ms` of `stream` as one video Blob; `recording.recorder` is the recorder, so it can be stopped early. */
+function recordClip(stream, ms, recording) {
   return new Promise((resolve, reject) => {
     const type = RECORDER_TYPES.find((candidate) => MediaRecorder.isTypeSupported(candidate));
     const recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
+    recording.recorder = recorder;
     const chunks = [];
     recorder.addEventListener("dataavailable", (event) => { if (event.data.size) chunks.push(event.data); });
     recorder.addEventListener("stop", () => resolve(new Blob(chunks, { type: recorder.mimeType || type })));
@@ -330,21 +337,30 @@ async function recordFor(action) {
   if (state.recording) return;
   if (!(await startCamera())) return;
   showError("");
-  state.recording = true;
+  const recording = { cancelled: false, recorder: null };
+  state.recording = recording;
   setBusy(action, "Recording…");
   try {
     el.countdown.hidden = false;
-    for (let left = COUNTDOWN_S; left > 0; left -= 1) {
+    for (let left = COUNTDOWN_S; left > 0 && !recording.cancelled; left -= 1) {
       el.countdown.textContent = String(left);
       el.cameraLabel.textContent = `Get ready to show “${action}”`;
       await sleep(1000);
     }
-    el.countdown.textContent = "";
-    el.countdown.classList.add("recording");
-    el.cameraLabel.textContent = `Recording “${action}”…`;
-    const blob = await recordClip(state.stream, CLIP_MS);
+    let blob = null;
+    if (!recording.cancelled) {
+      el.countdown.textContent = "";
+      el.countdown.classList.add("recording");
+      el.cameraLabel.textContent = `Recording “${action}”…`;
+      blob = await recordClip(state.stream, CLIP_MS, recording);
+    }
     el.countdown.classList.remove("recording");
     el.countdown.hidden = true;
+    if (recording.cancelled) {
+      el.cameraLabel.textContent = "The camera is off";
+      showError(`Recording “${action}” was stopped; nothing was kept.`);
+      return;
+    }
     el.cameraLabel.textContent = "Checking the clip…";
     setBusy(action, "Adding the clip…");
     const refused = await sendClip(action, blob);
@@ -356,7 +372,7 @@ async function recordFor(action) {
   } finally {
     el.countdown.hidden = true;
     el.countdown.classList.remove("recording");
-    state.recording = false;
+    state.recording = null;
     setBusy(action, null);
   }
 }
@@ -424,14 +440,14 @@ function showTaught(job) {
   const result = job.result || {};
   const clips = Object.values(result.clips || {}).reduce((sum, n) => sum + n, 0);
   const labels = result.labels || [];
-  const parts = [`Taught ${labels.length} actions from ${clips} clips` +
+  const parts = [`Taught ${count(labels.length, "action")} from ${count(clips, "clip")}` +
                  (result.timings_s ? ` in ${result.timings_s.total.toFixed(1)} s.` : ".")];
   if (typeof result.leave_one_out_accuracy === "number") {
     parts.push(`Leaving each clip out in turn, the others named it right ${percent(result.leave_one_out_accuracy)} ` +
                "of the time.");
   }
   const skipped = Object.keys(result.skipped || {}).length;
-  if (skipped) parts.push(`${skipped} clips could not be read and were left out.`);
+  if (skipped) parts.push(`${count(skipped, "clip")} could not be read and were left out.`);
   el.summary.textContent = parts.join(" ");
   el.result.dataset.model = job.model;
   el.useModel.hidden = false;
@@ -472,15 +488,15 @@ async function loadModels() {
     const about = make("div", "model-about");
     about.append(make("strong", "", `${model.name} ${model.version || ""}`.trim()));
     const clips = model.taught ? Object.values(model.taught.clips || {}).reduce((sum, n) => sum + n, 0) : 0;
-    const what = model.taught ? `taught from ${clips} clips` : model.id === "teach-base" ? "what teaching builds on"
+    const what = model.taught ? `taught from ${count(clips, "clip")}` : model.id === "teach-base" ? "what teaching builds on"
       : "the model this server started with";
     const names = model.labels.slice(0, 6).map(humanize).join(", ") + (model.labels.length > 6 ? ", …" : "");
-    about.append(make("span", "muted", `${model.labels.length} actions${names ? `: ${names}` : ""} · ${what} · ` +
+    about.append(make("span", "muted", `${count(model.labels.length, "action")}${names ? `: ${names}` : ""} · ${what} · ` +
                                        bytes(model.size_bytes)));
     const buttons = make("div", "action-buttons");
     if (model.served) {
       buttons.append(make("span", "served-badge", "Serving"));
-    } else if (model.labels.length) {
+    } else if (model.id !== "teach-base") {  // the teaching base has no actions of its own to answer with
       const serve = make("button", "button button-small serve-model", "Serve");
       serve.type = "button";
       serve.addEventListener("click", () => useModel(model.id));
