@@ -490,9 +490,14 @@ def test_example_videos_are_listed_and_served_and_nothing_else(server: Server, c
 def test_api_keys_are_masked_in_the_log_lines_uvicorn_writes():
     import logging
 
-    from actionrec.serve.app import HideKeys
+    from actionrec.serve.logs import SafeLogText
 
     record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 0, '%s - "WebSocket %s" [accepted]',
                                ("127.0.0.1:5000", "/v1/live?api_key=SECRET&top_k=3"), None)
-    assert HideKeys().filter(record)
+    assert SafeLogText().filter(record)
     assert "SECRET" not in record.getMessage() and "api_key=[hidden]&top_k=3" in record.getMessage()
+    # a percent-encoded name is the same parameter to the server, so it is hidden too
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 0, '%s - "WebSocket %s" [accepted]',
+                               ("127.0.0.1:5000", "/v1/live?top_k=3&%61pi%5Fkey=SECRET"), None)
+    assert SafeLogText().filter(record)
+    assert "SECRET" not in record.getMessage() and "%61pi%5Fkey=[hidden]" in record.getMessage()

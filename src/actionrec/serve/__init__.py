@@ -3,10 +3,14 @@
     settings.py  ServerSettings: every setting, its default, validation and ACTIONREC_* variable
     workers.py   decode worker processes that may crash or hang on a hostile file
     service.py   PredictionService: the model, the workers, the bound on requests in progress
-    uploads.py   taking an upload off the wire: type, size limit, raw body or multipart
+    uploads.py   taking an upload off the wire: type, size limit, budget, raw body or multipart
     routes.py    the routes, as an APIRouter that gets the service as a dependency
-    schemas.py   the answers' pydantic models and OpenAPI details
+    live.py      WebSocket /v1/live; teaching.py: example clips, jobs and models in --data-dir
+    schemas.py   the answers' pydantic models, the error body, OpenAPI details
+    guards.py    Host and Origin checks, the answer of a request cut short at shutdown
+    protocol.py  uvicorn's HTTP/1.1 protocol with header timeouts, a connection cap, framing checks
+    logs.py      log lines made safe (control characters, keys) and bounded (repeats)
     metrics.py   Prometheus metrics and the per-request log line
     app.py       create_app (wiring, error answers) and serve (uvicorn)
-    web/         the page: static HTML, CSS and JavaScript, fully offline
+    web/         the page: static HTML, CSS and ES modules, fully offline
 """

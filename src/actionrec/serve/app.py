@@ -10,12 +10,10 @@ Errors are always `{"detail": "...", "reason": "..."}`: one readable string, and
 from __future__ import annotations
 
 import logging
-import re
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -40,9 +38,12 @@ from actionrec.errors import (
 )
 from actionrec.inference import Recognizer
 from actionrec.serve import live
+from actionrec.serve.guards import AnswerWhenCutShort, HostCheck, OriginCheck
+from actionrec.serve.logs import SafeLogText, Throttle, configure_logging
 from actionrec.serve.metrics import RequestLogMiddleware
-from actionrec.serve.protocol import protocol_with_header_timeout
+from actionrec.serve.protocol import connection_limit, guarded_protocol
 from actionrec.serve.routes import WEB_DIR, router
+from actionrec.serve.schemas import error_answer
 from actionrec.serve.service import PredictionService
 from actionrec.serve.settings import ServerSettings
 from actionrec.serve.teaching import Teaching
@@ -50,7 +51,7 @@ from actionrec.serve.teaching import router as teaching_router
 from actionrec.serve.workers import DecodeFunction
 from actionrec.video import DecodeLimits, stream_prediction_frames
 
-RETRY_AFTER_S = 2
+log = logging.getLogger("actionrec.server")
 
 
 def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *,
@@ -97,7 +98,9 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "X-API-Key", "Authorization"],
                            expose_headers=["Retry-After"], max_age=600)
+    app.add_middleware(OriginCheck, origins=settings.cors_origins)
     app.add_middleware(HostCheck, hosts=settings.hosts)
+    app.add_middleware(AnswerWhenCutShort)
     app.add_middleware(RequestLogMiddleware, metrics=service.metrics)
     return app
 
@@ -146,14 +149,6 @@ def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
 
 
-def error_answer(status: int, detail: str, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The body every error has: `detail` for people (and for clients of the original contract),
-    `reason`, a stable code to branch on (the same codes `actionrec predict --json` prints)."""
-    if status == 503:
-        headers = {"Retry-After": str(RETRY_AFTER_S)} | (headers or {})
-    return JSONResponse({"detail": detail, "reason": reason}, status_code=status, headers=headers)
-
-
 def _handler(status: int, detail: str | None):
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
         return error_answer(status, detail or str(exc), getattr(exc, "reason", "error"))
@@ -161,67 +156,26 @@ def _handler(status: int, detail: str | None):
     return handle
 
 
-class HostCheck:
-    """Serve only requests whose Host header names this server. Without it, a web page anywhere
-    could reach a server on localhost through DNS rebinding (its own name, pointed at 127.0.0.1)."""
-
-    def __init__(self, app: Any, hosts: list[str]) -> None:
-        self.app = app
-        self.any = "*" in hosts
-        self.hosts = {host.lower() for host in hosts}
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if self.any or scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        if name in self.hosts or host in self.hosts:
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": "host_not_allowed"})
-            return
-        response = error_answer(400, f"This server does not answer to the host {host!r}. Use its address as "
-                                     "configured (--allowed-hosts).", "host_not_allowed")
-        await response(scope, receive, send)
-
-
-class HideKeys(logging.Filter):
-    """Keep API keys out of log lines: browsers send the live route's key in its query string,
-    which uvicorn logs when a WebSocket connects."""
-
-    pattern = re.compile(r"(api_key=)[^&\s\"']+", re.IGNORECASE)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = self.pattern.sub(r"\1[hidden]", record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(self.pattern.sub(r"\1[hidden]", arg) if isinstance(arg, str) else arg
-                                for arg in record.args)
-        return True
-
-
-def configure_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("actionrec").setLevel(logging.INFO)
-
-
 def serve(settings: ServerSettings, *, decode: DecodeFunction = stream_prediction_frames) -> None:
     """Load the model, start the decode workers and serve until interrupted (`decode`: see create_app)."""
     configure_logging()
     app = create_app(settings, decode=decode)
+    max_connections = settings.max_connections or connection_limit(settings.max_uploads, settings.max_live,
+                                                                   settings.workers)
     # Our middleware logs each request once; uvicorn's access log would repeat it. On SIGTERM
     # uvicorn stops accepting, lets the requests in progress finish (up to the drain timeout),
     # and only then does the app stop its decode workers.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
-                            http=protocol_with_header_timeout(settings.header_timeout_s), timeout_keep_alive=5,
+                            http=guarded_protocol(settings.header_timeout_s, max_connections), timeout_keep_alive=5,
                             timeout_graceful_shutdown=settings.drain_timeout_s)
     # After uvicorn's logging setup; on the loggers that write request lines (a filter on a parent
     # logger does not see its children's records).
-    for name in ("uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).addFilter(HideKeys())
+    for name in ("uvicorn.error", "uvicorn.access", "actionrec.server"):
+        logging.getLogger(name).addFilter(SafeLogText())
+    throttle = Throttle()
+    for name in ("uvicorn.error", "asyncio"):
+        logging.getLogger(name).addFilter(throttle)
+    logging.getLogger("actionrec.server").info("at most %d connections at once (--max-connections)", max_connections)
     _Server(config).run()
 
 

@@ -14,8 +14,10 @@ The protocol (JSON text messages from the server, binary frames from the client)
    has been seen, then `{"type": "prediction", "action", "confidence", "top_k", "uncertain",
    "time_s", "lag_s"}` (`time_s`: seconds since the stream started).
 5. Anything wrong ends the stream with `{"type": "error", "detail", "reason"}` and a close code:
-   1008 (API key), 1003 (a frame that is not an image), 1009 (a frame over the size limit),
-   1013 (too many live streams: try again later), 4408 (no frame for `live_idle_timeout_s`).
+   1008 (API key, or a `top_k` that is not a number from 1 to 1000), 1003 (a frame that is not an image), 1009 (a frame over the size limit),
+   1013 (too many live streams: try again later), 4408 (no frame for `live_idle_timeout_s`: text
+   messages do not count). A browser page on another origin than the server's own or one of
+   `--cors-origins` is refused before any of this (close code 1008, `origin_not_allowed`).
 
 Frames are decoded in the server's decode workers, like uploads: a hostile image costs a worker.
 """
@@ -80,23 +82,28 @@ async def live(websocket: WebSocket) -> None:
 async def _serve_stream(websocket: WebSocket, service: PredictionService) -> None:
     recognizer = service.recognizer
     top_k = websocket.query_params.get("top_k", "3")
-    live = LiveRecognizer(recognizer, top_k=int(top_k) if top_k.isdigit() else 3)  # it keeps 1 to all
+    if not (top_k.isascii() and top_k.isdigit() and 1 <= int(top_k) <= 1000):
+        await _end(websocket, 1008, f"top_k must be a whole number from 1 to 1000, not {top_k[:20]!r}.",
+                   "invalid_parameters")
+        return
+    live = LiveRecognizer(recognizer, top_k=int(top_k))  # it keeps 1 to all
     await websocket.send_json({"type": "ready", "sample_interval_s": round(live.step_s, 4),
                                "window_s": round(recognizer.timeline.window_s, 3),
                                "image_size": recognizer.spec.image_size, "labels": recognizer.labels})
-    started = time.monotonic()
+    started = last_frame = time.monotonic()
+    idle_s = service.settings.live_idle_timeout_s
     while True:
-        try:
-            message = await asyncio.wait_for(websocket.receive(), timeout=service.settings.live_idle_timeout_s)
+        try:  # only frames count as activity: a client sending text alone cannot hold a live place
+            message = await asyncio.wait_for(websocket.receive(), timeout=idle_s - (time.monotonic() - last_frame))
         except asyncio.TimeoutError:
-            await _end(websocket, 4408, f"No frame came for {service.settings.live_idle_timeout_s:g} s, so the "
-                                        "stream was closed.", "idle")
+            await _end(websocket, 4408, f"No frame came for {idle_s:g} s, so the stream was closed.", "idle")
             return
         if message["type"] == "websocket.disconnect":
             return
         data = message.get("bytes")
         if data is None:
             continue  # text messages carry nothing the server needs
+        last_frame = time.monotonic()
         if len(data) > MAX_FRAME_BYTES:
             await _end(websocket, 1009, f"A frame was {len(data):,} bytes, over the limit of {MAX_FRAME_BYTES:,}. "
                                         "Send smaller JPEG frames.", "frame_too_large")

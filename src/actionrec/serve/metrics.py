@@ -12,10 +12,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from actionrec.serve.logs import printable
 
 log = logging.getLogger("actionrec.server")
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})  # others count as "other"
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -36,6 +45,8 @@ class Metrics:
                                 ["stage"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
         self.failures = Counter("actionrec_decode_failures", "Uploads that could not be decoded, by reason.",
                                 ["reason"], registry=self.registry)
+        self.refused_uploads = Counter("actionrec_uploads_refused", "Uploads refused before decoding, by reason.",
+                                       ["reason"], registry=self.registry)
         self.in_progress = Gauge("actionrec_predictions_in_progress", "Prediction requests being handled.",
                                  registry=self.registry)
 
@@ -48,6 +59,9 @@ class Metrics:
 
     def decode_failure(self, reason: str) -> None:
         self.failures.labels(reason).inc()
+
+    def upload_refused(self, reason: str) -> None:
+        self.refused_uploads.labels(reason).inc()
 
     def set_in_progress(self, count: int) -> None:
         self.in_progress.set(count)
@@ -85,5 +99,7 @@ class RequestLogMiddleware:
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.request(scope["method"], route, status, seconds)
-            log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, seconds * 1000)
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+            self.metrics.request(method, route, status, seconds)
+            log.info("%s %s %d %.1f ms", printable(scope["method"][:32]), printable(scope["path"][:2000]), status,
+                     seconds * 1000)

@@ -29,7 +29,6 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from actionrec.errors import RequestError
 from actionrec.inference import Prediction
 from actionrec.resources import cpu_facts
-from actionrec.serve import uploads
 from actionrec.serve.schemas import (
     ERROR_RESPONSES,
     Answer,
@@ -97,15 +96,9 @@ async def _predict(request: Request, service: PredictionService, *, top_k: int, 
                    allow_multipart: bool = False) -> tuple[Prediction, float]:
     """One upload through decode and inference; returns the prediction and the total milliseconds."""
     started = time.perf_counter()
-    limits = service.settings.upload_limits
-    uploads.check_headers(request, limits.max_bytes, allow_multipart)
-    async with service.upload_slot():  # the body is read before a place for prediction is taken
-        video = await uploads.save_video(request, limits, service.upload_dir)
-    try:
-        async with service.slot():
+    async with service.received_upload(request, service.settings.max_upload_bytes, allow_multipart) as video:
+        async with service.slot():  # taken once the body is in
             prediction = await service.predict(video, top_k=top_k, segments=segments)
-    finally:
-        video.unlink(missing_ok=True)
     return prediction, (time.perf_counter() - started) * 1000
 
 

@@ -1,10 +1,15 @@
-"""The API's answers as pydantic models, and how its raw-body requests and errors are documented."""
+"""The API's answers as pydantic models, the body every error has, and how raw-body requests and
+errors are documented."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+
+RETRY_AFTER_S = 2
+
 
 class Answer(BaseModel):
     """The original contract: exactly these three keys."""
@@ -74,3 +79,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (503, "The server is busy: retry after the Retry-After header's seconds"),
     )
 }
+
+
+def error_answer(status: int, detail: str, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The body every error has: `detail` for people (and for clients of the original contract),
+    `reason`, a stable code to branch on (the same codes `actionrec predict --json` prints)."""
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)} | (headers or {})
+    return JSONResponse({"detail": detail, "reason": reason}, status_code=status, headers=headers)

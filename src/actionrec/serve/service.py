@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from fastapi import Request
+
 from actionrec.errors import (
     ActionrecError,
     DecodeCrashed,
@@ -25,13 +27,15 @@ from actionrec.errors import (
     InferenceFailed,
     ServerBusy,
     UndecodableVideoError,
+    UploadError,
     VideoError,
     WorkerLost,
 )
 from actionrec.inference import Prediction, Recognizer
 from actionrec.resources import cpu_facts, describe_cpu
+from actionrec.serve import uploads
 from actionrec.serve.metrics import Metrics
-from actionrec.serve.settings import ServerSettings
+from actionrec.serve.settings import ServerSettings, UploadLimits, megabytes
 from actionrec.serve.workers import DecodeFunction, DecodePool
 from actionrec.teach import MAX_CLIP_S
 from actionrec.video import DecodeLimits, stream_prediction_frames
@@ -57,12 +61,15 @@ class PredictionService:
         self.live_streams = 0
         self._release: asyncio.Task | None = None  # gives the model's working memory back once idle
         self.upload_dir = Path(tempfile.mkdtemp(prefix="actionrec-uploads-"))
+        free = shutil.disk_usage(self.upload_dir).free
+        self.budget = uploads.UploadBudget(min(int(settings.upload_budget_mb * 1024 * 1024), int(free * 0.9)))
 
     async def start(self) -> None:
         await self.pool.start()
         log.info("model %s %s loaded (%d actions); %d decode workers ready", self.recognizer.name,
                  self.recognizer.version, len(self.recognizer.labels), self.pool.running)
-        log.info("settings: %s", self.settings.describe())
+        log.info("settings: %s; uploads in progress up to %s in %s", self.settings.describe(),
+                 megabytes(self.budget.limit), self.upload_dir)
         cpu = cpu_facts()
         precision = self.recognizer.card.precision
         log.info("CPU: %s; %s", describe_cpu(cpu), _int8_note(cpu["int8_pays"], precision))
@@ -74,11 +81,39 @@ class PredictionService:
         shutil.rmtree(self.upload_dir, ignore_errors=True)
 
     @asynccontextmanager
-    async def upload_slot(self) -> AsyncIterator[None]:
-        """Hold one of `max_uploads` places for receiving an upload; ServerBusy when none is free."""
+    async def received_upload(self, request: Request, max_bytes: int, allow_multipart: bool) -> AsyncIterator[Path]:
+        """The request's video in a temporary file, held against the upload budget until the block
+        ends (then deleted). The body is read with one of `max_uploads` places, before any place for
+        work is taken; refusals (UploadError, ServerBusy) are counted by reason."""
+        settings = self.settings
+        limits = UploadLimits(max_bytes, settings.upload_idle_timeout_s, settings.upload_min_kbps * 1024)
+        with self.budget.hold() as held:
+            try:
+                uploads.check_headers(request, max_bytes, allow_multipart)
+                async with self._upload_slot():
+                    video = await uploads.save_video(request, limits, self.upload_dir, held)
+            except (UploadError, ServerBusy) as exc:
+                self.metrics.upload_refused(exc.reason)
+                if exc.reason in ("storage_full", "storage_error"):  # once, without a traceback
+                    log.warning("an upload could not be written to %s (%s)", self.upload_dir,
+                                exc.__context__ or exc.reason)
+                raise
+            try:
+                yield video
+            finally:
+                video.unlink(missing_ok=True)
+
+    @asynccontextmanager
+    async def _upload_slot(self) -> AsyncIterator[None]:
+        """Hold one of `max_uploads` places for receiving an upload; ServerBusy when none is free,
+        or when every place for work is taken and as many uploads are already arriving to take
+        them next (refused before the body is sent, not after)."""
         if self.uploads >= self.settings.max_uploads:
             raise ServerBusy(f"The server is receiving {self.settings.max_uploads} uploads already. Try again in a "
                              "few seconds.")
+        if self.pending >= self.settings.max_pending and self.uploads >= self.settings.max_pending:
+            raise ServerBusy(f"The server is busy with {self.settings.max_pending} videos, and as many uploads are "
+                             "waiting for their turn. Try again in a few seconds.")
         self.uploads += 1
         try:
             yield

@@ -21,7 +21,7 @@ ENV_PREFIX = "ACTIONREC_"
 class UploadLimits:
     max_bytes: int
     idle_timeout_s: float  # no byte for this long: 408; also the grace before the rate counts
-    min_rate: float  # bytes per second, on average since the start, once the grace has passed
+    min_rate: float  # bytes per second, in each window of idle_timeout_s
 
 
 class ServerSettings(BaseSettings):
@@ -38,6 +38,11 @@ class ServerSettings(BaseSettings):
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads per inference (default: its own)")
     max_pending: int = Field(8, ge=1, description="predictions (decoding and the model) in progress before 503")
     max_uploads: int = Field(256, ge=1, description="uploads being received at once before 503")
+    max_connections: int | None = Field(None, ge=1, description="open connections at once before new ones get "
+                                        "503 (default: what the descriptor limit leaves after uploads and workers)")
+    upload_budget_mb: float = Field(2048.0, gt=0, description="megabytes of uploads in progress at once (arriving, "
+                                    "or on disk awaiting their answer) before 503; kept under 90% of the temporary "
+                                    "folder's free space at start")
     upload_idle_timeout_s: float = Field(10.0, gt=0, description="an upload that sends nothing for this long gets 408")
     upload_min_kbps: float = Field(32.0, ge=0, description="after the idle timeout, an upload averaging less "
                                                            "than this many KB/s gets 408")
@@ -103,10 +108,6 @@ class ServerSettings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
-
-    @property
-    def upload_limits(self) -> UploadLimits:
-        return UploadLimits(self.max_upload_bytes, self.upload_idle_timeout_s, self.upload_min_kbps * 1024)
 
     @property
     def api_key_bytes(self) -> bytes | None:

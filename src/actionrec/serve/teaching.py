@@ -45,9 +45,8 @@ from fastapi.responses import FileResponse
 
 from actionrec.errors import ModelFileError, RequestError
 from actionrec.serve import uploads
-from actionrec.serve.routes import Service, guarded
+from actionrec.serve.routes import guarded
 from actionrec.serve.schemas import ERROR_RESPONSES, raw_body_openapi
-from actionrec.serve.settings import UploadLimits
 
 log = logging.getLogger("actionrec.server")
 
@@ -63,6 +62,18 @@ def durable_write(path: Path, data: bytes) -> None:
         with open(tmp, "wb") as out:
             out.write(data)
             out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def durable_copy(source: Path, path: Path) -> None:
+    """Copy `source` to `path` as `durable_write` writes: the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        with open(tmp, "rb+") as out:
             os.fsync(out.fileno())
         os.replace(tmp, path)
     finally:
@@ -200,25 +211,22 @@ class Teaching:
                                     "Remove one before adding another; a few good clips teach as well as many.",
                                "too_many_clips")
         max_bytes = int(self.settings.teach_max_clip_mb * 1024 * 1024)
-        limits = UploadLimits(max_bytes, self.settings.upload_idle_timeout_s, self.settings.upload_min_kbps * 1000)
-        uploads.check_headers(request, max_bytes, allow_multipart=True)
-        async with self.service.upload_slot():
-            video = await uploads.save_video(request, limits, self.service.upload_dir)
-        try:
+        async with self.service.received_upload(request, max_bytes, allow_multipart=True) as video:
             async with self.service.slot():
                 duration = await self.service.check_clip(video)
             clip_id = uuid.uuid4().hex[:12]
-            suffix = _suffix(request)
-            folder.mkdir(parents=True, exist_ok=True)
-            data = video.read_bytes()
-        finally:
-            video.unlink(missing_ok=True)
-        file_name = f"{clip_id}{suffix}"
-        await asyncio.to_thread(durable_write, folder / file_name, data)
-        facts = {"id": clip_id, "action": folder.name, "file": file_name, "bytes": len(data),
-                 "duration_s": round(duration, 3), "added_at": time.time()}
-        await asyncio.to_thread(_write_json, folder / f"{clip_id}.json", facts)  # acknowledged from here
-        log.info("example clip %s of %r kept (%d bytes, %.1f s)", clip_id, folder.name, len(data), duration)
+            file_name = f"{clip_id}{_suffix(request)}"
+            facts = {"id": clip_id, "action": folder.name, "file": file_name, "bytes": video.stat().st_size,
+                     "duration_s": round(duration, 3), "added_at": time.time()}
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(durable_copy, video, folder / file_name)
+                await asyncio.to_thread(_write_json, folder / f"{clip_id}.json", facts)  # acknowledged from here
+            except OSError as exc:
+                (folder / file_name).unlink(missing_ok=True)
+                log.warning("an example clip could not be kept in %s (%s)", folder, exc)
+                raise uploads.storage_failure(exc) from None
+        log.info("example clip %s of %r kept (%d bytes, %.1f s)", clip_id, folder.name, facts["bytes"], duration)
         return facts
 
     def remove_example(self, action: str, clip_id: str | None) -> dict:

@@ -5,16 +5,20 @@ video's size, and a decode worker reads the file where it lies. A client that st
 sends too slowly to finish within the upload time limit, is answered 408 and its connection
 freed: slow bodies cannot hold the server's places for work for long, and none of its places
 for prediction (the body is read before one is taken). Everything here raises
-`UploadError` with the HTTP status the request gets (400, 408, 413, 415) and a reason code.
+`UploadError` with the HTTP status the request gets (400, 408, 413, 415; 503 or 507 when the
+server has no room for it) and a reason code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi import Request
@@ -26,6 +30,15 @@ from actionrec.errors import UploadError
 from actionrec.serve.settings import UploadLimits, megabytes
 
 ACCEPTED_TYPES_TEXT = "video/* or application/octet-stream"
+# A multipart body's text fields are held in memory (the routes read none): a few small ones only.
+MAX_FORM_FIELDS = 4
+MAX_FIELD_BYTES = 8 * 1024
+
+
+class UploadForm(MultiPartParser):
+    """Starlette's parser, with the file part spooled to disk after 64 KB instead of 1 MB."""
+
+    spool_max_size = 64 * 1024
 
 
 def content_type(request: Request) -> str:
@@ -50,31 +63,86 @@ def too_large(max_bytes: int) -> UploadError:
                             "Send a shorter or more compressed video.", "upload_too_large")
 
 
-async def save_video(request: Request, limits: UploadLimits, folder: Path) -> Path:
+class UploadBudget:
+    """Bytes of uploads in progress across requests (arriving, or on disk awaiting their answer),
+    kept under `limit`: an upload that would pass it is refused at once, from its Content-Length,
+    or as soon as its streamed body would, so the temporary folder cannot fill up."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @contextmanager
+    def hold(self) -> Iterator[BudgetHold]:
+        """What one upload holds of the budget, given back when the block ends."""
+        held = BudgetHold(self)
+        try:
+            yield held
+        finally:
+            self.used -= held.bytes
+
+
+class BudgetHold:
+    def __init__(self, budget: UploadBudget) -> None:
+        self.budget = budget
+        self.bytes = 0
+
+    def grow_to(self, size: int) -> None:
+        """Hold `size` bytes in all; UploadError (503) when the budget has not that much left."""
+        extra = size - self.bytes
+        if extra <= 0:
+            return
+        if self.budget.used + extra > self.budget.limit:
+            raise UploadError(503, f"The server holds {megabytes(self.budget.used)} of uploads already, near its "
+                                   f"limit of {megabytes(self.budget.limit)}. Try again in a few seconds.",
+                              "uploads_over_budget", {"Retry-After": "5", "Connection": "close"})
+        self.budget.used += extra
+        self.bytes += extra
+
+
+def storage_failure(error: OSError) -> UploadError:
+    """A failed write of an upload, as the answer it gets: 507 when the disk (or a file size
+    limit) is full, else 503; both say when to try again."""
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    detail = ("The server has no room to store this upload right now." if full
+              else "The server could not store this upload right now.")
+    return UploadError(507 if full else 503, f"{detail} Try again later, or send a smaller video.",
+                       "storage_full" if full else "storage_error", {"Retry-After": "30", "Connection": "close"})
+
+
+async def save_video(request: Request, limits: UploadLimits, folder: Path, held: BudgetHold) -> Path:
     """Write the video (the raw body, or the `file` field of a multipart body) to a new file in
-    `folder` as it arrives, refusing it as soon as it passes the size limit or stalls. The caller
-    deletes the file."""
+    `folder` as it arrives, refusing it as soon as it passes the size limit or the budget `held`
+    draws on, or stalls. The caller deletes the file."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit():
+        held.grow_to(int(declared))
     path = folder / f"upload-{uuid.uuid4().hex}"
     try:
         if content_type(request) == "multipart/form-data":
-            await _save_multipart_file(request, _limited(request, limits), path)
+            await _save_multipart_file(request, _limited(request, limits, held), path)
         else:
             with open(path, "wb") as out:
-                async for chunk in _limited(request, limits):
+                async for chunk in _limited(request, limits, held):
                     out.write(chunk)
         if path.stat().st_size == 0:
             raise UploadError(400, "The upload is empty (0 bytes). Send the video file's contents as the request "
                                    "body.", "empty")
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise storage_failure(exc) from None
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return path
 
 
-async def _limited(request: Request, limits: UploadLimits) -> AsyncIterator[bytes]:
-    """The body's chunks, abandoned as soon as they pass the size limit, stall or come too slowly."""
+async def _limited(request: Request, limits: UploadLimits, held: BudgetHold) -> AsyncIterator[bytes]:
+    """The body's chunks, abandoned as soon as they pass the size limit or the budget, stall, or
+    come too slowly: the last `idle_timeout_s` must always have brought `min_rate` bytes a second,
+    so a client cannot send fast at first and then hold its place with a byte now and then."""
     total = 0
-    started = time.monotonic()
+    arrivals = deque([(time.monotonic(), 0)])  # (when, bytes so far), back to the window's start
     chunks = request.stream().__aiter__()
     try:
         while True:
@@ -87,8 +155,13 @@ async def _limited(request: Request, limits: UploadLimits) -> AsyncIterator[byte
             total += len(chunk)
             if total > limits.max_bytes:
                 raise too_large(limits.max_bytes)
-            elapsed = time.monotonic() - started
-            if elapsed > limits.idle_timeout_s and total < limits.min_rate * elapsed:
+            held.grow_to(total)
+            now = time.monotonic()
+            arrivals.append((now, total))
+            while arrivals[1][0] <= now - limits.idle_timeout_s:
+                arrivals.popleft()  # arrivals[0]: the last one at least a window ago (or the start)
+            then, total_then = arrivals[0]
+            if now - then >= limits.idle_timeout_s and total - total_then < limits.min_rate * (now - then):
                 raise _too_slow(limits, total)
             yield chunk
     except ClientDisconnect:
@@ -97,14 +170,14 @@ async def _limited(request: Request, limits: UploadLimits) -> AsyncIterator[byte
 
 def _too_slow(limits: UploadLimits, received: int) -> UploadError:
     return UploadError(408, f"The upload stalled or came too slowly ({received:,} bytes arrived; this server "
-                            f"needs at least {limits.min_rate / 1024:g} KB/s, with no pause over "
-                            f"{limits.idle_timeout_s:g} s). Send it again over a faster connection.",
+                            f"needs at least {limits.min_rate / 1024:g} KB/s in every {limits.idle_timeout_s:g} s). "
+                            "Send it again over a faster connection.",
                        "upload_timeout", {"Connection": "close"})
 
 
 async def _save_multipart_file(request: Request, body: AsyncIterator[bytes], path: Path) -> None:
     """The `file` field of a multipart body, copied to `path`."""
-    parser = MultiPartParser(request.headers, body, max_files=1, max_fields=10)
+    parser = UploadForm(request.headers, body, max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES)
     try:
         form = await parser.parse()
     except MultiPartException as exc:

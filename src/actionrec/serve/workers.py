@@ -20,7 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from actionrec.errors import DecodeCrashed, DecodeFailed, DecodersBusy, DecodeTimedOut, VideoError, WorkerLost
+from actionrec.errors import (
+    DecodeCrashed,
+    DecodeFailed,
+    DecodersBusy,
+    DecodeTimedOut,
+    VideoError,
+    WorkerLost,
+)
 
 T = TypeVar("T")
 
@@ -79,6 +86,15 @@ def _death(exitcode: int | None) -> Exception:
     return DecodeCrashed(f"exit code {exitcode}")
 
 
+def _suspended(pid: int | None) -> bool:
+    """Whether process `pid` is stopped by a signal (state T in /proc; False where that cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")
+    except (OSError, IndexError):
+        return False
+
+
 class DecodeProcess:
     """One worker process and its pipe. Blocking methods: call them from a thread."""
 
@@ -106,6 +122,8 @@ class DecodeProcess:
             while True:
                 waited = time.monotonic()
                 if not self.conn.poll(budget):
+                    if _suspended(self.process.pid):  # SIGSTOP from outside: not the file's fault
+                        raise WorkerLost("the decode worker was suspended from outside (SIGSTOP) and did not answer")
                     raise DecodeTimedOut()
                 kind, payload = self.conn.recv()
                 budget -= time.monotonic() - waited

@@ -22,7 +22,17 @@ import av
 import numpy as np
 
 from actionrec.errors import FrameTooLargeError, NotAnImageError, UndecodableVideoError, VideoError
-from actionrec.video.probe import VideoProbe, VideoSource, decoder_failures, ffmpeg_reason, open_video, probe
+from actionrec.video.probe import (
+    HEADER_BYTES,
+    VideoProbe,
+    VideoSource,
+    check_image_header,
+    decoder_failures,
+    ffmpeg_reason,
+    open_container,
+    open_video,
+    probe,
+)
 from actionrec.video.spec import Clip, ClipSpec, DecodeLimits, PlannedClip, VideoInfo, sample_indices, span
 
 # Plans the clips to take from a stream whose frames start at `times` (seconds, sorted).
@@ -108,7 +118,7 @@ def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], 
 def _read_sequential(source: VideoSource, wanted: list[int], image_size: int, limits: DecodeLimits, name: str,
                      outcome: DecodeOutcome) -> Iterator[tuple[int, np.ndarray]]:
     """Decode from the start, converting only the `wanted` frame indices; stop after the last one."""
-    container = open_video(source, name)
+    container = open_video(source, name, limits.max_pixels)
     targets = set(wanted)
     last = wanted[-1]
     count = 0
@@ -131,7 +141,7 @@ def _read_seeking(source: VideoSource, video: VideoProbe, wanted: list[int], ima
                   name: str, outcome: DecodeOutcome) -> Iterator[tuple[int, np.ndarray]]:
     """Reach each wanted frame from the keyframe before it, matching frames by timestamp."""
     assert video.pts is not None
-    container = open_video(source, name)
+    container = open_video(source, name, limits.max_pixels)
     try:
         stream = container.streams.video[0]
         frames: Iterator[av.VideoFrame] = iter(())
@@ -280,15 +290,16 @@ def read_views(
 
 def read_image(data: bytes, image_size: int, limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
     """A still image (JPEG, PNG, WebP...) as one model-ready frame: how live camera frames arrive."""
+    hint = " Send smaller frames (640 wide is plenty)."
+    check_image_header(data[:HEADER_BYTES], limits.max_pixels, "The camera frame", hint)
     try:
-        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+        with open_container(io.BytesIO(data), limits.max_pixels) as container:
             frame = next(container.decode(video=0))
-    except Exception:  # FFmpeg's errors, no stream, no frame: not an image it can read
-        raise NotAnImageError("The camera frame is not an image FFmpeg can read. Send each frame as a JPEG or "
-                              "PNG image.") from None
+    except Exception:  # FFmpeg's errors (a frame over the limit too), no stream, no frame
+        raise NotAnImageError("The camera frame is not an image FFmpeg can read, or larger than the limit of "
+                              f"{limits.max_pixels:,} pixels. Send each frame as a JPEG or PNG image.{hint}") from None
     with decoder_failures("the camera frame"):
-        return checked_model_input(frame, image_size, limits, "The camera frame",
-                                   " Send smaller frames (640 wide is plenty).")
+        return checked_model_input(frame, image_size, limits, "The camera frame", hint)
 
 
 __all__ = ["DecodeOutcome", "checked_model_input", "read_clip", "read_frames", "read_image", "read_views", "to_model_input"]

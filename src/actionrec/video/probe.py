@@ -67,10 +67,15 @@ class VideoProbe:
                 and any(name in SEEKABLE_CONTAINERS for name in container))
 
 
-def open_video(source: VideoSource, name: str | None = None) -> av.container.InputContainer:
+def open_video(source: VideoSource, name: str | None = None,
+               max_pixels: int = DecodeLimits().max_pixels) -> av.container.InputContainer:
+    """The video opened for reading, its decoders limited to frames of `max_pixels` (an image
+    whose header says it is larger is refused before anything is decoded)."""
+    name = name or describe(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise EmptyVideoError("The video is empty (0 bytes). Send the file's contents.")
+        check_image_header(bytes(source[:HEADER_BYTES]), max_pixels, name)
         file: object = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -78,17 +83,88 @@ def open_video(source: VideoSource, name: str | None = None) -> av.container.Inp
             raise VideoNotFoundError(f"{path}: no such file.")
         if path.stat().st_size == 0:
             raise EmptyVideoError(f"{path}: the file is empty (0 bytes).")
+        with open(path, "rb") as head:
+            check_image_header(head.read(HEADER_BYTES), max_pixels, name)
         file = str(path)
     else:
         file = source
-    name = name or describe(source)
     try:
-        return av.open(file, mode="r", metadata_errors="ignore")
+        return open_container(file, max_pixels)
     except av.error.FFmpegError as exc:
         raise NotAVideoError(
             f"{name}: not a video file FFmpeg can read ({ffmpeg_reason(exc)}). "
             "Check that it is a complete video (MP4, AVI, MOV, MKV, WebM...)."
         ) from None
+
+
+def open_container(file: object, max_pixels: int) -> av.container.InputContainer:
+    """`av.open` with FFmpeg's own limit on every decoder's frame size, from probing on: a frame
+    over it is refused before its memory is allocated. Without it, a 2 MB PNG that declares
+    16000 x 16000 pixels takes gigabytes to decode before any check of ours could see its size."""
+    limit = {"max_pixels": str(max_pixels)}
+    container = av.open(file, mode="r", metadata_errors="ignore", options=limit)
+    for stream in container.streams.video:
+        if stream.codec_context is not None:
+            stream.codec_context.options = dict(stream.codec_context.options) | limit
+    return container
+
+
+# --------------------------------------------------------------------------- image headers
+
+HEADER_BYTES = 256 * 1024  # a JPEG's size marker may follow large EXIF data
+
+
+def image_dimensions(head: bytes) -> tuple[int, int] | None:
+    """(width, height) as a PNG, JPEG, GIF, WebP or BMP header declares them; None for anything else."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+    if head.startswith(b"BM") and len(head) >= 26:
+        return (abs(int.from_bytes(head[18:22], "little", signed=True)),
+                abs(int.from_bytes(head[22:26], "little", signed=True)))
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+        chunk = head[12:16]
+        if chunk == b"VP8 ":
+            return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+        if chunk == b"VP8L":
+            bits = int.from_bytes(head[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8X":
+            return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+        return None
+    if head.startswith(b"\xff\xd8"):
+        return _jpeg_dimensions(head)
+    return None
+
+
+_JPEG_FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_dimensions(head: bytes) -> tuple[int, int] | None:
+    """The size in a JPEG's start-of-frame segment, walking the segments before it."""
+    at = 2
+    while at + 9 <= len(head):
+        if head[at] != 0xFF:
+            return None
+        marker = head[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
+            at += 2
+        elif marker in _JPEG_FRAME_MARKERS:
+            return int.from_bytes(head[at + 7:at + 9], "big"), int.from_bytes(head[at + 5:at + 7], "big")
+        else:
+            at += 2 + int.from_bytes(head[at + 2:at + 4], "big")
+    return None
+
+
+def check_image_header(head: bytes, max_pixels: int, name: str, hint: str = "") -> None:
+    """FrameTooLargeError when `head` is an image header declaring more than `max_pixels` pixels."""
+    size = image_dimensions(head)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise FrameTooLargeError(f"{name}: an image of {size[0]}x{size[1]} pixels, larger than the limit of "
+                                 f"{max_pixels:,} pixels; nothing was decoded.{hint}")
 
 
 def ffmpeg_reason(exc: Exception) -> str:
@@ -111,7 +187,7 @@ def probe(source: VideoSource, limits: DecodeLimits = DecodeLimits(), name: str 
     """
     name = name or describe(source)
     with decoder_failures(name):
-        container = open_video(source, name)
+        container = open_video(source, name, limits.max_pixels)
         try:
             return _probe_container(container, name, limits)
         finally:
@@ -190,9 +266,10 @@ def _probe_container(container: av.container.InputContainer, name: str, limits: 
     else:
         times = np.arange(packets, dtype=np.float64) / rate
     duration = span(times)
-    if duration > limits.max_duration_s:
-        raise _too_long(name, duration, limits)
     fps = (packets - 1) / times[-1] if packets > 1 and times[-1] > 0 else rate
+    # Half a frame of tolerance: a video of exactly the limit sums its frames to 600.0000000000001 s.
+    if duration > limits.max_duration_s + 0.5 / max(fps, 1.0):
+        raise _too_long(name, duration, limits)
 
     info = VideoInfo(
         duration_s=round(duration, 3),

@@ -1,0 +1,117 @@
+"""What the app refuses before a route sees a request, and what a request cut short gets:
+Host values that do not name this server, pages on other origins, and the server stopping.
+Each is an ASGI middleware; `create_app` adds them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from actionrec.serve.logs import printable
+from actionrec.serve.schemas import error_answer
+
+log = logging.getLogger("actionrec.server")
+
+
+class HostCheck:
+    """Serve only requests whose Host header names this server. Without it, a web page anywhere
+    could reach a server on localhost through DNS rebinding (its own name, pointed at 127.0.0.1)."""
+
+    def __init__(self, app: Any, hosts: list[str]) -> None:
+        self.app = app
+        self.any = "*" in hosts
+        self.hosts = {host.lower() for host in hosts}
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if self.any or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+        name = host_name(host)
+        if name is not None and (name in self.hosts or host in self.hosts):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "host_not_allowed"})
+            return
+        response = error_answer(400, f"This server does not answer to the host {host!r}. Use its address as "
+                                     "configured (--allowed-hosts).", "host_not_allowed")
+        await response(scope, receive, send)
+
+
+class AnswerWhenCutShort:
+    """A request still running when the server stops after its drain timeout is cancelled; it
+    gets 503 JSON with Retry-After (a retry reaches a server that is up), not uvicorn's 500 and a
+    traceback in the log."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_and_note(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            log.warning("a request still running when the server stopped was answered 503")
+            response = error_answer(503, "The server stopped before it could finish this request. Send it again.",
+                                    "shutting_down", {"Connection": "close"})
+            await response(scope, receive, send)
+
+
+class OriginCheck:
+    """Refuse what a web page elsewhere can make a browser send without asking first: a WebSocket,
+    or a request that changes something (a "simple" POST, with no content type or multipart, needs
+    no CORS preflight), whose Origin is neither this server's own nor one of `--cors-origins`, as
+    Jupyter does. Clients that are not browsers send no Origin, and pass."""
+
+    SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: Any, origins: list[str]) -> None:
+        self.app = app
+        self.origins = {origin.rstrip("/").lower() for origin in origins}
+
+    def allowed(self, origin: str, host: str) -> bool:
+        origin = origin.rstrip("/").lower()
+        return origin in self.origins or "*" in self.origins or urlsplit(origin).netloc == host.lower()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] not in ("http", "websocket") or scope.get("method") in self.SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        origin = headers.get(b"origin")
+        if origin is None or self.allowed(origin.decode("latin-1"), headers.get(b"host", b"").decode("latin-1")):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "origin_not_allowed"})
+            return
+        response = error_answer(403, f"Requests from pages on {printable(origin.decode('latin-1')[:200])!r} are not "
+                                     "accepted. Serve the page from this server, or add its origin to "
+                                     "--cors-origins.", "origin_not_allowed")
+        await response(scope, receive, send)
+
+
+HOST_PATTERN = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$")
+
+
+def host_name(host: str) -> str | None:
+    """The name in a Host header value (`name` or `name:port`, `[v6]:port`), or None when the
+    value is not one: `localhost:80@evil.example`, `127.0.0.1:evil` and `localhost:` are not."""
+    match = HOST_PATTERN.match(host)
+    return match.group(1) if match else None
