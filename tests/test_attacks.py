@@ -11,16 +11,15 @@ import os
 import resource
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import httpx
 import pytest
 
+from actionrec.testing.attacks import png_bomb
 from actionrec.video import DecodeLimits, probe
 from tests.conftest import encode, free_port, numbered_frames, serve_command
 
@@ -31,18 +30,6 @@ from actionrec.serve.app import create_app  # noqa: E402
 from actionrec.serve.settings import ServerSettings  # noqa: E402
 
 LABELS = ["grow", "shrink", "brighten", "darken"]
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A valid PNG of `width` x `height` black RGB pixels: under a megabyte, gigabytes decoded."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    compressor = zlib.compressobj(9)
-    row = bytes(1 + width * 3)
-    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
@@ -409,6 +396,19 @@ def test_pipelined_requests_that_are_well_framed_are_answered(real_server):
     request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     answer = exchange(real_server, request + request[:-2] + b"Connection: close\r\n\r\n")
     assert answer.count(b"HTTP/1.1 200 ") == 2, answer
+
+
+def test_a_body_sent_after_an_early_answer_is_not_taken_for_a_request_head(real_server):
+    """Answered 415 from its headers, a request's body (bare LFs and all) still arrives on the kept
+    connection: it is the body, not the next request's head, and the next request is answered."""
+    with socket.create_connection(real_server, timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 415 ")
+        sock.sendall(b"a\nb\n\ncd" + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert b"HTTP/1.1 200 " in answer and b"bad_framing" not in answer, answer[-300:]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:evil", "localhost:80@evil.example", "localhost:", "localhost:8000:1"])

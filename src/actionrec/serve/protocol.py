@@ -21,6 +21,7 @@ import re
 import resource
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 MAX_HEAD_BYTES = 64 * 1024  # h11 refuses longer heads itself
@@ -116,9 +117,11 @@ class GuardedH11Protocol(H11Protocol):
         super().handle_websocket_upgrade(event)
 
     def on_response_complete(self) -> None:
-        if not self.transport.is_closing():
+        self._head, self._checking_head = b"", False
+        if not self.transport.is_closing() and self.conn.their_state is h11.DONE:
             # The next request's head starts now: with what h11 has already buffered of it (pipelined).
-            self._head, self._checking_head = b"", True
+            # Not while the last request's body is still arriving (answered before it was read).
+            self._checking_head = True
             if not self._head_is_fine(bytes(self.conn.trailing_data[0])):
                 return
         super().on_response_complete()

@@ -112,8 +112,10 @@ class PredictionService:
             raise ServerBusy(f"The server is receiving {self.settings.max_uploads} uploads already. Try again in a "
                              "few seconds.")
         if self.pending >= self.settings.max_pending and self.uploads >= self.settings.max_pending:
-            raise ServerBusy(f"The server is busy with {self.settings.max_pending} videos, and as many uploads are "
-                             "waiting for their turn. Try again in a few seconds.")
+            # Answered before the body is read: the connection is closed, not kept for another request.
+            raise UploadError(503, f"The server is busy with {self.settings.max_pending} videos, and as many uploads "
+                                   "are waiting for their turn. Try again in a few seconds.", "busy",
+                              {"Connection": "close"})
         self.uploads += 1
         try:
             yield
