@@ -111,18 +111,23 @@ def test_an_image_bomb_gets_422_as_an_upload_and_ends_a_live_stream(client: Test
 
 def test_uploads_past_the_budget_are_refused_at_once_and_give_their_bytes_back(client: TestClient, clip: bytes):
     service = client.app.state.service
-    big = os.urandom(2 * 1024 * 1024)  # under the 5 MB upload limit, over the 1 MB budget
-    refused = post(client, big)
-    assert refused.status_code == 503 and refused.json()["reason"] == "uploads_over_budget", refused.text
-    assert refused.headers["Retry-After"]
+    never = post(client, os.urandom(2 * 1024 * 1024))  # under the 5 MB upload limit, over the 1 MB budget
+    assert never.status_code == 507 and never.json()["reason"] == "storage_full", never.text
+    service.budget.used = 700 * 1024  # other uploads in progress hold most of it
+    try:
+        refused = post(client, os.urandom(500 * 1024))
+        assert refused.status_code == 503 and refused.json()["reason"] == "uploads_over_budget", refused.text
+        assert refused.headers["Retry-After"]
 
-    def streamed():  # no Content-Length: refused as the body passes the budget
-        for _ in range(32):
-            yield bytes(64 * 1024)
+        def streamed():  # refused as the body passes the budget (declared or not)
+            for _ in range(8):
+                yield bytes(64 * 1024)
 
-    refused = post(client, streamed())
-    assert refused.status_code == 503 and refused.json()["reason"] == "uploads_over_budget"
-    assert service.budget.used == 0
+        refused = post(client, streamed())
+        assert refused.status_code == 503 and refused.json()["reason"] == "uploads_over_budget"
+        assert service.budget.used == 700 * 1024
+    finally:
+        service.budget.used = 0
     assert post(client, clip).status_code == 200
     assert service.budget.used == 0
     assert 'actionrec_uploads_refused_total{reason="uploads_over_budget"} 2.0' in client.get("/metrics").text
@@ -174,10 +179,10 @@ def test_a_client_that_sends_fast_then_trickles_is_cut_off(model_path: Path, tmp
 
 def test_a_failed_write_is_507_json_logged_once_and_counted(client: TestClient, caplog):
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    body = os.urandom(600 * 1024)
+    body = os.urandom(300 * 1024)
     files = {"file": ("clip.mp4", body, "video/mp4")}
     with caplog.at_level(logging.WARNING, logger="actionrec"):
-        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))  # a full disk, as a file size limit
+        resource.setrlimit(resource.RLIMIT_FSIZE, (128 * 1024, hard))  # a full disk, as a file size limit
         try:
             raw = post(client, body)
             multipart = client.post("/v1/predictions", files=files)
@@ -306,6 +311,36 @@ def test_pages_on_other_origins_cannot_use_the_server(client: TestClient, clip: 
         assert answer.status_code == 403 and answer.json()["reason"] == "origin_not_allowed"
     assert client.post("/", content=clip, headers={"Origin": "http://testserver"}).status_code == 200
     assert client.post("/", content=clip).status_code == 200  # not a browser: no Origin
+    # behind a reverse proxy that passes on the name the browser reached
+    proxied = {"Origin": "https://actionrec.example.com", "X-Forwarded-Host": "actionrec.example.com"}
+    assert client.post("/", content=clip, headers=proxied).status_code == 200
+
+
+def test_the_page_behind_a_proxy_is_its_own_origin(model_path: Path, clip: bytes):
+    settings = ServerSettings(model_path=model_path, workers=1, allowed_hosts=["127.0.0.1", "my_app.example"])
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
+        page = {"Origin": "https://my_app.example"}  # the proxy passed Host: 127.0.0.1:8000 on
+        assert client.post("/", content=clip, headers=page).status_code == 200
+        assert client.post("/", content=clip, headers={"Origin": "https://evil.example"}).status_code == 403
+        assert client.get("/healthz", headers={"Host": "my_app.example:8000"}).status_code == 200
+
+
+def test_the_budget_holds_what_has_arrived_and_says_when_an_upload_can_never_fit():
+    from actionrec.errors import UploadError
+    from actionrec.serve.uploads import UploadBudget
+
+    budget = UploadBudget(1000)
+    with budget.hold() as slow, budget.hold() as other:
+        slow.check_room(900)  # a declared length that fits now holds nothing yet
+        assert budget.used == 0
+        slow.grow_to(600)
+        with pytest.raises(UploadError) as busy:
+            other.check_room(600)
+        assert busy.value.status == 503 and busy.value.reason == "uploads_over_budget"
+        with pytest.raises(UploadError) as never:
+            other.check_room(1001)
+        assert never.value.status == 507 and never.value.reason == "storage_full"
+    assert budget.used == 0
 
 
 # --------------------------------------------------------------------------- 10. exactly the limit
@@ -409,6 +444,18 @@ def test_a_body_sent_after_an_early_answer_is_not_taken_for_a_request_head(real_
         while chunk := sock.recv(65536):
             answer += chunk
     assert b"HTTP/1.1 200 " in answer and b"bad_framing" not in answer, answer[-300:]
+
+
+def test_a_head_after_an_early_answer_is_checked_too(real_server):
+    with socket.create_connection(real_server, timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 415 ")
+        sock.sendall(b"a\nb\n\ncd" + b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert b"bad_framing" in answer and b"HTTP/1.1 405" not in answer, answer[-300:]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:evil", "localhost:80@evil.example", "localhost:", "localhost:8000:1"])

@@ -501,3 +501,7 @@ def test_api_keys_are_masked_in_the_log_lines_uvicorn_writes():
                                ("127.0.0.1:5000", "/v1/live?top_k=3&%61pi%5Fkey=SECRET"), None)
     assert SafeLogText().filter(record)
     assert "SECRET" not in record.getMessage() and "%61pi%5Fkey=[hidden]" in record.getMessage()
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 0, '%s - "WebSocket %s" [accepted]',
+                               ("127.0.0.1:5000", "/v1/live?api_key=abc;SECRET'\"&top_k=3"), None)
+    assert SafeLogText().filter(record)
+    assert "SECRET" not in record.getMessage() and "&top_k=3" in record.getMessage()

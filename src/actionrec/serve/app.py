@@ -41,7 +41,7 @@ from actionrec.serve import live
 from actionrec.serve.guards import AnswerWhenCutShort, HostCheck, OriginCheck
 from actionrec.serve.logs import SafeLogText, Throttle, configure_logging
 from actionrec.serve.metrics import RequestLogMiddleware
-from actionrec.serve.protocol import connection_limit, guarded_protocol
+from actionrec.serve.protocol import ACCEPT_BACKLOG, connection_limit, guarded_protocol
 from actionrec.serve.routes import WEB_DIR, router
 from actionrec.serve.schemas import error_answer
 from actionrec.serve.service import PredictionService
@@ -98,7 +98,7 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "X-API-Key", "Authorization"],
                            expose_headers=["Retry-After"], max_age=600)
-    app.add_middleware(OriginCheck, origins=settings.cors_origins)
+    app.add_middleware(OriginCheck, origins=settings.cors_origins, hosts=settings.allowed_hosts)
     app.add_middleware(HostCheck, hosts=settings.hosts)
     app.add_middleware(AnswerWhenCutShort)
     app.add_middleware(RequestLogMiddleware, metrics=service.metrics)
@@ -160,13 +160,14 @@ def serve(settings: ServerSettings, *, decode: DecodeFunction = stream_predictio
     """Load the model, start the decode workers and serve until interrupted (`decode`: see create_app)."""
     configure_logging()
     app = create_app(settings, decode=decode)
-    max_connections = settings.max_connections or connection_limit(settings.max_uploads, settings.max_live,
-                                                                   settings.workers)
+    room = connection_limit(settings.max_uploads, settings.max_live, settings.workers)  # raises the limit too
+    max_connections = settings.max_connections or room
     # Our middleware logs each request once; uvicorn's access log would repeat it. On SIGTERM
     # uvicorn stops accepting, lets the requests in progress finish (up to the drain timeout),
     # and only then does the app stop its decode workers.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
                             http=guarded_protocol(settings.header_timeout_s, max_connections), timeout_keep_alive=5,
+                            backlog=ACCEPT_BACKLOG,
                             timeout_graceful_shutdown=settings.drain_timeout_s)
     # After uvicorn's logging setup; on the loggers that write request lines (a filter on a parent
     # logger does not see its children's records).

@@ -32,7 +32,7 @@ class HostCheck:
             return
         host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
         name = host_name(host)
-        if name is not None and (name in self.hosts or host in self.hosts):
+        if host in self.hosts or (name is not None and name in self.hosts):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
@@ -81,13 +81,21 @@ class OriginCheck:
 
     SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-    def __init__(self, app: Any, origins: list[str]) -> None:
+    def __init__(self, app: Any, origins: list[str], hosts: list[str]) -> None:
         self.app = app
         self.origins = {origin.rstrip("/").lower() for origin in origins}
+        self.hosts = {host.lower() for host in hosts if host != "*"}
 
-    def allowed(self, origin: str, host: str) -> bool:
+    def allowed(self, origin: str, headers: dict[bytes, bytes]) -> bool:
+        """The server's own page: its origin names the Host the browser reached (behind a proxy, the
+        `X-Forwarded-Host` it passes on, or a name of `--allowed-hosts`), or it is a CORS origin."""
         origin = origin.rstrip("/").lower()
-        return origin in self.origins or "*" in self.origins or urlsplit(origin).netloc == host.lower()
+        if origin in self.origins or "*" in self.origins:
+            return True
+        parts = urlsplit(origin)
+        reached = {headers.get(name, b"").decode("latin-1").split(",")[0].strip().lower()
+                   for name in (b"host", b"x-forwarded-host")} - {""}
+        return parts.netloc in reached or (parts.hostname or "") in self.hosts
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] not in ("http", "websocket") or scope.get("method") in self.SAFE_METHODS:
@@ -95,7 +103,7 @@ class OriginCheck:
             return
         headers = dict(scope["headers"])
         origin = headers.get(b"origin")
-        if origin is None or self.allowed(origin.decode("latin-1"), headers.get(b"host", b"").decode("latin-1")):
+        if origin is None or self.allowed(origin.decode("latin-1"), headers):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
@@ -107,7 +115,7 @@ class OriginCheck:
         await response(scope, receive, send)
 
 
-HOST_PATTERN = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?$")
+HOST_PATTERN = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(:[0-9]{1,5})?$")
 
 
 def host_name(host: str) -> str | None:

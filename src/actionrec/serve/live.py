@@ -94,7 +94,8 @@ async def _serve_stream(websocket: WebSocket, service: PredictionService) -> Non
     idle_s = service.settings.live_idle_timeout_s
     while True:
         try:  # only frames count as activity: a client sending text alone cannot hold a live place
-            message = await asyncio.wait_for(websocket.receive(), timeout=idle_s - (time.monotonic() - last_frame))
+            message = await asyncio.wait_for(websocket.receive(),
+                                             timeout=max(0.05, idle_s - (time.monotonic() - last_frame)))
         except asyncio.TimeoutError:
             await _end(websocket, 4408, f"No frame came for {idle_s:g} s, so the stream was closed.", "idle")
             return
@@ -129,3 +130,4 @@ async def _serve_stream(websocket: WebSocket, service: PredictionService) -> Non
             await websocket.send_json({"type": "warming_up", "frames": len(live.units), "needed": live.units.maxlen})
         else:
             await websocket.send_json({"type": "prediction", **answer.to_dict()})
+        last_frame = time.monotonic()  # the wait for the next frame starts once this one is answered

@@ -16,7 +16,7 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
-_QUERY_PAIR = re.compile(r"([?&;])([^=&;\s\"'?]+)=([^&;\s\"']*)")
+_QUERY_PAIR = re.compile(r"([?&])([^=&\s\"'?]+)=([^&\s]*)")
 
 
 def hide_keys(text: str) -> str:

@@ -19,12 +19,14 @@ import asyncio
 import json
 import re
 import resource
+from collections.abc import Callable
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 MAX_HEAD_BYTES = 64 * 1024  # h11 refuses longer heads itself
+ACCEPT_BACKLOG = 128  # the listening socket's backlog (uvicorn's default, 2048, is also how many asyncio accepts at once)
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _FOLDED = re.compile(rb"\r\n[ \t]")
 
@@ -42,6 +44,12 @@ def framing_problem(head: bytes) -> str | None:
     return None
 
 
+def head_problem(buffered: bytes) -> str | None:
+    """`framing_problem` of the request head at the start of `buffered`, once its end has come."""
+    ends = [at for at in (buffered.find(b"\r\n\r\n"), buffered.find(b"\n\n")) if at != -1]
+    return framing_problem(buffered[:min(ends) + 4]) if ends else None
+
+
 def _answer(status: str, detail: str, reason: str, extra: str = "") -> bytes:
     body = json.dumps({"detail": detail, "reason": reason}).encode()
     return (f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
@@ -55,9 +63,9 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
         self._cycle_when_armed: Any = None
-        self._head = b""  # the start of the next request's head, until its end has come
-        self._checking_head = True
+        self._framing_problem: str | None = None
         super().connection_made(transport)
+        self.conn.next_event = self._check_framing_then(self.conn.next_event)  # type: ignore[method-assign]
         if self.max_connections is not None and len(self.connections) > self.max_connections:
             transport.write(_answer("503 Service Unavailable", "The server has as many connections open as it "
                                     "allows. Try again in a few seconds.", "too_many_connections",
@@ -85,29 +93,28 @@ class GuardedH11Protocol(H11Protocol):
 
     # -- the framing of each request's head ----------------------------------------------------
 
-    def _head_is_fine(self, data: bytes) -> bool:
-        """Take `data` as more of the next request's head; False once the head is refused."""
-        self._head += data
-        ends = [at for at in (self._head.find(b"\r\n\r\n"), self._head.find(b"\n\n")) if at != -1]
-        if not ends:
-            if len(self._head) > MAX_HEAD_BYTES:
-                self._head, self._checking_head = b"", False
-            return True
-        head = self._head[:min(ends) + 4]
-        self._head, self._checking_head = b"", False
-        problem = framing_problem(head.lstrip(b"\r\n"))
-        if problem is None:
-            return True
-        self.transport.write(_answer("400 Bad Request", f"The request was refused because its framing is "
-                                     f"ambiguous: {problem}. The connection is closed.", "bad_framing"))
+    def _check_framing_then(self, next_event: Callable[[], Any]) -> Callable[[], Any]:
+        """h11's `next_event`, refusing a request whose head is ambiguous before h11 reads it. The
+        head is checked where h11 starts every request (the first, a pipelined one, one after an
+        answer given before the last body was read), never in a body."""
+        def checked() -> Any:
+            if self.conn.their_state is h11.IDLE:
+                self._framing_problem = head_problem(bytes(self.conn.trailing_data[0][:MAX_HEAD_BYTES]))
+                if self._framing_problem is not None:
+                    raise h11.RemoteProtocolError(self._framing_problem)
+            return next_event()
+
+        return checked
+
+    def send_400_response(self, msg: str) -> None:
+        if self._framing_problem is None:
+            super().send_400_response(msg)
+            return
+        self.transport.write(_answer("400 Bad Request", "The request was refused because its framing is ambiguous: "
+                                     f"{self._framing_problem}. The connection is closed.", "bad_framing"))
         self.transport.close()
-        return False
 
     def data_received(self, data: bytes) -> None:
-        if self._checking_head and not self._head_is_fine(data):
-            return
-        if self.transport.is_closing():
-            return
         super().data_received(data)
         if self._header_timer is not None and self.cycle is not self._cycle_when_armed:
             self._disarm_header_timer()  # a request's headers are in: the body has its own limits
@@ -117,13 +124,6 @@ class GuardedH11Protocol(H11Protocol):
         super().handle_websocket_upgrade(event)
 
     def on_response_complete(self) -> None:
-        self._head, self._checking_head = b"", False
-        if not self.transport.is_closing() and self.conn.their_state is h11.DONE:
-            # The next request's head starts now: with what h11 has already buffered of it (pipelined).
-            # Not while the last request's body is still arriving (answered before it was read).
-            self._checking_head = True
-            if not self._head_is_fine(bytes(self.conn.trailing_data[0])):
-                return
         super().on_response_complete()
         if not self.transport.is_closing():
             self._arm_header_timer()  # kept alive: the next request's headers have the same limit
@@ -150,5 +150,6 @@ def connection_limit(max_uploads: int, max_live: int, workers: int) -> int:
             soft = wanted
         except (ValueError, OSError):
             pass
-    reserve = max_uploads + max_live + 8 * workers + 64
+    # asyncio accepts up to the listen backlog's worth of connections at once, before any is seen
+    reserve = max_uploads + max_live + 8 * workers + 64 + ACCEPT_BACKLOG
     return max(16, soft - reserve)

@@ -94,9 +94,8 @@ class PredictionService:
                     video = await uploads.save_video(request, limits, self.upload_dir, held)
             except (UploadError, ServerBusy) as exc:
                 self.metrics.upload_refused(exc.reason)
-                if exc.reason in ("storage_full", "storage_error"):  # once, without a traceback
-                    log.warning("an upload could not be written to %s (%s)", self.upload_dir,
-                                exc.__context__ or exc.reason)
+                if isinstance(exc.__context__, OSError):  # a failed write: once, without a traceback
+                    log.warning("an upload could not be written to %s (%s)", self.upload_dir, exc.__context__)
                 raise
             try:
                 yield video

@@ -40,7 +40,7 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
 from actionrec.errors import ModelFileError, RequestError
@@ -420,11 +420,18 @@ async def remove_action(action: str, teaching: TeachingDep) -> dict:
     return teaching.remove_example(action, None)
 
 
-@router.post("/v1/teach/jobs", status_code=202, summary="Teach the base the actions as they are now")
-async def start_job(teaching: TeachingDep,
-                    options: Annotated[dict | None, Body(description='{"name": "my-actions", "keep_base": false}')]
-                    = None) -> dict:
-    options = options or {}
+JOB_OPTIONS_SCHEMA = {"type": "object", "example": {"name": "my-actions", "keep_base": False},
+                      "properties": {"name": {"type": "string"}, "keep_base": {"type": "boolean"}}}
+
+
+@router.post("/v1/teach/jobs", status_code=202, summary="Teach the base the actions as they are now",
+             openapi_extra={"requestBody": {"required": False,
+                                            "content": {"application/json": {"schema": JOB_OPTIONS_SCHEMA}}}})
+async def start_job(request: Request, teaching: TeachingDep) -> dict:
+    # Read here, after the key check, small and under the uploads' time rules (a body FastAPI
+    # parsed would be read whole, before the key check and without a limit).
+    settings = teaching.settings
+    options = await uploads.small_json(request, settings.upload_idle_timeout_s, settings.upload_min_kbps * 1024)
     name = options.get("name")
     if name is not None and not isinstance(name, str):
         raise RequestError(422, "name: must be a string.", "invalid_parameters")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import shutil
 import time
 import uuid
@@ -26,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from actionrec.errors import UploadError
+from actionrec.errors import RequestError, UploadError
 from actionrec.serve.settings import UploadLimits, megabytes
 
 ACCEPTED_TYPES_TEXT = "video/* or application/octet-stream"
@@ -87,15 +88,24 @@ class BudgetHold:
         self.budget = budget
         self.bytes = 0
 
-    def grow_to(self, size: int) -> None:
-        """Hold `size` bytes in all; UploadError (503) when the budget has not that much left."""
-        extra = size - self.bytes
-        if extra <= 0:
-            return
-        if self.budget.used + extra > self.budget.limit:
+    def check_room(self, size: int) -> None:
+        """UploadError unless `size` more bytes fit in the budget now: 503 while others hold it, 507
+        when they never could (the budget, kept under the disk's free space, is smaller)."""
+        if size > self.budget.limit:
+            raise UploadError(507, f"This server has room for {megabytes(self.budget.limit)} of uploads at once, "
+                                   "less than this one. Send a smaller video.", "storage_full",
+                              {"Connection": "close"})
+        if self.budget.used + size > self.budget.limit:
             raise UploadError(503, f"The server holds {megabytes(self.budget.used)} of uploads already, near its "
                                    f"limit of {megabytes(self.budget.limit)}. Try again in a few seconds.",
                               "uploads_over_budget", {"Retry-After": "5", "Connection": "close"})
+
+    def grow_to(self, size: int) -> None:
+        """Hold `size` bytes in all; UploadError when the budget has not that much left."""
+        extra = size - self.bytes
+        if extra <= 0:
+            return
+        self.check_room(extra)
         self.budget.used += extra
         self.bytes += extra
 
@@ -114,13 +124,15 @@ async def save_video(request: Request, limits: UploadLimits, folder: Path, held:
     """Write the video (the raw body, or the `file` field of a multipart body) to a new file in
     `folder` as it arrives, refusing it as soon as it passes the size limit or the budget `held`
     draws on, or stalls. The caller deletes the file."""
+    multipart = content_type(request) == "multipart/form-data"
+    copies = 2 if multipart else 1  # a multipart file part is spooled, then copied to `path`
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit():
-        held.grow_to(int(declared))
+        held.check_room(int(declared) * copies)  # refused at once when it cannot fit; held as it comes
     path = folder / f"upload-{uuid.uuid4().hex}"
     try:
-        if content_type(request) == "multipart/form-data":
-            await _save_multipart_file(request, _limited(request, limits, held), path)
+        if multipart:
+            await _save_multipart_file(request, _limited(request, limits, held, copies), path)
         else:
             with open(path, "wb") as out:
                 async for chunk in _limited(request, limits, held):
@@ -137,7 +149,8 @@ async def save_video(request: Request, limits: UploadLimits, folder: Path, held:
     return path
 
 
-async def _limited(request: Request, limits: UploadLimits, held: BudgetHold) -> AsyncIterator[bytes]:
+async def _limited(request: Request, limits: UploadLimits, held: BudgetHold | None, copies: int = 1
+                   ) -> AsyncIterator[bytes]:
     """The body's chunks, abandoned as soon as they pass the size limit or the budget, stall, or
     come too slowly: the last `idle_timeout_s` must always have brought `min_rate` bytes a second,
     so a client cannot send fast at first and then hold its place with a byte now and then."""
@@ -155,10 +168,12 @@ async def _limited(request: Request, limits: UploadLimits, held: BudgetHold) -> 
             total += len(chunk)
             if total > limits.max_bytes:
                 raise too_large(limits.max_bytes)
-            held.grow_to(total)
+            if held is not None:
+                held.grow_to(total * copies)
             now = time.monotonic()
-            arrivals.append((now, total))
-            while arrivals[1][0] <= now - limits.idle_timeout_s:
+            if now - arrivals[-1][0] >= 0.25:  # a sample every quarter second is enough for the rate
+                arrivals.append((now, total))
+            while len(arrivals) > 1 and arrivals[1][0] <= now - limits.idle_timeout_s:
                 arrivals.popleft()  # arrivals[0]: the last one at least a window ago (or the start)
             then, total_then = arrivals[0]
             if now - then >= limits.idle_timeout_s and total - total_then < limits.min_rate * (now - then):
@@ -166,6 +181,24 @@ async def _limited(request: Request, limits: UploadLimits, held: BudgetHold) -> 
             yield chunk
     except ClientDisconnect:
         raise UploadError(400, "The upload was interrupted before it finished.", "upload_interrupted") from None
+
+
+async def small_json(request: Request, idle_timeout_s: float, min_rate: float, max_bytes: int = 16 * 1024) -> dict:
+    """A small JSON object body ({} when there is none), read with a size limit and the uploads'
+    stall rule; UploadError (413, 408, 400) or RequestError 422 when it is not one."""
+    limits = UploadLimits(max_bytes, idle_timeout_s, min_rate)
+    body = b"".join([chunk async for chunk in _limited(request, limits, None)])
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise RequestError(422, "The body is not JSON. Send a JSON object, e.g. {\"name\": \"my-actions\"}.",
+                           "invalid_parameters") from None
+    if not isinstance(data, dict):
+        raise RequestError(422, "The body must be a JSON object, e.g. {\"name\": \"my-actions\"}.",
+                           "invalid_parameters")
+    return data
 
 
 def _too_slow(limits: UploadLimits, received: int) -> UploadError:

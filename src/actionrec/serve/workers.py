@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import resource
 import signal
 import time
 import traceback
@@ -35,11 +36,28 @@ log = logging.getLogger("actionrec.server")
 
 WORKER_START_TIMEOUT_S = 120.0
 WORKER_RESTART_ALLOWANCE_S = 30.0
+WORKER_MEMORY_HEADROOM = 3 * 1024**3  # address space a decode worker may add to what it has at start
 
 # What a worker runs for each upload: stream_prediction_frames' signature, (source, spec, limits, timeline),
 # returning an iterator of messages that the worker sends back one by one.
 DecodeFunction = Callable[..., Iterator[Any]]
 Job = tuple[Callable[..., Any], tuple, dict]  # a module-level function, its arguments
+
+
+def _limit_memory(headroom: int) -> None:
+    """Cap this process's address space at what it uses now plus `headroom`: a file that makes a
+    decoder allocate more (a frame FFmpeg sizes while probing, before our pixel limit applies, as
+    FLV and MPEG-PS streams are) fails in this worker, and the server answers 422, with its memory
+    intact."""
+    try:
+        with open("/proc/self/status") as status:
+            used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        wanted = used + headroom
+        if hard == resource.RLIM_INFINITY or wanted < hard:
+            resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+    except (OSError, ValueError, StopIteration):
+        pass  # not Linux, or not allowed: FFmpeg's own pixel limit still applies
 
 
 def _decode_worker_main(conn: Connection) -> None:
@@ -52,6 +70,7 @@ def _decode_worker_main(conn: Connection) -> None:
     # requests in progress (which need their workers) and then stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _limit_memory(WORKER_MEMORY_HEADROOM)
     conn.send("ready")
     while True:
         try:
