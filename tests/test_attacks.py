@@ -478,3 +478,19 @@ def test_a_suspended_worker_is_worker_lost_not_the_files_fault(model_path: Path,
                 pass
         assert answer.status_code == 503 and answer.json()["reason"] == "worker_lost", answer.text
         assert answer.headers["Retry-After"]
+
+
+def test_teaching_job_options_are_read_small_after_the_key(model_path: Path, tmp_path: Path):
+    settings = ServerSettings(model_path=model_path, workers=1, allowed_hosts=["testserver"], api_key="k",
+                              data_dir=tmp_path / "data")
+    with TestClient(create_app(settings)) as client:
+        huge = b'{"name": "' + b"x" * (64 * 1024) + b'"}'
+        assert client.post("/v1/teach/jobs", content=huge).status_code == 401  # the key first
+        key = {"X-API-Key": "k"}
+        too_large = client.post("/v1/teach/jobs", content=huge, headers=key)
+        assert too_large.status_code == 413 and too_large.json()["reason"] == "upload_too_large"
+        for body in (b"not json", b"[1, 2]"):
+            refused = client.post("/v1/teach/jobs", content=body, headers=key)
+            assert refused.status_code == 422 and refused.json()["reason"] == "invalid_parameters"
+        no_clips = client.post("/v1/teach/jobs", json={"name": "mine"}, headers=key)
+        assert no_clips.status_code == 422 and no_clips.json()["reason"] == "too_few_actions"
