@@ -74,7 +74,7 @@ def test_the_command_writes_the_same_rows_with_ray(model_and_videos, tmp_path: P
     for path, row in rows[0].items():
         assert (row["action"], row["reason"]) == (rows[1][path]["action"], rows[1][path]["reason"])
     again = runner.invoke(app, ["predict", str(model), str(data), "--ray", "--output", str(tmp_path / "b.jsonl")])
-    assert "skipped (already answered" in again.output
+    assert "skipped (answered, or failed for good" in again.output
 
     import pyarrow.parquet as parquet
 
@@ -83,8 +83,8 @@ def test_the_command_writes_the_same_rows_with_ray(model_and_videos, tmp_path: P
     written = {row["path"]: row for row in parquet.read_table(tmp_path / "c.parquet").to_pylist()}
     assert {path: row["action"] for path, row in written.items()} == {p: r["action"] for p, r in rows[0].items()}
     resumed = runner.invoke(app, ["predict", str(model), str(data), "--ray", "--output", str(tmp_path / "c.parquet")])
-    assert "skipped (already answered" in resumed.output
-    assert len(parquet.read_table(tmp_path / "c.parquet")) == len(written) + 1  # the broken video, tried again
+    assert "skipped (answered, or failed for good" in resumed.output
+    assert len(parquet.read_table(tmp_path / "c.parquet")) == len(written)  # one row a video: the broken one kept
 
 
 def test_uris_are_listed_named_as_given_and_a_finished_run_skips_them_all(model_and_videos, tmp_path: Path):

@@ -62,9 +62,23 @@ def test_predict_takes_folders_and_patterns_and_writes_resumable_results(model_p
     assert "4 answered, 1 failed (not_a_video: 1)" in " ".join(first.stderr.split())
 
     again = actionrec("predict", model_path, videos / "clips", "--output", output, "--workers", "2")
-    assert "4 skipped (already answered" in " ".join(again.stderr.split())
+    assert "5 skipped (answered, or failed for good" in " ".join(again.stderr.split())  # the broken one too
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert len([row for row in rows if row["action"]]) == 16  # the 12 others now, the 4 not again
+    assert len(rows) == len({row["path"] for row in rows}) == 17  # one row per video
+
+    # a failure a retry can mend (here: a timeout on a busy machine) is tried again, its row replaced
+    index = next(i for i, row in enumerate(rows) if row["action"])
+    timed_out = rows[index]["path"]
+    rows[index] = {"path": timed_out, "action": None, "error": "took longer than 300 s", "reason": "decode_timeout"}
+    output.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    third = actionrec("predict", model_path, videos / "clips", "--output", output, "--workers", "0")
+    assert "1 answered, 0 failed, 16 skipped" in " ".join(third.stderr.split()), third.stderr
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(rows) == 17 and next(row for row in rows if row["path"] == timed_out)["action"] in LABELS
+
+    broken_alone = actionrec("predict", model_path, videos / "clips" / "grow" / "broken.mp4")
+    assert broken_alone.stderr.count("broken.mp4") == 1, broken_alone.stderr  # named once, not twice
 
 
 def test_predict_writes_csv(model_path: Path, videos: Path, tmp_path: Path):
@@ -109,6 +123,9 @@ def test_version_choices_and_completion():
     help_text = actionrec("train", "--help").stdout
     assert "folder|ucf101" in help_text.replace(" ", "") and "lstm|mean" in help_text.replace(" ", "")
     assert "--install-completion" in actionrec("--help").stdout
+    predict_help = actionrec("predict", "--help", env=os.environ | {"COLUMNS": "160"}).stdout
+    assert "--json" in predict_help and "<bool>" not in predict_help  # flags take no value
+    assert "<int" in predict_help  # options that take one say so
 
 
 def test_importing_the_package_changes_nothing_in_the_process():
@@ -150,6 +167,19 @@ def test_the_base_install_predicts_and_says_which_extra_serving_needs(model_path
     trained = subprocess.run([sys.executable, str(script), "train", "data", "--out", "run"], capture_output=True,
                              text=True, timeout=60)
     assert trained.returncode == 1 and "actionrec[train]" in " ".join(trained.stderr.split())
+
+
+def test_ray_without_what_ray_data_needs_names_the_extra(model_path: Path, videos: Path, tmp_path: Path):
+    """`pip install ray` alone lacks pandas: --ray says which extra to install, not a traceback."""
+    script = tmp_path / "without_pandas.py"
+    script.write_text(BLOCKER.replace('BLOCKED = {"fastapi", "pydantic_settings", "uvicorn", "starlette", "torch", '
+                                      '"torchvision"}', 'BLOCKED = {"pandas"}'))
+    clip = next((videos / "clips" / "brighten").glob("*.mp4"))
+    result = subprocess.run([sys.executable, str(script), "predict", str(model_path), str(clip), "--ray"],
+                            capture_output=True, text=True, timeout=120)
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 3 and "Traceback" not in said, result.stderr
+    assert "pandas is missing" in said and "pip install 'actionrec[ray]'" in said
 
 
 # --------------------------------------------------------------------------- settings files

@@ -14,6 +14,7 @@ shared storage that every node sees at the same path, as the dataset must).
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -31,12 +32,22 @@ from actionrec.video import ClipSpec, DecodeLimits, read_clip
 from actionrec.video.probe import is_video_name
 
 
+def check_ray_installed() -> None:
+    """ImportError naming what is missing and the extra that brings it: a plain `pip install ray`
+    lacks what Ray Data needs (pandas, pyarrow), and would fail deep inside a run otherwise."""
+    for name in ("ray", "ray.data", "pandas", "pyarrow"):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            missing = exc.name or name
+            raise ImportError(f"Ray Data is not usable here ({missing} is missing): `pip install 'actionrec[ray]'` "
+                              "installs Ray with everything it needs.") from None
+
+
 def start_ray(address: str | None = None) -> Any:
     """Join the Ray cluster at `address` (or $RAY_ADDRESS), else start Ray on this machine."""
-    try:
-        import ray
-    except ImportError:
-        raise ImportError("Ray is not installed: `pip install 'actionrec[ray]'`.") from None
+    check_ray_installed()
+    import ray
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         ray.init(address=address, log_to_driver=False,

@@ -8,6 +8,24 @@ from rich.console import Console
 from rich.markup import escape
 
 console = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
+
+
+def _no_type_for_flags() -> None:
+    """Typer's help shows every option's type, so a flag reads `--json <bool>` as if it took a
+    value; a flag shows none here, as in Click's own help."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None:  # a Typer that shows no types
+        return
+
+    def display_type_rich(self: TyperOption, ctx: object) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_no_type_for_flags()
 err_console = Console(stderr=True, soft_wrap=True)
 
 # Exit codes: 0 done; 1 some of the work failed (a video, a setting); 2 the command line is wrong

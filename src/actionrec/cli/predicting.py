@@ -48,19 +48,30 @@ def _key(path: Path | str) -> str:
     return str(path) if "://" in str(path) else str(Path(path).resolve())
 
 
-def _answered(output: Path) -> set[str]:
-    """The videos an earlier run already answered in `output` (JSON lines, CSV or Parquet)."""
+# Failures that may pass when tried again (the machine was busy, a worker was lost); a rerun with the
+# same --output tries these again and keeps every other row.
+RETRIED_REASONS = frozenset({"decode_timeout", "worker_lost", "internal_error"})
+
+
+def _earlier_rows(output: Path) -> list[dict]:
+    """The rows an earlier run wrote to `output` (JSON lines, CSV or Parquet)."""
     if not output.is_file():
-        return set()
+        return []
     if output.suffix.lower() == ".parquet":
-        rows = _parquet_rows(output)
-    else:
-        text = output.read_text(encoding="utf-8")
-        if output.suffix.lower() == ".csv":
-            rows = list(csv.DictReader(io.StringIO(text)))
-        else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
-    return {_key(row.get("path") or row.get("file")) for row in rows if row.get("action")}
+        return _parquet_rows(output)
+    text = output.read_text(encoding="utf-8")
+    if output.suffix.lower() == ".csv":
+        return list(csv.DictReader(io.StringIO(text)))
+    return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
+
+
+def _row_key(row: dict) -> str:
+    return _key(row.get("path") or row.get("file"))
+
+
+def _settled(rows: list[dict]) -> set[str]:
+    """The videos an earlier run answered, or failed on for a reason a retry would not change."""
+    return {_row_key(row) for row in rows if row.get("action") or row.get("reason") not in RETRIED_REASONS}
 
 
 def _parquet_rows(path: Path) -> list[dict]:
@@ -75,20 +86,36 @@ class _Results:
     """Where results go: stdout (JSON lines or text) and, with --output, a file that a rerun resumes.
     JSON lines and CSV are written as answers come; Parquet, a columnar file, at the end."""
 
-    def __init__(self, output: Path | None, as_json: bool) -> None:
+    def __init__(self, output: Path | None, as_json: bool, kept_rows: list[dict] | None = None) -> None:
+        """`kept_rows`: the earlier rows to keep in `output` (those of videos tried again are left out,
+        so the file holds one row per video)."""
         self.output, self.as_json = output, as_json
         self.file = None
         self.parquet: list[dict] | None = None
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
         if output is not None and output.suffix.lower() == ".parquet":
-            self.parquet = _parquet_rows(output)
+            self.parquet = list(kept_rows or [])
         elif output is not None:
+            if kept_rows is not None and len(kept_rows) < len(_earlier_rows(output)):
+                self._rewrite(output, kept_rows)
             fresh = not output.exists() or output.stat().st_size == 0
             self.file = open(output, "a", encoding="utf-8", newline="")
             self.csv = csv.DictWriter(self.file, RESULT_COLUMNS) if output.suffix.lower() == ".csv" else None
             if self.csv is not None and fresh:
                 self.csv.writeheader()
+
+    @staticmethod
+    def _rewrite(output: Path, rows: list[dict]) -> None:
+        from actionrec.files import atomic_output
+
+        with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+            if output.suffix.lower() == ".csv":
+                writer = csv.DictWriter(out, RESULT_COLUMNS)
+                writer.writeheader()
+                writer.writerows({name: row.get(name) for name in RESULT_COLUMNS} for row in rows)
+            else:
+                out.writelines(json.dumps(row) + "\n" for row in rows)
 
     def write(self, result, progress: Progress | None) -> None:
         row = result.row()
@@ -141,12 +168,12 @@ def _remote_videos(uris: list[str]) -> list[str]:
 
 def _ray_answers(recognizer, videos: list[Path | str], address: Optional[str], top_k: int,
                  actors: Optional[int], gpus: float, threads: Optional[int]):
-    import importlib.util
+    from actionrec.cluster import check_ray_installed, ray_predict
 
-    from actionrec.cluster import ray_predict
-
-    if importlib.util.find_spec("ray") is None:
-        fail("--ray needs Ray: `pip install 'actionrec[ray]'`.", EXIT_NOTHING_RAN)
+    try:
+        check_ray_installed()
+    except ImportError as exc:
+        fail(f"--ray: {exc}", EXIT_NOTHING_RAN)
 
     return ray_predict(recognizer.model_path, [_key(video) for video in videos], address=address, top_k=top_k,
                        actors=actors, gpus_per_actor=gpus, threads=threads, card=recognizer.card)
@@ -154,7 +181,10 @@ def _ray_answers(recognizer, videos: list[Path | str], address: Optional[str], t
 
 def _print_result(result) -> None:
     if result.prediction is None:
-        err_console.print(f"[red]{escape(str(result.path))}[/red]: {escape(result.error or '')}")
+        error = result.error or ""
+        if error.startswith(f"{result.path}: "):  # the message names the file already
+            error = error[len(f"{result.path}: "):]
+        err_console.print(f"[red]{escape(str(result.path))}[/red]: {escape(error)}")
         return
     prediction = result.prediction
     flag = "  [yellow](uncertain)[/yellow]" if prediction.uncertain else ""
@@ -176,7 +206,8 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per video, one per line."),
     segments: bool = typer.Option(False, help="Also say where in the video each action happens."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write one row per video to this "
-                                          "file (.jsonl, .csv or .parquet); a rerun skips the videos it already answers."),
+                                          "file (.jsonl, .csv or .parquet); a rerun skips the videos it answered or "
+                                          "failed on for good, and tries timeouts and lost workers again."),
     workers: Optional[int] = typer.Option(None, min=0, help="Videos read at once, each in its own process "
                                           "(default: one per core; 0: all in this process)."),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: the cores, shared among "
@@ -208,12 +239,15 @@ def predict(
         recognizer = Recognizer(model, threads=threads)
     except ActionrecError as exc:
         fail(str(exc), EXIT_NOTHING_RAN)
-    skipped = 0
+    skipped, kept_rows = 0, None
     if output is not None:
-        answered = _answered(output)
-        todo = [video for video in videos if _key(video) not in answered]
+        earlier = _earlier_rows(output)
+        settled = _settled(earlier)
+        todo = [video for video in videos if _key(video) not in settled]
+        redone = {_key(video) for video in todo}
+        kept_rows = [row for row in earlier if _row_key(row) not in redone]
         skipped, videos = len(videos) - len(todo), todo
-    results = _Results(output, as_json)
+    results = _Results(output, as_json, kept_rows)
     failures: Counter = Counter()
     show_progress = err_console.is_terminal and len(videos) > 1
     progress = Progress(TextColumn("Predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -245,7 +279,7 @@ def predict(
     if failures:
         summary += " (" + ", ".join(f"{reason}: {count}" for reason, count in failures.most_common()) + ")"
     if skipped:
-        summary += f", {skipped} skipped (already answered in {output})"
+        summary += f", {skipped} skipped (answered, or failed for good, in {output})"
     if len(videos) + skipped > 1 or output is not None:
         err_console.print(escape(summary + (f"; results in {output}" if output else "")))
     if failures:
