@@ -35,6 +35,7 @@ import onnxruntime as ort
 from actionrec.batching import FrameBatcher
 from actionrec.card import FEATURES_INPUT, FEATURES_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, WINDOW_OUTPUT, ModelCard
 from actionrec.errors import ModelFileError, UndecodableVideoError, VideoError
+from actionrec.hub import resolve_model
 from actionrec.processes import GuardedPool
 from actionrec.timeline import SampleEvidence, Segment, merge_windows
 from actionrec.unknown import MAX_PROBABILITY, UnknownRule
@@ -95,7 +96,7 @@ class _PathPredictor:
 
 def read_card(path: str | os.PathLike) -> ModelCard:
     """The card an exported model carries (labels, frames, input size, ...)."""
-    path = Path(path)
+    path = resolve_model(path)
     return _card_of(_load_session(path), path)
 
 
@@ -151,7 +152,7 @@ class Recognizer:
     ) -> None:
         """`uncertain_below`: flag answers whose top probability is under this, in place of the
         rule the file carries (see `actionrec.unknown`; files without one flag under 0.5)."""
-        self.model_path = Path(model_path)
+        self.model_path = resolve_model(model_path)  # a file, or a Hub name (hf://OWNER/NAME) it downloads
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

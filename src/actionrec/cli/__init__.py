@@ -8,6 +8,7 @@ out are not passed on, so those defaults, recipes, settings files and ACTIONREC_
     predicting.py    predict, watch
     serving.py       serve, demo
     teaching.py      teach
+    sharing.py       push
     benchmarking.py  benchmark, benchmark-inputs
 """
 
@@ -17,7 +18,7 @@ import os
 
 import typer
 
-from actionrec.cli import benchmarking, predicting, serving, teaching, training
+from actionrec.cli import benchmarking, predicting, serving, sharing, teaching, training
 from actionrec.cli.common import console
 
 app = typer.Typer(
@@ -26,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for command in (training.synth, training.train, training.evaluate, training.export, predicting.predict,
-                predicting.watch, teaching.teach, serving.serve, serving.demo, benchmarking.benchmark):
+                predicting.watch, teaching.teach, sharing.push, serving.serve, serving.demo, benchmarking.benchmark):
     app.command()(command)
 app.command("benchmark-inputs")(benchmarking.benchmark_inputs)
 app.command("benchmark-train")(benchmarking.benchmark_train)

@@ -212,7 +212,9 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (model files)."),
 ) -> None:
     """Top-1/top-5, mean class accuracy, confusion; for a run writes metrics.json and report.html."""
-    if target.suffix == ".onnx":
+    from actionrec.hub import is_hub_name
+
+    if target.suffix == ".onnx" or is_hub_name(target):
         _evaluate_model_files([target, *compare], data_dir or data, dataset, split, val_fraction, seed, limit, as_json,
                               unknown, timelines, seed_timelines)
         return

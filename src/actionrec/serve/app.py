@@ -36,6 +36,7 @@ from actionrec.errors import (
     VideoError,
     WorkerLost,
 )
+from actionrec.hub import resolve_model
 from actionrec.inference import Recognizer
 from actionrec.serve import live
 from actionrec.serve.guards import AnswerWhenCutShort, HostCheck, OriginCheck
@@ -72,7 +73,8 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
         if settings.batching or (settings.batching is None and recognizer.device == "cuda"):
             recognizer.enable_batching(settings.batch_window_ms / 1000, settings.batch_max_frames)
     service = PredictionService(recognizer, settings, decode)
-    teaching = Teaching(service, settings.data_dir, settings.teach_base or settings.model_path or recognizer.model_path)
+    teach_base = resolve_model(settings.teach_base) if settings.teach_base else recognizer.model_path
+    teaching = Teaching(service, settings.data_dir, teach_base)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
