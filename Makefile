@@ -14,7 +14,7 @@ ifneq ($(wildcard $(WEIGHTS)/$(CHECKPOINT)),)
 TEST_TORCH_HOME_ENV := TORCH_HOME=$(TEST_TORCH_HOME)
 endif
 
-.PHONY: setup setup-ray demo test test-fast test-weights browser fuzz loadtest clean
+.PHONY: setup setup-ray demo test test-fast test-weights browser docs fuzz loadtest clean
 
 setup: $(VENV)/.installed
 
@@ -27,7 +27,7 @@ $(VENV)/.installed-ray: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[serve,train,test,hub]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[serve,train,test,hub,docs]'
 	touch $@
 
 # Debian's Chromium for the browser test (skipped, with a reason, where it cannot be installed).
@@ -45,7 +45,11 @@ test-weights:
 	  (cd "$(WEIGHTS)" && sha256sum --quiet --ignore-missing -c SHA256SUMS) && mkdir -p "$(TEST_TORCH_HOME)/hub/checkpoints" && \
 	  cp "$(WEIGHTS)/$(CHECKPOINT)" "$(TEST_TORCH_HOME)/hub/checkpoints/"; fi
 
-test: setup setup-ray browser test-weights
+# The documentation site, built strictly (a broken link or a missing page fails it) into site/.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+test: setup setup-ray browser test-weights docs
 	ACTIONREC_SAMPLE_VIDEOS=$${ACTIONREC_SAMPLE_VIDEOS:-$(if $(wildcard $(SAMPLES)),$(SAMPLES),)} \
 	ACTIONREC_REAL_CLIPS=$${ACTIONREC_REAL_CLIPS:-$(if $(wildcard $(REAL_CLIPS)),$(REAL_CLIPS),)} \
 	$(TEST_TORCH_HOME_ENV) $(PY) -m pytest -q
@@ -63,4 +67,4 @@ loadtest: setup
 	$(PY) -m actionrec.testing.loadtest --requests 2000 --concurrency 32 --slow 100 --idle 1000
 
 clean:
-	rm -rf $(VENV) demo artifacts .pytest_cache fuzz-findings .test-torch
+	rm -rf $(VENV) demo artifacts .pytest_cache fuzz-findings .test-torch site
