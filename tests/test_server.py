@@ -419,7 +419,7 @@ def test_crashing_decoder_is_contained(faulty_server: Server, clip: bytes, magic
     assert response.status_code == 200, response.text
     assert response.json()["action"] in LABELS
     wait_for_workers(faulty_server)
-    assert 'actionrec_decode_failures_total{reason="crashed"}' in http_get(faulty_server.url + "/metrics").text
+    assert 'actionrec_decode_failures_total{reason="decoder_crashed"}' in http_get(faulty_server.url + "/metrics").text
 
 
 def test_stuck_decoder_times_out(faulty_server: Server, clip: bytes) -> None:

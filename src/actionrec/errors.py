@@ -17,7 +17,7 @@ class ActionrecError(Exception):
 class VideoError(ActionrecError, ValueError):
     """The video cannot be used. `reason` is a short machine-readable code."""
 
-    reason = "invalid_video"
+    reason, status = "invalid_video", 422
 
 
 class VideoNotFoundError(VideoError):
@@ -95,50 +95,51 @@ class ExportError(ActionrecError):
 
 # --------------------------------------------------------------------------- serving
 #
-# Each carries the `reason` code the server puts beside `detail` in its answer.
+# Each carries the `reason` code the server puts beside `detail` in its answer, and the HTTP
+# `status` it answers with (a VideoError: 422, the file's fault); metrics count failures by reason.
 
 
 class DecodeCrashed(ActionrecError):
     """The worker process died while decoding: the file made FFmpeg crash (a segfault, an abort)."""
 
-    reason = "decoder_crashed"
+    reason, status = "decoder_crashed", 422
 
 
 class DecodeFailed(ActionrecError):
     """Decoding raised an error that is not a known problem of the video; the worker lives on."""
 
-    reason = "decoder_error"
+    reason, status = "decoder_error", 422
 
 
 class WorkerLost(ActionrecError):
     """The worker process was stopped from outside (killed, or the server shutting down), not by the
     file: the request may be sent again."""
 
-    reason = "worker_lost"
+    reason, status = "worker_lost", 503
 
 
 class DecodeTimedOut(ActionrecError):
     """The worker took longer than the per-upload time limit."""
 
-    reason = "decode_timeout"
+    reason, status = "decode_timeout", 422
 
 
 class DecodersBusy(ActionrecError):
     """No decode worker became free in time."""
 
-    reason = "busy"
+    reason, status = "busy", 503
 
 
 class ServerBusy(ActionrecError):
     """As many requests of a kind as the server allows are already in progress."""
 
-    reason = "busy"
+    reason, status = "busy", 503
 
 
 class InferenceFailed(ActionrecError):
     """The model failed on frames that decoded fine: a server fault, not the upload's."""
 
-    reason = "internal_error"
+    reason, status = "internal_error", 500
 
 
 class RequestError(ActionrecError):

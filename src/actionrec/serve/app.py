@@ -110,24 +110,25 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
 def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:
     """Every failure becomes {"detail": "...", "reason": "..."} with its status; 503s say when to retry."""
     timeout_s = service.settings.decode_timeout_s
-    answers: list[tuple[type[Exception], int, str | None]] = [  # None: the error's own message
-        (VideoError, 422, None),
-        (DecodeCrashed, 422, "This video could not be decoded: the decoder failed on it. The file is probably "
-                             "damaged; re-encode it (e.g. `ffmpeg -i in.mp4 out.mp4`) and try again."),
-        (DecodeFailed, 422, "This video could not be decoded: reading it raised an error the server does not "
-                            "know. Re-encode it (e.g. `ffmpeg -i in.mp4 out.mp4`) and try again; the error is in "
-                            "the server's log."),
-        (DecodeTimedOut, 422, f"This video could not be decoded within {timeout_s:g} s, so decoding was stopped. "
-                              "The file may be damaged, or too long or too high-resolution for this server: try "
-                              "a shorter or smaller video."),
-        (WorkerLost, 503, "The server lost the process decoding this video (it was stopped, not by the video). "
-                          "Send it again in a few seconds."),
-        (DecodersBusy, 503, "The server is busy decoding other videos. Try again in a few seconds."),
-        (ServerBusy, 503, None),
-        (InferenceFailed, 500, None),
-    ]
-    for kind, status, detail in answers:
-        app.add_exception_handler(kind, _handler(status, detail))
+    # Each error carries its status and reason; what the server says instead of its own message:
+    details: dict[type[Exception], str | None] = {
+        VideoError: None,
+        DecodeCrashed: "This video could not be decoded: the decoder failed on it. The file is probably damaged; "
+                       "re-encode it (e.g. `ffmpeg -i in.mp4 out.mp4`) and try again.",
+        DecodeFailed: "This video could not be decoded: reading it raised an error the server does not know. "
+                      "Re-encode it (e.g. `ffmpeg -i in.mp4 out.mp4`) and try again; the error is in the server's "
+                      "log.",
+        DecodeTimedOut: f"This video could not be decoded within {timeout_s:g} s, so decoding was stopped. The file "
+                        "may be damaged, or too long or too high-resolution for this server: try a shorter or "
+                        "smaller video.",
+        WorkerLost: "The server lost the process decoding this video (it was stopped, not by the video). Send it "
+                    "again in a few seconds.",
+        DecodersBusy: "The server is busy decoding other videos. Try again in a few seconds.",
+        ServerBusy: None,
+        InferenceFailed: None,
+    }
+    for kind, detail in details.items():
+        app.add_exception_handler(kind, _handler(detail))
 
     async def request_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestError)
@@ -151,9 +152,9 @@ def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
 
 
-def _handler(status: int, detail: str | None):
+def _handler(detail: str | None):
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
-        return error_answer(status, detail or str(exc), getattr(exc, "reason", "error"))
+        return error_answer(exc.status, detail or str(exc), exc.reason)  # type: ignore[attr-defined]
 
     return handle
 

@@ -171,24 +171,16 @@ class PredictionService:
         """`consume` of `job`'s decoded frames, from a worker; failures counted, logged and raised."""
         try:
             return await self.pool.run(job, consume)
-        except VideoError as exc:
+        except (VideoError, DecodeCrashed, DecodeFailed, WorkerLost, DecodeTimedOut) as exc:
             self.metrics.decode_failure(exc.reason)
-            raise
-        except DecodeCrashed as exc:
-            self.metrics.decode_failure("crashed")
-            log.warning("a decode worker failed on an upload (%s); replacing it", exc)
-            raise
-        except DecodeFailed as exc:
-            self.metrics.decode_failure("decoder_error")
-            log.error("decoding an upload raised an unexpected error (%s); the worker goes on", exc)
-            raise
-        except WorkerLost as exc:
-            self.metrics.decode_failure("worker_lost")
-            log.warning("%s; replacing it", exc)
-            raise
-        except DecodeTimedOut:
-            self.metrics.decode_failure("timeout")
-            log.warning("decoding an upload took over %.0f s; its worker was stopped", self.pool.timeout_s)
+            if isinstance(exc, DecodeCrashed):
+                log.warning("a decode worker failed on an upload (%s); replacing it", exc)
+            elif isinstance(exc, DecodeFailed):
+                log.error("decoding an upload raised an unexpected error (%s); the worker goes on", exc)
+            elif isinstance(exc, WorkerLost):
+                log.warning("%s; replacing it", exc)
+            elif isinstance(exc, DecodeTimedOut):
+                log.warning("decoding an upload took over %.0f s; its worker was stopped", self.pool.timeout_s)
             raise
 
     async def check_clip(self, video: Path) -> float:
