@@ -17,6 +17,14 @@ from actionrec.serve.schemas import error_answer
 log = logging.getLogger("actionrec.server")
 
 
+async def refuse(scope: dict, receive: Callable, send: Callable, status: int, detail: str, reason: str) -> None:
+    """Answer before the app sees the request: an error answer, or a WebSocket closed with 1008."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008, "reason": reason})
+        return
+    await error_answer(status, detail, reason)(scope, receive, send)
+
+
 class HostCheck:
     """Serve only requests whose Host header names this server. Without it, a web page anywhere
     could reach a server on localhost through DNS rebinding (its own name, pointed at 127.0.0.1)."""
@@ -35,12 +43,8 @@ class HostCheck:
         if host in self.hosts or (name is not None and name in self.hosts):
             await self.app(scope, receive, send)
             return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": "host_not_allowed"})
-            return
-        response = error_answer(400, f"This server does not answer to the host {host!r}. Use its address as "
-                                     "configured (--allowed-hosts).", "host_not_allowed")
-        await response(scope, receive, send)
+        await refuse(scope, receive, send, 400, f"This server does not answer to the host {printable(host)!r}. Use "
+                     "its address as configured (--allowed-hosts).", "host_not_allowed")
 
 
 class AnswerWhenCutShort:
@@ -106,13 +110,9 @@ class OriginCheck:
         if origin is None or self.allowed(origin.decode("latin-1"), headers):
             await self.app(scope, receive, send)
             return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": "origin_not_allowed"})
-            return
-        response = error_answer(403, f"Requests from pages on {printable(origin.decode('latin-1')[:200])!r} are not "
-                                     "accepted. Serve the page from this server, or add its origin to "
-                                     "--cors-origins.", "origin_not_allowed")
-        await response(scope, receive, send)
+        await refuse(scope, receive, send, 403, f"Requests from pages on {printable(origin.decode('latin-1')[:200])!r} "
+                     "are not accepted. Serve the page from this server, or add its origin to --cors-origins.",
+                     "origin_not_allowed")
 
 
 HOST_PATTERN = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(:[0-9]{1,5})?$")

@@ -37,6 +37,7 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -55,24 +56,12 @@ RUNNING = ("queued", "reading", "fitting", "writing")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
 
-def durable_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves the old file or the new one, never half."""
+def durable_write(path: Path, fill: Callable[[Path], object]) -> None:
+    """Write `path` through `fill(temporary path)`, flushed to disk and renamed into place, so that a
+    crash leaves the old file or the new one, never half (a unique temporary name: threads write too)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def durable_copy(source: Path, path: Path) -> None:
-    """Copy `source` to `path` as `durable_write` writes: the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        shutil.copyfile(source, tmp)
+        fill(tmp)
         with open(tmp, "rb+") as out:
             os.fsync(out.fileno())
         os.replace(tmp, path)
@@ -81,7 +70,8 @@ def durable_copy(source: Path, path: Path) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    durable_write(path, (json.dumps(data, indent=1) + "\n").encode())
+    text = json.dumps(data, indent=1) + "\n"
+    durable_write(path, lambda tmp: tmp.write_text(text))
 
 
 def _read_json(path: Path) -> dict | None:
@@ -220,7 +210,7 @@ class Teaching:
                      "duration_s": round(duration, 3), "added_at": time.time()}
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                await asyncio.to_thread(durable_copy, video, folder / file_name)
+                await asyncio.to_thread(durable_write, folder / file_name, lambda tmp: shutil.copyfile(video, tmp))
                 await asyncio.to_thread(_write_json, folder / f"{clip_id}.json", facts)  # acknowledged from here
             except OSError as exc:
                 (folder / file_name).unlink(missing_ok=True)

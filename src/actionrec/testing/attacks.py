@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import io
 import json
 import socket
 import struct
@@ -29,10 +28,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import numpy as np
 
 from actionrec.resources import memory_mb
-from actionrec.testing.loadtest import free_port, start_server
+from actionrec.testing.loadtest import (
+    GOOD,
+    free_port,
+    given_or_untrained,
+    start_server,
+    uploads,
+)
 
 
 def png_bomb(width: int, height: int) -> bytes:
@@ -155,18 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="an exported model.onnx (default: an untrained one)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    from actionrec.video.encode import write_video
-
     folder = Path(tempfile.mkdtemp(prefix="actionrec-attacks-"))
-    model = args.model
-    if model is None:
-        from actionrec.testing import make_untrained_model
-
-        model = make_untrained_model(folder / "model.onnx")
-    buffer = io.BytesIO()
-    write_video(np.random.default_rng(0).integers(0, 255, (30, 48, 64, 3), dtype=np.uint8), buffer, 25,
-                container_format="mp4")
-    clip = buffer.getvalue()
+    model = given_or_untrained(args.model, folder)
+    clip = next(body for kind, body, _ in uploads() if kind == GOOD)
     report: dict = {}
     for name, options in (("default", ()), ("max_uploads_4", ("--max-uploads", "4"))):
         port = free_port()

@@ -68,6 +68,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def given_or_untrained(model: Path | None, folder: Path) -> Path:
+    """`model`, or an untrained one exported into `folder` (which needs the train extra)."""
+    if model is not None:
+        return model
+    from actionrec.testing import make_untrained_model
+
+    return make_untrained_model(folder / "model.onnx")
+
+
 def start_server(model: Path, port: int, workers: int, log: Path | None, options: tuple[str, ...] = ()) -> subprocess.Popen:
     """`actionrec serve` as its own process, free of this one's ACTIONREC_* settings, once ready."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")}
@@ -195,11 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="actionrec-loadtest-"))
-    model = args.model
-    if model is None:
-        from actionrec.testing import make_untrained_model
-
-        model = make_untrained_model(folder / "model.onnx")
+    model = given_or_untrained(args.model, folder)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     bodies = uploads()

@@ -69,13 +69,11 @@ class VideoProbe:
 
 def open_video(source: VideoSource, name: str | None = None,
                max_pixels: int = DecodeLimits().max_pixels) -> av.container.InputContainer:
-    """The video opened for reading, its decoders limited to frames of `max_pixels` (an image
-    whose header says it is larger is refused before anything is decoded)."""
+    """The video opened for reading, its decoders limited to frames of `max_pixels`."""
     name = name or describe(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise EmptyVideoError("The video is empty (0 bytes). Send the file's contents.")
-        check_image_header(bytes(source[:HEADER_BYTES]), max_pixels, name)
         file: object = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -83,8 +81,6 @@ def open_video(source: VideoSource, name: str | None = None,
             raise VideoNotFoundError(f"{path}: no such file.")
         if path.stat().st_size == 0:
             raise EmptyVideoError(f"{path}: the file is empty (0 bytes).")
-        with open(path, "rb") as head:
-            check_image_header(head.read(HEADER_BYTES), max_pixels, name)
         file = str(path)
     else:
         file = source
@@ -159,6 +155,16 @@ def _jpeg_dimensions(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _head(source: VideoSource) -> bytes:
+    """The first bytes of a video given as bytes or a path (b"" for a file object, or no file)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source[:HEADER_BYTES])
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+        with open(source, "rb") as file:
+            return file.read(HEADER_BYTES)
+    return b""
+
+
 def check_image_header(head: bytes, max_pixels: int, name: str, hint: str = "") -> None:
     """FrameTooLargeError when `head` is an image header declaring more than `max_pixels` pixels."""
     size = image_dimensions(head)
@@ -187,6 +193,7 @@ def probe(source: VideoSource, limits: DecodeLimits = DecodeLimits(), name: str 
     """
     name = name or describe(source)
     with decoder_failures(name):
+        check_image_header(_head(source), limits.max_pixels, name)  # every read of a video starts here
         container = open_video(source, name, limits.max_pixels)
         try:
             return _probe_container(container, name, limits)
