@@ -27,7 +27,10 @@ import numpy as np
 
 from actionrec.errors import VideoError
 from actionrec.card import ModelCard
-from actionrec.inference import BatchResult, Prediction, Recognizer, read_card
+from actionrec.inference import Recognizer
+from actionrec.network import Encoder, open_session, read_card
+from actionrec.prediction import Prediction
+from actionrec.results import BatchResult
 from actionrec.video import ClipSpec, DecodeLimits, read_clip
 from actionrec.video.probe import is_video_name
 
@@ -184,18 +187,18 @@ def _decode_views(row: dict, decoder: Any) -> dict:
 
 
 class _Extractor:
-    """An actor: the frozen backbone's frame-feature graph, run by ONNX Runtime on its CPU."""
+    """An actor: the frozen backbone's encoder graph, run by ONNX Runtime on its CPU."""
 
     def __init__(self, model: bytes) -> None:
         import onnxruntime as ort
 
-        self.session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        self.encoder = Encoder(open_session(model, Path("frame_features.onnx"), ort.SessionOptions()))
 
     def __call__(self, row: dict) -> dict:
         if row["error"]:
             return row
         frames = np.frombuffer(row["array"], np.uint8).reshape(row["shape"])
-        features = self.session.run(None, {"frames": frames})[0].astype(np.float16)
+        features = self.encoder.encode_clips(frames).astype(np.float16)
         return row | {"array": features.tobytes(), "shape": list(features.shape), "dtype": "float16"}
 
 

@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from actionrec.datasets import Sample, evenly, load_dataset
+from actionrec.datasets import DATASET_LIMITS, Sample, evenly, load_dataset
 from actionrec.errors import ModelFileError, VideoError
 from actionrec.inference import Recognizer
-from actionrec.training.config import TRAINING_LIMITS
-from actionrec.training.metrics import compute_metrics
+from actionrec.metrics import compute_metrics
 from actionrec.unknown import UnknownRule, calibrate, class_means, unit
 from actionrec.video import read_clip
 
@@ -54,7 +53,7 @@ def validation_clips(data_dir: str | os.PathLike, recognizer: Recognizer, *, dat
     kept, frames, failed = [], [], {}
     for done, sample in enumerate(samples, 1):
         try:
-            frames.append(read_clip(sample.path, recognizer.spec, limits=TRAINING_LIMITS).frames)
+            frames.append(read_clip(sample.path, recognizer.spec, limits=DATASET_LIMITS).frames)
             kept.append(sample)
         except VideoError as exc:
             failed[sample.path] = str(exc)
@@ -111,7 +110,7 @@ def measure_unknown_rule(recognizer: Recognizer, data_dir: str | os.PathLike, *,
     backbone's, at segment centres: what the encoder gives), so that every training clip counts;
     otherwise up to `CLASS_MEAN_CLIPS` clips of each class are decoded (the means are then less
     sure: measured, 69% of unknown clips flagged with means of 16 clips against 90% with 24)."""
-    if not recognizer.split:
+    if not recognizer.encoder.gives_features:
         raise ModelFileError(f"{recognizer.model_path}: exported before the encoder and head were split, so "
                              "its frame features cannot be read; export it again.")
     split_set = load_dataset(data_dir, kind=dataset, split=split, val_fraction=val_fraction,  # type: ignore[arg-type]
@@ -143,7 +142,7 @@ def measure_unknown_rule(recognizer: Recognizer, data_dir: str | os.PathLike, *,
                 yield None, cached[sample.path]
                 continue
             try:
-                frames = read_clip(sample.path, recognizer.spec, limits=TRAINING_LIMITS).frames
+                frames = read_clip(sample.path, recognizer.spec, limits=DATASET_LIMITS).frames
             except VideoError:
                 continue  # training reported it
             finally:
@@ -203,7 +202,7 @@ def read_clips(videos: list[Path], recognizer: Recognizer) -> list[np.ndarray]:
     clips = []
     for video in videos:
         try:
-            clips.append(read_clip(video, recognizer.spec, limits=TRAINING_LIMITS).frames)
+            clips.append(read_clip(video, recognizer.spec, limits=DATASET_LIMITS).frames)
         except VideoError:
             continue
     return clips

@@ -3,11 +3,10 @@ Neither imports torch or the server's packages."""
 
 from __future__ import annotations
 
-import csv
 import glob
-import io
 import json
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import List, Optional
 
@@ -17,9 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from actionrec.cli.common import EXIT_NOTHING_RAN, EXIT_USAGE, console, err_console, fail
 from actionrec.errors import ActionrecError
+from actionrec.results import BatchResult, ResultsFile, result_key, still_to_do
 from actionrec.video.probe import VIDEO_EXTENSIONS, is_video_name
-
-RESULT_COLUMNS = ("path", "action", "confidence", "top_k", "uncertain", "error", "reason")
 
 
 def expand(sources: list[str]) -> list[Path]:
@@ -43,114 +41,27 @@ def expand(sources: list[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def _key(path: Path | str) -> str:
-    """How a results file names a video: a local file by its absolute path, a URI as it is."""
-    return str(path) if "://" in str(path) else str(Path(path).resolve())
+class _Output:
+    """Where results go: stdout (JSON lines, or text unless a progress bar shows) and, with --output,
+    a results file that a rerun resumes (`actionrec.results`)."""
 
+    def __init__(self, output: Path | None, as_json: bool, kept_rows: list[dict] | None) -> None:
+        self.as_json = as_json
+        self.file = ResultsFile(output, kept_rows) if output is not None else None
 
-# Failures that may pass when tried again (the machine was busy, a worker was lost); a rerun with the
-# same --output tries these again and keeps every other row.
-RETRIED_REASONS = frozenset({"decode_timeout", "worker_lost", "internal_error"})
-
-
-def _earlier_rows(output: Path) -> list[dict]:
-    """The rows an earlier run wrote to `output` (JSON lines, CSV or Parquet)."""
-    if not output.is_file():
-        return []
-    if output.suffix.lower() == ".parquet":
-        return _parquet_rows(output)
-    text = output.read_text(encoding="utf-8")
-    if output.suffix.lower() == ".csv":
-        return list(csv.DictReader(io.StringIO(text)))
-    return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
-
-
-def _row_key(row: dict) -> str:
-    return _key(row.get("path") or row.get("file"))
-
-
-def _settled(rows: list[dict]) -> set[str]:
-    """The videos an earlier run answered, or failed on for a reason a retry would not change."""
-    return {_row_key(row) for row in rows if row.get("action") or row.get("reason") not in RETRIED_REASONS}
-
-
-def _parquet_rows(path: Path) -> list[dict]:
-    try:
-        import pyarrow.parquet as parquet
-    except ImportError:
-        fail("Parquet output needs pyarrow (`pip install 'actionrec[ray]'` brings it); or write .jsonl.", EXIT_USAGE)
-    return parquet.read_table(path).to_pylist() if path.is_file() else []
-
-
-class _Results:
-    """Where results go: stdout (JSON lines or text) and, with --output, a file that a rerun resumes.
-    JSON lines and CSV are written as answers come; Parquet, a columnar file, at the end."""
-
-    def __init__(self, output: Path | None, as_json: bool, kept_rows: list[dict] | None = None) -> None:
-        """`kept_rows`: the earlier rows to keep in `output` (those of videos tried again are left out,
-        so the file holds one row per video)."""
-        self.output, self.as_json = output, as_json
-        self.file = None
-        self.parquet: list[dict] | None = None
-        if output is not None:
-            output.parent.mkdir(parents=True, exist_ok=True)
-        if output is not None and output.suffix.lower() == ".parquet":
-            self.parquet = list(kept_rows or [])
-        elif output is not None:
-            if kept_rows is not None and len(kept_rows) < len(_earlier_rows(output)):
-                self._rewrite(output, kept_rows)
-            fresh = not output.exists() or output.stat().st_size == 0
-            self.file = open(output, "a", encoding="utf-8", newline="")
-            self.csv = csv.DictWriter(self.file, RESULT_COLUMNS) if output.suffix.lower() == ".csv" else None
-            if self.csv is not None and fresh:
-                self.csv.writeheader()
-
-    @staticmethod
-    def _rewrite(output: Path, rows: list[dict]) -> None:
-        from actionrec.files import atomic_output
-
-        with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
-            if output.suffix.lower() == ".csv":
-                writer = csv.DictWriter(out, RESULT_COLUMNS)
-                writer.writeheader()
-                writer.writerows({name: row.get(name) for name in RESULT_COLUMNS} for row in rows)
-            else:
-                out.writelines(json.dumps(row) + "\n" for row in rows)
-
-    def write(self, result, progress: Progress | None) -> None:
-        row = result.row()
-        flat = row | {"top_k": json.dumps(row["top_k"]) if row["top_k"] else None}  # a column, not a list
-        if self.parquet is not None:
-            self.parquet.append(flat)
+    def write(self, result: BatchResult, progress: Progress | None) -> None:
         if self.file is not None:
-            if self.csv is not None:
-                self.csv.writerow(flat)
-            else:
-                full = result.prediction.to_dict() if result.prediction else {}
-                self.file.write(json.dumps(row | full) + "\n")
-            self.file.flush()  # a killed run keeps every answer so far
+            self.file.write(result)
         if self.as_json:
             line = {"file": str(result.path), **(result.prediction.to_dict() if result.prediction else
                                                   {"error": result.error, "reason": result.reason})}
             print(json.dumps(line), flush=True)
-        elif self.output is None or progress is None:
+        elif self.file is None or progress is None:
             _print_result(result)
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
-        if self.parquet is not None and self.output is not None:
-            import pyarrow as arrow
-            import pyarrow.parquet as parquet
-
-            from actionrec.files import atomic_output
-
-            columns = {name: [row.get(name) for row in self.parquet] for name in RESULT_COLUMNS}
-            schema = arrow.schema([("path", arrow.string()), ("action", arrow.string()),
-                                   ("confidence", arrow.float64()), ("top_k", arrow.string()),
-                                   ("uncertain", arrow.bool_()), ("error", arrow.string()), ("reason", arrow.string())])
-            with atomic_output(self.output) as tmp:
-                parquet.write_table(arrow.table(columns, schema=schema), tmp)
 
 
 def _remote_videos(uris: list[str]) -> list[str]:
@@ -175,7 +86,7 @@ def _ray_answers(recognizer, videos: list[Path | str], address: Optional[str], t
     except ImportError as exc:
         fail(f"--ray: {exc}", EXIT_NOTHING_RAN)
 
-    return ray_predict(recognizer.model_path, [_key(video) for video in videos], address=address, top_k=top_k,
+    return ray_predict(recognizer.model_path, [result_key(video) for video in videos], address=address, top_k=top_k,
                        actors=actors, gpus_per_actor=gpus, threads=threads, card=recognizer.card)
 
 
@@ -226,54 +137,25 @@ def predict(
     wrong command line; 3: nothing could run (the model)."""
     from actionrec.inference import Recognizer
 
-    remote = [source for source in sources if "://" in source]
-    if remote and not ray:
-        fail(f"{remote[0]}: URIs are read by Ray; add --ray.", EXIT_USAGE)
-    if ray and segments:
-        fail("--segments is not available with --ray yet: predict timelines locally.", EXIT_USAGE)
-    local = expand([source for source in sources if "://" not in source]) if len(remote) < len(sources) else []
-    videos: list[Path | str] = [*local, *(_remote_videos(remote) if remote else [])]
-    if not videos:
-        fail(f"no videos found in {', '.join(sources)} (looked for {', '.join(VIDEO_EXTENSIONS)}).", EXIT_USAGE)
+    videos = _videos(sources, ray, segments)
     try:
         recognizer = Recognizer(model, threads=threads)
     except ActionrecError as exc:
         fail(str(exc), EXIT_NOTHING_RAN)
     skipped, kept_rows = 0, None
-    if output is not None:
-        earlier = _earlier_rows(output)
-        settled = _settled(earlier)
-        todo = [video for video in videos if _key(video) not in settled]
-        redone = {_key(video) for video in todo}
-        kept_rows = [row for row in earlier if _row_key(row) not in redone]
-        skipped, videos = len(videos) - len(todo), todo
-    results = _Results(output, as_json, kept_rows)
-    failures: Counter = Counter()
-    show_progress = err_console.is_terminal and len(videos) > 1
-    progress = Progress(TextColumn("Predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=err_console, transient=True) if show_progress else None
     try:
-        if progress is not None:
-            progress.start()
-            task = progress.add_task("videos", total=len(videos))
+        if output is not None:
+            todo, kept_rows = still_to_do(output, videos)
+            skipped, videos = len(videos) - len(todo), todo
+        out = _Output(output, as_json, kept_rows)
+    except ActionrecError as exc:
+        fail(str(exc), EXIT_USAGE)
+    def answers() -> Iterable[BatchResult]:
         if ray:
-            answers = _ray_answers(recognizer, videos, ray_address, top_k, ray_actors, ray_gpus, threads)
-        else:
-            answers = recognizer.predict_many(videos, workers=workers, top_k=top_k, segments=segments,
-                                              timeout_s=timeout_s)
-        for result in answers:
-            results.write(result, progress)
-            if result.prediction is None:
-                failures[result.reason] += 1
-            if progress is not None:
-                progress.advance(task)
-    except KeyboardInterrupt:
-        fail("interrupted" + (f"; the answers so far are in {output}: run the same command again to go on."
-                              if output else "."), 130)
-    finally:
-        if progress is not None:
-            progress.stop()
-        results.close()
+            return _ray_answers(recognizer, videos, ray_address, top_k, ray_actors, ray_gpus, threads)
+        return recognizer.predict_many(videos, workers=workers, top_k=top_k, segments=segments, timeout_s=timeout_s)
+
+    failures = _write_answers(answers, len(videos), out, output)
     answered_now = len(videos) - sum(failures.values())
     summary = f"{answered_now} answered, {sum(failures.values())} failed"
     if failures:
@@ -284,6 +166,48 @@ def predict(
         err_console.print(escape(summary + (f"; results in {output}" if output else "")))
     if failures:
         raise typer.Exit(1)
+
+
+def _videos(sources: list[str], ray: bool, segments: bool) -> list[Path | str]:
+    """The videos SOURCES name (local ones expanded, object-store URIs listed), or a usage error."""
+    remote = [source for source in sources if "://" in source]
+    if remote and not ray:
+        fail(f"{remote[0]}: URIs are read by Ray; add --ray.", EXIT_USAGE)
+    if ray and segments:
+        fail("--segments is not available with --ray yet: predict timelines locally.", EXIT_USAGE)
+    local = expand([source for source in sources if "://" not in source]) if len(remote) < len(sources) else []
+    videos: list[Path | str] = [*local, *(_remote_videos(remote) if remote else [])]
+    if not videos:
+        fail(f"no videos found in {', '.join(sources)} (looked for {', '.join(VIDEO_EXTENSIONS)}).", EXIT_USAGE)
+    return videos
+
+
+def _write_answers(answers: Callable[[], Iterable[BatchResult]], count: int, out: _Output,
+                   output: Path | None) -> Counter:
+    """Each answer to stdout and the results file as it comes, under a progress bar on a terminal;
+    returns the failures by reason. Ctrl-C keeps what was written."""
+    failures: Counter = Counter()
+    show_progress = err_console.is_terminal and count > 1
+    progress = Progress(TextColumn("Predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=err_console, transient=True) if show_progress else None
+    try:
+        if progress is not None:
+            progress.start()
+            task = progress.add_task("videos", total=count)
+        for result in answers():
+            out.write(result, progress)
+            if result.prediction is None:
+                failures[result.reason] += 1
+            if progress is not None:
+                progress.advance(task)
+    except KeyboardInterrupt:
+        fail("interrupted" + (f"; the answers so far are in {output}: run the same command again to go on."
+                              if output else "."), 130)
+    finally:
+        if progress is not None:
+            progress.stop()
+        out.close()
+    return failures
 
 
 def watch(

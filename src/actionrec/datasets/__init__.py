@@ -16,7 +16,7 @@ import os
 from typing import Literal
 
 from actionrec.datasets import folder, ucf101
-from actionrec.datasets.base import DatasetSplit, Sample, clip_group, evenly, is_video_file
+from actionrec.datasets.base import DATASET_LIMITS, DatasetSplit, Sample, clip_group, evenly, is_video_file
 from actionrec.errors import DatasetError
 
 DATASET_KINDS = ("folder", "ucf101")
@@ -44,4 +44,4 @@ def load_dataset(
     return folder.load_folder_dataset(root, split=split, val_fraction=val_fraction, seed=seed)
 
 
-__all__ = ["DATASET_KINDS", "DatasetError", "DatasetSplit", "Sample", "clip_group", "evenly", "is_video_file", "load_dataset"]
+__all__ = ["DATASET_KINDS", "DATASET_LIMITS", "DatasetError", "DatasetSplit", "Sample", "clip_group", "evenly", "is_video_file", "load_dataset"]

@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import Iterable, Sequence, TypeVar
 
 from actionrec.video.probe import is_video_name
+from actionrec.video.spec import DecodeLimits
+
+# Dataset files are trusted more than uploads: long videos are allowed (training and evaluation read
+# them with these limits).
+DATASET_LIMITS = DecodeLimits(max_duration_s=3 * 3600.0)
 
 # UCF101 clip names: v_<Class>_g<group>_c<clip>.<ext>
 UCF_CLIP_NAME = re.compile(r"^v_(?P<name>.+)_g(?P<group>\d+)_c(?P<clip>\d+)$", re.IGNORECASE)

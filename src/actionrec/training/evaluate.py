@@ -13,11 +13,11 @@ from actionrec.datasets import load_dataset
 from actionrec.errors import TrainingError
 from actionrec.files import atomic_output
 from actionrec.training.features import build_cache, extractor_for
-from actionrec.training.metrics import compute_metrics
+from actionrec.metrics import compute_metrics
 from actionrec.training.report import write_report
 from actionrec.training.runs import RunDir
 from actionrec.training.runtime import Runtime
-from actionrec.training.train import Side, predict_arrays
+from actionrec.training.steps import Side, predict_arrays
 
 
 def evaluate_run(

@@ -17,15 +17,18 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from actionrec.card import FEATURES_OUTPUT, INPUT_NAME
 from actionrec.datasets import Sample
 from actionrec.errors import TrainingError, VideoError
 from actionrec.export import to_onnx
 from actionrec.files import atomic_output
 from actionrec.model import ActionModel, FrameFeatures
+from actionrec.network import Encoder
 from actionrec.processes import GuardedPool, ready_made
 from actionrec.training.cache import ClipCache, default_cache_root, prefetch
 from actionrec.training.config import TrainConfig
@@ -48,11 +51,10 @@ def progress_bar(console: Console) -> Progress:
 
 
 def frame_feature_graph(model: ActionModel, folder: Path) -> Path:
-    """The backbone's frame-feature graph for ONNX Runtime, exported once into `folder` and checked
-    against PyTorch; raises if it cannot be made or does not reproduce PyTorch's features (and then
-    leaves no file behind for the next run or a Ray worker to trust)."""
-    import onnxruntime as ort
-
+    """The backbone alone as an encoder graph (frames -> frame features, what `Encoder` runs),
+    exported once into `folder` and checked against PyTorch; raises if it cannot be made or does not
+    reproduce PyTorch's features (and then leaves no file behind for the next run or a Ray worker
+    to trust)."""
     wrapped = FrameFeatures(model).eval()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "frame_features.onnx"
@@ -62,13 +64,13 @@ def frame_feature_graph(model: ActionModel, folder: Path) -> Path:
             example = torch.randint(0, 256, (2, 2, 32, 32, 3), dtype=torch.uint8,
                                     generator=torch.Generator().manual_seed(0))
             with atomic_output(path) as tmp:
-                to_onnx(wrapped, example, tmp, "frames", "features",
-                        {"frames": {0: "n", 1: "t", 2: "h", 3: "w"}, "features": {0: "n", 1: "t"}})
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+                to_onnx(wrapped, example, tmp, INPUT_NAME, FEATURES_OUTPUT,
+                        {INPUT_NAME: {0: "n", 1: "t", 2: "h", 3: "w"}, FEATURES_OUTPUT: {0: "n", 1: "t"}})
+        encoder = Encoder.from_file(path, options=ort.SessionOptions())
         probe = np.random.default_rng(0).integers(0, 256, (1, 2, 64, 64, 3), dtype=np.uint8)
         with torch.inference_mode():
             expected = wrapped(torch.from_numpy(probe)).to(torch.float16).float().numpy()
-        difference = np.abs(session.run(None, {"frames": probe})[0] - expected).max()
+        difference = np.abs(encoder.encode_clips(probe) - expected).max()
         if difference > 1e-2:
             raise ValueError(f"its features differ from PyTorch's by up to {difference:.3g}")
     except Exception:
@@ -85,10 +87,8 @@ def feature_extractor(model: ActionModel, folder: Path, console: Console | None 
     this is most of the time a frozen-backbone run takes. If the exported extractor cannot be made
     or does not reproduce PyTorch's features, this says so once and extracts with PyTorch.
     """
-    import onnxruntime as ort
-
     try:
-        session = ort.InferenceSession(str(frame_feature_graph(model, folder)), providers=["CPUExecutionProvider"])
+        encoder = Encoder.from_file(frame_feature_graph(model, folder), options=ort.SessionOptions())
     except Exception as exc:  # an exporter or runtime problem costs speed, not correctness
         message = (f"ONNX Runtime cannot extract the frame features ({type(exc).__name__}: {exc}); "
                    "extracting them with PyTorch instead, which is several times slower on a CPU.")
@@ -100,7 +100,7 @@ def feature_extractor(model: ActionModel, folder: Path, console: Console | None 
                 return wrapped(torch.from_numpy(np.ascontiguousarray(frames))).to(torch.float16).numpy()
 
         return with_torch
-    return lambda frames: session.run(None, {"frames": np.ascontiguousarray(frames)})[0].astype(np.float16)
+    return lambda frames: encoder.encode_clips(frames).astype(np.float16)
 
 
 def cache_root(config: TrainConfig) -> Path:

@@ -34,7 +34,7 @@ from actionrec.export import export_model
 from actionrec.files import atomic_output, write_json, write_text
 from actionrec.model import ActionModel, ModelConfig
 from actionrec.training.config import TrainConfig
-from actionrec.training.metrics import best_epoch_index
+from actionrec.metrics import best_epoch_index
 from actionrec.unknown import UnknownRule
 
 
