@@ -23,18 +23,11 @@ from actionrec.resources import PeakMemory
 from actionrec.training import runtime as runtimes
 from actionrec.training.config import TrainConfig
 from actionrec.training.data import PREFETCH_BATCHES
-from actionrec.training.features import build_cache, cache_for, extractor_for
+from actionrec.training.features import build_cache, cache_for
 from actionrec.training.runtime import Runtime
-from actionrec.training.train import (
-    Side,
-    _loader_workers,
-    build_model,
-    configure_optimizer,
-    epoch_loader,
-    load_split,
-    place,
-    train_step,
-)
+from actionrec.training.setup import setup
+from actionrec.training.state import TrainState
+from actionrec.training.steps import Side, epoch_loader, loader_workers, start_state, train_mode, train_step
 
 UCF101_SPLIT1_TRAINING_CLIPS = 9537
 WARMUP_STEPS = 2  # plus the batches loader workers read ahead, which would otherwise be timed as free
@@ -70,61 +63,56 @@ class _Utilisation:
         return round(sum(self.samples) / len(self.samples), 1) if self.samples else None
 
 
+def _time_steps(state: TrainState, side: Side, config: TrainConfig, runtime: Runtime, steps: int,
+                gpu: _Utilisation) -> tuple[float, int]:
+    """(seconds, clips) of `steps` training steps, after warm-up steps and the batches loader workers
+    read ahead (which would otherwise be timed as free)."""
+    train_mode(state.model, config)
+    batches = itertools.chain.from_iterable(epoch_loader(side, config, epoch, state.generator, runtime)
+                                            for epoch in itertools.count(1))
+    if runtime.cuda:
+        torch.cuda.reset_peak_memory_stats(runtime.device)
+    timed_clips = 0
+    warmup = WARMUP_STEPS + PREFETCH_BATCHES * loader_workers(config, runtime)
+    for done, (batch, target, global_size) in enumerate(itertools.islice(batches, warmup + steps)):
+        if done == warmup:
+            if runtime.cuda:
+                torch.cuda.synchronize(runtime.device)
+            gpu.samples.clear()
+            started = time.perf_counter()
+        train_step(state, batch, target, global_size, config, runtime)
+        timed_clips += len(target) if done >= warmup else 0
+    if runtime.cuda:
+        torch.cuda.synchronize(runtime.device)
+    return time.perf_counter() - started, timed_clips
+
+
 def benchmark_training(config: TrainConfig, steps: int = 20, clips: int | None = 200,
                        console: Console | None = None) -> dict[str, Any]:
     """Measure cache building and training steps with `config`'s settings; returns the figures."""
     console = console or Console()
     runtime = runtimes.start(config)
     try:
-        torch.manual_seed(config.seed)
-        if not runtime.cuda:
-            torch.set_num_threads(runtimes.cores_per_process())
-        dataset = load_split(config, console)
-        samples = evenly(dataset.train, clips)
-        config.resolve_schedule(len(dataset.train))  # the batch training would use
-        model, backbone_id = build_model(config, len(dataset.classes), console)
-        extractor = extractor_for(config, model, backbone_id, console, runtime)
-
+        ready = setup(config, console, runtime)
+        samples = evenly(ready.dataset.train, clips)
+        config.resolve_schedule(len(ready.dataset.train))  # the batch training would use
         on_the_fly = config.on_the_fly
-        missing = 0 if on_the_fly else len(cache_for(config, config.train_views, backbone_id).missing(
+        missing = 0 if on_the_fly else len(cache_for(config, config.train_views, ready.backbone_id).missing(
             [s.path for s in samples]))
         with PeakMemory() as cache_memory, _Utilisation(runtime) as cache_gpu:
             started = time.perf_counter()
             if on_the_fly:  # nothing to cache: training steps decode
                 cache, usable, failed = None, samples, {}
             else:
-                cache, usable, failed = build_cache(config, samples, config.train_views, backbone_id, console,
-                                                    "Caching training clips", extractor, runtime)
+                cache, usable, failed = build_cache(config, samples, config.train_views, ready.backbone_id, console,
+                                                    "Caching training clips", ready.extractor, runtime)
             cache_seconds = time.perf_counter() - started
         if not usable:
             raise TrainingError(f"none of the {len(samples)} training clips could be read: nothing to time.")
-
-        step = place(model, config, runtime)
-        optimizer, scheduler = configure_optimizer(model, config, max(1, steps))
-        scaler = runtime.scaler()
         side = Side(usable, cache, 1 if cache is None else config.train_views)
-        model.train()
-        if not config.end_to_end:
-            model.backbone.eval()
-        generator = torch.Generator().manual_seed(config.seed)
-        batches = itertools.chain.from_iterable(epoch_loader(side, config, epoch, generator, runtime)
-                                                for epoch in itertools.count(1))
-        if runtime.cuda:
-            torch.cuda.reset_peak_memory_stats(runtime.device)
         with PeakMemory() as train_memory, _Utilisation(runtime) as train_gpu:
-            timed_clips = 0
-            warmup = WARMUP_STEPS + PREFETCH_BATCHES * _loader_workers(config, runtime)
-            for done, (batch, target, global_size) in enumerate(itertools.islice(batches, warmup + steps)):
-                if done == warmup:
-                    if runtime.cuda:
-                        torch.cuda.synchronize(runtime.device)
-                    train_gpu.samples.clear()
-                    started = time.perf_counter()
-                train_step(step, model, batch, target, global_size, config, optimizer, scheduler, scaler, runtime)
-                timed_clips += len(target) if done >= warmup else 0
-            if runtime.cuda:
-                torch.cuda.synchronize(runtime.device)
-            train_seconds = time.perf_counter() - started
+            train_seconds, timed_clips = _time_steps(start_state(ready.model, config, runtime, max(1, steps)), side,
+                                                     config, runtime, steps, train_gpu)
     finally:
         runtimes.stop(runtime)
 

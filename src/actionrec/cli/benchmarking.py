@@ -15,6 +15,8 @@ from actionrec.datasets import DATASET_KINDS
 from actionrec.errors import ActionrecError
 from actionrec.training.config import PRECISIONS
 
+UCF101_SPLIT1_TRAINING_CLIPS = 9537  # what `benchmark-train` projects an epoch of (as actionrec.benchmarks.training)
+
 
 def benchmark(
     model: Path = typer.Argument(..., help="An exported model.onnx."),
@@ -27,7 +29,7 @@ def benchmark(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Time answers and timelines against sequential decoding and their floors, on this machine."""
-    from actionrec.benchmark import benchmark_server, benchmark_video, compare_models
+    from actionrec.benchmarks.inference import benchmark_server, benchmark_video, compare_models
     from actionrec.resources import describe_cpu
     from actionrec.inference import Recognizer
 
@@ -102,7 +104,7 @@ def benchmark_train(
     import tempfile
 
     from actionrec.resources import describe_cpu
-    from actionrec.training.benchmark import benchmark_training
+    from actionrec.benchmarks.training import benchmark_training
     from actionrec.training.config import TrainConfig
 
     scratch = Path(tempfile.mkdtemp(prefix="actionrec-benchmark-train-"))
@@ -125,6 +127,10 @@ def benchmark_train(
     if as_json:
         print(json.dumps(result, indent=2))
         return
+    _print_training_benchmark(result, config.batch_size)
+
+
+def _print_training_benchmark(result: dict, batch_size: int) -> None:
     runtime, cache, training = result["runtime"], result["cache"], result["training"]
     console.print(f"{result['machine']}; training on {runtime['device']}"
                   f"{' (' + runtime['gpu'] + ')' if 'gpu' in runtime else ''}, {runtime['precision']}")
@@ -134,10 +140,10 @@ def benchmark_train(
         console.print(f"cache: {cache['clips']} clips in {cache['seconds']} s = {cache['clips_per_s']} clips/s "
                       f"(peak resident {cache['peak_rss_mb']} MB with workers"
                       f"{_gpu_use(cache)}; {cache['already_cached']} already cached)")
-    console.print(f"training: {training['steps']} steps of {config.batch_size} in {training['seconds']} s = "
+    console.print(f"training: {training['steps']} steps of {batch_size} in {training['seconds']} s = "
                   f"{training['steps_per_s']} steps/s, {training['clips_per_s']} clips/s (peak resident "
                   f"{training['peak_rss_mb']} MB{_gpu_use(training)})")
-    console.print(f"an epoch of UCF101 split 1 (9,537 clips) at this speed: "
+    console.print(f"an epoch of UCF101 split 1 ({UCF101_SPLIT1_TRAINING_CLIPS:,} clips) at this speed: "
                   f"{result['projected_ucf101_split1_epoch_s'] / 60:.1f} min")
 
 
@@ -169,7 +175,7 @@ def benchmark_serving(
 ) -> None:
     """Dynamic batching measured: a real server's answers/s and latency at each concurrency, off and on."""
     needs_serving_extra()
-    from actionrec.benchmark import benchmark_batching
+    from actionrec.benchmarks.inference import benchmark_batching
     from actionrec.resources import describe_cpu
 
     result = benchmark_batching(model, video, tuple(concurrency), requests_per_client, workers, window_ms)
@@ -195,7 +201,7 @@ def benchmark_inputs(
 ) -> None:
     """Make the benchmark's inputs: a UCF101-shaped untrained model (16 x 224), a long H.264 video, a short clip."""
     needs_training_extra()
-    from actionrec.benchmark import prepare_inputs, prepare_training_tree
+    from actionrec.benchmarks.inputs import prepare_inputs, prepare_training_tree
 
     paths = prepare_inputs(folder, minutes=minutes, height=height)
     console.print("\n".join(f"{name}: {path}" for name, path in paths.items()))

@@ -65,24 +65,14 @@ def serve(
     batch_max_frames: Optional[int] = typer.Option(None, help=_setting_help("batch_max_frames"), show_default=False),
 ) -> None:
     """Serve the REST API and the web page. Set ACTIONREC_API_KEY to require a key on prediction routes."""
+    # Every option but MODEL and --examples is named as its ServerSettings field.
+    given = {name: value for name, value in locals().items() if name not in ("model", "examples")}
     needs_serving_extra()
     from actionrec.serve.app import serve as run_server
     from actionrec.serve.settings import load_settings
 
     try:
-        settings = load_settings(model_path=model, host=host, port=port, max_upload_mb=max_upload_mb,
-                                 max_duration_s=max_duration_s, decode_timeout_s=decode_timeout_s, workers=workers,
-                                 threads=threads, max_pending=max_pending, uncertain_below=uncertain_below,
-                                 max_uploads=max_uploads, upload_budget_mb=upload_budget_mb,
-                                 max_connections=max_connections, upload_idle_timeout_s=upload_idle_timeout_s,
-                                 upload_min_kbps=upload_min_kbps, header_timeout_s=header_timeout_s,
-                                 drain_timeout_s=drain_timeout_s, allowed_hosts=allowed_hosts, examples_dir=examples,
-                                 max_live=max_live, data_dir=data_dir, teach_base=teach_base,
-                                 teach_max_actions=teach_max_actions, teach_max_clips=teach_max_clips,
-                                 teach_max_clip_mb=teach_max_clip_mb,
-                                 live_idle_timeout_s=live_idle_timeout_s, cors_origins=cors_origins, device=device,
-                                 batching=batching, batch_window_ms=batch_window_ms,
-                                 batch_max_frames=batch_max_frames)
+        settings = load_settings(model_path=model, examples_dir=examples, **given)
         run_server(settings)
     except (ActionrecError, ValueError) as exc:
         fail(str(exc))

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Any, List, Literal, Optional
 
 import typer
 from rich.table import Table
 
-from actionrec.card import TEMPORAL_HEADS
 from actionrec.cli.common import EXIT_USAGE, console, fail, needs_training_extra
+from actionrec.cli.config_options import config_options
 from actionrec.datasets import DATASET_KINDS
 from actionrec.errors import ActionrecError
-from actionrec.training.config import PRECISIONS, TrainConfig, read_settings
+from actionrec.training.config import TrainConfig, read_settings
 
 DatasetKind = Literal[DATASET_KINDS]  # choices Click checks (exit code 2) and lists in --help
-TemporalHead = Literal[TEMPORAL_HEADS]
-Precision = Literal[PRECISIONS]
 
 
 def synth(
@@ -78,103 +76,17 @@ def data_ucf101(
 
 
 
-def _help(name: str, text: str) -> str:
-    """`text`, and the default TrainConfig gives `name` (None: the dataset's recipe decides)."""
-    default = TrainConfig.default(name)
-    return f"{text} [default: {'from the recipe' if default is None else default}]"
-
-
+@config_options(TrainConfig, after="out")
 def train(
-    data_dir: Optional[Path] = typer.Argument(
-        None, help="Dataset root: folder per class, or the UCF101 root with --dataset ucf101 (not needed "
-                   "with --config or --resume when they give it).", show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory to write the model, config and "
-                                                                  "metrics into.", show_default=False),
+    given: dict[str, Any],
     config: Optional[Path] = typer.Option(None, "--config", help="Settings from a file: TOML (TrainConfig's names) "
                                                                   "or a run's config.json. Flags given here win.",
                                           show_default=False),
-    dataset: Optional[DatasetKind] = typer.Option(None, help=_help("dataset", "Dataset kind."), show_default=False),
-    split: Optional[int] = typer.Option(None, help=_help("split", "UCF101 official split (1, 2 or 3)."),
-                                        show_default=False),
-    val_fraction: Optional[float] = typer.Option(None, help=_help("val_fraction", "Folder datasets without "
-                                                 "train.txt/test.txt: share held out."), show_default=False),
-    epochs: Optional[int] = typer.Option(None, help="Default: from the data (a frozen backbone's head trains for at "
-                                                    "least 600 steps, 15-200 epochs; end to end 15); 20 for the "
-                                                    "UCF101 recipe.", show_default=False),
-    frames: Optional[int] = typer.Option(None, help=_help("frames", "Frames sampled per clip."), show_default=False),
-    image_size: Optional[int] = typer.Option(None, help=_help("image_size", "Frame size in pixels (square)."),
-                                             show_default=False),
-    batch_size: Optional[int] = typer.Option(None, help="Default: about an eighth of the training clips, 8 to 32; "
-                                                        "64 for the UCF101 recipe.", show_default=False),
-    lr: Optional[float] = typer.Option(None, help=_help("lr", "Peak learning rate (AdamW, warm-up then cosine "
-                                                              "decay)."), show_default=False),
-    weight_decay: Optional[float] = typer.Option(None, help=_help("weight_decay", "AdamW weight decay."),
-                                                 show_default=False),
-    backbone_weights: Optional[str] = typer.Option(None, help=_help("backbone_weights", "imagenet | none | PATH to "
-                                                                    "MobileNetV2 weights."), show_default=False),
-    temporal: Optional[TemporalHead] = typer.Option(None, help=_help("temporal", "What reads the frame features: an "
-                                                                    "LSTM, or their mean (the order-blind baseline)."),
-                                                    show_default=False),
-    finetune: Optional[bool] = typer.Option(None, "--finetune/--no-finetune", help=_help(
-        "finetune", "Train the backbone too (implied by --backbone-weights none)."), show_default=False),
-    width_mult: Optional[float] = typer.Option(None, help=_help("width_mult", "MobileNetV2 width multiplier (1.0 for "
-                                                                              "ImageNet weights)."), show_default=False),
-    hidden_size: Optional[int] = typer.Option(None, help=_help("hidden_size", "LSTM / MLP hidden size."),
-                                              show_default=False),
-    dropout: Optional[float] = typer.Option(None, help=_help("dropout", "Dropout in the head."), show_default=False),
-    train_views: Optional[int] = typer.Option(None, help="Temporal clips cached per training video; one is drawn "
-                                                         "each epoch. Default 1; 2 for UCF101.", show_default=False),
-    test_views: Optional[int] = typer.Option(None, help="Clips averaged per validation video. Default 1; 2 for "
-                                                        "UCF101.", show_default=False),
-    flip: Optional[bool] = typer.Option(None, "--flip/--no-flip", help="Mirror random training views. Default off; "
-                                        "on for UCF101 (not where left/right is the label).", show_default=False),
-    shift: Optional[float] = typer.Option(None, help="End to end: move each training clip (all its frames alike) by "
-                                                     "up to this share of its size, afresh every epoch. [default: "
-                                                     "0.125 end to end, 0 with a frozen backbone]",
-                                          show_default=False),
-    seed: Optional[int] = typer.Option(None, help=_help("seed", "Fixes the split, views, initialisation and "
-                                                                "order."), show_default=False),
-    cache_dir: Optional[Path] = typer.Option(None, help="Where cached frames/features go (default "
-                                                        "~/.cache/actionrec or $ACTIONREC_CACHE).", show_default=False),
-    device: Optional[str] = typer.Option(None, help=_help("device", "auto (a GPU when PyTorch sees one), cpu, cuda "
-                                                              "or cuda:N."), show_default=False),
-    precision: Optional[Precision] = typer.Option(None, help=_help("precision", "auto: bf16 on GPUs that have it, "
-                                                                   "else fp16; fp32 on a CPU."), show_default=False),
-    workers: Optional[int] = typer.Option(None, help="Processes that decode clips (and load batches when decoding "
-                                                     "on the fly); default: one per core.", show_default=False),
-    micro_batch_size: Optional[int] = typer.Option(None, help="Clips per forward/backward pass; a batch's gradients "
-                                                              "are summed over its micro-batches: the same batch in "
-                                                              "less memory (fine-tuning at 224 px takes about 1.3 GB "
-                                                              "per 16-frame clip). Default: the whole batch.",
-                                                   show_default=False),
-    decode_on_the_fly: Optional[bool] = typer.Option(None, "--decode-on-the-fly/--cache-frames", help=_help(
-        "decode_on_the_fly", "End to end: decode a fresh random view of each clip every epoch instead of caching "
-        "frames (no frame cache on disk; needs decoding speed)."), show_default=False),
-    ray: Optional[bool] = typer.Option(None, "--ray/--no-ray", help="Build the cache (decoding, frozen features) "
-                                       "on Ray: a local Ray, or the cluster at --ray-address or $RAY_ADDRESS. Needs "
-                                       "the ray extra; the dataset and --cache-dir on storage every node sees.",
-                                       show_default=False),
-    ray_address: Optional[str] = typer.Option(None, help="A Ray cluster to join (ray://HOST:10001 or HOST:6379).",
-                                              show_default=False),
     resume: bool = typer.Option(False, help="Continue a killed run from its last completed epoch, with the "
                                             "settings in its config.json."),
 ) -> None:
     """Train a model on a folder-per-class dataset or UCF101."""
-    given = {name: str(value) if isinstance(value, Path) else value
-             for name, value in locals().items() if name not in ("resume", "config") and value is not None}
-    try:
-        settings = read_settings(config) if config else {}
-        run_config = Path(given.get("out") or settings.get("out") or "") / "config.json"
-        if resume and not config and run_config.is_file():
-            settings = read_settings(run_config)  # the run's own settings; flags given here still win
-        settings |= given
-        for needed, flag in (("data_dir", "DATA_DIR"), ("out", "--out")):
-            if not settings.get(needed):
-                fail(f"{flag} is needed (or a --config that gives it, or --resume of a run that has it).",
-                     EXIT_USAGE)
-        config_ = TrainConfig(**settings)
-    except ValueError as exc:
-        fail(str(exc))
+    config_ = _train_config(given, config, resume)
     needs_training_extra()
     from actionrec.training.train import train as run_training
 
@@ -185,6 +97,23 @@ def train(
     except KeyboardInterrupt:
         fail("interrupted; the last completed epoch is saved: continue with `actionrec train --out "
              f"{config_.out} --resume`.", 130)
+
+
+def _train_config(given: dict[str, Any], config: Optional[Path], resume: bool) -> TrainConfig:
+    """The settings of --config (or, resuming, the run's own config.json), with the flags `given` on top."""
+    try:
+        settings = read_settings(config) if config else {}
+        run_config = Path(given.get("out") or settings.get("out") or "") / "config.json"
+        if resume and not config and run_config.is_file():
+            settings = read_settings(run_config)  # the run's own settings; flags given here still win
+        settings |= given
+        for needed, flag in (("data_dir", "DATA_DIR"), ("out", "--out")):
+            if not settings.get(needed):
+                fail(f"{flag} is needed (or a --config that gives it, or --resume of a run that has it).",
+                     EXIT_USAGE)
+        return TrainConfig(**settings)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def evaluate(
@@ -246,39 +175,11 @@ def _evaluate_model_files(models: list[Path], data_dir: Optional[Path], dataset:
     """Torch-free: model files through ONNX Runtime on the dataset's validation clips."""
     import json
 
-    from rich.progress import Progress
-
-    import tempfile
-
-    from actionrec.cli.predicting import expand
-    from actionrec.evaluation import evaluate_files, joined_timelines, read_clips, unknown_flags, validation_clips
-    from actionrec.inference import Recognizer
-
     if data_dir is None:
         fail("DATA_DIR is needed to evaluate a model file: the dataset whose validation clips to use.", EXIT_USAGE)
     try:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("Reading validation clips", total=None)
-            recognizers = [Recognizer(model) for model in models]
-            clips = validation_clips(data_dir, recognizers[0], dataset=dataset, split=split,
-                                     val_fraction=val_fraction, seed=seed, limit=limit,
-                                     progress=lambda done, total: progress.update(task, completed=done, total=total))
-        results = evaluate_files(recognizers, clips)
-        if unknown:
-            others = expand([str(path) for path in unknown])
-            for recognizer, entry in zip(recognizers, results["models"]):
-                readable = read_clips(others, recognizer)
-                if not readable:
-                    fail(f"none of the {len(others)} videos of --unknown could be read.")
-                entry["unknown"] = unknown_flags(recognizer, clips, readable)
-        if timelines:
-            with tempfile.TemporaryDirectory(prefix="actionrec-timelines-") as folder, \
-                    Progress(console=console, transient=True) as progress:
-                task = progress.add_task("Timelines of joined clips", total=timelines)
-                for recognizer, entry in zip(recognizers, results["models"]):
-                    entry["timelines"] = joined_timelines(
-                        recognizer, clips, Path(folder), count=timelines, seed=seed_timelines,
-                        progress=lambda done, total: progress.update(task, completed=done, total=total))
+        results = _measure_model_files(models, data_dir, dataset, split, val_fraction, seed, limit, unknown,
+                                       timelines, seed_timelines)
     except (ActionrecError, ValueError, OSError) as exc:
         fail(str(exc))
     if as_json:
@@ -286,22 +187,61 @@ def _evaluate_model_files(models: list[Path], data_dir: Optional[Path], dataset:
         return
     print_comparison(results)
     for entry in results["models"]:
-        if "unknown" in entry:
-            flags, fixed = entry["unknown"], entry["unknown"]["fixed_0.5"]
-            console.print(f"{entry['model']}: flagged uncertain ({flags['rule']['score']} under "
-                          f"{flags['rule']['threshold']}): {_share(flags['known_flagged'])} of {flags['known_clips']} "
-                          f"validation clips (those the threshold was measured on, if it was measured on this "
-                          f"dataset), {_share(flags['unknown_flagged'])} of {flags['unknown_clips']} clips of other "
-                          f"actions (a fixed 0.5 confidence: {_share(fixed['known_flagged'])} and "
-                          f"{_share(fixed['unknown_flagged'])}); area under the ROC curve {flags['auroc']} "
-                          f"(the top probability: {fixed['auroc']})")
-        if "timelines" in entry:
-            for name, words in (("evidence", "timelines"), ("windows", "windows alone (the rule before)")):
-                t = entry["timelines"][name]
-                console.print(f"{entry['model']}: {words}: {_share(t['time_right'])} of the time right (worst "
-                              f"video {_share(t['worst_video_time_right'])}); boundaries off by "
-                              f"{t['boundary_error_median_s']} s (median), {t['boundary_error_max_s']} s at most, "
-                              f"{_share(t['boundaries_within_0.5s'])} within 0.5 s")
+        _print_unknown_and_timelines(entry)
+
+
+def _measure_model_files(models: list[Path], data_dir: Path, dataset: str, split: int, val_fraction: float, seed: int,
+                         limit: Optional[int], unknown: list[Path], timelines: int, seed_timelines: int) -> dict:
+    import tempfile
+
+    from rich.progress import Progress
+
+    from actionrec.cli.predicting import expand
+    from actionrec.evaluation import evaluate_files, joined_timelines, read_clips, unknown_flags, validation_clips
+    from actionrec.inference import Recognizer
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("Reading validation clips", total=None)
+        recognizers = [Recognizer(model) for model in models]
+        clips = validation_clips(data_dir, recognizers[0], dataset=dataset, split=split,
+                                 val_fraction=val_fraction, seed=seed, limit=limit,
+                                 progress=lambda done, total: progress.update(task, completed=done, total=total))
+    results = evaluate_files(recognizers, clips)
+    if unknown:
+        others = expand([str(path) for path in unknown])
+        for recognizer, entry in zip(recognizers, results["models"]):
+            readable = read_clips(others, recognizer)
+            if not readable:
+                fail(f"none of the {len(others)} videos of --unknown could be read.")
+            entry["unknown"] = unknown_flags(recognizer, clips, readable)
+    if timelines:
+        with tempfile.TemporaryDirectory(prefix="actionrec-timelines-") as folder, \
+                Progress(console=console, transient=True) as progress:
+            task = progress.add_task("Timelines of joined clips", total=timelines)
+            for recognizer, entry in zip(recognizers, results["models"]):
+                entry["timelines"] = joined_timelines(
+                    recognizer, clips, Path(folder), count=timelines, seed=seed_timelines,
+                    progress=lambda done, total: progress.update(task, completed=done, total=total))
+    return results
+
+
+def _print_unknown_and_timelines(entry: dict) -> None:
+    if "unknown" in entry:
+        flags, fixed = entry["unknown"], entry["unknown"]["fixed_0.5"]
+        console.print(f"{entry['model']}: flagged uncertain ({flags['rule']['score']} under "
+                      f"{flags['rule']['threshold']}): {_share(flags['known_flagged'])} of {flags['known_clips']} "
+                      f"validation clips (those the threshold was measured on, if it was measured on this "
+                      f"dataset), {_share(flags['unknown_flagged'])} of {flags['unknown_clips']} clips of other "
+                      f"actions (a fixed 0.5 confidence: {_share(fixed['known_flagged'])} and "
+                      f"{_share(fixed['unknown_flagged'])}); area under the ROC curve {flags['auroc']} "
+                      f"(the top probability: {fixed['auroc']})")
+    if "timelines" in entry:
+        for name, words in (("evidence", "timelines"), ("windows", "windows alone (the rule before)")):
+            t = entry["timelines"][name]
+            console.print(f"{entry['model']}: {words}: {_share(t['time_right'])} of the time right (worst "
+                          f"video {_share(t['worst_video_time_right'])}); boundaries off by "
+                          f"{t['boundary_error_median_s']} s (median), {t['boundary_error_max_s']} s at most, "
+                          f"{_share(t['boundaries_within_0.5s'])} within 0.5 s")
 
 
 def _share(value: float | None) -> str:

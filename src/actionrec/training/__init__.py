@@ -6,8 +6,11 @@
     features.py  decoding training views and extracting frozen-backbone features into the cache
     runtime.py   where training runs: device, precision, the ranks of a torchrun run
     data.py      batches streamed from the cache (or decoded afresh), split among ranks
-    train.py     the training loop
+    setup.py     what every run sets up: seeds, the split, the model, the feature extractor
+    state.py     TrainState (what a step changes; what --resume restores) and the settings fingerprint
+    steps.py     one step, one epoch, one validation pass
+    train.py     the run: setup, cache, state, epochs
     advice.py    what to change when a run overfits (read from its history)
     runs.py      the run directory: config, weights, history, resume state, model card, export
-    evaluate.py  metrics.py, report.py: evaluation, metrics and the HTML report
+    evaluate.py  report.py: evaluation of a run on its cached views, and the HTML report
 """

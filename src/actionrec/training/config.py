@@ -13,16 +13,15 @@ import json
 import math
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from actionrec.card import TEMPORAL_HEADS
-from actionrec.datasets import DATASET_KINDS
-from actionrec.video.spec import ClipSpec, DecodeLimits
+from actionrec.datasets import DATASET_KINDS, DATASET_LIMITS
+from actionrec.video.spec import ClipSpec
 
-# Dataset files are trusted more than uploads: long videos are allowed.
-TRAINING_LIMITS = DecodeLimits(max_duration_s=3 * 3600.0)
+TRAINING_LIMITS = DATASET_LIMITS  # dataset files are trusted more than uploads: long videos are allowed
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_SHIFT = 0.125
@@ -44,40 +43,83 @@ MIN_HEAD_STEPS = 600
 MIN_BATCH, MAX_BATCH = 8, 32
 
 
+def _setting(default: Any = MISSING, help: str = "", **cli: Any) -> Any:
+    """A TrainConfig field and how `actionrec train` offers it (see actionrec.cli.config_options): its
+    help; where needed `choices`, `flags` (Click's declarations), `path`, `argument`, `shown_default`
+    (what --help shows where the field's default is None), or `cli=False` (not an option)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+def _recipe(name: str, data: str = "") -> str:
+    """The default --help shows for a setting the dataset's recipe gives (`data`: where the data decides)."""
+    def shown(value: Any) -> str:
+        return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+    folder, ucf101 = RECIPES["folder"][name], RECIPES["ucf101"][name]
+    return f"{data if folder is None else shown(folder)}; UCF101: {shown(ucf101)}"
+
+
 @dataclass
 class TrainConfig:
-    data_dir: str
-    out: str
-    dataset: str = "folder"  # "folder" or "ucf101"
-    split: int = 1  # UCF101's official split, or the number in a folder's trainlistNN/testlistNN
-    val_fraction: float = 0.2  # folder datasets without list files: share of each class held out
-    epochs: int | None = None  # None: the dataset's recipe (see RECIPES; a folder's: resolve_schedule)
-    frames: int = 16  # frames sampled per clip
-    image_size: int = 224  # square frame size fed to MobileNetV2
-    batch_size: int | None = None  # None: the dataset's recipe (a folder's: resolve_schedule)
-    lr: float = 1e-3  # peak learning rate: AdamW, warm-up, cosine decay
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.1
-    backbone_weights: str = "imagenet"  # "imagenet", "none" (random, trains end to end) or a path
-    temporal: str = "lstm"  # "lstm" or "mean" (the order-blind baseline)
-    finetune: bool = False  # train the backbone too (implied by backbone_weights "none")
-    width_mult: float = 1.0
-    hidden_size: int = 512
-    dropout: float = 0.5
-    train_views: int | None = None  # temporal clips cached per training video; one is drawn each epoch
-    test_views: int | None = None  # clips averaged per validation video
-    flip: bool | None = None  # horizontal flips as augmentation (wrong where left/right is the label)
-    shift: float | None = None  # end to end: move each training clip (all its frames alike) by up to this share
-    # of its size, afresh every epoch; None: 0.125 end to end (measured: 52% -> 69% held out on synth data), 0 frozen
-    seed: int = 0
-    cache_dir: str | None = None
-    device: str = "auto"  # "auto" (a GPU when there is one), "cpu", "cuda", "cuda:N"
-    precision: str = "auto"  # "auto" (bf16 on GPUs that have it, else fp16; fp32 on CPUs), "fp32", "bf16", "fp16"
-    workers: int | None = None  # processes decoding clips, and loading batches; None: one per core
-    micro_batch_size: int | None = None  # clips per forward/backward pass, gradients accumulated; None: the batch
-    ray: bool = False  # build the cache on Ray (a local Ray, or the cluster at ray_address / $RAY_ADDRESS)
-    ray_address: str | None = None
-    decode_on_the_fly: bool = False  # end to end: a fresh random view of each clip every epoch, no frame cache
+    """Training settings. Each field is an option of `actionrec train` (`--name-with-dashes`), described
+    by its metadata: see `_setting`."""
+
+    data_dir: str = _setting(help="Dataset root: folder per class, or the UCF101 root with --dataset ucf101 (not "
+                             "needed with --config or --resume when they give it).", argument=True, path=True)
+    out: str = _setting(help="Run directory to write the model, config and metrics into.", flags=("--out", "-o"),
+                        path=True)
+    dataset: str = _setting("folder", "Dataset kind.", choices=DATASET_KINDS)
+    split: int = _setting(1, "UCF101's official split (1, 2 or 3), or the number in a folder's "
+                          "trainlistNN/testlistNN.")
+    val_fraction: float = _setting(0.2, "Folder datasets without train.txt/test.txt: the share of each class "
+                                   "held out.")
+    epochs: int | None = _setting(None, "Training epochs.", shown_default=_recipe(
+        "epochs", f"from the data: a head on frozen features trains for at least {MIN_HEAD_STEPS} steps, "
+                  f"{MIN_EPOCHS} to {MAX_EPOCHS} epochs, end to end {MIN_EPOCHS}"))
+    frames: int = _setting(16, "Frames sampled per clip.")
+    image_size: int = _setting(224, "Frame size in pixels (square), fed to MobileNetV2.")
+    batch_size: int | None = _setting(None, "Clips per optimiser step.", shown_default=_recipe(
+        "batch_size", f"about an eighth of the training clips, {MIN_BATCH} to {MAX_BATCH}"))
+    lr: float = _setting(1e-3, "Peak learning rate (AdamW, warm-up then cosine decay).")
+    weight_decay: float = _setting(0.05, "AdamW weight decay.")
+    label_smoothing: float = _setting(0.1, "Label smoothing of the loss.", cli=False)
+    backbone_weights: str = _setting("imagenet", "imagenet | none (random: trains end to end) | PATH to "
+                                     "MobileNetV2 weights.")
+    temporal: str = _setting("lstm", "What reads the frame features: an LSTM, or their mean (the order-blind "
+                             "baseline).", choices=TEMPORAL_HEADS)
+    finetune: bool = _setting(False, "Train the backbone too (implied by --backbone-weights none).")
+    width_mult: float = _setting(1.0, "MobileNetV2 width multiplier (ImageNet weights exist for 1.0 only).")
+    hidden_size: int = _setting(512, "LSTM / MLP hidden size.")
+    dropout: float = _setting(0.5, "Dropout in the head.")
+    train_views: int | None = _setting(None, "Temporal clips cached per training video; one is drawn each "
+                                       "epoch.", shown_default=_recipe("train_views"))
+    test_views: int | None = _setting(None, "Clips averaged per validation video.",
+                                      shown_default=_recipe("test_views"))
+    flip: bool | None = _setting(None, "Mirror random training views (not where left/right is the label).",
+                                 shown_default=_recipe("flip"))
+    # None: DEFAULT_SHIFT end to end (measured: 52% -> 69% held out on synth data), 0 with a frozen backbone
+    shift: float | None = _setting(None, "End to end: move each training clip (all its frames alike) by up to "
+                                   "this share of its size, afresh every epoch.",
+                                   shown_default=f"{DEFAULT_SHIFT} end to end, 0 with a frozen backbone")
+    seed: int = _setting(0, "Fixes the split, views, initialisation and order.")
+    cache_dir: str | None = _setting(None, "Where cached frames/features go.", path=True,
+                                     shown_default="~/.cache/actionrec or $ACTIONREC_CACHE")
+    device: str = _setting("auto", "auto (a GPU when PyTorch sees one), cpu, cuda or cuda:N.")
+    precision: str = _setting("auto", "auto: bf16 on GPUs that have it, else fp16; fp32 on a CPU.",
+                              choices=PRECISIONS)
+    workers: int | None = _setting(None, "Processes that decode clips (and load batches when decoding on the "
+                                   "fly).", shown_default="one per core")
+    micro_batch_size: int | None = _setting(None, "Clips per forward/backward pass; a batch's gradients are "
+                                            "summed over its micro-batches: the same batch in less memory "
+                                            "(fine-tuning at 224 px takes about 1.3 GB per 16-frame clip).",
+                                            shown_default="the whole batch")
+    ray: bool = _setting(False, "Build the cache (decoding, frozen features) on Ray: a local Ray, or the cluster "
+                         "at --ray-address or $RAY_ADDRESS. Needs the ray extra; the dataset and --cache-dir on "
+                         "storage every node sees.")
+    ray_address: str | None = _setting(None, "A Ray cluster to join (ray://HOST:10001 or HOST:6379).")
+    decode_on_the_fly: bool = _setting(False, "End to end: decode a fresh random view of each clip every epoch "
+                                       "instead of caching frames (no frame cache on disk; needs decoding speed).",
+                                       flags=("--decode-on-the-fly/--cache-frames",))
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_KINDS:

@@ -1,0 +1,188 @@
+"""Where prediction time and memory go, measured side by side in one run on this machine.
+
+For each video, against the same file and model:
+- sequential decode: every frame decoded from the start (what reading a whole video costs);
+- the answer as this package gives it (seeking to the sampled frames), the answer the way it
+  was given before (decoding from the start up to the last sampled frame), and its floor
+  (reading the sampled frames alone, plus the model alone on them);
+- the whole-video timeline, and its floor (one sequential decode plus the encoder alone on the
+  sampled frames).
+With `server`, a real `actionrec serve` answers a timeline request for each video while its
+resident memory (the server process and its decode workers) is sampled.
+
+Ratios, not absolute times, are what carry from one machine to another; these machines are
+shared and noisy, so each figure is the median of `repeats` runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+
+from actionrec.inference import Recognizer
+from actionrec.resources import PeakMemory, memory_mb
+from actionrec.video import probe
+from actionrec.video.decode import DecodeOutcome, read_frames
+from actionrec.video.spec import frames_at, sample_indices
+
+def _median_seconds(work: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _decode_everything(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(container.streams.video[0]))
+
+
+def compare_models(models: list[Path], video: Path, repeats: int = 5, threads: int | None = None) -> list[dict]:
+    """Each model (an fp32 file and its int8 copy, say) timed side by side, rounds interleaved so
+    that the machine's noise falls on all alike: the network alone on one clip of `video`'s frames,
+    and the whole answer. Ratios are against the first model."""
+    recognizers = [Recognizer(path, threads=threads) for path in models]
+    frames = {id(r): read_frames_for(r, video) for r in recognizers}
+    model_times: dict[int, list[float]] = {id(r): [] for r in recognizers}
+    answer_times: dict[int, list[float]] = {id(r): [] for r in recognizers}
+    for recognizer in recognizers:  # warm up
+        recognizer.classify(frames[id(recognizer)])
+    for _ in range(repeats):
+        for recognizer in recognizers:
+            model_times[id(recognizer)].append(_median_seconds(lambda: recognizer.classify(frames[id(recognizer)]), 1))
+            answer_times[id(recognizer)].append(_median_seconds(lambda: recognizer.predict(video), 1))
+    results = []
+    for recognizer in recognizers:
+        model_s, answer_s = (statistics.median(t[id(recognizer)]) for t in (model_times, answer_times))
+        results.append({"model": str(recognizer.model_path), "precision": recognizer.card.precision,
+                        "model_ms": round(model_s * 1000, 1), "answer_ms": round(answer_s * 1000, 1)})
+    for entry in results:
+        entry["model_vs_first"] = round(entry["model_ms"] / results[0]["model_ms"], 2)
+    return results
+
+
+def read_frames_for(recognizer: Recognizer, video: Path) -> np.ndarray:
+    from actionrec.video import read_clip
+
+    return read_clip(video, recognizer.spec, limits=recognizer.limits).frames[None]
+
+
+def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dict:
+    """Seconds (medians) and ratios for one video; see the module docstring."""
+    video = probe(path, recognizer.limits)
+    spec = recognizer.spec
+    clip = sample_indices(video.times, spec.num_frames)
+
+    def read(indices: np.ndarray, seek: bool) -> np.ndarray:
+        outcome = DecodeOutcome()
+        frames = dict(read_frames(path, video, indices, spec.image_size, recognizer.limits, outcome, seek=seek))
+        return np.stack([frames[int(i)] for i in indices])
+
+    clip_frames = read(clip, True)
+    recognizer.classify(clip_frames[None])  # the first run of a session allocates
+    result: dict = {"video": str(path), "info": video.info.to_dict(), "keyframes": int(len(video.keyframe_pts)),
+                    "frames_per_clip": spec.num_frames, "image_size": spec.image_size}
+    seconds = result["seconds"] = {}
+    seconds["sequential_decode"] = _median_seconds(lambda: _decode_everything(path), repeats)
+    seconds["answer"] = _median_seconds(lambda: recognizer.predict(path), repeats)
+    seconds["answer_decoding_from_start"] = _median_seconds(
+        lambda: recognizer.classify(read(clip, False)[None]), repeats)
+    seconds["answer_floor"] = (_median_seconds(lambda: read(clip, True), repeats)
+                               + _median_seconds(lambda: recognizer.classify(clip_frames[None]), repeats))
+
+    sample_times = recognizer.timeline.sample_times(video.info.duration_s)
+    if len(sample_times):
+        seconds["timeline"] = _median_seconds(lambda: recognizer.predict(path, segments=True), repeats)
+        samples = np.unique(frames_at(video.times, sample_times))
+        encode_s = 0.0
+        for start in range(0, len(samples), 64):  # the frames in batches, then the encoder alone on them
+            frames = read(samples[start : start + 64], True)
+            encode_s += _median_seconds(lambda: [recognizer.encode(frames[i : i + 16])
+                                                 for i in range(0, len(frames), 16)], repeats)
+        seconds["timeline_floor"] = seconds["sequential_decode"] + encode_s
+        result["timeline_samples"] = int(len(sample_times))
+    result["ratios"] = {
+        "answer / sequential decode": seconds["answer"] / seconds["sequential_decode"],
+        "answer / answer floor": seconds["answer"] / seconds["answer_floor"],
+        "answer decoding from start / answer": seconds["answer_decoding_from_start"] / seconds["answer"],
+    }
+    if "timeline" in seconds:
+        result["ratios"]["timeline / timeline floor"] = seconds["timeline"] / seconds["timeline_floor"]
+    return result
+
+
+# --------------------------------------------------------------------------- a real server's memory
+
+
+def benchmark_server(model_path: Path, videos: list[Path], workers: int = 2) -> dict:
+    """Resident memory of `actionrec serve` idle, and at its peak answering a timeline request."""
+    import httpx
+
+    from actionrec.testing.loadtest import free_port, start_server
+
+    port = free_port()
+    process = start_server(model_path, port, workers, None,
+                           ("--max-upload-mb", "4096", "--max-duration-s", "1200", "--decode-timeout-s", "600"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        time.sleep(1.0)
+        result: dict = {"workers": workers, "idle_mb": dict(zip(("server", "with_workers"), memory_mb(process.pid))),
+                        "requests": []}
+        for path in videos:
+            with PeakMemory(process.pid, interval_s=0.02) as peak, open(path, "rb") as body:
+                started = time.perf_counter()
+                response = httpx.post(url + "/v1/predictions", params={"segments": "true"}, content=body,
+                                      headers={"Content-Type": "video/mp4"}, timeout=900)
+                seconds = time.perf_counter() - started
+            peaks = (peak.process_mb, peak.total_mb)
+            result["requests"].append({"video": str(path), "status": response.status_code,
+                                       "seconds": round(seconds, 2), "peak_server_mb": round(peaks[0], 1),
+                                       "peak_with_workers_mb": round(peaks[1], 1),
+                                       "segments": len(response.json().get("segments") or [])})
+        time.sleep(3.0)  # the server gives memory back once idle for a second
+        result["idle_after_mb"] = dict(zip(("server", "with_workers"), memory_mb(process.pid)))
+        return result
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def benchmark_batching(model_path: Path, video: Path, concurrencies: tuple[int, ...] = (1, 8, 32),
+                       requests_per_client: int = 4, workers: int = 4, window_ms: float = 0.0) -> dict:
+    """Answers a second and latency of a real server at each concurrency, with dynamic batching
+    off and on, in one run on the same video; both servers alike but for batching."""
+    import asyncio
+    import tempfile
+
+    from actionrec.testing.loadtest import GOOD, free_port, load, start_server
+
+    body = [(GOOD, Path(video).read_bytes(), "video/mp4")]
+    results: dict = {"video": str(video), "workers": workers, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="actionrec-batching-") as scratch:
+        for batching in (False, True):
+            port = free_port()
+            options = ("--max-pending", str(max(concurrencies) * 2), "--batching" if batching else "--no-batching",
+                       "--batch-window-ms", str(window_ms))
+            server = start_server(model_path, port, workers, Path(scratch) / f"server-{batching}.log", options)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                asyncio.run(load(url, body, 2, 1))  # warm up
+                for concurrency in concurrencies:
+                    run = asyncio.run(load(url, body, concurrency * requests_per_client, concurrency))
+                    results["runs"].append({"batching": batching, "concurrency": concurrency,
+                                            "answers_per_s": run["requests_per_s"], "p50_ms": run["answered_ms"]["p50"],
+                                            "p95_ms": run["answered_ms"]["p95"], "statuses": run["statuses"]})
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+    return results
+
+
+# --------------------------------------------------------------------------- inputs
