@@ -1,10 +1,9 @@
 """Evaluation report: a confusion-matrix image, training curves, metrics.json and an HTML page.
 
 The page references the images by relative file name, so a run directory can be moved or
-served as a whole; it needs nothing else (no external CSS, scripts or fonts).
-
-matplotlib is imported inside the plotting functions, and only its object API is used (no
-pyplot), so importing this module is cheap and no global backend state is touched.
+served as a whole; it needs nothing else (no external CSS, scripts or fonts). The images are
+drawn by `actionrec.training.plots`, which imports matplotlib only when it draws, so importing
+this module is cheap.
 """
 
 from __future__ import annotations
@@ -12,16 +11,22 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import math
 import os
 import string
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
-
-from actionrec.files import atomic_output, write_json, write_text
-from actionrec.training.metrics import best_epoch_index, finite_number
+from actionrec.files import write_json, write_text
+from actionrec.metrics import best_epoch_index, finite_number
+from actionrec.training.plots import (
+    MAX_CLASSES_WITH_COUNTS,
+    accuracy_scale,
+    format_epoch,
+    percent,
+    plot_confusion,
+    plot_curves,
+    series,
+)
 
 CONFUSION_IMAGE = "confusion.png"
 CURVES_IMAGE = "curves.png"
@@ -29,10 +34,6 @@ METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 
 TEMPLATE = string.Template((Path(__file__).parent / "report_template.html").read_text(encoding="utf-8"))
-
-# Up to this many classes the confusion matrix shows the count in every cell.
-MAX_CLASSES_WITH_COUNTS = 20
-MAX_TICK_LABEL_CHARS = 28
 
 
 def write_report(
@@ -65,161 +66,6 @@ def write_report(
     return report_path
 
 
-# --- images -------------------------------------------------------------------------------
-
-
-def plot_confusion(confusion: Sequence[Sequence[int]], labels: Sequence[str], path: Path) -> None:
-    """Row-normalised confusion matrix, sized so every class name stays readable."""
-    import matplotlib
-    from matplotlib.colors import PowerNorm
-    from matplotlib.figure import Figure
-
-    counts = np.asarray(confusion, dtype=np.int64)
-    num_classes = len(labels)
-    supports = counts.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fractions = np.where(supports > 0, counts / supports, np.nan)
-
-    show_counts = num_classes <= MAX_CLASSES_WITH_COUNTS
-    cell_inches = 0.55 if show_counts else 0.17
-    matrix_inches = max(5.0, cell_inches * num_classes)
-    cell_points = matrix_inches / num_classes * 72
-    tick_size = min(10.0, max(4.5, cell_points * 0.62))
-    tick_labels = [_shorten(str(label), MAX_TICK_LABEL_CHARS) for label in labels]
-    longest = max((len(label) for label in tick_labels), default=1)
-    # Rough width of the longest tick label: a character is ~0.6 em in DejaVu Sans.
-    label_inches = longest * tick_size * 0.6 / 72 + 0.5
-
-    fig = Figure(
-        figsize=(matrix_inches + label_inches + 1.4, matrix_inches + label_inches + 0.8),
-        layout="constrained",
-    )
-    ax = fig.add_subplot()
-    # Grey for the rows of classes without clips (their fractions are NaN).
-    colormap = matplotlib.colormaps["Blues"].with_extremes(bad="#e6e6e6")
-    # A square-root scale keeps a single misclassified clip visible in a class of 50.
-    image = ax.imshow(
-        fractions,
-        cmap=colormap,
-        norm=PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0),
-        interpolation="nearest",
-        aspect="equal",
-    )
-
-    ticks = np.arange(num_classes)
-    ax.set_xticks(ticks, tick_labels, rotation=90, fontsize=tick_size)
-    ax.set_yticks(ticks, tick_labels, fontsize=tick_size)
-    ax.tick_params(length=2 if num_classes > MAX_CLASSES_WITH_COUNTS else 3, width=0.5)
-    ax.set_xlabel("Predicted class", fontsize=11)
-    ax.set_ylabel("True class", fontsize=11)
-    ax.set_title("Confusion matrix (each row sums to 1)", fontsize=13, pad=10)
-
-    # Thin separators so a row or column can be followed across a large matrix.
-    ax.set_xticks(ticks[:-1] + 0.5, minor=True)
-    ax.set_yticks(ticks[:-1] + 0.5, minor=True)
-    ax.grid(which="minor", color="#d0d7de", linewidth=0.3 if num_classes > 40 else 0.6)
-    ax.tick_params(which="minor", length=0)
-    for spine in ax.spines.values():
-        spine.set_color("#8c959f")
-
-    if show_counts:
-        count_size = min(11.0, max(6.0, cell_points * 0.38))
-        for row in range(num_classes):
-            for col in range(num_classes):
-                value = int(counts[row, col])
-                # White text once the cell colour is past the middle of the (sqrt) colormap.
-                dark_cell = not math.isnan(fractions[row, col]) and fractions[row, col] > 0.4
-                color = "white" if dark_cell else ("#1f2328" if value else "#b0b7be")
-                ax.text(col, row, str(value), ha="center", va="center", fontsize=count_size,
-                        color=color)
-
-    colorbar = fig.colorbar(image, ax=ax, shrink=min(0.8, 4.0 / matrix_inches + 0.4), pad=0.02)
-    colorbar.set_ticks([0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0])
-    colorbar.set_label("Fraction of the true class's clips (square-root scale)", fontsize=10)
-    colorbar.ax.tick_params(labelsize=9)
-
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110 if num_classes > 60 else 120, facecolor="white")
-
-
-def plot_curves(history: list[dict], path: Path) -> None:
-    """Loss and accuracy per epoch, train and validation, with the best epoch marked."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import PercentFormatter
-
-    epochs = [finite_number(entry.get("epoch")) for entry in history]
-    epochs = [epoch if epoch is not None else i + 1 for i, epoch in enumerate(epochs)]
-    accuracy_scale = _accuracy_scale(_series(history, "train_acc") + _series(history, "val_acc"))
-    best = best_epoch_index(history)
-
-    fig = Figure(figsize=(11.5, 4.2), layout="constrained")
-    loss_ax, accuracy_ax = fig.subplots(1, 2, sharex=True)
-    _draw_panel(loss_ax, "Loss", epochs, history, "loss", 1.0, best)
-    _draw_panel(accuracy_ax, "Accuracy", epochs, history, "acc", accuracy_scale, best)
-    accuracy_ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, facecolor="white")
-
-
-def _draw_panel(ax, name: str, epochs: list[float], history: list[dict], quantity: str,
-                scale: float, best: int | None) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    marker = "o" if len(epochs) <= 40 else None
-    validation: list[float | None] = []
-    plotted = False
-    for split, legend, color in (("train", "train", "#0969da"), ("val", "validation", "#cf222e")):
-        values = [v / scale if v is not None else None
-                  for v in _series(history, f"{split}_{quantity}")]
-        if split == "val":
-            validation = values
-        points = [(epoch, v) for epoch, v in zip(epochs, values) if v is not None]
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker=marker, markersize=3.5, linewidth=1.8, color=color,
-                    label=legend)
-            plotted = True
-
-    if best is not None:
-        best_value = validation[best]
-        label = f"best epoch {_format_epoch(epochs[best])}"
-        if best_value is not None:
-            shown = _percent(best_value) if quantity == "acc" else f"{best_value:.3f}"
-            label += f": val. {shown}"
-            ax.plot([epochs[best]], [best_value], marker="*", markersize=14, color="#bf8700",
-                    markeredgecolor="#7d4e00", zorder=5, linestyle="none")
-        ax.axvline(epochs[best], color="#57606a", linestyle="--", linewidth=1.0, label=label)
-
-    if not plotted:
-        ax.text(0.5, 0.5, f"no {name.lower()} recorded", transform=ax.transAxes,
-                ha="center", va="center", color="#57606a")
-    ax.set_title(name, fontsize=12)
-    ax.set_xlabel("Epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(color="#d0d7de", linewidth=0.6)
-    ax.spines[["top", "right"]].set_visible(False)
-    if plotted or best is not None:
-        ax.legend(frameon=False, fontsize=9)
-
-
-def _series(history: list[dict], key: str) -> list[float | None]:
-    return [finite_number(entry.get(key)) for entry in history]
-
-
-def _accuracy_scale(values: list[float | None]) -> float:
-    """Accuracies are fractions; tolerate a history that records them in percent."""
-    present = [v for v in values if v is not None]
-    return 100.0 if present and max(present) > 1.5 else 1.0
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
-def _format_epoch(epoch: float) -> str:
-    return str(int(epoch)) if float(epoch).is_integer() else f"{epoch:g}"
-
-
 # --- HTML ---------------------------------------------------------------------------------
 
 
@@ -232,10 +78,10 @@ def _render_html(title: str, metrics: dict, history: list[dict], details: dict) 
     headline = "".join(
         _stat(name, value, note)
         for name, value, note in (
-            ("Top-1 accuracy", _percent(metrics["top1"]), "predicted class is correct"),
-            (f"Top-{top_k} accuracy", _percent(metrics["top5"]),
+            ("Top-1 accuracy", percent(metrics["top1"]), "predicted class is correct"),
+            (f"Top-{top_k} accuracy", percent(metrics["top5"]),
              f"true class among the {top_k} highest scores"),
-            ("Mean class accuracy", _percent(metrics["mean_class_accuracy"]),
+            ("Mean class accuracy", percent(metrics["mean_class_accuracy"]),
              "average of per-class accuracies"),
             ("Clips", f"{metrics['num_clips']:,}",
              f"{classes_with_clips} of {len(labels)} classes present"),
@@ -305,11 +151,11 @@ def _format_detail(value: Any) -> str:
 
 def _curves_block(history: list[dict]) -> str:
     best = best_epoch_index(history)
-    scale = _accuracy_scale(_series(history, "train_acc") + _series(history, "val_acc"))
+    scale = accuracy_scale(series(history, "train_acc") + series(history, "val_acc"))
 
     def accuracy(value: Any) -> str:
         number = finite_number(value)
-        return _percent(None if number is None else number / scale)
+        return percent(None if number is None else number / scale)
 
     columns = [
         ("epoch", "Epoch", _format_plain),
@@ -348,7 +194,7 @@ def _confused_table(pairs: list[dict]) -> str:
     rows = "".join(
         f"<tr><td>{_escape(pair['true'])}</td><td>{_escape(pair['predicted'])}</td>"
         f'<td class="num">{pair["count"]}</td>'
-        f'<td class="num">{_percent(pair["fraction_of_true"])}</td></tr>'
+        f'<td class="num">{percent(pair["fraction_of_true"])}</td></tr>'
         for pair in pairs
     )
     return (
@@ -367,7 +213,7 @@ def _per_class_table(per_class: list[dict]) -> str:
         else:
             accuracy_cell = (
                 f'<span class="bar"><span class="fill {_accuracy_band(accuracy)}" '
-                f'style="width:{accuracy * 100:.1f}%"></span></span>{_percent(accuracy)}'
+                f'style="width:{accuracy * 100:.1f}%"></span></span>{percent(accuracy)}'
             )
         if row["top_confusion"] is None:
             confusion_cell = '<span class="muted">\u2014</span>'
@@ -399,15 +245,11 @@ def _escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _percent(fraction: float | None) -> str:
-    return "\u2014" if fraction is None else f"{fraction * 100:.1f}%"
-
-
 def _format_plain(value: Any) -> str:
     number = finite_number(value)
     if number is None:
         return "\u2014" if value is None else str(value)
-    return _format_epoch(number)
+    return format_epoch(number)
 
 
 def _format_loss(value: Any) -> str:

@@ -8,9 +8,10 @@ B-frames.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -126,13 +127,7 @@ def write_video(frames: np.ndarray, dest: str | os.PathLike | BinaryIO, fps: flo
         (libx264 only, with `bframes`): seeking to such a keyframe cannot decode them.
     """
     frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be a (T, H, W, 3) uint8 RGB array, got shape "
-                         f"{frames.shape} dtype {frames.dtype}")
-    if len(frames) == 0:
-        raise ValueError("frames is empty: a video needs at least one frame")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+    _check_frames(frames, fps)
     is_path = isinstance(dest, (str, os.PathLike))
     if not is_path and container_format is None:
         raise ValueError("writing to a file object needs container_format, e.g. 'mp4' or 'matroska'")
@@ -143,28 +138,51 @@ def write_video(frames: np.ndarray, dest: str | os.PathLike | BinaryIO, fps: flo
     frames = _even_sized(frames)
     try:
         with av.open(dest, mode="w", format=container_format) as container:
-            format_name = container.format.name
-            if rotation is not None and format_name not in _ROTATION_CONTAINERS:
-                raise NotImplementedError(
-                    f"the {format_name!r} container cannot store a rotation tag; "
-                    f"use one of: {', '.join(sorted(_ROTATION_CONTAINERS))}")
-            if pts_seconds is not None and format_name == "avi":
-                raise ValueError("AVI has no per-frame timestamps, so pts_seconds cannot be kept; "
-                                 "use mp4, mov or matroska")
+            _check_container_keeps(container.format.name, rotation, pts_seconds)
             video = _add_video_stream(container, codec, frame_rate, time_base, frames.shape[2], frames.shape[1],
                                       bframes, rotation, gop, open_gop)
             tone = _Tone(container, float(pts[-1] * time_base) + frame_duration) if audio else None
-            for image, frame_pts in zip(frames, pts):
-                if tone is not None:
-                    tone.write_until(float(frame_pts * time_base) + frame_duration)
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                frame.pts = frame_pts
-                frame.time_base = time_base
-                container.mux(video.encode(frame))
-            container.mux(video.encode(None))
-            if tone is not None:
-                tone.finish()
+            _encode_frames(container, video, frames, pts, time_base, frame_duration, tone)
     except BaseException:
         if is_path:
             Path(dest).unlink(missing_ok=True)
         raise
+
+
+def _check_frames(frames: np.ndarray, fps: float) -> None:
+    """ValueError unless `frames` is a non-empty (T, H, W, 3) uint8 array and `fps` positive."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be a (T, H, W, 3) uint8 RGB array, got shape "
+                         f"{frames.shape} dtype {frames.dtype}")
+    if len(frames) == 0:
+        raise ValueError("frames is empty: a video needs at least one frame")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+
+
+def _check_container_keeps(format_name: str, rotation: int | None, pts_seconds: Sequence[float] | None) -> None:
+    """An error unless the container can store the rotation tag and the frame times asked for."""
+    if rotation is not None and format_name not in _ROTATION_CONTAINERS:
+        raise NotImplementedError(
+            f"the {format_name!r} container cannot store a rotation tag; "
+            f"use one of: {', '.join(sorted(_ROTATION_CONTAINERS))}")
+    if pts_seconds is not None and format_name == "avi":
+        raise ValueError("AVI has no per-frame timestamps, so pts_seconds cannot be kept; "
+                         "use mp4, mov or matroska")
+
+
+def _encode_frames(container: av.container.OutputContainer, video: av.video.stream.VideoStream,
+                   frames: np.ndarray, pts: list[int], time_base: Fraction, frame_duration: float,
+                   tone: _Tone | None) -> None:
+    """Every frame encoded and muxed at its timestamp (the tone, if any, kept just ahead), then the
+    encoders flushed."""
+    for image, frame_pts in zip(frames, pts):
+        if tone is not None:
+            tone.write_until(float(frame_pts * time_base) + frame_duration)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = frame_pts
+        frame.time_base = time_base
+        container.mux(video.encode(frame))
+    container.mux(video.encode(None))
+    if tone is not None:
+        tone.finish()

@@ -216,6 +216,36 @@ def decoder_failures(name: str) -> Iterator[None]:
 
 
 def _probe_container(container: av.container.InputContainer, name: str, limits: DecodeLimits) -> VideoProbe:
+    stream = _video_stream(container, name, limits)
+    packets = _read_packets(container, stream, name)
+    pts, times = _frame_times(packets, stream)
+    duration = span(times)
+    rate = _stream_rate(stream)
+    fps = (packets.count - 1) / times[-1] if packets.count > 1 and times[-1] > 0 else rate
+    # Half a frame of tolerance: a video of exactly the limit sums its frames to 600.0000000000001 s.
+    if duration > limits.max_duration_s + 0.5 / max(fps, 1.0):
+        raise _too_long(name, duration, limits)
+
+    ctx = stream.codec_context
+    info = VideoInfo(
+        duration_s=round(duration, 3),
+        fps=round(float(fps), 3),
+        width=ctx.width or 0,
+        height=ctx.height or 0,
+        rotation=0,
+        num_frames=packets.count,
+        codec=ctx.name,
+        container=container.format.name,
+    )
+    keyframes = sorted(packets.keyframes)
+    keyframe_pts = np.asarray([pts for pts, _ in keyframes], dtype=np.int64)
+    keyframe_seek = np.asarray([max(pts, dts + (packets.delay or 0)) for pts, dts in keyframes], dtype=np.int64)
+    return VideoProbe(info, times, pts, keyframe_pts, name, keyframe_seek)
+
+
+def _video_stream(container: av.container.InputContainer, name: str,
+                  limits: DecodeLimits) -> av.video.stream.VideoStream:
+    """The container's first video stream, once its headers show nothing to refuse it for."""
     if container.format.name == "image2" or container.format.name.endswith("_pipe"):
         kind = container.format.name.removesuffix("_pipe")
         raise NotAVideoError(f"{name}: is a still image ({kind}), not a video. Send a video file.")
@@ -238,60 +268,62 @@ def _probe_container(container: av.container.InputContainer, name: str, limits: 
     header_duration = _header_duration(container, stream)
     if header_duration is not None and header_duration > 2 * limits.max_duration_s:
         raise _too_long(name, header_duration, limits)
+    return stream
 
-    pts_list: list[int] = []
-    keyframes: list[tuple[int, int]] = []  # (pts, dts)
+
+@dataclass
+class _Packets:
+    """What the packets of a video stream say about its frames."""
+
+    count: int = 0  # frames shown
+    pts: list[int] = field(default_factory=list)  # their presentation timestamps, where packets have them
+    keyframes: list[tuple[int, int]] = field(default_factory=list)  # (pts, dts)
     delay: int | None = None  # presentation minus decode time of the first packet
-    packets = 0
+
+
+def _read_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                  name: str) -> _Packets:
+    """Every packet of `stream`, demuxed (not decoded); UndecodableVideoError when none holds a frame."""
+    packets = _Packets()
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
             if packet.pts is not None:
-                if delay is None and packet.dts is not None:
-                    delay = max(0, packet.pts - packet.dts)
+                if packets.delay is None and packet.dts is not None:
+                    packets.delay = max(0, packet.pts - packet.dts)
                 if packet.is_keyframe:  # a place to seek to, even when its own frame is not shown
-                    keyframes.append((packet.pts, packet.pts if packet.dts is None else packet.dts))
+                    packets.keyframes.append((packet.pts, packet.pts if packet.dts is None else packet.dts))
             if packet.is_discard:
                 continue  # cut by an edit list (a trimmed MP4): decoded for the frames after it, never shown
-            packets += 1
+            packets.count += 1
             if packet.pts is not None:
-                pts_list.append(packet.pts)
+                packets.pts.append(packet.pts)
     except av.error.FFmpegError:
         pass  # a damaged container: use the packets read so far; decoding will tell the rest
-    if packets == 0:
+    if packets.count == 0:
         raise UndecodableVideoError(f"{name}: the video stream holds no frames.")
+    return packets
 
+
+def _stream_rate(stream: av.video.stream.VideoStream) -> float:
+    """The frame rate the stream declares, 25 when it declares none."""
+    return float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+
+
+def _frame_times(packets: _Packets, stream: av.video.stream.VideoStream) -> tuple[np.ndarray | None, np.ndarray]:
+    """(the frames' timestamps, sorted, or None where they cannot tell the frames apart; each frame's
+    time in seconds from the first). Without a timestamp on every frame, times follow the frame rate."""
     time_base = float(stream.time_base) if stream.time_base else 0.0
-    rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
     pts = None
-    if len(pts_list) == packets and time_base > 0:
-        pts = np.sort(np.asarray(pts_list, dtype=np.int64))
+    if len(packets.pts) == packets.count and time_base > 0:
+        pts = np.sort(np.asarray(packets.pts, dtype=np.int64))
         times = (pts - pts[0]).astype(np.float64) * time_base
         if len(np.unique(pts)) < len(pts):
             pts = None  # frames that share a timestamp cannot be told apart by it
     else:
-        times = np.arange(packets, dtype=np.float64) / rate
-    duration = span(times)
-    fps = (packets - 1) / times[-1] if packets > 1 and times[-1] > 0 else rate
-    # Half a frame of tolerance: a video of exactly the limit sums its frames to 600.0000000000001 s.
-    if duration > limits.max_duration_s + 0.5 / max(fps, 1.0):
-        raise _too_long(name, duration, limits)
-
-    info = VideoInfo(
-        duration_s=round(duration, 3),
-        fps=round(float(fps), 3),
-        width=width,
-        height=height,
-        rotation=0,
-        num_frames=packets,
-        codec=ctx.name,
-        container=container.format.name,
-    )
-    keyframes.sort()
-    keyframe_pts = np.asarray([pts for pts, _ in keyframes], dtype=np.int64)
-    keyframe_seek = np.asarray([max(pts, dts + (delay or 0)) for pts, dts in keyframes], dtype=np.int64)
-    return VideoProbe(info, times, pts, keyframe_pts, name, keyframe_seek)
+        times = np.arange(packets.count, dtype=np.float64) / _stream_rate(stream)
+    return pts, times
 
 
 def _header_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:

@@ -1,0 +1,331 @@
+"""What teaching keeps in the folder the server is given (`--data-dir`, ACTIONREC_DATA_DIR), and the
+switch of the served model without a restart (`actionrec.serve.teaching` is the HTTP API on it):
+
+    examples/ACTION/ID.EXT + ID.json   a clip, and its facts written after it (a clip without its
+                                       facts was never acknowledged, and is not listed)
+    jobs/ID.json                       each teaching job's state, written at every step
+    models/ID.onnx                     taught models (written whole, then renamed into place)
+    served.json                        the model being served, restored at start
+
+Files are written under a temporary name, flushed to disk and renamed (`actionrec.serve.durable`),
+so a server killed at any moment keeps every clip and job it acknowledged; a job cut short is
+started again when the server comes back. Teaching runs in a child process: a clip that crashes the
+decoder costs that process, and the server goes on answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from actionrec.errors import ModelFileError, RequestError
+from actionrec.serve import uploads
+from actionrec.serve.durable import durable_write, read_json, write_json
+
+log = logging.getLogger("actionrec.server")
+
+BASE_ID, TEACH_BASE_ID = "base", "teach-base"
+RUNNING = ("queued", "reading", "fitting", "writing")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+
+
+def _teach_in_child(base: str, examples: dict[str, list[str]], out: str, name: str, keep_base: bool,
+                    job_file: str) -> None:
+    """What the teaching process runs: `teach`, its progress and its outcome written to `job_file`."""
+    from actionrec.errors import ActionrecError
+    from actionrec.teach import teach
+
+    job = read_json(Path(job_file)) or {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        job.update(state=stage, done=done, total=total, updated_at=time.time())
+        write_json(Path(job_file), job)
+
+    try:
+        result = teach(base, examples, out, name=name, keep_base=keep_base, progress=progress)
+    except ActionrecError as exc:
+        job.update(state="failed", error=str(exc), reason=getattr(exc, "reason", "cannot_teach"))
+    except Exception as exc:  # noqa: BLE001  the server logs it; the job says it failed
+        job.update(state="failed", error=f"Teaching failed unexpectedly ({type(exc).__name__}: {exc}).",
+                   reason="teach_failed")
+    else:
+        job.update(state="done", model=Path(out).stem, result=result.summary() | {"model": Path(out).stem})
+    job["updated_at"] = time.time()
+    write_json(Path(job_file), job)
+
+
+class Teaching:
+    """The examples, jobs and models in a server's data folder, and the switch of the served model."""
+
+    def __init__(self, service: Any, data_dir: Path | None, base_path: Path | None) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.data_dir = data_dir
+        self.base_path = base_path  # the model whose encoder teaching reuses
+        self.started_path = Path(service.recognizer.model_path)  # the model the server started with: "base"
+        self.note = getattr(self.settings, "teach_note", None)
+        self.running: asyncio.Task | None = None
+        self.switching = asyncio.Lock()
+        if data_dir is not None:
+            for sub in ("examples", "jobs", "models"):
+                (data_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    # -- where things are --------------------------------------------------------------------
+
+    def _require(self) -> Path:
+        if self.data_dir is None:
+            raise RequestError(409, "Teaching is off on this server: start it with --data-dir DIR (or set "
+                                    "ACTIONREC_DATA_DIR), a folder where example clips and taught models are kept.",
+                               "teaching_off")
+        if self.base_path is None:
+            raise RequestError(409, "This server was given no model file to teach from.", "teaching_off")
+        return self.data_dir
+
+    def _action_dir(self, action: str, create: bool = False) -> Path:
+        from actionrec.teach import TeachError, check_action_name
+
+        try:
+            name = check_action_name(action)
+        except TeachError as exc:
+            raise RequestError(422, str(exc), "invalid_action_name") from None
+        examples = self._require() / "examples"
+        for existing in examples.iterdir():
+            if existing.is_dir() and existing.name.lower() == name.lower():
+                return existing
+        if not create:
+            raise RequestError(404, f"No action named {name!r} has example clips.", "not_found")
+        return examples / name
+
+    def examples(self) -> dict[str, list[dict]]:
+        """{action: its acknowledged clips' facts}, actions by name."""
+        root = self._require() / "examples"
+        found: dict[str, list[dict]] = {}
+        for folder in sorted(root.iterdir(), key=lambda p: p.name.lower()):
+            if not folder.is_dir():
+                continue
+            clips = [facts for facts in (read_json(p) for p in sorted(folder.glob("*.json")))
+                     if facts and (folder / facts.get("file", "")).is_file()]
+            if clips:
+                found[folder.name] = sorted(clips, key=lambda c: c.get("added_at", 0))
+        return found
+
+    def _base_card(self):
+        from actionrec.inference import read_card
+
+        return read_card(self.base_path)
+
+    def about(self) -> dict[str, Any]:
+        """What the page shows of teaching here: what it builds on, and any note from the operator."""
+        from actionrec.unknown import FEATURE_SIMILARITY
+
+        card = self._base_card() if self.base_path is not None else None
+        rule = None if card is None else card.unknown_rule
+        return {"enabled": self.data_dir is not None and card is not None, "note": self.note,
+                "base": None if card is None else {"name": card.name, "version": card.version,
+                                                   "backbone_weights": card.model.get("backbone_weights"),
+                                                   "labels": card.labels,
+                                                   # keep_base needs the class means of the base's own clips
+                                                   "can_keep_actions": rule is not None
+                                                   and rule.score == FEATURE_SIMILARITY}}
+
+    def limits(self) -> dict[str, Any]:
+        from actionrec.teach import MAX_CLIP_S, MAX_NAME
+
+        return {"max_actions": self.settings.teach_max_actions, "max_clips_per_action": self.settings.teach_max_clips,
+                "max_clip_mb": self.settings.teach_max_clip_mb, "max_clip_s": MAX_CLIP_S, "max_name": MAX_NAME}
+
+    # -- examples ----------------------------------------------------------------------------
+
+    async def add_example(self, request: Request, action: str) -> dict:
+        folder = self._action_dir(action, create=True)
+        existing = self.examples()
+        here = next((clips for name, clips in existing.items() if name.lower() == folder.name.lower()), [])
+        if not here and len(existing) >= self.settings.teach_max_actions:
+            raise RequestError(409, f"This server holds {len(existing)} actions already, its limit. Remove one "
+                                    "(DELETE /v1/teach/examples/ACTION) before adding another.", "too_many_actions")
+        if len(here) >= self.settings.teach_max_clips:
+            raise RequestError(409, f"{folder.name!r} has {len(here)} clips already, the limit for an action. "
+                                    "Remove one before adding another; a few good clips teach as well as many.",
+                               "too_many_clips")
+        max_bytes = int(self.settings.teach_max_clip_mb * 1024 * 1024)
+        async with self.service.received_upload(request, max_bytes, allow_multipart=True) as video:
+            async with self.service.slot():
+                duration = await self.service.check_clip(video)
+            clip_id = uuid.uuid4().hex[:12]
+            file_name = f"{clip_id}{_suffix(request)}"
+            facts = {"id": clip_id, "action": folder.name, "file": file_name, "bytes": video.stat().st_size,
+                     "duration_s": round(duration, 3), "added_at": time.time()}
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(durable_write, folder / file_name, lambda tmp: shutil.copyfile(video, tmp))
+                await asyncio.to_thread(write_json, folder / f"{clip_id}.json", facts)  # acknowledged from here
+            except OSError as exc:
+                (folder / file_name).unlink(missing_ok=True)
+                log.warning("an example clip could not be kept in %s (%s)", folder, exc)
+                raise uploads.storage_failure(exc) from None
+        log.info("example clip %s of %r kept (%d bytes, %.1f s)", clip_id, folder.name, facts["bytes"], duration)
+        return facts
+
+    def remove_example(self, action: str, clip_id: str | None) -> dict:
+        folder = self._action_dir(action)
+        if clip_id is None:
+            shutil.rmtree(folder)
+            return {"removed": folder.name}
+        facts_path = folder / f"{clip_id}.json"
+        facts = read_json(facts_path) if ID_PATTERN.match(clip_id) else None
+        if facts is None:
+            raise RequestError(404, f"{folder.name!r} has no clip {clip_id!r}.", "not_found")
+        facts_path.unlink()  # unlisted from here; then the clip itself
+        (folder / facts.get("file", "")).unlink(missing_ok=True)
+        if not any(folder.glob("*.json")):
+            shutil.rmtree(folder, ignore_errors=True)
+        return {"removed": clip_id, "action": folder.name}
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def jobs(self) -> list[dict]:
+        root = self._require() / "jobs"
+        found = [job for job in (read_json(p) for p in root.glob("*.json")) if job]
+        return sorted(found, key=lambda job: job.get("created_at", 0), reverse=True)
+
+    def job(self, job_id: str) -> dict:
+        job = read_json(self._require() / "jobs" / f"{job_id}.json") if ID_PATTERN.match(job_id) else None
+        if job is None:
+            raise RequestError(404, f"No teaching job {job_id!r}.", "not_found")
+        return job
+
+    def start_job(self, name: str | None, keep_base: bool) -> dict:
+        from actionrec.teach import TeachError, check_action_name
+
+        root = self._require()
+        if self.running is not None and not self.running.done():
+            raise RequestError(409, "The server is teaching already; follow that job (GET /v1/teach/jobs) and "
+                                    "start again when it is done.", "teaching_busy")
+        try:
+            name = check_action_name(name or "taught")
+        except TeachError as exc:
+            raise RequestError(422, str(exc).replace("action", "model"), "invalid_model_name") from None
+        examples = self.examples()
+        if len(examples) + (len(self._base_card().labels) if keep_base else 0) < 2:
+            raise RequestError(422, f"Teaching needs clips of at least two actions; this server has "
+                                    f"{len(examples)} ({', '.join(examples) or 'none'}). Add clips of another "
+                                    "(one may be 'nothing', standing still).", "too_few_actions")
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        model_id = f"{re.sub(r'[^A-Za-z0-9._-]+', '-', name).strip('-').lower() or 'taught'}-{stamp}"
+        job = {"id": uuid.uuid4().hex[:12], "state": "queued", "done": 0,
+               "total": sum(len(clips) for clips in examples.values()), "name": name, "keep_base": keep_base,
+               "model": model_id, "created_at": time.time(), "updated_at": time.time(),
+               "actions": {action: len(clips) for action, clips in examples.items()}}
+        write_json(root / "jobs" / f"{job['id']}.json", job)  # acknowledged from here
+        self.running = asyncio.get_running_loop().create_task(self._run(job))
+        return job
+
+    async def _run(self, job: dict) -> None:
+        root = self._require()
+        job_file = root / "jobs" / f"{job['id']}.json"
+        examples = {action: [str(root / "examples" / action / clip["file"]) for clip in clips]
+                    for action, clips in self.examples().items()}
+        out = root / "models" / f"{job['model']}.onnx"
+        context = multiprocessing.get_context("spawn")
+        process = context.Process(target=_teach_in_child, name="actionrec-teach", daemon=True,
+                                  args=(str(self.base_path), examples, str(out), job["name"], job["keep_base"],
+                                        str(job_file)))
+        started = time.perf_counter()
+        process.start()
+        try:
+            await asyncio.to_thread(process.join)
+        except asyncio.CancelledError:
+            process.kill()
+            raise
+        final = read_json(job_file) or job
+        if final.get("state") in RUNNING:
+            final.update(state="failed", reason="teach_failed", updated_at=time.time(),
+                         error=f"The teaching process stopped unexpectedly (exit code {process.exitcode}). Start "
+                               "again; if it fails again, a clip may be damaged: remove the last ones added.")
+            write_json(job_file, final)
+        log.info("teaching job %s %s in %.1f s%s", job["id"], final["state"], time.perf_counter() - started,
+                 f": {final.get('error')}" if final["state"] == "failed" else f": model {final.get('model')}")
+
+    async def resume(self) -> None:
+        """At start: serve the model chosen last, and start again a job the last server did not finish."""
+        if self.data_dir is None:
+            return
+        chosen = read_json(self.data_dir / "served.json")
+        if chosen and chosen.get("model") not in (None, BASE_ID):
+            try:
+                await self.switch(chosen["model"], remember=False)
+                log.info("serving %s, the model chosen last (POST /v1/models/base/serve goes back)", chosen["model"])
+            except RequestError as exc:
+                log.warning("could not serve the model chosen last (%s); serving the base", exc)
+        cut_short = [job for job in self.jobs() if job.get("state") in RUNNING]
+        for job in cut_short[1:]:
+            job.update(state="failed", reason="teach_failed", error="The server stopped during this job.")
+            write_json(self.data_dir / "jobs" / f"{job['id']}.json", job)
+        if cut_short and self.base_path is not None:
+            job = cut_short[0] | {"state": "queued", "done": 0, "restarted": True}
+            write_json(self.data_dir / "jobs" / f"{job['id']}.json", job)
+            log.info("teaching job %s was cut short when the server stopped: starting it again", job["id"])
+            self.running = asyncio.get_running_loop().create_task(self._run(job))
+
+    async def stop(self) -> None:
+        if self.running is not None and not self.running.done():
+            self.running.cancel()
+
+    # -- models --------------------------------------------------------------------------------
+
+    def model_path(self, model_id: str) -> Path:
+        if model_id == BASE_ID:
+            return self.started_path
+        if model_id == TEACH_BASE_ID and self.base_path is not None:
+            return self.base_path
+        path = self.data_dir / "models" / f"{model_id}.onnx" if self.data_dir and ID_PATTERN.match(model_id) else None
+        if path is None or not path.is_file():
+            raise RequestError(404, f"No model {model_id!r} on this server (GET /v1/models lists them).", "not_found")
+        return path
+
+    def models(self) -> dict:
+        from actionrec.inference import read_card
+
+        served = self.service.recognizer.model_path
+        listed = []
+        paths = [(BASE_ID, self.started_path)]
+        if self.base_path is not None and Path(self.base_path).resolve() != self.started_path.resolve():
+            paths.append((TEACH_BASE_ID, Path(self.base_path)))
+        if self.data_dir is not None:
+            paths += [(p.stem, p) for p in sorted((self.data_dir / "models").glob("*.onnx")) if not p.name.startswith(".")]
+        for model_id, path in paths:
+            try:
+                card = read_card(path)
+            except Exception:  # noqa: BLE001  a damaged file is listed as such, not a 500
+                listed.append({"id": model_id, "error": "this file cannot be read"})
+                continue
+            listed.append({"id": model_id, "name": card.name, "version": card.version, "labels": card.labels,
+                           "taught": card.model.get("taught"), "size_bytes": path.stat().st_size,
+                           "served": path.resolve() == Path(served).resolve(), "file": f"/v1/models/{model_id}/file"})
+        return {"served": next((m["id"] for m in listed if m.get("served")), None), "models": listed}
+
+    async def switch(self, model_id: str, remember: bool = True) -> dict:
+        path = self.model_path(model_id)
+        async with self.switching:
+            try:
+                await self.service.switch_model(path)
+            except ModelFileError as exc:
+                raise RequestError(422, str(exc), "model_unusable") from None
+            if remember and self.data_dir is not None:
+                await asyncio.to_thread(write_json, self.data_dir / "served.json", {"model": model_id})
+        return {"served": model_id, "model": self.service.recognizer.describe()}
+
+
+def _suffix(request: Request) -> str:
+    kind = uploads.content_type(request)
+    return {"video/webm": ".webm", "video/quicktime": ".mov", "video/x-msvideo": ".avi",
+            "video/x-matroska": ".mkv"}.get(kind, ".mp4")
