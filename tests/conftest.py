@@ -1,38 +1,15 @@
-"""Shared fixtures: videos encoded on the fly, and the real sample clips when available."""
+"""Shared fixtures: videos encoded on the fly, an untrained model, a synthetic dataset, and the real
+sample clips when available. Plain helpers live in `actionrec.testing` (media, processes, ...)."""
 
 from __future__ import annotations
 
-import io
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-import numpy as np
 import pytest
 
-from actionrec.testing.loadtest import free_port  # noqa: F401  (tests import it from here)
+from actionrec.testing.media import LABELS, numbered_frames
 from actionrec.video.encode import write_video
-
-
-def numbered_frames(count: int, width: int = 64, height: int = 48) -> np.ndarray:
-    """Frames whose brightness says their index (8 * index), so tests can tell which were sampled."""
-    levels = (np.arange(count) * 8 % 256).astype(np.uint8)
-    return np.broadcast_to(levels[:, None, None, None], (count, height, width, 3)).copy()
-
-
-def frame_number(frame: np.ndarray) -> int:
-    return int(round(float(frame.mean()) / 8))
-
-
-def encode(frames: np.ndarray, container_format: str = "mp4", **options) -> bytes:
-    buffer = io.BytesIO()
-    write_video(frames, buffer, container_format=container_format, **options)
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -52,36 +29,6 @@ def sample_videos() -> Path:
     if not path.is_dir():
         pytest.skip(f"ACTIONREC_SAMPLE_VIDEOS={folder} is not a folder")
     return path
-
-
-@contextmanager
-def serve_command(options: list[str], log_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`actionrec serve` as a real process on a free port, with no ACTIONREC_* variables but `env`;
-    yields its URL once /readyz answers and stops it at the end."""
-    port = free_port()
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "actionrec.cli", "serve", *options, "--host", "127.0.0.1",
-                                    "--port", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT, env=environment | (env or {}))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the server did not start:\n{log_path.read_text(errors='replace')}")
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture(scope="session")
@@ -108,3 +55,36 @@ def real_clips() -> Path:
     if not path.is_dir() or not any(path.glob("*/*.avi")):
         pytest.skip(f"ACTIONREC_REAL_CLIPS={folder} holds no Class/*.avi clips")
     return path
+
+
+@pytest.fixture(scope="session")
+def untrained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make_untrained_model` with its defaults (4 frames of 32 pixels, labels LABELS): a real model file
+    whose answers mean nothing. Skips without the train extra (torch)."""
+    pytest.importorskip("torch", reason="making test models needs the train extra (torch)")
+    from actionrec.testing import make_untrained_model
+
+    return make_untrained_model(tmp_path_factory.mktemp("untrained") / "model.onnx", labels=LABELS)
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder tree of clips (`clips/<action>/*.mp4`, 2 of each synthetic action), with a file that is
+    not a video and one that claims to be (`clips/grow/broken.mp4`)."""
+    from actionrec.datasets.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("videos")
+    generate_dataset(root / "clips", clips_per_class=2, seed=4, width=64, height=48)
+    (root / "clips" / "notes.txt").write_text("not a video, and not picked up from a folder")
+    (root / "clips" / "grow" / "broken.mp4").write_bytes(b"not a video at all")
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic dataset, 6 clips of each action (seed 5, 64x48), for training tests."""
+    from actionrec.datasets.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("scale") / "data"
+    generate_dataset(root, clips_per_class=6, seed=5, width=64, height=48)
+    return root

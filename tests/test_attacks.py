@@ -20,8 +20,9 @@ import httpx
 import pytest
 
 from actionrec.testing.attacks import png_bomb
+from actionrec.testing.media import encode, numbered_frames
+from actionrec.testing.processes import free_port, serve_command
 from actionrec.video import DecodeLimits, probe
-from tests.conftest import encode, free_port, numbered_frames, serve_command
 
 pytest.importorskip("torch", reason="making test models needs the train extra (torch)")
 from fastapi.testclient import TestClient  # noqa: E402

@@ -14,7 +14,7 @@ import pytest
 
 from actionrec.batching import FrameBatcher
 from actionrec.datasets.synth import generate_dataset
-from tests.conftest import serve_command
+from actionrec.testing.processes import serve_command
 
 
 def slow_sum(frames: np.ndarray) -> np.ndarray:

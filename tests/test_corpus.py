@@ -18,8 +18,8 @@ import pytest
 
 from actionrec.datasets.synth import render_clip
 from actionrec.testing.fuzz import FAILURES, GuardedReader, fuzz
+from actionrec.testing.processes import serve_command
 from actionrec.video.encode import write_video
-from tests.conftest import serve_command
 
 pytest.importorskip("torch", reason="making the test model needs the train extra (torch)")
 pytestmark = pytest.mark.slow

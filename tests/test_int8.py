@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from actionrec.datasets.synth import generate_dataset
-from tests.test_usability import BLOCKER, actionrec
+from actionrec.testing.extras import BLOCKER
+from actionrec.testing.processes import run_cli
 
 pytest.importorskip("torch", reason="training the model to quantize needs the train extra (torch)")
 pytestmark = pytest.mark.slow
@@ -25,9 +26,9 @@ TINY = ["--frames", "4", "--image-size", "32", "--width-mult", "0.35", "--hidden
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("int8")
     generate_dataset(root / "data", clips_per_class=5, seed=6, width=64, height=48)
-    trained = actionrec("train", root / "data", "--out", root / "run", "--cache-dir", root / "cache", *TINY)
+    trained = run_cli("train", root / "data", "--out", root / "run", "--cache-dir", root / "cache", *TINY)
     assert trained.returncode == 0, trained.stderr
-    exported = actionrec("export", root / "run", "--int8", "--calibration-clips", "6")
+    exported = run_cli("export", root / "run", "--int8", "--calibration-clips", "6")
     assert exported.returncode == 0, exported.stderr
     printed = " ".join(exported.stdout.split())
     assert "int8, calibrated on 6 validation clips" in printed and "agrees" in printed
@@ -76,11 +77,11 @@ def test_a_model_file_is_evaluated_without_torch_and_matches_the_runs_own_evalua
         for rule in ("evidence", "windows"):
             assert 0 <= timelines[rule]["time_right"] <= 1 and timelines[rule]["boundary_error_median_s"] >= 0
 
-    with_torch = actionrec("evaluate", run)
+    with_torch = run_cli("evaluate", run)
     assert with_torch.returncode == 0, with_torch.stderr
     assert json.loads((run / "metrics.json").read_text())["top1"] == pytest.approx(fp32["top1"])
 
 
 def test_evaluating_a_model_file_needs_its_dataset(run: Path):
-    result = actionrec("evaluate", run / "model.onnx")
+    result = run_cli("evaluate", run / "model.onnx")
     assert result.returncode == 2 and "DATA_DIR is needed" in result.stderr

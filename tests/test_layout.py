@@ -1,9 +1,11 @@
-"""The shape of the package: layers, no import cycles, serving free of torch and training code, and
-the traps a layout used to hide (feature width, the synthetic dataset's README, silent fallbacks)."""
+"""The shape of the package: layers, no import cycles, serving free of torch and training code, imports
+without side effects, and the traps a layout used to hide (feature width, the synthetic dataset's
+README, silent fallbacks)."""
 
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +14,10 @@ import numpy as np
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "actionrec"
-SERVING = ("actionrec.card", "actionrec.errors", "actionrec.files", "actionrec.inference", "actionrec.live", "actionrec.teach", "actionrec.video",
-           "actionrec.serve")
+# The inference layer: a model file and a video in, an answer out.
+INFERENCE = ("actionrec.inference", "actionrec.network", "actionrec.prediction", "actionrec.results",
+             "actionrec.batch", "actionrec.card", "actionrec.errors", "actionrec.live", "actionrec.video")
+SERVING = (*INFERENCE, "actionrec.files", "actionrec.teach", "actionrec.serve")
 
 
 def module_name(path: Path) -> str:
@@ -83,6 +87,52 @@ def test_serving_modules_reach_neither_torch_nor_training_code():
             "or m.startswith(('actionrec.training.train', 'actionrec.model', 'actionrec.export'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def reachable_from(prefixes: tuple[str, ...]) -> set[str]:
+    graph = import_graph()
+    reachable, stack = set(), [name for name in graph if name.startswith(prefixes)]
+    while stack:
+        name = stack.pop()
+        if name not in reachable:
+            reachable.add(name)
+            stack.extend(graph.get(name, ()))
+    return reachable
+
+
+def test_the_inference_layer_reaches_no_training_or_dataset_code():
+    assert not {name for name in reachable_from(INFERENCE)
+                if name.startswith(("actionrec.training", "actionrec.datasets", "actionrec.model"))}
+
+
+def test_evaluating_model_files_reaches_no_training_code():
+    assert not {name for name in reachable_from(("actionrec.evaluation",))
+                if name.startswith(("actionrec.training", "actionrec.model", "actionrec.export"))}
+
+
+def test_no_function_over_60_lines_no_module_over_400():
+    long_functions, large_modules = [], []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        large_modules += [module_name(path)] if len(path.read_text().splitlines()) > 400 else []
+        long_functions += [f"{module_name(path)}.{node.name}" for node in ast.walk(tree)
+                           if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                           and node.end_lineno - node.lineno + 1 > 60]
+    assert not long_functions and not large_modules, (long_functions, large_modules)
+
+
+def test_no_test_module_imports_another():
+    tests = Path(__file__).resolve().parent
+    local = {path.stem for path in tests.glob("*.py")} | {"tests"}
+    offenders = {path.name: sorted(name for name in imports_of(path) if name.split(".")[0] in local)
+                 for path in tests.glob("*.py")}
+    assert not {name: found for name, found in offenders.items() if found}
+
+
+def test_importing_the_package_changes_nothing_in_the_process():
+    environment = {name: value for name, value in os.environ.items() if name != "OMP_WAIT_POLICY"}
+    code = "import os, actionrec, actionrec.inference, actionrec.cli; assert 'OMP_WAIT_POLICY' not in os.environ"
+    subprocess.run([sys.executable, "-c", code], check=True, env=environment)
 
 
 def test_every_module_says_what_it_is_for():

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actionrec.training.metrics import compute_metrics
+from actionrec.metrics import compute_metrics
 
 
 def one_hot_scores(ranking_per_clip: list[list[int]], num_classes: int) -> np.ndarray:
@@ -233,7 +233,7 @@ def test_confusion_image_grows_with_the_number_of_classes(tmp_path):
 
 
 def test_best_epoch_is_highest_validation_accuracy():
-    from actionrec.training.metrics import best_epoch_index
+    from actionrec.metrics import best_epoch_index
 
     assert best_epoch_index(HISTORY) == 1
     assert best_epoch_index([{"val_loss": 2.0}, {"val_loss": 1.0}, {"val_loss": 1.5}]) == 1

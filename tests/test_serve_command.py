@@ -1,5 +1,6 @@
 """`actionrec serve` as a real process on a real socket: flags and ACTIONREC_* variables reach the
-settings, and the original contract works over HTTP as existing clients send it."""
+settings (an empty API key refused), the original contract works over HTTP as existing clients send
+it, and the API docs work offline."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ import numpy as np
 import pytest
 
 from actionrec.datasets.synth import render_clip
+from actionrec.testing.processes import serve_command
 from actionrec.video.encode import write_video
-from tests.conftest import serve_command
 
 API_KEY = "test-key-command"
 ORIGIN = "http://from-env.example"
@@ -68,3 +69,19 @@ def test_bad_settings_are_refused_with_the_flag_named(tmp_path: Path) -> None:
                              "--workers", "0"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "--workers" in result.stderr and "ACTIONREC_WORKERS" in result.stderr
+
+
+def test_an_empty_api_key_is_refused_not_taken_as_none(untrained_model: Path) -> None:
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")}
+    result = subprocess.run([sys.executable, "-m", "actionrec.cli", "serve", str(untrained_model)],
+                            capture_output=True, text=True, timeout=60, env=environment | {"ACTIONREC_API_KEY": ""})
+    assert result.returncode == 1
+    assert "set but empty" in " ".join(result.stderr.split())
+
+
+def test_api_docs_work_offline(untrained_model: Path, tmp_path: Path) -> None:
+    with serve_command([str(untrained_model), "--workers", "1"], tmp_path / "server.log") as url:
+        page = httpx.get(url + "/docs").text
+        assert "/static/docs/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
+            assert httpx.get(f"{url}/static/docs/{asset}").status_code == 200

@@ -16,18 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from actionrec.cli import app
+from actionrec.testing.media import COLOURS, colour_clip
 from actionrec.video.encode import write_video
-
-COLOURS = {"red": (200, 40, 40), "blue": (40, 60, 200), "green": (40, 190, 60)}
-
-
-def colour_clip(path: Path, colour: tuple[int, int, int], seed: int, frames: int = 30) -> Path:
-    rng = np.random.default_rng(seed)
-    base = np.array(colour, np.int16)
-    video = np.clip(base + rng.integers(-30, 30, (frames, 48, 64, 3)), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(video, path, 15.0)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port, serve_command
-from test_teach import COLOURS, colour_clip
+from actionrec.testing.media import COLOURS, colour_clip
+from actionrec.testing.processes import free_port, serve_command
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ from actionrec.errors import (
     VideoNotFoundError,
     VideoTooLongError,
 )
+from actionrec.testing.media import encode, frame_number, numbered_frames, video_without_a_decoder
 from actionrec.video import ClipSpec, DecodeLimits, Timeline, read_clip, read_views, sample_indices
-from tests.conftest import encode, frame_number, numbered_frames
 
 SPEC = ClipSpec(num_frames=8, image_size=32)
 
@@ -210,6 +210,17 @@ def test_duration_limit():
     data = encode(numbered_frames(50), fps=10)
     with pytest.raises(VideoTooLongError, match="limit of 2 s"):
         read_clip(data, SPEC, limits=DecodeLimits(max_duration_s=2))
+
+
+def test_a_duration_just_over_the_limit_says_by_how_much():
+    data = encode(numbered_frames(51), fps=25)  # 2.04 s
+    with pytest.raises(VideoTooLongError, match=r"lasts 2\.04 s, longer than the limit of 2 s"):
+        read_clip(data, ClipSpec(4, 32), limits=DecodeLimits(max_duration_s=2))
+
+
+def test_a_video_no_decoder_can_read_is_a_typed_error():
+    with pytest.raises(UndecodableVideoError, match="format FFmpeg cannot decode"):
+        read_clip(video_without_a_decoder(), ClipSpec(4, 32))
 
 
 # --------------------------------------------------------------------------- real-world clips

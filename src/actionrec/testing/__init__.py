@@ -1,5 +1,10 @@
-"""Helpers for tests and examples: a small untrained model exported like a real one, and (in
-`actionrec.testing.ucf101`) a folder shaped like the UCF101 release."""
+"""Helpers for tests and examples: a small untrained model exported like a real one, and in its
+modules: `ucf101` (a folder shaped like the UCF101 release), `media` (videos made on the fly),
+`processes` (commands and `actionrec serve` as real processes), `faults` (decoders that fail on
+purpose, imported by name in worker processes), `extras` (the CLI as a base install runs it), `runs`
+(a training run's result), and the hardening tools `fuzz`, `loadtest` and `attacks`.
+
+Only `make_untrained_model` needs torch (the train extra), and imports it when called."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""A decode function that fails on purpose, for the server's crash-containment tests.
+"""Decode functions that fail on purpose, for the crash-containment tests of the server and of
+training's decoding.
 
-It runs in the server's decode worker processes, which import it by name: so it lives in a
-module of its own rather than in a test file. The server hands workers the path of the upload.
+They run in worker processes, which import them by name: so they live in a module of the package
+rather than in a test file. The server hands workers the path of the upload.
 """
 
 import os

@@ -1,19 +1,21 @@
-"""The frame-feature engine: each sampled frame read and encoded once, windows classified from
-shared features over the whole video, memory bounded, and models exported before it still served."""
+"""The Recognizer (ONNX Runtime): each sampled frame read and encoded once, windows classified from
+shared features over the whole video, memory bounded, models exported before the split still served,
+damaged model metadata named, a failing prediction leaving no thread behind, and `predict_many`."""
 
 from __future__ import annotations
 
-import io
 import json
+import threading
+import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from actionrec.datasets.synth import render_clip
+from actionrec.errors import ModelFileError
+from actionrec.testing.media import action_clip, encode, long_video, numbered_frames
 from actionrec.video.stream import FrameChunk, FramePlan, stream_prediction_frames
-from actionrec.video.encode import write_video
 
 LABELS = ["grow", "shrink", "brighten", "darken"]
 
@@ -28,25 +30,18 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 clip_duration_s=2.0)
 
 
-def long_video(seconds: float, fps: int = 25, seed: int = 0) -> bytes:
-    """Actions one after another, `seconds` long in all."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    total = int(seconds * fps)
-    while sum(len(f) for f in frames) < total:
-        frames.append(render_clip(LABELS[len(frames) % 4], rng, width=64, height=48, num_frames=50))
-    buffer = io.BytesIO()
-    write_video(np.concatenate(frames)[:total], buffer, fps, container_format="mp4", gop=50)
-    return buffer.getvalue()
+@pytest.fixture(scope="module")
+def clip() -> bytes:
+    return action_clip("grow", seed=1, num_frames=50)
 
 
 def builder_after(recognizer, data: bytes):
     """The prediction builder once every frame of a timeline request has gone through it."""
-    from actionrec.inference import _PredictionBuilder
+    from actionrec.prediction import PredictionBuilder
 
     messages = stream_prediction_frames(data, recognizer.spec, recognizer.limits, recognizer.timeline)
     plan = next(messages)
-    builder = _PredictionBuilder(recognizer, plan)
+    builder = PredictionBuilder(recognizer, plan)
     held = 0
     for message in messages:
         if isinstance(message, FrameChunk):
@@ -54,6 +49,9 @@ def builder_after(recognizer, data: bytes):
             held = max(held, len(builder.samples))
     builder._classify_windows(final=True)
     return plan, builder, held
+
+
+# --------------------------------------------------------------------------- the frame-feature engine
 
 
 def test_every_frame_is_read_once_in_bounded_chunks(model_path: Path):
@@ -106,12 +104,12 @@ def test_windows_from_shared_features_match_the_whole_network(model_path: Path):
     np.testing.assert_allclose(probs, recognizer.classify(clips), atol=1e-4)
 
 
-def test_the_head_runs_beside_a_small_frame_and_answers_as_the_whole_network(tmp_path: Path):
+def test_the_head_runs_alone_and_answers_as_the_whole_network(tmp_path: Path):
     from actionrec.inference import Recognizer
     from actionrec.testing import make_untrained_model
 
     recognizer = Recognizer(make_untrained_model(tmp_path / "model.onnx", num_frames=4, image_size=96))
-    assert recognizer._no_frames.shape[2:4] == (32, 32)  # not a 96-pixel frame encoded for nothing
+    assert [i.name for i in recognizer.network.head.session.get_inputs()] == ["features"]  # no frame fed for nothing
     clips = np.random.default_rng(0).integers(0, 256, (3, 4, 96, 96, 3), dtype=np.uint8)
     features = np.stack([recognizer.encode(clip) for clip in clips])
     np.testing.assert_allclose(recognizer.head(features), recognizer.classify(clips), atol=1e-5)
@@ -190,20 +188,54 @@ def test_models_exported_before_the_split_still_load_and_predict(tmp_path: Path)
     assert held <= recognizer.spec.num_frames + WINDOW_BATCH * recognizer.timeline.stride + 16  # bounded frames
 
 
-def test_the_benchmark_reports_ratios_side_by_side(model_path: Path, tmp_path: Path):
-    import subprocess
-    import sys
+# --------------------------------------------------------------------------- model files and failures
 
-    clip = tmp_path / "clip.mp4"
-    clip.write_bytes(long_video(12))
-    result = subprocess.run([sys.executable, "-m", "actionrec.cli", "benchmark", str(model_path), str(clip),
-                             "--repeats", "1", "--json"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    measured = report["videos"][0]
-    assert set(measured["seconds"]) == {"sequential_decode", "answer", "answer_decoding_from_start", "answer_floor",
-                                        "timeline", "timeline_floor"}
-    assert set(measured["ratios"]) == {"answer / sequential decode", "answer / answer floor",
-                                       "answer decoding from start / answer", "timeline / timeline floor"}
-    assert all(value > 0 for value in measured["ratios"].values())
-    assert "cores" in report["machine"]
+
+def test_model_metadata_of_the_wrong_types_is_a_clear_error(untrained_model: Path, tmp_path: Path):
+    import onnx
+
+    from actionrec.inference import Recognizer
+
+    for key, value, said in (("labels", 5, "'labels' must be a non-empty list"),
+                             ("image_size", 0, "image_size must be between 16 and 1024"),
+                             ("num_frames", "8", "'num_frames' must be a whole number")):
+        graph = onnx.load(str(untrained_model))
+        card = json.loads(graph.metadata_props[0].value)
+        card[key] = value
+        graph.metadata_props[0].value = json.dumps(card)
+        path = tmp_path / f"bad-{key}.onnx"
+        onnx.save(graph, str(path))
+        with pytest.raises(ModelFileError, match=said) as raised:
+            Recognizer(path)
+        assert str(path) in str(raised.value) and "metadata is damaged" in str(raised.value)
+
+
+def test_a_prediction_that_fails_leaves_no_reading_thread_behind(untrained_model: Path, clip: bytes, monkeypatch):
+    from actionrec.inference import Recognizer
+
+    recognizer = Recognizer(untrained_model)
+
+    def broken(frames):
+        raise RuntimeError("the model broke")
+
+    monkeypatch.setattr(recognizer, "head", broken)
+    long = encode(numbered_frames(400), fps=25)
+    for _ in range(3):
+        with pytest.raises(RuntimeError):
+            recognizer.predict(long)
+    deadline = time.monotonic() + 5
+    while any(t.name == "actionrec-read-ahead" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "reading threads were left running"
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- many videos
+
+
+def test_predict_many_yields_each_result_once(untrained_model: Path, videos: Path):
+    from actionrec.inference import Recognizer
+
+    paths = sorted((videos / "clips").rglob("*.mp4"))
+    results = list(Recognizer(untrained_model).predict_many(paths, workers=2))
+    assert sorted(result.path for result in results) == paths
+    assert sum(result.prediction is not None for result in results) == len(paths) - 1

@@ -1,0 +1,71 @@
+"""`actionrec benchmark` (a model's answers against the decoding floor, side by side) and `actionrec
+benchmark-train` (the cache and training steps on this machine, projected to a UCF101 epoch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from actionrec.testing.media import long_video
+from actionrec.testing.processes import run_checked
+
+LABELS = ["grow", "shrink", "brighten", "darken"]
+
+pytest.importorskip("torch", reason="making test models and training need the train extra (torch)")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from actionrec.testing import make_untrained_model
+
+    return make_untrained_model(tmp_path_factory.mktemp("engine") / "model.onnx", labels=LABELS, image_size=48,
+                                clip_duration_s=2.0)
+
+
+def test_the_benchmark_reports_ratios_side_by_side(model_path: Path, tmp_path: Path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(long_video(12))
+    result = subprocess.run([sys.executable, "-m", "actionrec.cli", "benchmark", str(model_path), str(clip),
+                             "--repeats", "1", "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    measured = report["videos"][0]
+    assert set(measured["seconds"]) == {"sequential_decode", "answer", "answer_decoding_from_start", "answer_floor",
+                                        "timeline", "timeline_floor"}
+    assert set(measured["ratios"]) == {"answer / sequential decode", "answer / answer floor",
+                                       "answer decoding from start / answer", "timeline / timeline floor"}
+    assert all(value > 0 for value in measured["ratios"].values())
+    assert "cores" in report["machine"]
+
+
+# --------------------------------------------------------------------------- benchmark-train
+
+
+def benchmark_command(data: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "actionrec", "benchmark-train", str(data), "--frames", "4", "--image-size", "32",
+            "--width-mult", "0.35", "--batch-size", "4", "--clips", "8", "--steps", "2", "--workers", "1",
+            "--json", *extra]
+
+
+@pytest.mark.slow
+def test_benchmark_train_reports_cache_and_steps(synthetic_dataset: Path):
+    result = json.loads(run_checked(benchmark_command(synthetic_dataset)).stdout)
+    assert result["runtime"]["device"] == "cpu" and result["cache"]["clips"] == 8
+    assert result["training"]["steps"] == 2 and result["training"]["steps_per_s"] > 0
+    assert result["projected_ucf101_split1_epoch_s"] > 0
+
+
+def test_benchmark_train_stops_when_no_clip_can_be_read(tmp_path: Path):
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for index in range(3):
+            (tmp_path / "data" / label / f"{label}_{index}.mp4").write_bytes(b"not a video" * 10)
+    result = subprocess.run(benchmark_command(tmp_path / "data"), capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode != 0 and "could be read" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
