@@ -29,8 +29,9 @@ from actionrec.datasets.synth import render_clip
 from actionrec.serve.app import create_app
 from actionrec.serve.metrics import Metrics
 from actionrec.serve.settings import ServerSettings
+from actionrec.testing.faults import decode_with_a_bug
 from actionrec.video.encode import write_video
-from tests.faults import decode_with_a_bug
+from actionrec.video.probe import VIDEO_EXTENSIONS
 
 API_KEY = "test-key-7f3a"
 ALLOWED_ORIGIN = "http://allowed.example"
@@ -262,6 +263,23 @@ def test_v1_raw_body(server: Server, clip: bytes) -> None:
     assert body["uncertain"] == (body["confidence"] < 0.5)
     if body["uncertain"]:  # an untrained model over 4 classes is rarely sure of anything
         assert any("none of the 4 actions" in warning for warning in body["warnings"])
+    # the same warnings, each with a stable code: the page branches on the code, not on the words
+    assert [item["text"] for item in body["warning_details"]] == body["warnings"]
+    codes = [item["code"] for item in body["warning_details"]]
+    assert set(codes) <= {"unsure", "decoding"} and codes.count("unsure") == int(body["uncertain"])
+
+
+def test_v1_errors_about_the_video_say_the_problem_without_naming_it(server: Server, clip: bytes) -> None:
+    for body in (os.urandom(5000), clip[: len(clip) // 2]):
+        response = post_video(server.url + "/v1/predictions", body)
+        assert response.status_code == 422, response.text
+        answer = response.json()
+        assert list(answer) == ["detail", "reason", "problem"]  # `problem` is added; the rest as on every route
+        assert answer["detail"].startswith("the uploaded video: ")
+        problem = answer["problem"]
+        assert problem and problem[0].isupper() and not problem.lower().startswith("the uploaded video")
+        assert answer["detail"].lower().endswith(problem.lower())
+        assert post_video(server.url + "/", body).json() == {"detail": answer["detail"], "reason": answer["reason"]}
 
 
 def test_v1_multipart_and_top_k(server: Server, clip: bytes) -> None:
@@ -295,6 +313,7 @@ def test_model_and_service_routes(server: Server) -> None:
     assert model["labels"] == LABELS
     assert model["name"] == "untrained-test-model" and model["dataset"] == "none (untrained)"
     assert model["api_key_required"] is False
+    assert model["video_extensions"] == list(VIDEO_EXTENSIONS)  # what the page checks a file's name by
     assert http_get(server.url + "/healthz").json() == {"status": "ok"}
     ready = http_get(server.url + "/readyz").json()
     assert ready["status"] == "ready" and ready["workers"] == {"running": 2, "configured": 2}

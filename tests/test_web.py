@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from actionrec.datasets.synth import render_clip
+from actionrec.testing.processes import serve_command
 from actionrec.video.encode import write_video
-from tests.conftest import serve_command
 
 pytestmark = pytest.mark.browser
 
@@ -196,6 +196,61 @@ def test_unreadable_video_gets_a_plain_error(page) -> None:
     page.wait_for_selector("#state-error:not([hidden])", timeout=60_000)
     assert page.inner_text("#error-title") == "This file isn't a video we can read"
     assert page.is_visible("#drop-zone")  # back to choosing a file
+    said = page.inner_text("#error-detail")  # the server's `problem`: its words, without "the uploaded video: "
+    assert said.startswith("Not a video file") and "uploaded video" not in said
+
+
+def test_the_page_takes_the_servers_video_extensions(page) -> None:
+    from actionrec.video.probe import VIDEO_EXTENSIONS
+
+    assert page.get_attribute("#file-input", "accept") == ",".join(["video/*", *VIDEO_EXTENSIONS])
+    assert page.get_attribute("#teach-file-input", "accept") == ",".join(["video/*", *VIDEO_EXTENSIONS])
+    assert "MP4" in page.inner_text("#drop-hint") and "MPEG" in page.inner_text("#drop-hint")
+    # a file without a type is judged by its name: by the server's list, not one of the page's own
+    page.set_input_files("#file-input", {"name": "clip.wmv", "mimeType": "application/octet-stream",
+                                         "buffer": b"not sent"})
+    page.wait_for_selector("#state-error:not([hidden])")
+    assert page.inner_text("#error-title") == "This file isn't a video"
+    assert "MKV" in page.inner_text("#error-text")
+
+
+def fake_answer(page, status: int, body: dict) -> None:
+    page.route("**/v1/predictions*", lambda route: route.fulfill(status=status, json=body))
+
+
+@pytest.mark.parametrize("status, body, title, detail", [
+    # the reason decides, whatever the status: these statuses are not the ones the server uses
+    (500, {"detail": "the uploaded video: lasts 99 s", "reason": "too_long", "problem": "Lasts 99 s"},
+     "This video is too long", "Lasts 99 s"),
+    (422, {"detail": "The server is busy.", "reason": "busy"}, "The server is busy", ""),
+    (400, {"detail": "This server needs an API key.", "reason": "api_key_missing"}, "This server needs an API key", ""),
+    (413, {"detail": "Something new.", "reason": "a_reason_the_page_does_not_know"},
+     "Something went wrong on the server", "Something new."),
+])
+def test_failures_are_told_by_their_reason(page, clips: dict[str, Path], status: int, body: dict, title: str,
+                                           detail: str) -> None:
+    fake_answer(page, status, body)
+    page.set_input_files("#file-input", str(clips["short"]))
+    page.wait_for_selector("#state-error:not([hidden])")
+    assert page.inner_text("#error-title") == title
+    assert page.inner_text("#error-detail") == detail if detail else page.is_hidden("#error-detail")
+    assert page.is_visible("#key-card") == body["reason"].startswith("api_key")
+
+
+def test_warnings_are_told_by_their_code(page, clips: dict[str, Path]) -> None:
+    answer = {"action": "grow", "confidence": 0.3, "message": "Success", "uncertain": True, "segments": None,
+              "top_k": [{"action": "grow", "confidence": 0.3}, {"action": "shrink", "confidence": 0.2}],
+              "video": {"duration_s": 2.0, "fps": 25.0, "width": 128, "height": 96, "codec": "h264",
+                        "num_frames": 50, "frames_used": [0, 16, 33, 49]},
+              "timings_ms": {"decode": 10.0, "inference": 5.0, "total": 20.0},
+              "warnings": ["Unsure, in other words.", "The stream broke at 1.5 s."],
+              "warning_details": [{"code": "unsure", "text": "Unsure, in other words."},
+                                  {"code": "decoding", "text": "The stream broke at 1.5 s."}]}
+    fake_answer(page, 200, answer)
+    page.set_input_files("#file-input", str(clips["short"]))
+    wait_for_answer(page)
+    assert page.is_visible("#uncertain-note")
+    assert page.locator("#warnings li").all_inner_texts() == ["The stream broke at 1.5 s."]
 
 
 def test_drop_zone_works_from_the_keyboard(page, clips: dict[str, Path]) -> None:

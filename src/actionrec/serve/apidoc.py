@@ -87,11 +87,23 @@ def markdown() -> str:
             statuses = ", ".join(sorted(operation.get("responses", {})))
             lines.append(f"| {method.upper()} | `{path}` | {operation.get('summary', '')} | {statuses} |")
     lines += ["| WebSocket | `/v1/live` | Live recognition: camera frames in, answers out | close codes |", "",
+              "## Fields to branch on", "",
+              "Words (`detail`, `warnings`) are for people and may change; these fields are stable:", "",
+              "- `reason` on every error (below).",
+              "- `problem` on a 422 of `POST /v1/predictions` about the video itself: what is wrong with it, as a "
+              "sentence that does not name it (`detail` starts \"the uploaded video: \").",
+              "- `warning_details` in an answer of `POST /v1/predictions`: `warnings` in the same order as "
+              "`{\"code\", \"text\"}`, `code` `unsure` (the answer is `uncertain`: the video may show none of "
+              "the model's actions) or `decoding` (reading the video met a problem, such as a stream that broke "
+              "part way).",
+              "- `video_extensions` in `GET /v1/model`: the file extensions the server takes for a video by its "
+              "name (where it searches folders; the web page checks a file that has no type by it). Uploads are "
+              "judged by their content whatever their name.", "",
               "## Errors", "",
               'Every error is `{"detail": "...", "reason": "..."}`: `detail` for people, `reason` a stable code '
               "to branch on (the same codes `actionrec predict --json` prints). Answers 503 carry `Retry-After`. "
-              "The live route ends a stream with `{\"type\": \"error\", \"detail\", \"reason\"}` and a close code; a "
-              "teaching job that fails says its `reason` in the job.", "",
+              "The live route ends a stream with `{\"type\": \"error\", \"detail\", \"reason\"}` and a close code "
+              "whose reason is the same code; a teaching job that fails says its `reason` in the job.", "",
               "| reason | status | meaning |", "| --- | --- | --- |"]
     lines += [f"| `{code}` | {status} | {meaning} |" for code, status, meaning in REASONS]
     return "\n".join(lines) + "\n"

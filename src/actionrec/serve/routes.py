@@ -4,7 +4,8 @@ this package's errors and turned into answers by the app's exception handlers.
     GET  /                  the web page (static files from actionrec/serve/web)
     POST /, POST /predict   raw video bytes in, {"action", "confidence", "message"} out
     POST /v1/predictions    raw bytes or a multipart `file`; top-k, segments, video facts, timings
-    GET  /v1/model          the loaded model's labels, dataset and input spec
+    GET  /v1/model          the loaded model's labels, dataset and input spec; the video file
+                            extensions the server takes by name (`video_extensions`)
     GET  /healthz           the process is alive
     GET  /readyz            the model is loaded and a decode worker is running
     GET  /metrics           Prometheus text exposition
@@ -13,6 +14,10 @@ With an API key configured, the prediction routes and /metrics need it (`X-API-K
 `Authorization: Bearer KEY`). The page, /healthz, /readyz and /v1/model stay open so that the
 page can describe the model and orchestrators can probe the service. /metrics is guarded because
 it reveals traffic volumes; Prometheus can send the key as a bearer token.
+
+Beside the words of `detail` and `warnings`, /v1/predictions gives the web page (and any client)
+fields to branch on: `reason` on errors, `problem` on those about the video itself (its words
+without naming it), and `warning_details` (each warning with a code).
 """
 
 from __future__ import annotations
@@ -26,22 +31,25 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from actionrec.errors import RequestError
+from actionrec.errors import RequestError, VideoError
 from actionrec.inference import Prediction
 from actionrec.resources import cpu_facts
 from actionrec.serve.schemas import (
     ERROR_RESPONSES,
+    V1_ERROR_RESPONSES,
     Answer,
     DetailedAnswer,
     ModelRef,
     ScoredAction,
     TimelineSegment,
     UnknownCheck,
+    WarningDetail,
     raw_body_openapi,
+    video_problem_answer,
 )
-from actionrec.serve.service import PredictionService
+from actionrec.serve.service import UPLOAD_NAME, PredictionService
 from actionrec.unknown import unsure_warning
-from actionrec.video.probe import is_video_name
+from actionrec.video.probe import VIDEO_EXTENSIONS, is_video_name
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -120,19 +128,24 @@ async def predict_alias(request: Request, service: Service) -> Answer:
 
 
 @router.post("/v1/predictions", summary="Action, top-k, timeline, video facts and timings",
-             response_model=DetailedAnswer, dependencies=guarded, responses=ERROR_RESPONSES,
+             response_model=DetailedAnswer, dependencies=guarded, responses=V1_ERROR_RESPONSES,
              openapi_extra=raw_body_openapi(multipart=True), tags=["predictions"])
 async def predict_v1(
     request: Request,
     service: Service,
     top_k: int = Query(5, ge=1, le=1000, description="How many of the best actions to list."),
     segments: bool = Query(False, description="Also classify sliding windows: a timeline of actions."),
-) -> DetailedAnswer:
-    prediction, total_ms = await _predict(request, service, top_k=top_k, segments=segments, allow_multipart=True)
+) -> DetailedAnswer | JSONResponse:
+    try:
+        prediction, total_ms = await _predict(request, service, top_k=top_k, segments=segments,
+                                              allow_multipart=True)
+    except VideoError as exc:  # the answer it gets on every route, plus `problem`
+        return video_problem_answer(exc, UPLOAD_NAME)
     recognizer = service.recognizer
-    warnings = list(prediction.warnings)
+    notes = [WarningDetail(code="decoding", text=text) for text in prediction.warnings]
     if prediction.uncertain:
-        warnings.append(unsure_warning(prediction.unknown_check, prediction.confidence, len(recognizer.labels)))
+        notes.append(WarningDetail(code="unsure", text=unsure_warning(prediction.unknown_check, prediction.confidence,
+                                                                      len(recognizer.labels))))
     return DetailedAnswer(
         action=prediction.action,
         confidence=prediction.confidence,
@@ -144,7 +157,8 @@ async def predict_v1(
         model=ModelRef(name=recognizer.name, version=recognizer.version),
         uncertain=prediction.uncertain,
         unknown_check=UnknownCheck(**prediction.unknown_check) if prediction.unknown_check else None,
-        warnings=warnings,
+        warnings=[note.text for note in notes],
+        warning_details=notes,
     )
 
 
@@ -154,7 +168,7 @@ async def predict_v1(
 @router.get("/v1/model", tags=["service"], summary="The loaded model: labels, dataset, input spec")
 async def model_facts(service: Service) -> dict:
     return service.recognizer.describe() | {"api_key_required": service.settings.api_key is not None,
-                                            "cpu": cpu_facts()}
+                                            "cpu": cpu_facts(), "video_extensions": list(VIDEO_EXTENSIONS)}
 
 
 @router.get("/healthz", tags=["service"], summary="The process is alive")

@@ -3,10 +3,12 @@ errors are documented."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from actionrec.errors import VideoError
 
 RETRY_AFTER_S = 2
 
@@ -46,6 +48,15 @@ class ModelRef(BaseModel):
     version: str
 
 
+class WarningDetail(BaseModel):
+    """One of `warnings` with a stable code to branch on: `unsure` (the answer is `uncertain`: the
+    video may show none of the model's actions), `decoding` (reading the video met a problem, e.g. a
+    stream that broke part way, or seeking that failed)."""
+
+    code: Literal["unsure", "decoding"]
+    text: str
+
+
 class DetailedAnswer(Answer):
     top_k: list[ScoredAction]
     segments: list[TimelineSegment] | None
@@ -55,6 +66,17 @@ class DetailedAnswer(Answer):
     uncertain: bool
     unknown_check: UnknownCheck | None = None
     warnings: list[str]
+    warning_details: list[WarningDetail] = Field(default_factory=list,
+                                                 description="`warnings` in the same order, each with its code.")
+
+
+class VideoProblem(BaseModel):
+    """A 422 of /v1/predictions: the error body; one about the video itself adds `problem`."""
+
+    detail: str
+    reason: str
+    problem: str | None = Field(None, description="What is wrong with the video, as a sentence that does not "
+                                                  "name it (where `detail` starts \"the uploaded video: \").")
 
 
 def raw_body_openapi(multipart: bool = False) -> dict:
@@ -81,9 +103,24 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# /v1/predictions documents the `problem` its answers about the video add.
+V1_ERROR_RESPONSES = ERROR_RESPONSES | {422: {
+    "description": "Not a video that can be decoded (damaged, truncated, too long, too large): with `problem`",
+    "model": VideoProblem}}
+
+
 def error_answer(status: int, detail: str, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The body every error has: `detail` for people (and for clients of the original contract),
     `reason`, a stable code to branch on (the same codes `actionrec predict --json` prints)."""
     if status == 503:
         headers = {"Retry-After": str(RETRY_AFTER_S)} | (headers or {})
     return JSONResponse({"detail": detail, "reason": reason}, status_code=status, headers=headers)
+
+
+def video_problem_answer(exc: VideoError, subject: str) -> JSONResponse:
+    """The answer a VideoError gets (as `error_answer` gives it), plus `problem`: its message
+    without the `subject: ` it starts with (the name the service gave the video), as a sentence."""
+    detail = str(exc)
+    problem = detail.removeprefix(f"{subject}: ").strip()
+    problem = problem[:1].upper() + problem[1:]
+    return JSONResponse({"detail": detail, "reason": exc.reason, "problem": problem}, status_code=exc.status)

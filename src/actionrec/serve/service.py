@@ -44,6 +44,7 @@ from actionrec.video.stream import FramesDone
 log = logging.getLogger("actionrec.server")
 
 IDLE_RELEASE_S = 1.0
+UPLOAD_NAME = "the uploaded video"  # how messages about an upload name it ("the uploaded video: lasts ...")
 CLIP_LIMITS = DecodeLimits(max_duration_s=MAX_CLIP_S)  # example clips for teaching
 T = TypeVar("T")
 
@@ -149,7 +150,7 @@ class PredictionService:
         """Predict from an uploaded video file (which stays for the caller to delete)."""
         recognizer = self.recognizer
         job = (self.decode, (str(video), recognizer.spec, recognizer.limits, recognizer.timeline if segments else None),
-               {"name": "the uploaded video"})
+               {"name": UPLOAD_NAME})
 
         def consume(messages: Iterator) -> Prediction:
             try:

@@ -1,4 +1,5 @@
-// What the page's modules share: how labels, figures and times are written, and making elements.
+// What the page's modules share: how labels, figures and times are written, which files are videos
+// (by the server's list), and making elements.
 
 /** "move_left" -> "Move left", "ApplyEyeMakeup" -> "Apply Eye Makeup". */
 export function humanize(label) {
@@ -31,13 +32,28 @@ export function bytes(size) {
   return `${(size / (1024 * 1024)).toFixed(1)} MB`;
 }
 
-/** Whether a chosen or dropped file is a video, by its type or else its name. */
-export function looksLikeVideo(file) {
-  if (!file.type || file.type === "application/octet-stream") {
-    return /\.(mp4|m4v|mov|qt|webm|mkv|avi|wmv|flv|mpe?g|3gp|3g2|ts|mts|m2ts|ogv)$/i.test(file.name) ||
-           !/\.[a-z0-9]{1,5}$/i.test(file.name);
+let videoExtensions = null;  // [".mp4", ...]: what the server takes for a video by its name (GET /v1/model)
+
+/** Take the server's list of video file extensions (`video_extensions` of GET /v1/model). */
+export function setVideoExtensions(extensions) {
+  videoExtensions = Array.isArray(extensions) ? extensions.map((extension) => extension.toLowerCase()) : null;
+  for (const input of document.querySelectorAll("input[type=file][data-videos]")) {
+    input.accept = ["video/*", ...(videoExtensions || [])].join(",");
   }
-  return file.type.startsWith("video/");
+}
+
+/** The video formats the server names, for people: "AVI, MP4, MOV or MKV" ("" before it has said). */
+export function videoFormats() {
+  const names = (videoExtensions || []).map((extension) => extension.replace(/^\./, "").toUpperCase());
+  return names.length > 1 ? `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}` : names.join("");
+}
+
+/** Whether a chosen or dropped file is a video, by its type, else by the server's list of extensions.
+ * A name without an extension, or a list the server has not given, leaves it to the server. */
+export function looksLikeVideo(file) {
+  if (file.type && file.type !== "application/octet-stream") return file.type.startsWith("video/");
+  const extension = (/\.[a-z0-9]{1,5}$/i.exec(file.name) || [""])[0].toLowerCase();
+  return !extension || !videoExtensions || videoExtensions.includes(extension);
 }
 
 export function make(tag, className, text) {

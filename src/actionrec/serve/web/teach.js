@@ -1,11 +1,11 @@
 // Teach mode: name actions, give each a few clips (recorded from the camera or chosen as files),
-// train a model of them on the server (/v1/teach), follow its progress, then serve it.
-import { apiKey, bytes, count, humanize, looksLikeVideo, make, percent } from "./common.js";
+// train a model of them on the server (/v1/teach; teach-models.js), follow its progress, then serve it.
+import { call, isKeyRefusal, keyHeaders } from "./api.js";
+import { bytes, count, looksLikeVideo, make } from "./common.js";
+import { loadModels, resumeTraining, setUpTraining, training } from "./teach-models.js";
 
 const CLIP_MS = 3000;     // a recorded clip: 3 s, inside the 2-4 s the server's guide asks for
 const COUNTDOWN_S = 3;    // time to step back into view before recording starts
-const POLL_MS = 400;
-const RUNNING = ["queued", "reading", "fitting", "writing"];
 const RECORDER_TYPES = ["video/webm;codecs=vp8", "video/webm", "video/mp4"];
 
 const $ = (id) => document.getElementById(id);
@@ -14,14 +14,11 @@ const el = {
   cameraHint: $("teach-camera-hint"), cameraToggle: $("teach-camera-toggle"),
   base: $("teach-base"), note: $("teach-note"), actionForm: $("action-form"), actionInput: $("action-input"),
   error: $("teach-error"), actionList: $("action-list"), limits: $("teach-limits"), fileInput: $("teach-file-input"),
-  modelName: $("teach-model-name"), keepBaseLabel: $("keep-base-label"), keepBase: $("teach-keep-base"),
-  keepBaseText: $("keep-base-text"), train: $("train-button"), progress: $("train-progress"),
-  fill: $("train-fill"), status: $("train-status"), result: $("train-result"), summary: $("train-summary"),
-  useModel: $("use-model"), tryLive: $("try-live"), modelList: $("model-list"),
+  keepBaseLabel: $("keep-base-label"), keepBase: $("teach-keep-base"), keepBaseText: $("keep-base-text"),
+  train: $("train-button"),
 };
 
 const state = {
-  hooks: null,
   about: null,         // GET /v1/teach: what teaching builds on, its limits, a note
   actions: [],         // [{action, clips: [facts]}], as the server holds them
   pending: [],         // names added on the page that have no clip yet
@@ -29,41 +26,7 @@ const state = {
   stream: null,
   recording: null,    // {cancelled, recorder} while a clip is counted down or recorded
   fileTarget: null,    // the action the file chooser adds to
-  job: null,
 };
-
-/** An error the server (or the network) gave, with its reason code. */
-class Refusal extends Error {
-  constructor(message, reason = "", status = 0) {
-    super(message);
-    this.reason = reason;
-    this.status = status;
-  }
-}
-
-async function call(method, path, { json, body, type } = {}) {
-  const headers = { Accept: "application/json" };
-  if (apiKey()) headers["X-API-Key"] = apiKey();
-  if (json !== undefined) {
-    headers["Content-Type"] = "application/json";
-    body = JSON.stringify(json);
-  } else if (body !== undefined) {
-    headers["Content-Type"] = type || "application/octet-stream";
-  }
-  let response;
-  try {
-    response = await fetch(path, { method, headers, body });
-  } catch (err) {
-    throw new Refusal("The server could not be reached. Check the connection and try again.", "network");
-  }
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    if (response.status === 401) state.hooks.needKey();
-    const detail = typeof data.detail === "string" ? data.detail : `The server answered HTTP ${response.status}.`;
-    throw new Refusal(detail, data.reason || "", response.status);
-  }
-  return data;
-}
 
 function showError(message) {
   el.error.textContent = message;
@@ -142,8 +105,7 @@ function renderActions() {
   }
   const ready = state.actions.filter((entry) => entry.clips.length).length;
   const keepBase = el.keepBase.checked && !el.keepBaseLabel.hidden ? state.about.base.labels.length : 0;
-  const running = state.job && RUNNING.includes(state.job.state);
-  el.train.disabled = running || ready + keepBase < 2 || state.busy.size > 0;
+  el.train.disabled = training() || ready + keepBase < 2 || state.busy.size > 0;
   el.train.title = ready + keepBase < 2 ? "Give clips to at least two actions first" : "";
 }
 
@@ -377,184 +339,27 @@ async function recordFor(action) {
   }
 }
 
-// ------------------------------------------------------------------ training
-
-async function train() {
-  showError("");
-  el.result.hidden = true;
-  const options = { name: el.modelName.value.trim() || "my-actions",
-                    keep_base: el.keepBase.checked && !el.keepBaseLabel.hidden };
-  try {
-    state.job = await call("POST", "v1/teach/jobs", { json: options });
-  } catch (err) {
-    showError(err.message);
-    return;
-  }
-  await follow(state.job.id);
-}
-
-function stageText(job) {
-  if (job.state === "queued") return "Starting…";
-  if (job.state === "reading") return `Reading clip ${job.done} of ${job.total}…`;
-  if (job.state === "fitting") return "Fitting the new actions…";
-  if (job.state === "writing") return "Writing the model file…";
-  return "";
-}
-
-function stageFraction(job) {
-  if (job.state === "reading") return 0.05 + 0.85 * (job.done / Math.max(1, job.total));
-  return { queued: 0.02, fitting: 0.92, writing: 0.97, done: 1 }[job.state] || 0;
-}
-
-async function follow(jobId) {
-  el.progress.hidden = false;
-  renderActions();
-  for (;;) {
-    let job;
-    try {
-      job = await call("GET", `v1/teach/jobs/${encodeURIComponent(jobId)}`);
-    } catch (err) {
-      showError(err.message);
-      await sleep(POLL_MS * 5);
-      continue;
-    }
-    state.job = job;
-    el.fill.style.width = `${Math.round(stageFraction(job) * 100)}%`;
-    el.status.textContent = stageText(job);
-    if (!RUNNING.includes(job.state)) break;
-    await sleep(POLL_MS);
-  }
-  renderActions();
-  const job = state.job;
-  if (job.state === "failed") {
-    el.progress.hidden = true;
-    showError(`Teaching failed: ${job.error}`);
-    return;
-  }
-  el.status.textContent = "Done";
-  showTaught(job);
-  await loadModels();
-}
-
-function showTaught(job) {
-  const result = job.result || {};
-  const clips = Object.values(result.clips || {}).reduce((sum, n) => sum + n, 0);
-  const labels = result.labels || [];
-  const parts = [`Taught ${count(labels.length, "action")} from ${count(clips, "clip")}` +
-                 (result.timings_s ? ` in ${result.timings_s.total.toFixed(1)} s.` : ".")];
-  if (typeof result.leave_one_out_accuracy === "number") {
-    parts.push(`Leaving each clip out in turn, the others named it right ${percent(result.leave_one_out_accuracy)} ` +
-               "of the time.");
-  }
-  const skipped = Object.keys(result.skipped || {}).length;
-  if (skipped) parts.push(`${count(skipped, "clip")} could not be read and were left out.`);
-  el.summary.textContent = parts.join(" ");
-  el.result.dataset.model = job.model;
-  el.useModel.hidden = false;
-  el.tryLive.hidden = true;
-  el.result.hidden = false;
-}
-
-async function useModel(modelId) {
-  showError("");
-  try {
-    await call("POST", `v1/models/${encodeURIComponent(modelId)}/serve`);
-  } catch (err) {
-    showError(err.message);
-    return false;
-  }
-  await state.hooks.modelServed();
-  await loadModels();
-  return true;
-}
-
-// ------------------------------------------------------------------ models on the server
-
-async function loadModels() {
-  let listed;
-  try {
-    listed = await call("GET", "v1/models");
-  } catch (err) {
-    showError(err.message);
-    return;
-  }
-  el.modelList.replaceChildren(...listed.models.map((model) => {
-    const item = make("li", "model-item");
-    item.dataset.model = model.id;
-    if (model.error) {
-      item.append(make("strong", "", model.id), make("span", "muted", model.error));
-      return item;
-    }
-    const about = make("div", "model-about");
-    about.append(make("strong", "", `${model.name} ${model.version || ""}`.trim()));
-    const clips = model.taught ? Object.values(model.taught.clips || {}).reduce((sum, n) => sum + n, 0) : 0;
-    const what = model.taught ? `taught from ${count(clips, "clip")}` : model.id === "teach-base" ? "what teaching builds on"
-      : "the model this server started with";
-    const names = model.labels.slice(0, 6).map(humanize).join(", ") + (model.labels.length > 6 ? ", …" : "");
-    about.append(make("span", "muted", `${count(model.labels.length, "action")}${names ? `: ${names}` : ""} · ${what} · ` +
-                                       bytes(model.size_bytes)));
-    const buttons = make("div", "action-buttons");
-    if (model.served) {
-      buttons.append(make("span", "served-badge", "Serving"));
-    } else if (model.id !== "teach-base") {  // the teaching base has no actions of its own to answer with
-      const serve = make("button", "button button-small serve-model", "Serve");
-      serve.type = "button";
-      serve.addEventListener("click", () => useModel(model.id));
-      buttons.append(serve);
-    }
-    const download = make("button", "button button-quiet button-small download-model", "Download");
-    download.type = "button";
-    download.addEventListener("click", () => downloadModel(model));
-    buttons.append(download);
-    item.append(about, buttons);
-    return item;
-  }));
-}
-
-/** Fetched with the key when there is one (a plain link cannot send it), then saved. */
-async function downloadModel(model) {
-  const headers = apiKey() ? { "X-API-Key": apiKey() } : {};
-  try {
-    const response = await fetch(model.file, { headers });
-    if (!response.ok) throw new Refusal(`The download failed (HTTP ${response.status}).`);
-    const link = make("a");
-    link.href = URL.createObjectURL(await response.blob());
-    link.download = `${model.id}.onnx`;
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
-  } catch (err) {
-    showError(err.message || "The download failed.");
-  }
-}
-
 // ------------------------------------------------------------------ entering and leaving
 
-async function enterTeach() {
+export async function enterTeach() {
   showError("");
   try {
     await loadAbout();
     await loadExamples();
     await loadModels();
-    const latest = (await call("GET", "v1/teach/jobs"))[0];
-    if (latest && RUNNING.includes(latest.state) && !(state.job && RUNNING.includes(state.job.state))) {
-      state.job = latest;
-      follow(latest.id);  // a job started earlier (or by another tab) is still running
-    }
+    await resumeTraining();
   } catch (err) {
     showError(err.message);
   }
 }
 
-function leaveTeach() {
+export function leaveTeach() {
   stopCamera();
 }
 
-/** Wire the Teach mode's controls. `hooks`: {modelServed(), tryLive(), needKey()}. Resolves to
- * whether this server teaches (its Teach mode is worth offering). */
+/** Wire the Teach mode's controls. `hooks`: {modelServed(), tryLive()}. Resolves to whether this
+ * server teaches (its Teach mode is worth offering). */
 export async function setUpTeach(hooks) {
-  state.hooks = hooks;
   el.actionForm.addEventListener("submit", addAction);
   el.cameraToggle.addEventListener("click", () => (state.stream ? stopCamera() : startCamera()));
   el.fileInput.addEventListener("change", () => {
@@ -563,23 +368,14 @@ export async function setUpTeach(hooks) {
     if (state.fileTarget) addFiles(state.fileTarget, files);
   });
   el.keepBase.addEventListener("change", renderActions);
-  el.train.addEventListener("click", train);
-  el.useModel.addEventListener("click", async () => {
-    if (await useModel(el.result.dataset.model)) {
-      el.useModel.hidden = true;
-      el.tryLive.hidden = false;
-      el.tryLive.focus();
-    }
-  });
-  el.tryLive.addEventListener("click", () => hooks.tryLive());
+  setUpTraining({ ...hooks, changed: renderActions, showError });
   renderActions();
   try {
-    const response = await fetch("v1/teach", { headers: apiKey() ? { "X-API-Key": apiKey() } : {} });
-    if (response.status === 401) return true;  // behind the key: the mode asks for it
-    return response.ok && (await response.json()).enabled === true;
+    const response = await fetch("v1/teach", { headers: keyHeaders() });
+    const about = await response.json().catch(() => ({}));
+    if (isKeyRefusal(about.reason)) return true;  // behind the key: the mode asks for it
+    return response.ok && about.enabled === true;
   } catch (err) {
     return false;
   }
 }
-
-export { enterTeach, leaveTeach };
