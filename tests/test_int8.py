@@ -85,3 +85,19 @@ def test_a_model_file_is_evaluated_without_torch_and_matches_the_runs_own_evalua
 def test_evaluating_a_model_file_needs_its_dataset(run: Path):
     result = run_cli("evaluate", run / "model.onnx")
     assert result.returncode == 2 and "DATA_DIR is needed" in result.stderr
+
+
+def test_export_writes_the_int8_copy_by_default_and_keeps_it_only_where_it_agrees(run: Path):
+    from actionrec.network import read_card
+    from actionrec.precision import MIN_AGREEMENT
+
+    exported = run_cli("export", run, "--calibration-clips", "6")
+    assert exported.returncode == 0, exported.stderr
+    agreement = json.loads((run / "int8_comparison.json").read_text())["models"][1]["agreement_with_first"]
+    printed = " ".join(exported.stdout.split())
+    if agreement >= MIN_AGREEMENT:
+        assert read_card(run / "model.int8.onnx").quantization["agreement_with_fp32"] == pytest.approx(agreement)
+        assert "serve, predict and watch run it where this CPU has VNNI or AMX" in printed
+    else:
+        assert not (run / "model.int8.onnx").exists() and "No int8 copy kept" in printed
+    assert run_cli("export", run, "--no-int8").returncode == 0

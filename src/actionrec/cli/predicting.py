@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 from rich.markup import escape
@@ -90,6 +90,19 @@ def _ray_answers(recognizer, videos: list[Path | str], address: Optional[str], t
                        actors=actors, gpus_per_actor=gpus, threads=threads, card=recognizer.card)
 
 
+Precision = Literal["auto", "fp32", "int8"]
+
+
+def _chosen_model(model: Path, precision: str) -> Path:
+    """The model file `--precision` picks; which one and why goes to stderr when there was a choice."""
+    from actionrec.precision import choose_model_file, int8_copy_of
+
+    choice = choose_model_file(model, precision)
+    if precision != "auto" or choice.path != Path(model) or int8_copy_of(Path(model)).is_file():
+        err_console.print(f"[dim]{escape(choice.describe())}[/dim]")
+    return choice.path
+
+
 def _print_result(result) -> None:
     if result.prediction is None:
         error = result.error or ""
@@ -132,6 +145,9 @@ def predict(
     ray_actors: Optional[int] = typer.Option(None, help="Model actors (default: one per GPU with --ray-gpus, else "
                                                         "one per two CPUs)."),
     ray_gpus: float = typer.Option(0, help="GPUs per model actor (e.g. 1; 0: CPU actors)."),
+    precision: Precision = typer.Option("auto", help="auto: the int8 copy export kept beside MODEL "
+                                        "(MODEL.int8.onnx) where this CPU has VNNI or AMX, else MODEL; fp32: MODEL; "
+                                        "int8: the copy."),
 ) -> None:
     """Say which action each video shows. Exit code 0: all answered; 1: some could not be read; 2: a
     wrong command line; 3: nothing could run (the model)."""
@@ -139,7 +155,7 @@ def predict(
 
     videos = _videos(sources, ray, segments)
     try:
-        recognizer = Recognizer(model, threads=threads)
+        recognizer = Recognizer(_chosen_model(model, precision), threads=threads)
     except ActionrecError as exc:
         fail(str(exc), EXIT_NOTHING_RAN)
     skipped, kept_rows = 0, None
@@ -219,6 +235,8 @@ def watch(
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many actions each JSON answer lists."),
     update_interval: float = typer.Option(0.5, help="Longest time between two answers, in seconds."),
     threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
+    precision: Precision = typer.Option("auto", help="auto: MODEL's int8 copy where this CPU has VNNI or AMX; "
+                                        "fp32: MODEL; int8: the copy."),
 ) -> None:
     """Recognize actions live: a rolling answer as the source plays. Ctrl-C stops."""
     from actionrec.inference import Recognizer
@@ -242,7 +260,7 @@ def watch(
             err_console.print(f"[dim]{text}[/dim]")
 
     try:
-        recognizer = Recognizer(model, threads=threads)
+        recognizer = Recognizer(_chosen_model(model, precision), threads=threads)
         watch_source(recognizer, source, on_answer, on_event, realtime=realtime, update_interval_s=update_interval,
                      top_k=top_k)
     except (ActionrecError, ValueError) as exc:

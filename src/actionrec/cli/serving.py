@@ -59,6 +59,8 @@ def serve(
     cors_origins: Optional[str] = typer.Option(None, help=_setting_help("cors_origins"), show_default=False),
     device: Optional[Literal["auto", "cpu", "cuda"]] = typer.Option(None, help=_setting_help("device"),
                                                                     show_default=False),
+    precision: Optional[Literal["auto", "fp32", "int8"]] = typer.Option(None, help=_setting_help("precision"),
+                                                                        show_default=False),
     batching: Optional[bool] = typer.Option(None, "--batching/--no-batching", help=_setting_help("batching"),
                                             show_default=False),
     batch_window_ms: Optional[float] = typer.Option(None, help=_setting_help("batch_window_ms"), show_default=False),

@@ -264,8 +264,11 @@ def print_comparison(results: dict) -> None:
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory made by `actionrec train`."),
     out: Optional[Path] = typer.Option(None, help="Where to write (default RUN_DIR/model.onnx)."),
-    int8: bool = typer.Option(False, "--int8", help="Also write an int8 copy (MODEL.int8.onnx), calibrated on the "
-                                                  "run's validation clips, and compare the two on them."),
+    int8: Optional[bool] = typer.Option(None, "--int8/--no-int8", show_default=False, help="Also write an int8 copy "
+                                        "(MODEL.int8.onnx), calibrated on the run's validation clips and compared "
+                                        "with the float model on them; it is kept only where the two name the same "
+                                        "action on at least 99% of them. Default: yes, where the run's validation "
+                                        "clips can be read."),
     calibration_clips: int = typer.Option(64, min=1, help="Validation clips the int8 copy's activation ranges are "
                                                    "measured on."),
     compare_clips: int = typer.Option(500, help="Validation clips fp32 and int8 are compared on (0: all), and the "
@@ -275,7 +278,6 @@ def export(
 ) -> None:
     """Export to ONNX (frames in, probabilities out, labels and settings in the metadata), checked against PyTorch."""
     needs_training_extra()
-    from rich.progress import Progress
 
     from actionrec.training.runs import RunDir
 
@@ -285,17 +287,39 @@ def export(
         console.print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB); ONNX Runtime matches PyTorch.")
         if unknown:
             _measure_unknown(run, path, compare_clips or None)
-        if int8:
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task("Reading validation clips", total=None)
-                quantized, comparison = run.export_int8(
-                    path, calibration_clips=calibration_clips, compare_clips=compare_clips or None,
-                    progress=lambda done, total: progress.update(task, completed=done, total=total))
-            console.print(f"Wrote {quantized} ({quantized.stat().st_size / 1e6:.1f} MB), int8, calibrated on "
-                          f"{min(calibration_clips, comparison['num_clips'])} validation clips.")
-            print_comparison(comparison)
+        if int8 is not False:
+            _export_int8(run, path, calibration_clips, compare_clips, asked=int8 is True)
     except (ActionrecError, ValueError) as exc:
         fail(str(exc))
+
+
+def _export_int8(run, path: Path, calibration_clips: int, compare_clips: int, asked: bool) -> None:
+    """The int8 copy, kept where it agrees with the float model; by default, a warning where the
+    run's validation clips cannot be read (with --int8, an error)."""
+    from rich.progress import Progress
+
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("Reading validation clips", total=None)
+            quantized, comparison = run.export_int8(
+                path, calibration_clips=calibration_clips, compare_clips=compare_clips or None,
+                progress=lambda done, total: progress.update(task, completed=done, total=total))
+    except (ActionrecError, OSError) as exc:
+        if asked:
+            raise
+        console.print(f"[yellow]warning:[/yellow] no int8 copy written ({exc}); `--int8` retries.")
+        return
+    print_comparison(comparison)
+    agreement = comparison["models"][1].get("agreement_with_first")
+    if quantized is None:
+        shown = "n/a" if agreement is None else f"{agreement:.1%}"
+        console.print(f"No int8 copy kept: it names the float model's action on {shown} of the validation clips, "
+                      "under the 99% asked of it. The float model is served everywhere.")
+        return
+    console.print(f"Wrote {quantized} ({quantized.stat().st_size / 1e6:.1f} MB), int8, calibrated on "
+                  f"{min(calibration_clips, comparison['num_clips'])} validation clips, agreeing with the float "
+                  f"model on {agreement:.1%} of {comparison['num_clips']}; serve, predict and watch run it where "
+                  "this CPU has VNNI or AMX (--precision fp32 keeps the float model).")
 
 
 def _measure_unknown(run, path: Path, limit: Optional[int]) -> None:

@@ -38,6 +38,7 @@ from actionrec.errors import (
 )
 from actionrec.hub import resolve_model
 from actionrec.inference import Recognizer
+from actionrec.precision import choose_model_file
 from actionrec.serve import live
 from actionrec.serve.guards import AnswerWhenCutShort, HostCheck, OriginCheck
 from actionrec.serve.logs import SafeLogText, Throttle, configure_logging
@@ -67,7 +68,9 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
         if settings.model_path is None:
             raise ModelFileError("No model to serve: pass the path of an exported model.onnx "
                                  "(or set ACTIONREC_MODEL).")
-        recognizer = Recognizer(settings.model_path, threads=settings.threads,
+        choice = choose_model_file(settings.model_path, settings.precision)
+        log.info("model: %s", choice.describe())
+        recognizer = Recognizer(choice.path, threads=settings.threads,
                                 limits=DecodeLimits(max_duration_s=settings.max_duration_s),
                                 uncertain_below=settings.uncertain_below, device=settings.device)
         if settings.batching or (settings.batching is None and recognizer.device == "cuda"):

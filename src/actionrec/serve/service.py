@@ -213,7 +213,7 @@ def clip_duration(messages: Iterator) -> float:
 
 def _int8_note(int8_pays: bool, precision: str) -> str:
     if int8_pays:
-        return "int8 models run fast here (VNNI)" + ("" if precision == "int8" else "; an int8 copy "
-                                                     "(`actionrec export RUN --int8`) may answer faster")
-    return "no VNNI: int8 models may be slower than fp32 here" + (" (this model is int8)" if precision == "int8"
-                                                                   else "")
+        return "int8 models run fast here (VNNI or AMX)" + ("" if precision == "int8" else "; this model is fp32 "
+                                                           "(an int8 copy beside it, as export keeps, would be run)")
+    return "no VNNI or AMX: int8 models may be slower than fp32 here" + (" (this model is int8)" if precision == "int8"
+                                                                          else "")

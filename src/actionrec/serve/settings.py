@@ -73,6 +73,9 @@ class ServerSettings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="when set, prediction routes and /metrics need it")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs: cuda needs "
                                                    "onnxruntime-gpu; auto takes a GPU when it is there")
+    precision: Literal["auto", "fp32", "int8"] = Field("auto", description="auto: the model's int8 copy (MODEL.int8."
+                                                       "onnx, kept by export) where this CPU has VNNI or AMX; fp32: "
+                                                       "the model as given; int8: the copy")
     batching: bool | None = Field(None, description="encode the frames of concurrent requests together; default: "
                                                    "on a GPU only (on 2 CPU cores it cost 10-20% of throughput)")
     batch_window_ms: float = Field(0.0, ge=0, le=1000, description="with batching, how long a batch waits for "

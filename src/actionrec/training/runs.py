@@ -192,12 +192,16 @@ class RunDir:
         return features
 
     def export_int8(self, model_path: Path, *, calibration_clips: int = 64, compare_clips: int | None = 500,
-                    progress: Callable[[int, int], None] | None = None) -> tuple[Path, dict[str, Any]]:
+                    progress: Callable[[int, int], None] | None = None) -> tuple[Path | None, dict[str, Any]]:
         """Write an int8 copy of the exported `model_path` beside it (`model.int8.onnx`), calibrated
         on the run's validation clips, and compare the two on (up to `compare_clips` of) them: each
-        one's accuracy and how often they agree. The comparison is also written to the run."""
+        one's accuracy and how often they agree. The copy is kept, its agreement in its card, only
+        where the two name the same action on at least `MIN_AGREEMENT` of the clips; else it is
+        removed and None is returned. The comparison is also written to the run."""
         from actionrec.evaluation import evaluate_files, rule_on_clips, validation_clips
         from actionrec.inference import Recognizer
+        from actionrec.network import read_card
+        from actionrec.precision import MIN_AGREEMENT
         from actionrec.quantize import quantize_model
 
         config = self.config
@@ -215,4 +219,11 @@ class RunDir:
             update_card(out, unknown=rule.to_dict())
         comparison = evaluate_files([fp32, Recognizer(out)], clips)
         write_json(self.path / "int8_comparison.json", comparison)
+        agreement = comparison["models"][1].get("agreement_with_first")
+        if agreement is None or agreement < MIN_AGREEMENT:
+            out.unlink(missing_ok=True)
+            return None, comparison
+        quantization = read_card(out).quantization or {}
+        update_card(out, quantization=quantization | {"agreement_with_fp32": round(agreement, 4),
+                                                      "compared_on_clips": comparison["num_clips"]})
         return out, comparison
