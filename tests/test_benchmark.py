@@ -28,19 +28,28 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_benchmark_reports_ratios_side_by_side(model_path: Path, tmp_path: Path):
-    clip = tmp_path / "clip.mp4"
+    short, clip = tmp_path / "short.mp4", tmp_path / "clip.mp4"
+    short.write_bytes(long_video(3))
     clip.write_bytes(long_video(12))
-    result = subprocess.run([sys.executable, "-m", "actionrec.cli", "benchmark", str(model_path), str(clip),
-                             "--repeats", "1", "--json"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "actionrec.cli", "benchmark", str(model_path), str(short), str(clip),
+                             "--repeats", "1", "--http", "--folder", str(tmp_path), "--json"], capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    measured = report["videos"][0]
+    measured = report["videos"][1]
     assert set(measured["seconds"]) == {"sequential_decode", "answer", "answer_decoding_from_start", "answer_floor",
-                                        "timeline", "timeline_floor"}
+                                        "clip_network", "timeline", "timeline_encode", "timeline_floor"}
     assert set(measured["ratios"]) == {"answer / sequential decode", "answer / answer floor",
-                                       "answer decoding from start / answer", "timeline / timeline floor"}
+                                       "answer decoding from start / answer", "timeline / timeline floor",
+                                       "timeline / the larger of decode and encoder"}
     assert all(value > 0 for value in measured["ratios"].values())
     assert "cores" in report["machine"]
+    rows = {row["what"]: row for row in report["speed_table"]}
+    assert {"the network alone on one clip", "one answer in process", "the same answer over HTTP, one client",
+            "HTTP, 8 clients", "predict over a folder of 2 videos", "timeline of clip.mp4",
+            "one answer on clip.mp4"} == set(rows)
+    assert all(row["ratio"] > 0 for row in rows.values() if row["ratio"] is not None)
+    assert report["http"]["1"]["statuses"] == {"200": 6} and report["folder"]["answered"] == 2
 
 
 # --------------------------------------------------------------------------- benchmark-train

@@ -16,6 +16,7 @@ shared and noisy, so each figure is the median of `repeats` runs.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -94,8 +95,8 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
     seconds["answer"] = _median_seconds(lambda: recognizer.predict(path), repeats)
     seconds["answer_decoding_from_start"] = _median_seconds(
         lambda: recognizer.classify(read(clip, False)[None]), repeats)
-    seconds["answer_floor"] = (_median_seconds(lambda: read(clip, True), repeats)
-                               + _median_seconds(lambda: recognizer.classify(clip_frames[None]), repeats))
+    seconds["clip_network"] = _median_seconds(lambda: recognizer.classify(clip_frames[None]), repeats)
+    seconds["answer_floor"] = _median_seconds(lambda: read(clip, True), repeats) + seconds["clip_network"]
 
     sample_times = recognizer.timeline.sample_times(video.info.duration_s)
     if len(sample_times):
@@ -106,6 +107,7 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
             frames = read(samples[start : start + 64], True)
             encode_s += _median_seconds(lambda: [recognizer.encode(frames[i : i + 16])
                                                  for i in range(0, len(frames), 16)], repeats)
+        seconds["timeline_encode"] = encode_s
         seconds["timeline_floor"] = seconds["sequential_decode"] + encode_s
         result["timeline_samples"] = int(len(sample_times))
     result["ratios"] = {
@@ -115,7 +117,80 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
     }
     if "timeline" in seconds:
         result["ratios"]["timeline / timeline floor"] = seconds["timeline"] / seconds["timeline_floor"]
+        result["ratios"]["timeline / the larger of decode and encoder"] = (
+            seconds["timeline"] / max(seconds["sequential_decode"], seconds["timeline_encode"]))
     return result
+
+
+def benchmark_http(model_path: Path, video: Path, concurrencies: tuple[int, ...] = (1, 8), requests_per_client: int = 6,
+                   workers: int = 2, options: tuple[str, ...] = ()) -> dict[int, dict]:
+    """A real `actionrec serve` (default settings but `options`) answering `video`: for each
+    concurrency, answers a second and the answered requests' p50 in ms."""
+    import asyncio
+
+    from actionrec.testing.loadtest import GOOD, free_port, load, start_server
+
+    body = [(GOOD, Path(video).read_bytes(), "video/mp4")]
+    port = free_port()
+    server = start_server(model_path, port, workers, None, ("--max-pending", str(max(concurrencies) * 2), *options))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        asyncio.run(load(url, body, 3, 1))  # warm up
+        figures = {}
+        for concurrency in concurrencies:
+            run = asyncio.run(load(url, body, concurrency * requests_per_client, concurrency))
+            figures[concurrency] = {"answers_per_s": run["requests_per_s"], "p50_ms": run["answered_ms"]["p50"],
+                                    "statuses": run["statuses"]}
+        return figures
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def benchmark_folder(recognizer: Recognizer, videos: list[Path], workers: int | None = None) -> dict:
+    """`predict_many` over `videos` as `actionrec predict FOLDER` runs them: clips a second."""
+    started = time.perf_counter()
+    answered = sum(result.prediction is not None for result in recognizer.predict_many(videos, workers=workers))
+    seconds = time.perf_counter() - started
+    return {"videos": len(videos), "answered": answered, "seconds": round(seconds, 2),
+            "clips_per_s": round(len(videos) / seconds, 2), "workers": workers or os.cpu_count()}
+
+
+def speed_table(results: dict) -> list[dict]:
+    """The figures a user feels, each as a ratio to its floor measured in the same run: `results`
+    as `actionrec benchmark` gathers them (videos: a short clip first, a long video last)."""
+    short, long = results["videos"][0], results["videos"][-1]
+    network_s = short["seconds"]["clip_network"]
+    rows = [{"what": "the network alone on one clip", "figure": f"{network_s * 1000:.1f} ms", "ratio": None,
+             "of": "-", "target": None}]
+    for entry in results.get("models", [])[1:]:
+        rows.append({"what": f"the network alone, {entry['precision']}", "figure": f"{entry['model_ms']:.1f} ms",
+                     "ratio": entry["model_vs_first"], "of": "the first model's", "target": None})
+    answer_s = short["seconds"]["answer"]
+    rows.append({"what": "one answer in process", "figure": f"{answer_s * 1000:.0f} ms",
+                 "ratio": answer_s / short["seconds"]["answer_floor"], "of": "decode-only + network-only",
+                 "target": None})
+    http = results.get("http")
+    if http:
+        one, many = http[min(http)], http[max(http)]
+        rows.append({"what": "the same answer over HTTP, one client", "figure": f"p50 {one['p50_ms']:.0f} ms",
+                     "ratio": one["p50_ms"] / 1000 / answer_s, "of": "in process", "target": ("<=", 1.2)})
+        rows.append({"what": f"HTTP, {max(http)} clients", "figure": f"{many['answers_per_s']:.1f} answers/s",
+                     "ratio": many["answers_per_s"] * network_s, "of": "the network's rate", "target": (">=", 0.9)})
+    folder = results.get("folder")
+    if folder:
+        rows.append({"what": f"predict over a folder of {folder['videos']} videos",
+                     "figure": f"{folder['clips_per_s']:.1f} clips/s", "ratio": folder["clips_per_s"] * network_s,
+                     "of": "the network's rate", "target": (">=", 0.9)})
+    if long is not short and "timeline" in long["seconds"]:
+        seconds = long["seconds"]
+        larger = max(seconds["sequential_decode"], seconds["timeline_encode"])
+        rows.append({"what": f"timeline of {Path(long['video']).name}", "figure": f"{seconds['timeline']:.1f} s",
+                     "ratio": seconds["timeline"] / larger, "of": "the larger of decode and encoder",
+                     "target": ("<=", 1.2)})
+        rows.append({"what": f"one answer on {Path(long['video']).name}", "figure": f"{seconds['answer']:.2f} s",
+                     "ratio": seconds["answer"] / seconds["answer_floor"], "of": "its floor", "target": ("<=", 1.2)})
+    return rows
 
 
 # --------------------------------------------------------------------------- a real server's memory

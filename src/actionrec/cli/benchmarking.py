@@ -26,23 +26,23 @@ def benchmark(
     server: bool = typer.Option(False, "--server", help="Also measure a real server's memory answering timelines."),
     compare: List[Path] = typer.Option([], "--compare", help="Other model files (e.g. MODEL.int8.onnx) timed side by "
                                                               "side with MODEL on the first video."),
+    http: bool = typer.Option(False, "--http", help="Also time a real server answering the first video: one "
+                                                     "client, and 8 at once."),
+    folder: Optional[Path] = typer.Option(None, help="Also time `predict` over the videos of this folder."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Time answers and timelines against sequential decoding and their floors, on this machine."""
-    from actionrec.benchmarks.inference import benchmark_server, benchmark_video, compare_models
-    from actionrec.resources import describe_cpu
+    """Time answers and timelines against sequential decoding and their floors, on this machine; the
+    speed table puts each figure beside its floor, measured in the same run (first video: a short
+    clip; last: a long video)."""
+    from actionrec.benchmarks.inference import speed_table
     from actionrec.inference import Recognizer
 
     try:
         recognizer = Recognizer(model, threads=threads)
-        results = {"machine": describe_cpu(), "model": str(model), "threads": threads or "onnxruntime default",
-                   "videos": [benchmark_video(recognizer, video, repeats) for video in videos]}
-        if compare:
-            results["models"] = compare_models([model, *compare], videos[0], max(5, repeats), threads)
-        if server:
-            results["server"] = benchmark_server(model, videos)
+        results = _measure(recognizer, model, videos, repeats, threads, server, compare, http, folder)
     except (ActionrecError, ValueError, OSError) as exc:
         fail(str(exc))
+    results["speed_table"] = speed_table(results)
     if as_json:
         print(json.dumps(results, indent=2))
         return
@@ -73,6 +73,36 @@ def benchmark(
                           f"{request['peak_server_mb']:.0f} MB (with workers {request['peak_with_workers_mb']:.0f} MB)")
         console.print(f"  idle after: {memory['idle_after_mb']['server']:.0f} MB "
                       f"(with workers {memory['idle_after_mb']['with_workers']:.0f} MB)")
+    _print_speed_table(results["speed_table"])
+
+
+def _measure(recognizer, model: Path, videos: List[Path], repeats: int, threads: Optional[int], server: bool,
+             compare: List[Path], http: bool, folder: Optional[Path]) -> dict:
+    from actionrec.benchmarks.inference import (benchmark_folder, benchmark_http, benchmark_server, benchmark_video,
+                                                compare_models)
+    from actionrec.cli.predicting import expand
+    from actionrec.resources import describe_cpu
+
+    results = {"machine": describe_cpu(), "model": str(model), "threads": threads or "onnxruntime default",
+               "videos": [benchmark_video(recognizer, video, repeats) for video in videos]}
+    if compare:
+        results["models"] = compare_models([model, *compare], videos[0], max(5, repeats), threads)
+    if server:
+        results["server"] = benchmark_server(model, videos)
+    if http:
+        results["http"] = benchmark_http(model, videos[0])
+    if folder is not None:
+        results["folder"] = benchmark_folder(recognizer, expand([str(folder)]))
+    return results
+
+
+def _print_speed_table(rows: list[dict]) -> None:
+    table = Table("speed", "measured", "ratio", "of", "floor asked", title="\nthe speed table", box=None)
+    for row in rows:
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+        target = "" if row["target"] is None else f"{row['target'][0]} {row['target'][1]}x"
+        table.add_row(row["what"], row["figure"], ratio, row["of"], target)
+    console.print(table)
 
 
 def benchmark_train(
