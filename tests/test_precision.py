@@ -53,6 +53,19 @@ def test_a_copy_that_disagrees_is_not_picked(model: Path):
     assert choice.path == model and "90.0%" in choice.why
 
 
+def test_auto_picks_only_a_measured_copy_of_this_very_export_and_never_on_a_gpu(model: Path):
+    from actionrec.card import update_card
+
+    copy = with_copy(model)  # no agreement measured (written before export measured it)
+    assert "does not say how often" in choose_model_file(model, int8_pays=True).why
+    update_card(copy, quantization={"agreement_with_fp32": 1.0})
+    assert choose_model_file(model, int8_pays=True).path == copy
+    assert "GPU" in choose_model_file(model, int8_pays=True, on_gpu=True).why
+    update_card(model, exported_at="2030-01-01T00:00:00")  # the model exported again: the copy is stale
+    stale = choose_model_file(model, int8_pays=True)
+    assert stale.path == model and "another export" in stale.why
+
+
 def test_predict_says_which_copy_it_ran(model: Path, tmp_path: Path):
     from actionrec.testing.media import action_clip
 
@@ -73,6 +86,9 @@ def test_the_server_serves_the_copy_it_picked(model: Path):
     from actionrec.serve.settings import ServerSettings
 
     with_copy(model)
-    settings = ServerSettings(model_path=model, workers=1, precision="int8", allowed_hosts=["testserver"])
-    with TestClient(create_app(settings)) as client:
+    settings = ServerSettings(model_path=model, workers=1, precision="int8", allowed_hosts=["testserver"],
+                              data_dir=model.parent / "data")
+    app = create_app(settings)
+    with TestClient(app) as client:
         assert client.get("/v1/model").json()["precision"] == "int8"
+    assert app.state.teaching.base_path == model  # taught models start from the float model

@@ -37,15 +37,17 @@ class ModelChoice:
         return f"running {self.path.name} ({self.precision}): {self.why}"
 
 
-def choose_model_file(model: str | os.PathLike, precision: str = "auto", *, int8_pays: bool | None = None
-                      ) -> ModelChoice:
+def choose_model_file(model: str | os.PathLike, precision: str = "auto", *, int8_pays: bool | None = None,
+                      on_gpu: bool = False) -> ModelChoice:
     """The model file to run for `model` (a path or Hub name) at `precision`: "fp32" the file as
-    given, "int8" its int8 copy, "auto" the int8 copy where this CPU has VNNI or AMX and export kept
-    one, else the file as given. A file that is itself int8 runs as given."""
+    given, "int8" its int8 copy, "auto" the int8 copy where the model runs on a CPU with VNNI or
+    AMX and export kept one for this very model, else the file as given. A file that is itself
+    int8 runs as given."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     path = resolve_model(model)
-    given = read_card(path).precision
+    card = read_card(path)
+    given = card.precision
     if given == "int8" or precision == "fp32":
         return ModelChoice(path, given, "the file given" + (" is int8" if given == "int8" else ""))
     copy = int8_copy_of(path)
@@ -56,8 +58,17 @@ def choose_model_file(model: str | os.PathLike, precision: str = "auto", *, int8
         return ModelChoice(copy, "int8", "asked for")
     if not copy.is_file():
         return ModelChoice(path, given, "no int8 copy beside it")
-    agreement = (read_card(copy).quantization or {}).get("agreement_with_fp32")
-    if isinstance(agreement, (int, float)) and agreement < MIN_AGREEMENT:
+    if on_gpu:
+        return ModelChoice(path, given, "it runs on the GPU, where the float model is the one to run")
+    copied = read_card(copy)
+    if (copied.name, copied.exported_at) != (card.name, card.exported_at):
+        return ModelChoice(path, given, f"{copy.name} was made from another export of it; `actionrec export` "
+                                        "writes a new one")
+    agreement = (copied.quantization or {}).get("agreement_with_fp32")
+    if not isinstance(agreement, (int, float)):
+        return ModelChoice(path, given, f"{copy.name} does not say how often it agrees with it; `actionrec export` "
+                                        "measures that")
+    if agreement < MIN_AGREEMENT:
         return ModelChoice(path, given, f"{copy.name} agrees with it on only {agreement:.1%} of its validation clips")
     if not (cpu_facts()["int8_pays"] if int8_pays is None else int8_pays):
         return ModelChoice(path, given, f"this CPU has no VNNI or AMX, where {copy.name} would be slower; "

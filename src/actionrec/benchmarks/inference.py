@@ -132,7 +132,9 @@ def benchmark_http(model_path: Path, video: Path, concurrencies: tuple[int, ...]
 
     body = [(GOOD, Path(video).read_bytes(), "video/mp4")]
     port = free_port()
-    server = start_server(model_path, port, workers, None, ("--max-pending", str(max(concurrencies) * 2), *options))
+    # The file as given, as the in-process figures run it (not an int8 copy picked by --precision auto).
+    server = start_server(model_path, port, workers, None, ("--max-pending", str(max(concurrencies) * 2),
+                                                            "--precision", "fp32", *options))
     try:
         url = f"http://127.0.0.1:{port}"
         asyncio.run(load(url, body, 3, 1))  # warm up
@@ -204,7 +206,8 @@ def benchmark_server(model_path: Path, videos: list[Path], workers: int = 2) -> 
 
     port = free_port()
     process = start_server(model_path, port, workers, None,
-                           ("--max-upload-mb", "4096", "--max-duration-s", "1200", "--decode-timeout-s", "600"))
+                           ("--max-upload-mb", "4096", "--max-duration-s", "1200", "--decode-timeout-s", "600",
+                            "--precision", "fp32"))
     url = f"http://127.0.0.1:{port}"
     try:
         time.sleep(1.0)

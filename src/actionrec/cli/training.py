@@ -279,11 +279,13 @@ def export(
     """Export to ONNX (frames in, probabilities out, labels and settings in the metadata), checked against PyTorch."""
     needs_training_extra()
 
+    from actionrec.precision import int8_copy_of
     from actionrec.training.runs import RunDir
 
     try:
         run = RunDir(run_dir)
         path = run.export(out)
+        int8_copy_of(path).unlink(missing_ok=True)  # a copy of an earlier export: never served beside this one
         console.print(f"Wrote {path} ({path.stat().st_size / 1e6:.1f} MB); ONNX Runtime matches PyTorch.")
         if unknown:
             _measure_unknown(run, path, compare_clips or None)
@@ -307,7 +309,9 @@ def _export_int8(run, path: Path, calibration_clips: int, compare_clips: int, as
     except (ActionrecError, OSError) as exc:
         if asked:
             raise
-        console.print(f"[yellow]warning:[/yellow] no int8 copy written ({exc}); `--int8` retries.")
+        console.print(f"[yellow]warning:[/yellow] no int8 copy written ({exc}). It is calibrated on the run's "
+                      f"validation clips, read from {run.config.data_dir}: with the dataset there, `actionrec "
+                      f"export {run.path} --int8` writes it.")
         return
     print_comparison(comparison)
     agreement = comparison["models"][1].get("agreement_with_first")

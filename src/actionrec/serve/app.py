@@ -37,7 +37,7 @@ from actionrec.errors import (
     WorkerLost,
 )
 from actionrec.hub import resolve_model
-from actionrec.inference import Recognizer
+from actionrec.inference import Recognizer, choose_providers
 from actionrec.precision import choose_model_file
 from actionrec.serve import live
 from actionrec.serve.guards import AnswerWhenCutShort, HostCheck, OriginCheck
@@ -68,7 +68,8 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
         if settings.model_path is None:
             raise ModelFileError("No model to serve: pass the path of an exported model.onnx "
                                  "(or set ACTIONREC_MODEL).")
-        choice = choose_model_file(settings.model_path, settings.precision)
+        on_gpu = choose_providers(settings.device)[0] == "CUDAExecutionProvider"
+        choice = choose_model_file(settings.model_path, settings.precision, on_gpu=on_gpu)
         log.info("model: %s", choice.describe())
         recognizer = Recognizer(choice.path, threads=settings.threads,
                                 limits=DecodeLimits(max_duration_s=settings.max_duration_s),
@@ -76,7 +77,8 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
         if settings.batching or (settings.batching is None and recognizer.device == "cuda"):
             recognizer.enable_batching(settings.batch_window_ms / 1000, settings.batch_max_frames)
     service = PredictionService(recognizer, settings, decode)
-    teach_base = resolve_model(settings.teach_base) if settings.teach_base else recognizer.model_path
+    # Taught models start from the float model, whichever copy is served.
+    teach_base = resolve_model(settings.teach_base or settings.model_path or recognizer.model_path)
     teaching = Teaching(service, settings.data_dir, teach_base)
 
     @asynccontextmanager
