@@ -88,3 +88,16 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("scale") / "data"
     generate_dataset(root, clips_per_class=6, seed=5, width=64, height=48)
     return root
+
+
+# Where a test module does not define its own: the untrained model, and a 2-second clip of "grow".
+@pytest.fixture(scope="session")
+def model_path(untrained_model: Path) -> Path:
+    return untrained_model
+
+
+@pytest.fixture(scope="session")
+def clip() -> bytes:
+    from actionrec.testing.media import action_clip
+
+    return action_clip("grow", seed=1, num_frames=50)

@@ -11,21 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from actionrec.testing.media import action_clip, video_without_a_decoder
+from actionrec.testing.media import video_without_a_decoder
 from actionrec.testing.processes import run_cli
 
 pytest.importorskip("torch", reason="making test models needs the train extra (torch)")
 LABELS = ["grow", "shrink", "brighten", "darken"]
-
-
-@pytest.fixture(scope="module")
-def model_path(untrained_model: Path) -> Path:
-    return untrained_model
-
-
-@pytest.fixture(scope="module")
-def clip() -> bytes:
-    return action_clip("grow", seed=1, num_frames=50)
 
 
 def test_predict_takes_folders_and_patterns_and_writes_resumable_results(model_path: Path, videos: Path,

@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from actionrec.testing.media import action_clip
 from actionrec.testing.processes import alive, children, descendants, free_port
 
 torch = pytest.importorskip("torch", reason="training and test models need the train extra (torch)")
@@ -25,16 +24,6 @@ torch = pytest.importorskip("torch", reason="training and test models need the t
 @pytest.fixture(scope="module")
 def dataset(synthetic_dataset: Path) -> Path:
     return synthetic_dataset
-
-
-@pytest.fixture(scope="module")
-def model_path(untrained_model: Path) -> Path:
-    return untrained_model
-
-
-@pytest.fixture(scope="module")
-def clip() -> bytes:
-    return action_clip("grow", seed=1, num_frames=50)
 
 
 # --------------------------------------------------------------------------- training's decoding

@@ -13,21 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from actionrec.testing.media import action_clip
 from actionrec.testing.processes import serve_command
 
 pytest.importorskip("torch", reason="making test models needs the train extra (torch)")
 API_KEY = "hardening-key"
-
-
-@pytest.fixture(scope="module")
-def model_path(untrained_model: Path) -> Path:
-    return untrained_model
-
-
-@pytest.fixture(scope="module")
-def clip() -> bytes:
-    return action_clip("grow", seed=1, num_frames=50)
 
 
 @pytest.fixture(scope="module")

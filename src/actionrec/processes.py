@@ -50,7 +50,7 @@ def _child(conn: Connection, factory: Callable[[], Callable[[Any], Any]]) -> Non
     while True:
         try:
             item = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the parent hung up: the batch ended, or it was stopped
             return
         try:
             outcome = Outcome("ok", value=handle(item))
