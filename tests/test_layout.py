@@ -68,14 +68,7 @@ def test_no_import_cycles():
 
 
 def test_serving_modules_reach_neither_torch_nor_training_code():
-    graph = import_graph()
-    serving = [name for name in graph if name.startswith(SERVING)]
-    reachable, stack = set(), list(serving)
-    while stack:
-        name = stack.pop()
-        if name not in reachable:
-            reachable.add(name)
-            stack.extend(graph.get(name, ()))
+    reachable = reachable_from(SERVING)
     assert not [name for name in reachable if name.startswith(("actionrec.training", "actionrec.model",
                                                                "actionrec.export"))]
     for name in reachable:

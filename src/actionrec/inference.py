@@ -147,10 +147,6 @@ class Recognizer:
         clip): one small run of each half that shrinks its arena. The next run takes it again."""
         self.network.release_memory()
 
-    @property
-    def spec_shape(self) -> tuple[int, int, int, int]:
-        return (self.spec.num_frames, self.spec.image_size, self.spec.image_size, 3)
-
     # -- predictions --------------------------------------------------------------------------
 
     def predict(self, source: VideoSource, *, top_k: int = 5, segments: bool = False) -> Prediction:

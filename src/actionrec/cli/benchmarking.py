@@ -15,8 +15,6 @@ from actionrec.datasets import DATASET_KINDS
 from actionrec.errors import ActionrecError
 from actionrec.training.config import PRECISIONS
 
-UCF101_SPLIT1_TRAINING_CLIPS = 9537  # what `benchmark-train` projects an epoch of (as actionrec.benchmarks.training)
-
 
 def benchmark(
     model: Path = typer.Argument(..., help="An exported model.onnx."),
@@ -161,6 +159,8 @@ def benchmark_train(
 
 
 def _print_training_benchmark(result: dict, batch_size: int) -> None:
+    from actionrec.benchmarks.training import UCF101_SPLIT1_TRAINING_CLIPS
+
     runtime, cache, training = result["runtime"], result["cache"], result["training"]
     console.print(f"{result['machine']}; training on {runtime['device']}"
                   f"{' (' + runtime['gpu'] + ')' if 'gpu' in runtime else ''}, {runtime['precision']}")

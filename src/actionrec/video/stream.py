@@ -22,9 +22,9 @@ from actionrec.video.probe import VideoSource, probe
 from actionrec.video.spec import ClipSpec, DecodeLimits, Timeline, VideoInfo, frames_at, sample_indices, span
 
 # Frames handed out at a time. A clip's answer takes them four at a time, so the encoder works on the
-# first frames while the rest are read: measured here (2 cores, a 16 x 224 model, medians of 7
-# interleaved runs), a 320x240 XviD clip's answer took 126-130 ms against 153-155 ms in one chunk
-# of 16; a timeline keeps 16, its frames arriving steadily anyway.
+# first frames while the rest are read: measured here (2 cores, a 16 x 224 model, `Recognizer.predict`,
+# medians of 9), a real 320x240 XviD clip's answer took 114 ms against 159 ms in one chunk of 16; a
+# timeline keeps 16, its frames arriving steadily anyway.
 CLIP_CHUNK_FRAMES = 4
 TIMELINE_CHUNK_FRAMES = 16
 
