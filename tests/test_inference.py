@@ -67,6 +67,37 @@ def test_every_frame_is_read_once_in_bounded_chunks(model_path: Path):
     assert max(len(m.indices) for m in messages if isinstance(m, FrameChunk)) <= 16
 
 
+def test_a_timeline_decodes_on_half_the_cores_and_encodes_on_the_other(model_path: Path, monkeypatch):
+    """The decoder reads chunk N+1 while the encoder works on chunk N: each keeps to its half
+    (actionrec.cores); a clip alone decodes as FFmpeg chooses and encodes on every core."""
+    import actionrec.video.stream as stream_module
+    from actionrec.inference import Recognizer
+
+    decoder_threads, alongside = [], []
+    real_read = stream_module.read_frames
+
+    def recording_read(*args, **kwargs):
+        decoder_threads.append(kwargs.get("threads"))
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(stream_module, "read_frames", recording_read)
+    monkeypatch.setattr(stream_module, "decoder_threads_alongside_encoder", lambda: 1)
+    recognizer = Recognizer(model_path)
+    real_encode = recognizer.encoder.__call__
+
+    def recording_encode(frames, *, alongside_decoding=False):
+        alongside.append(alongside_decoding)
+        return real_encode(frames, alongside_decoding=alongside_decoding)
+
+    recognizer.encoder = type("Recording", (), {"__call__": staticmethod(recording_encode),
+                                                "gives_features": True})()
+    recognizer.predict(long_video(30), segments=True)
+    assert decoder_threads == [1] and set(alongside) == {True}
+    decoder_threads.clear(), alongside.clear()
+    recognizer.predict(long_video(30))
+    assert decoder_threads == [None] and set(alongside) == {False}
+
+
 def test_the_timeline_covers_the_whole_video_whatever_its_length(model_path: Path):
     from actionrec.inference import Recognizer
 

@@ -64,3 +64,65 @@ def test_a_truncated_model_file_says_what_to_do(model_file: Path, tmp_path: Path
     cut_short.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 2])
     with pytest.raises(ModelFileError, match="cut.onnx.*actionrec export"):
         load_network(cut_short)
+
+
+def test_runs_that_share_the_cores_take_the_narrow_session_and_answer_alike(model_file: Path, monkeypatch):
+    import actionrec.network as network_module
+
+    monkeypatch.setattr(network_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(network_module, "encoder_threads_alongside_decoder", lambda: 1)
+    encoder = load_network(model_file).encoder
+    frames = np.random.default_rng(1).integers(0, 256, (4, 96, 96, 3), dtype=np.uint8)
+    alone = encoder(frames)
+    assert encoder._narrow is None  # a run alone takes every core, and makes no second session
+    shared = encoder(frames, alongside_decoding=True)
+    assert encoder._narrow is not None and encoder._narrow is not encoder.session
+    np.testing.assert_allclose(shared, alone, atol=1e-5)
+    encoder.release_memory()
+    np.testing.assert_allclose(encoder(frames, alongside_decoding=True), alone, atol=1e-5)
+
+
+def test_concurrent_runs_go_to_the_narrow_session(model_file: Path, monkeypatch):
+    import threading
+    import time
+
+    import actionrec.network as network_module
+
+    monkeypatch.setattr(network_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(network_module, "encoder_threads_alongside_decoder", lambda: 1)
+    encoder = load_network(model_file).encoder
+    used = []
+    inside = threading.Barrier(2)
+
+    class Recording:
+        def __init__(self, session, name):
+            self.session, self.name = session, name
+
+        def run(self, *args):
+            used.append(self.name)
+            if self.name == "wide":
+                inside.wait(timeout=10)  # the second run starts while this one is under way
+            return self.session.run(*args)
+
+    encoder.session = Recording(encoder.session, "wide")
+    make = encoder._make_narrow
+    encoder._make_narrow = lambda: Recording(make(), "narrow")
+    frames = np.zeros((2, 96, 96, 3), np.uint8)
+    first = threading.Thread(target=encoder, args=(frames,))
+    first.start()
+    while not used:
+        time.sleep(0.001)
+    second = threading.Thread(target=lambda: (encoder(frames), inside.wait(timeout=10)))
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert used == ["wide", "narrow"]
+
+
+def test_threads_given_or_one_core_make_no_narrow_session(model_file: Path, monkeypatch):
+    import actionrec.network as network_module
+
+    assert load_network(model_file, threads=2).encoder._make_narrow is None  # the user's count, always
+    monkeypatch.setattr(network_module, "usable_cores", lambda: 1)
+    monkeypatch.setattr(network_module, "encoder_threads_alongside_decoder", lambda: 1)
+    assert load_network(model_file).encoder._make_narrow is None

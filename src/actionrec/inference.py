@@ -111,13 +111,14 @@ class Recognizer:
 
     # -- the stages: encode, classify, answer --------------------------------------------------
 
-    def encode(self, frames: np.ndarray) -> np.ndarray:
+    def encode(self, frames: np.ndarray, *, alongside_decoding: bool = False) -> np.ndarray:
         """(n, S, S, 3) frames -> what the head reads for each: (n, features), or the frames
         themselves for a model exported before the split. With batching on, together with the
-        frames other threads are encoding."""
+        frames other threads are encoding. `alongside_decoding`: the video's next frames are being
+        decoded meanwhile, so the encoder keeps to its share of the cores (actionrec.cores)."""
         if self.batcher is not None and self.encoder.gives_features:
             return self.batcher.encode(frames)
-        return self.encoder(frames)
+        return self.encoder(frames, alongside_decoding=alongside_decoding)
 
     def enable_batching(self, window_s: float = 0.0, max_frames: int = 64) -> None:
         """Encode frames of concurrent predictions together (see `actionrec.batching`): more

@@ -14,6 +14,8 @@ code above sees the same two calls whatever the file.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import onnxruntime as ort
 
 from actionrec import graph_split
 from actionrec.card import FEATURES_INPUT, FEATURES_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, WINDOW_OUTPUT, ModelCard
+from actionrec.cores import encoder_threads_alongside_decoder, usable_cores
 from actionrec.errors import ModelFileError
 from actionrec.hub import resolve_model
 
@@ -89,11 +92,21 @@ def _release(session: ort.InferenceSession, output: str, feed: dict[str, np.ndar
 class Encoder:
     """Frames -> the features the head reads: `encoder(frames)` with (n, S, S, 3) uint8 frames gives
     (n, F) float32. For a file exported before the split the "features" are the frames themselves
-    (`gives_features` is False): its head reads whole clips."""
+    (`gives_features` is False): its head reads whole clips.
 
-    def __init__(self, session: ort.InferenceSession | None, image_size: int = 224) -> None:
+    On a CPU, with `make_narrow`, runs that share the cores (`alongside_decoding`, or while another
+    run is under way) go to a second session on half the cores, made at first need, so that the
+    stages running together do not fight over every core (see `actionrec.cores`); a run alone
+    takes them all."""
+
+    def __init__(self, session: ort.InferenceSession | None, image_size: int = 224,
+                 make_narrow: Callable[[], ort.InferenceSession] | None = None) -> None:
         self.session = session
         self.gives_features = session is not None
+        self._make_narrow = make_narrow
+        self._narrow: ort.InferenceSession | None = None
+        self._lock = threading.Lock()
+        self._running = 0
         if session is not None:
             self.output = session.get_outputs()[0].name
             frames = next(i for i in session.get_inputs() if i.name == INPUT_NAME)
@@ -107,20 +120,42 @@ class Encoder:
         `options`: ONNX Runtime's (default: `session_options()`)."""
         return cls(open_session(path, path, options, providers))
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, *, alongside_decoding: bool = False) -> np.ndarray:
         if self.session is None:
             return frames
-        return self.session.run([self.output], {INPUT_NAME: np.ascontiguousarray(frames[None])})[0][0]
+        return self._run(np.ascontiguousarray(frames[None]), alongside_decoding)[0]
 
     def encode_clips(self, clips: np.ndarray) -> np.ndarray:
         """(N, T, S, S, 3) clips -> (N, T, F) in one run."""
         if self.session is None:
             return clips
-        return self.session.run([self.output], {INPUT_NAME: np.ascontiguousarray(clips)})[0]
+        return self._run(np.ascontiguousarray(clips), False)
+
+    def _run(self, frames: np.ndarray, alongside_decoding: bool) -> np.ndarray:
+        with self._lock:
+            self._running += 1
+            shared = alongside_decoding or self._running > 1
+        try:
+            session = self._narrow_session() if shared else self.session
+            return session.run([self.output], {INPUT_NAME: frames})[0]
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _narrow_session(self) -> ort.InferenceSession:
+        if self._make_narrow is None:
+            return self.session
+        with self._lock:
+            if self._narrow is None:
+                self._narrow = self._make_narrow()
+            return self._narrow
 
     def release_memory(self) -> None:
         if self.session is not None:
-            _release(self.session, self.output, {INPUT_NAME: np.zeros((1, 1, self._smallest, self._smallest, 3), np.uint8)})
+            feed = {INPUT_NAME: np.zeros((1, 1, self._smallest, self._smallest, 3), np.uint8)}
+            for session in (self.session, self._narrow):
+                if session is not None:
+                    _release(session, self.output, feed)
 
 
 class Head:
@@ -180,7 +215,12 @@ def load_network(path: str | os.PathLike, *, threads: int | None = None, device:
     else:
         encoder_session = open_session(halves[0], path, session_options(threads), providers)
         card = card_of(encoder_session, path)
-        encoder = Encoder(encoder_session, card.image_size)
+        narrow = encoder_threads_alongside_decoder()
+        make_narrow = None
+        if threads is None and providers == ["CPUExecutionProvider"] and narrow < usable_cores():
+            def make_narrow() -> ort.InferenceSession:
+                return open_session(halves[0], path, session_options(narrow), providers)
+        encoder = Encoder(encoder_session, card.image_size, make_narrow)
         head_session = open_session(halves[1], path, session_options(threads), providers)
         head = Head(head_session, True, (card.num_frames, int(head_session.get_inputs()[0].shape[2])))
     on_gpu = encoder.session is not None and encoder.session.get_providers()[0] == "CUDAExecutionProvider"

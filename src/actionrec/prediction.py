@@ -30,7 +30,7 @@ class Stages(Protocol):
     timeline: Timeline
     encoder: Encoder
 
-    def encode(self, frames: np.ndarray) -> np.ndarray: ...
+    def encode(self, frames: np.ndarray, *, alongside_decoding: bool = False) -> np.ndarray: ...
 
     def head(self, units: np.ndarray) -> np.ndarray: ...
 
@@ -78,7 +78,7 @@ class PredictionBuilder:
 
     def add(self, chunk: FrameChunk) -> None:
         started = time.perf_counter()
-        units = self.stages.encode(chunk.frames)
+        units = self.stages.encode(chunk.frames, alongside_decoding=self.timeline)
         framed: list[int] = []  # rows of `units` that timeline samples show
         for row, (index, unit) in enumerate(zip(chunk.indices.tolist(), units)):
             if index in self.clip:

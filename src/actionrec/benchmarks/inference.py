@@ -7,6 +7,8 @@ For each video, against the same file and model:
   (reading the sampled frames alone, plus the model alone on them);
 - the whole-video timeline, and its floor (one sequential decode plus the encoder alone on the
   sampled frames).
+Work that runs at once cannot end sooner than its CPU seconds over the cores: "what the cores
+allow" is the larger of a wall-clock floor and that (the work done on one thread, its CPU time).
 With `server`, a real `actionrec serve` answers a timeline request for each video while its
 resident memory (the server process and its decode workers) is sampled.
 
@@ -17,6 +19,7 @@ shared and noisy, so each figure is the median of `repeats` runs.
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -25,19 +28,32 @@ from pathlib import Path
 import av
 import numpy as np
 
+from actionrec.cores import usable_cores
 from actionrec.inference import Recognizer
 from actionrec.resources import PeakMemory, memory_mb
-from actionrec.video import probe
+from actionrec.video import probe, stream_prediction_frames
 from actionrec.video.decode import DecodeOutcome, read_frames
 from actionrec.video.spec import frames_at, sample_indices
 
 def _median_seconds(work: Callable[[], object], repeats: int) -> float:
-    times = []
+    return _median_wall_and_cpu(work, repeats)[0]
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _median_wall_and_cpu(work: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall-clock seconds of `work`, and median CPU seconds it took across its threads."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        cpu, started = _cpu_seconds(), time.perf_counter()
         work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - started)
+        cpus.append(_cpu_seconds() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def _decode_everything(path: Path) -> int:
@@ -91,12 +107,19 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
     result: dict = {"video": str(path), "info": video.info.to_dict(), "keyframes": int(len(video.keyframe_pts)),
                     "frames_per_clip": spec.num_frames, "image_size": spec.image_size}
     seconds = result["seconds"] = {}
+    cpu = result["cpu_seconds"] = {}
     seconds["sequential_decode"] = _median_seconds(lambda: _decode_everything(path), repeats)
     seconds["answer"] = _median_seconds(lambda: recognizer.predict(path), repeats)
     seconds["answer_decoding_from_start"] = _median_seconds(
         lambda: recognizer.classify(read(clip, False)[None]), repeats)
-    seconds["clip_network"] = _median_seconds(lambda: recognizer.classify(clip_frames[None]), repeats)
-    seconds["answer_floor"] = _median_seconds(lambda: read(clip, True), repeats) + seconds["clip_network"]
+    seconds["clip_network"], cpu["clip_network"] = _median_wall_and_cpu(
+        lambda: recognizer.classify(clip_frames[None]), repeats)
+    # The network as it runs beside other work: on its share of the cores, with less CPU lost to threading.
+    cpu["clip_network_sharing_cores"] = _median_wall_and_cpu(
+        lambda: recognizer.head(recognizer.encode(clip_frames, alongside_decoding=True)[None]), repeats)[1]
+    seconds["clip_read"], cpu["clip_read"] = _median_wall_and_cpu(lambda: read(clip, True), repeats)
+    seconds["answer_floor"] = seconds["clip_read"] + seconds["clip_network"]
+    result["cores"] = usable_cores()
 
     sample_times = recognizer.timeline.sample_times(video.info.duration_s)
     if len(sample_times):
@@ -109,6 +132,13 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
                                                  for i in range(0, len(frames), 16)], repeats)
         seconds["timeline_encode"] = encode_s
         seconds["timeline_floor"] = seconds["sequential_decode"] + encode_s
+        # All of a timeline's work (decoding, converting the samples, encoder, head) done one step
+        # after the other on one thread: its CPU time over the cores is the soonest it can end.
+        single = Recognizer(recognizer.model_path, threads=1, limits=recognizer.limits)
+        cpu["timeline_one_thread"] = _median_wall_and_cpu(lambda: single.predict_stream(
+            stream_prediction_frames(path, spec, recognizer.limits, recognizer.timeline)), repeats)[1]
+        seconds["timeline_cores_allow"] = max(seconds["sequential_decode"], encode_s,
+                                              cpu["timeline_one_thread"] / result["cores"])
         result["timeline_samples"] = int(len(sample_times))
     result["ratios"] = {
         "answer / sequential decode": seconds["answer"] / seconds["sequential_decode"],
@@ -119,6 +149,7 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
         result["ratios"]["timeline / timeline floor"] = seconds["timeline"] / seconds["timeline_floor"]
         result["ratios"]["timeline / the larger of decode and encoder"] = (
             seconds["timeline"] / max(seconds["sequential_decode"], seconds["timeline_encode"]))
+        result["ratios"]["timeline / what the cores allow"] = seconds["timeline"] / seconds["timeline_cores_allow"]
     return result
 
 
@@ -163,6 +194,9 @@ def speed_table(results: dict) -> list[dict]:
     as `actionrec benchmark` gathers them (videos: a short clip first, a long video last)."""
     short, long = results["videos"][0], results["videos"][-1]
     network_s = short["seconds"]["clip_network"]
+    # Answers a second the cores allow when each answer's decoding and network share them.
+    cpu = short["cpu_seconds"]
+    cores_rate = short["cores"] / (cpu["clip_read"] + min(cpu["clip_network"], cpu["clip_network_sharing_cores"]))
     rows = [{"what": "the network alone on one clip", "figure": f"{network_s * 1000:.1f} ms", "ratio": None,
              "of": "-", "target": None}]
     for entry in results.get("models", [])[1:]:
@@ -179,16 +213,25 @@ def speed_table(results: dict) -> list[dict]:
                      "ratio": one["p50_ms"] / 1000 / answer_s, "of": "in process", "target": ("<=", 1.2)})
         rows.append({"what": f"HTTP, {max(http)} clients", "figure": f"{many['answers_per_s']:.1f} answers/s",
                      "ratio": many["answers_per_s"] * network_s, "of": "the network's rate", "target": (">=", 0.9)})
+        rows.append({"what": f"HTTP, {max(http)} clients, against the cores", "figure": f"{cores_rate:.1f}/s allowed",
+                     "ratio": many["answers_per_s"] / cores_rate, "of": "what the cores allow", "target": (">=", 0.9)})
     folder = results.get("folder")
     if folder:
         rows.append({"what": f"predict over a folder of {folder['videos']} videos",
                      "figure": f"{folder['clips_per_s']:.1f} clips/s", "ratio": folder["clips_per_s"] * network_s,
                      "of": "the network's rate", "target": (">=", 0.9)})
+        rows.append({"what": f"predict over a folder of {folder['videos']} videos, against the cores",
+                     "figure": f"{cores_rate:.1f}/s allowed", "ratio": folder["clips_per_s"] / cores_rate,
+                     "of": "what the cores allow", "target": (">=", 0.9)})
     if long is not short and "timeline" in long["seconds"]:
         seconds = long["seconds"]
         larger = max(seconds["sequential_decode"], seconds["timeline_encode"])
         rows.append({"what": f"timeline of {Path(long['video']).name}", "figure": f"{seconds['timeline']:.1f} s",
                      "ratio": seconds["timeline"] / larger, "of": "the larger of decode and encoder",
+                     "target": ("<=", 1.2)})
+        rows.append({"what": f"timeline of {Path(long['video']).name}, against the cores",
+                     "figure": f"{seconds['timeline_cores_allow']:.1f} s allowed",
+                     "ratio": seconds["timeline"] / seconds["timeline_cores_allow"], "of": "what the cores allow",
                      "target": ("<=", 1.2)})
         rows.append({"what": f"one answer on {Path(long['video']).name}", "figure": f"{seconds['answer']:.2f} s",
                      "ratio": seconds["answer"] / seconds["answer_floor"], "of": "its floor", "target": ("<=", 1.2)})
