@@ -22,11 +22,10 @@ import av
 import numpy as np
 
 from actionrec.errors import FrameTooLargeError, NotAnImageError, UndecodableVideoError, VideoError
+from actionrec.video.image_header import HEADER_BYTES, check_image_header
 from actionrec.video.probe import (
-    HEADER_BYTES,
     VideoProbe,
     VideoSource,
-    check_image_header,
     decoder_failures,
     ffmpeg_reason,
     open_container,
