@@ -156,3 +156,68 @@ def test_trimmed_files_count_and_read_only_the_frames_shown(monkeypatch):
     sought, read = clips_both_ways(data, monkeypatch, ClipSpec(16, 32))
     assert not sought.warnings and not read.warnings  # no false "the stream broke"
     np.testing.assert_array_equal(sought.frames, read.frames)
+
+
+def remuxed(data: bytes, path: Path, shift_pts: int = 0, **options: str) -> bytes:
+    """The same packets written again as MP4 with the muxer's `options` (`movflags`), each shown
+    `shift_pts` ticks after it is decoded."""
+    import av
+
+    with av.open(io.BytesIO(data)) as source, av.open(str(path), "w", format="mp4", options=options) as out:
+        stream = source.streams.video[0]
+        target = out.add_stream_from_template(stream)
+        for packet in source.demux(stream):
+            if packet.size:
+                packet.pts += shift_pts
+                packet.stream = target
+                out.mux(packet)
+    return path.read_bytes()
+
+
+def probed_both_ways(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[VideoProbe, VideoProbe, bool]:
+    """(the probe as it runs, the probe reading every packet, whether the first used the index)."""
+    import importlib
+
+    probe_module = importlib.import_module("actionrec.video.probe")
+    indexed = probe_module._indexed_packets
+    used: list[bool] = []
+
+    def watched(*args, **kwargs):
+        packets = indexed(*args, **kwargs)
+        used.append(packets is not None)
+        return packets
+
+    monkeypatch.setattr(probe_module, "_indexed_packets", watched)
+    fast = probe(data)
+    monkeypatch.setattr(probe_module, "_indexed_packets", lambda *args, **kwargs: None)
+    full = probe(data)
+    monkeypatch.setattr(probe_module, "_indexed_packets", indexed)
+    return fast, full, bool(used and used[0])
+
+
+VFR = np.cumsum(np.random.default_rng(2).uniform(0.01, 0.09, 150)).tolist()
+INDEXED = {  # (how the file is made, whether its index can stand in for reading every packet)
+    "h264, no B-frames": (lambda tmp: encoded(gop=10), True),
+    "mpeg4 part 2": (lambda tmp: encoded(codec="mpeg4", gop=12), True),
+    "variable frame rate, no B-frames": (lambda tmp: encoded(gop=12, pts_seconds=VFR), True),
+    "trimmed by an edit list": (lambda tmp: trimmed(encoded(gop=10)), True),
+    "shown a fixed delay after decoding": (lambda tmp: remuxed(encoded(gop=10), tmp / "delayed.mp4", shift_pts=1024), True),
+    "h264, B-frames": (lambda tmp: encoded(gop=12, bframes=True), False),
+    "fragmented": (lambda tmp: remuxed(encoded(gop=10), tmp / "fragmented.mp4", movflags="frag_keyframe+empty_moov"), False),
+    "truncated, its index first": (lambda tmp: remuxed(encoded(gop=10), tmp / "whole.mp4", movflags="faststart")[:150_000], False),
+}
+
+
+@pytest.mark.parametrize("kind", INDEXED)
+def test_an_mp4_index_is_read_only_where_it_says_what_every_packet_says(kind: str, tmp_path: Path, monkeypatch):
+    make, trusted = INDEXED[kind]
+    data = make(tmp_path)
+    fast, full, used_index = probed_both_ways(data, monkeypatch)
+    assert used_index == trusted
+    assert fast.info == full.info
+    for field_name in ("times", "pts", "keyframe_pts", "keyframe_seek"):
+        np.testing.assert_array_equal(getattr(fast, field_name), getattr(full, field_name), err_msg=field_name)
+    wanted = [0, 3, 50, 51, fast.info.num_frames - 1] if fast.info.num_frames > 60 else [0, 3]
+    sought, read, seeking, _ = both_ways(data, wanted)
+    assert_same(sought, read)
+    assert not seeking.warnings or kind.startswith("truncated")  # "the stream broke", with or without the index

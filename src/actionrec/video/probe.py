@@ -3,14 +3,16 @@ is shown, which are keyframes, how large, how long.
 
 Container headers are not trusted: they over-report frame counts, and with variable frame
 rates a frame's index is not its time. Every packet of the video stream is read instead, which
-is cheap next to decoding.
+is cheap next to decoding, except where an MP4's own index of every frame holds up (see
+`_indexed_packets`): reading that is several times cheaper still on a long video.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +144,7 @@ def probe(source: VideoSource, limits: DecodeLimits = DecodeLimits(), name: str 
         check_image_header(_head(source), limits.max_pixels, name)  # every read of a video starts here
         container = open_video(source, name, limits.max_pixels)
         try:
-            return _probe_container(container, name, limits)
+            return _probe_container(container, name, limits, _size(source))
         finally:
             container.close()
 
@@ -161,9 +163,20 @@ def decoder_failures(name: str) -> Iterator[None]:
                                     "(e.g. `ffmpeg -i in.mp4 out.mp4`).") from exc
 
 
-def _probe_container(container: av.container.InputContainer, name: str, limits: DecodeLimits) -> VideoProbe:
+def _size(source: VideoSource) -> int | None:
+    """The video's size in bytes, where it is bytes or a file; None for a file object."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return len(source)
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).stat().st_size
+    return None
+
+
+def _probe_container(container: av.container.InputContainer, name: str, limits: DecodeLimits,
+                     size: int | None = None) -> VideoProbe:
     stream = _video_stream(container, name, limits)
-    packets = _read_packets(container, stream, name)
+    demuxed, checked = _demuxed(container, stream), []
+    packets = _indexed_packets(container, stream, size, demuxed, checked) or _read_packets(itertools.chain(checked, demuxed), name)
     pts, times = _frame_times(packets, stream)
     duration = span(times)
     rate = _stream_rate(stream)
@@ -227,29 +240,74 @@ class _Packets:
     delay: int | None = None  # presentation minus decode time of the first packet
 
 
-def _read_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                  name: str) -> _Packets:
-    """Every packet of `stream`, demuxed (not decoded); UndecodableVideoError when none holds a frame."""
+def _read_packets(demuxed: Iterable[av.Packet], name: str) -> _Packets:
+    """What the packets of a stream say; UndecodableVideoError when none holds a frame."""
     packets = _Packets()
-    try:
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            if packet.pts is not None:
-                if packets.delay is None and packet.dts is not None:
-                    packets.delay = max(0, packet.pts - packet.dts)
-                if packet.is_keyframe:  # a place to seek to, even when its own frame is not shown
-                    packets.keyframes.append((packet.pts, packet.pts if packet.dts is None else packet.dts))
-            if packet.is_discard:
-                continue  # cut by an edit list (a trimmed MP4): decoded for the frames after it, never shown
-            packets.count += 1
-            if packet.pts is not None:
-                packets.pts.append(packet.pts)
-    except av.error.FFmpegError:
-        pass  # a damaged container: use the packets read so far; decoding will tell the rest
+    for packet in demuxed:
+        if packet.pts is not None:
+            if packets.delay is None and packet.dts is not None:
+                packets.delay = max(0, packet.pts - packet.dts)
+            if packet.is_keyframe:  # a place to seek to, even when its own frame is not shown
+                packets.keyframes.append((packet.pts, packet.pts if packet.dts is None else packet.dts))
+        if packet.is_discard:
+            continue  # cut by an edit list (a trimmed MP4): decoded for the frames after it, never shown
+        packets.count += 1
+        if packet.pts is not None:
+            packets.pts.append(packet.pts)
     if packets.count == 0:
         raise UndecodableVideoError(f"{name}: the video stream holds no frames.")
     return packets
+
+
+# Packets demuxed to check an index against: more than any reordering delay, few enough to cost nothing.
+_INDEX_CHECKED_PACKETS = 16
+
+
+def _indexed_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                     size: int | None, demuxed: Iterator[av.Packet], checked: list[av.Packet]) -> _Packets | None:
+    """What `_read_packets` would find, taken from the index an MP4 or MOV keeps of every frame
+    (10 ms against 85 ms for the 15,000 frames of `benchmark`'s 10-minute video); None where the
+    index cannot be trusted to say the same. The packets taken from `demuxed` to check it go to `checked`.
+
+    The index gives each frame's decode time, size, place in the file and keyframe and edit-list
+    flags, not its presentation time, so it is used only for streams whose frames are not
+    reordered (no B-frames: most phones' H.264), whose presentation time is the decode time plus
+    one fixed delay, checked on the first packets. It must list every frame the header counts
+    (a fragmented MP4's does not) and end within the file (a truncated one's does not)."""
+    if "mov" not in container.format.name.split(",") or stream.codec_context.has_b_frames or size is None:
+        return None
+    entries = [(entry.timestamp, entry.size, entry.pos, entry.is_keyframe, entry.is_discard)
+               for entry in stream.index_entries]
+    if not entries or len(entries) != stream.frames or max(pos + length for _, length, pos, _, _ in entries) > size:
+        return None
+    entries = [entry for entry in entries if entry[1] > 0]
+    delays = set()
+    for (dts, length, *_), packet in zip(entries[:_INDEX_CHECKED_PACKETS], demuxed):
+        checked.append(packet)
+        if packet.pts is None or packet.dts != dts or packet.size != length:
+            return None
+        delays.add(packet.pts - packet.dts)
+    if len(delays) != 1 or len(checked) < min(len(entries), _INDEX_CHECKED_PACKETS):
+        return None  # frames reordered after all, or a stream that ends before its index
+    delay = delays.pop()
+    packets = _Packets(delay=max(0, delay))
+    for dts, _, _, is_keyframe, is_discard in entries:
+        if is_keyframe:
+            packets.keyframes.append((dts + delay, dts))
+        if not is_discard:
+            packets.count += 1
+            packets.pts.append(dts + delay)
+    return packets if packets.count else None
+
+
+def _demuxed(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Iterator[av.Packet]:
+    """The stream's packets that hold data, until the container ends or breaks (a damaged one)."""
+    try:
+        for packet in container.demux(stream):
+            if packet.size > 0:
+                yield packet
+    except av.error.FFmpegError:
+        pass  # use the packets read so far; decoding will tell the rest
 
 
 def _stream_rate(stream: av.video.stream.VideoStream) -> float:
