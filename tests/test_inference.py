@@ -67,35 +67,36 @@ def test_every_frame_is_read_once_in_bounded_chunks(model_path: Path):
     assert max(len(m.indices) for m in messages if isinstance(m, FrameChunk)) <= 16
 
 
-def test_a_timeline_decodes_on_half_the_cores_and_encodes_on_the_other(model_path: Path, monkeypatch):
-    """The decoder reads chunk N+1 while the encoder works on chunk N: each keeps to its half
-    (actionrec.cores); a clip alone decodes as FFmpeg chooses and encodes on every core."""
-    import actionrec.video.stream as stream_module
+@pytest.mark.parametrize("timeline", [True, False])
+def test_a_timeline_encoder_keeps_to_its_share_of_the_cores_only_while_it_waits_on_the_decoder(
+        model_path: Path, timeline: bool):
+    """Chunks that come late (the decoder is the slower stage) are encoded on the encoder's share of
+    the cores (actionrec.cores), until one comes on time again; chunks that wait for the encoder,
+    and a clip's answer, on every core."""
     from actionrec.inference import Recognizer
+    from actionrec.prediction import PredictionBuilder
 
-    decoder_threads, alongside = [], []
-    real_read = stream_module.read_frames
-
-    def recording_read(*args, **kwargs):
-        decoder_threads.append(kwargs.get("threads"))
-        return real_read(*args, **kwargs)
-
-    monkeypatch.setattr(stream_module, "read_frames", recording_read)
-    monkeypatch.setattr(stream_module, "decoder_threads_alongside_encoder", lambda: 1)
     recognizer = Recognizer(model_path)
-    real_encode = recognizer.encoder.__call__
+    alongside: list[bool] = []
+    real_encode = recognizer.encode
 
     def recording_encode(frames, *, alongside_decoding=False):
         alongside.append(alongside_decoding)
+        time.sleep(0.02)  # an encode of a known length, which "late" is measured against
         return real_encode(frames, alongside_decoding=alongside_decoding)
 
-    recognizer.encoder = type("Recording", (), {"__call__": staticmethod(recording_encode),
-                                                "gives_features": True})()
-    recognizer.predict(long_video(30), segments=True)
-    assert decoder_threads == [1] and set(alongside) == {True}
-    decoder_threads.clear(), alongside.clear()
-    recognizer.predict(long_video(30))
-    assert decoder_threads == [None] and set(alongside) == {False}
+    recognizer.encode = recording_encode
+    messages = list(stream_prediction_frames(long_video(30), recognizer.spec, recognizer.limits,
+                                             recognizer.timeline if timeline else None, chunk_frames=1))
+    chunks = [message for message in messages if isinstance(message, FrameChunk)]
+    assert len(chunks) >= 4
+    for lateness, narrow in [([0, 0, 0, 0], [False] * 4), ([0, 1, 1, 0], [False, True, True, False])]:
+        alongside.clear()
+        builder = PredictionBuilder(recognizer, messages[0])
+        for late, chunk in zip(lateness, chunks):
+            time.sleep(0.05 * late)
+            builder.add(chunk)
+        assert alongside == [timeline and n for n in narrow]
 
 
 def test_the_timeline_covers_the_whole_video_whatever_its_length(model_path: Path):

@@ -96,20 +96,6 @@ def test_only_sampled_frames_are_converted(numbered_clip, monkeypatch):
     assert len(calls) == 4
 
 
-def test_a_decoder_given_threads_keeps_to_them_and_reads_the_same_frames(numbered_clip):
-    from actionrec.video.decode import DecodeOutcome, read_frames
-    from actionrec.video.probe import open_video, probe
-
-    with open_video(numbered_clip, threads=1) as container:
-        assert container.streams.video[0].codec_context.thread_count == 1
-    video = probe(numbered_clip)
-    wanted = [0, 7, 19, 29]
-    for seek in (True, False):
-        frames = dict(read_frames(numbered_clip, video, wanted, 32, DecodeLimits(), DecodeOutcome(), seek=seek,
-                                  threads=1))
-        assert [frame_number(frames[i]) for i in wanted] == wanted
-
-
 def test_training_views_are_random_and_reproducible(numbered_clip):
     views = read_views(numbered_clip, SPEC, views=3, rng=np.random.default_rng(1))
     again = read_views(numbered_clip, SPEC, views=3, rng=np.random.default_rng(1))

@@ -115,7 +115,8 @@ class Recognizer:
         """(n, S, S, 3) frames -> what the head reads for each: (n, features), or the frames
         themselves for a model exported before the split. With batching on, together with the
         frames other threads are encoding. `alongside_decoding`: the video's next frames are being
-        decoded meanwhile, so the encoder keeps to its share of the cores (actionrec.cores)."""
+        decoded meanwhile, more slowly than the encoder works, so the encoder keeps to its share
+        of the cores (actionrec.cores)."""
         if self.batcher is not None and self.encoder.gives_features:
             return self.batcher.encode(frames)
         return self.encoder(frames, alongside_decoding=alongside_decoding)

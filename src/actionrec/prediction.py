@@ -20,6 +20,12 @@ from actionrec.video.stream import FrameChunk, FramePlan, FramesDone
 
 WINDOW_BATCH = 32  # windows classified per call to the head
 
+# A timeline's encoder goes to its share of the cores once a chunk comes later than this share of
+# the last encode's time (the decoder is clearly the slower stage), and stays there while chunks
+# come later than the second share (the decoder is still the slower).
+DECODER_BEHIND = 0.25
+DECODER_STILL_BEHIND = 0.02
+
 
 class Stages(Protocol):
     """What a prediction is built with (a `Recognizer` is one): the model's two halves, as `encode`
@@ -75,10 +81,15 @@ class PredictionBuilder:
             if self.timeline and stages.encoder.gives_features else None
         self.window_probs: list[np.ndarray] = []
         self.inference_s = 0.0
+        self.added_at: float | None = None  # when the last chunk was done with
+        self.encode_s = 0.0  # how long the last chunk's encode took
+        self.encoded_alongside = False  # whether it kept to the encoder's share of the cores
 
     def add(self, chunk: FrameChunk) -> None:
         started = time.perf_counter()
-        units = self.stages.encode(chunk.frames, alongside_decoding=self.timeline)
+        self.encoded_alongside = self._waiting_on_decoder(started)
+        units = self.stages.encode(chunk.frames, alongside_decoding=self.encoded_alongside)
+        self.encode_s = time.perf_counter() - started
         framed: list[int] = []  # rows of `units` that timeline samples show
         for row, (index, unit) in enumerate(zip(chunk.indices.tolist(), units)):
             if index in self.clip:
@@ -96,7 +107,19 @@ class PredictionBuilder:
         while self.ready in self.samples:
             self.ready += 1
         self._classify_windows(final=False)
-        self.inference_s += time.perf_counter() - started
+        self.added_at = time.perf_counter()
+        self.inference_s += self.added_at - started
+
+    def _waiting_on_decoder(self, now: float) -> bool:
+        """Whether this timeline's chunk came late, the decoder (still reading the next) being the
+        slower stage: then the encoder keeps to its share of the cores without holding anything up
+        (see `actionrec.cores`). Late is a quarter of the last encode's time to go to the share,
+        a fiftieth to stay there. Where chunks wait for the encoder (small frames, cheap to
+        decode) it takes every core; so does a clip's answer, four short encodes."""
+        if not self.timeline or self.added_at is None:
+            return False
+        late = DECODER_STILL_BEHIND if self.encoded_alongside else DECODER_BEHIND
+        return now - self.added_at > late * self.encode_s
 
     def replan(self, clip: np.ndarray) -> None:
         self.clip = {int(i): None for i in clip}

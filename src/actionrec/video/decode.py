@@ -87,13 +87,11 @@ def _checked_convert(frame: av.VideoFrame, image_size: int, limits: DecodeLimits
 
 
 def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], image_size: int,
-                limits: DecodeLimits, outcome: DecodeOutcome, *, seek: bool = True,
-                threads: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                limits: DecodeLimits, outcome: DecodeOutcome, *, seek: bool = True) -> Iterator[tuple[int, np.ndarray]]:
     """(index, frame) for each wanted frame index, in increasing order, converted to RGB.
 
     Seeks when the file allows it (and `seek`); otherwise, or when seeking does not hold up,
     decodes from the start. Stops early where the stream breaks: `outcome` says how far it got.
-    `threads`: the decoder's (default: FFmpeg's choice, every core).
     """
     wanted = sorted({int(i) for i in indices})
     if not wanted:
@@ -102,7 +100,7 @@ def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], 
     if seek and video.seekable:
         done = -1
         try:
-            for index, frame in _read_seeking(source, video, wanted, image_size, limits, name, outcome, threads):
+            for index, frame in _read_seeking(source, video, wanted, image_size, limits, name, outcome):
                 done = index
                 yield index, frame
             return
@@ -113,13 +111,13 @@ def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], 
             outcome.warnings.append(f"seeking in this video did not work ({reason}); it was read from the start")
             wanted = [i for i in wanted if i > done]
     with decoder_failures(name):
-        yield from _read_sequential(source, wanted, image_size, limits, name, outcome, threads)
+        yield from _read_sequential(source, wanted, image_size, limits, name, outcome)
 
 
 def _read_sequential(source: VideoSource, wanted: list[int], image_size: int, limits: DecodeLimits, name: str,
-                     outcome: DecodeOutcome, threads: int | None) -> Iterator[tuple[int, np.ndarray]]:
+                     outcome: DecodeOutcome) -> Iterator[tuple[int, np.ndarray]]:
     """Decode from the start, converting only the `wanted` frame indices; stop after the last one."""
-    container = open_video(source, name, limits.max_pixels, threads)
+    container = open_video(source, name, limits.max_pixels)
     targets = set(wanted)
     last = wanted[-1]
     count = 0
@@ -139,10 +137,10 @@ def _read_sequential(source: VideoSource, wanted: list[int], image_size: int, li
 
 
 def _read_seeking(source: VideoSource, video: VideoProbe, wanted: list[int], image_size: int, limits: DecodeLimits,
-                  name: str, outcome: DecodeOutcome, threads: int | None) -> Iterator[tuple[int, np.ndarray]]:
+                  name: str, outcome: DecodeOutcome) -> Iterator[tuple[int, np.ndarray]]:
     """Reach each wanted frame from the keyframe before it, matching frames by timestamp."""
     assert video.pts is not None
-    container = open_video(source, name, limits.max_pixels, threads)
+    container = open_video(source, name, limits.max_pixels)
     try:
         stream = container.streams.video[0]
         frames: Iterator[av.VideoFrame] = iter(())

@@ -70,10 +70,9 @@ class VideoProbe:
                 and any(name in SEEKABLE_CONTAINERS for name in container))
 
 
-def open_video(source: VideoSource, name: str | None = None, max_pixels: int = DecodeLimits().max_pixels,
-               threads: int | None = None) -> av.container.InputContainer:
-    """The video opened for reading, its decoders limited to frames of `max_pixels` (and to
-    `threads` threads each; default: FFmpeg's choice)."""
+def open_video(source: VideoSource, name: str | None = None,
+               max_pixels: int = DecodeLimits().max_pixels) -> av.container.InputContainer:
+    """The video opened for reading, its decoders limited to frames of `max_pixels`."""
     name = name or describe(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -89,7 +88,7 @@ def open_video(source: VideoSource, name: str | None = None, max_pixels: int = D
     else:
         file = source
     try:
-        return open_container(file, max_pixels, threads)
+        return open_container(file, max_pixels)
     except av.error.FFmpegError as exc:
         raise NotAVideoError(
             f"{name}: not a video file FFmpeg can read ({ffmpeg_reason(exc)}). "
@@ -97,7 +96,7 @@ def open_video(source: VideoSource, name: str | None = None, max_pixels: int = D
         ) from None
 
 
-def open_container(file: object, max_pixels: int, threads: int | None = None) -> av.container.InputContainer:
+def open_container(file: object, max_pixels: int) -> av.container.InputContainer:
     """`av.open` with FFmpeg's own limit on every decoder's frame size, from probing on: a frame
     over it is refused before its memory is allocated. Without it, a 2 MB PNG that declares
     16000 x 16000 pixels takes gigabytes to decode before any check of ours could see its size."""
@@ -106,8 +105,6 @@ def open_container(file: object, max_pixels: int, threads: int | None = None) ->
     for stream in container.streams.video:
         if stream.codec_context is not None:
             stream.codec_context.options = dict(stream.codec_context.options) | limit
-            if threads:
-                stream.codec_context.thread_count = threads
     return container
 
 

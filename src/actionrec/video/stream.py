@@ -16,7 +16,6 @@ from typing import Union
 
 import numpy as np
 
-from actionrec.cores import decoder_threads_alongside_encoder
 from actionrec.errors import UndecodableVideoError
 from actionrec.video.decode import DecodeOutcome, broken_stream, displayed, read_frames, rereadable
 from actionrec.video.probe import VideoSource, probe
@@ -96,11 +95,8 @@ def stream_prediction_frames(source: VideoSource, spec: ClipSpec, limits: Decode
     outcome = DecodeOutcome()
     read: set[int] = set()
     wanted = np.union1d(clip, samples)
-    # A timeline's frames are encoded while the next ones are decoded: the decoder keeps to its
-    # half of the cores, the encoder to the other (actionrec.cores).
-    threads = decoder_threads_alongside_encoder() if windows else None
-    yield from clock.paused(_chunks(read_frames(source, video, wanted, spec.image_size, limits, outcome,
-                                                threads=threads), chunk_frames, read))
+    yield from clock.paused(_chunks(read_frames(source, video, wanted, spec.image_size, limits, outcome),
+                                    chunk_frames, read))
     warnings = list(outcome.warnings)
     times = video.times
     if not read.issuperset(wanted.tolist()):  # the stream broke: a timeline ends early, a clip is planned again
