@@ -70,9 +70,9 @@ def test_every_frame_is_read_once_in_bounded_chunks(model_path: Path):
 @pytest.mark.parametrize("timeline", [True, False])
 def test_a_timeline_encoder_keeps_to_its_share_of_the_cores_only_while_it_waits_on_the_decoder(
         model_path: Path, timeline: bool):
-    """Chunks that come late (the decoder is the slower stage) are encoded on the encoder's share of
-    the cores (actionrec.cores), until one comes on time again; chunks that wait for the encoder,
-    and a clip's answer, on every core."""
+    """A chunk that comes late (the decoder is the slower stage) is encoded on the encoder's share of
+    the cores (actionrec.cores): late is a quarter of the last encode's time to go there, a
+    fiftieth to stay; chunks that wait for the encoder, and a clip's answer, take every core."""
     from actionrec.inference import Recognizer
     from actionrec.prediction import PredictionBuilder
 
@@ -82,21 +82,25 @@ def test_a_timeline_encoder_keeps_to_its_share_of_the_cores_only_while_it_waits_
 
     def recording_encode(frames, *, alongside_decoding=False):
         alongside.append(alongside_decoding)
-        time.sleep(0.02)  # an encode of a known length, which "late" is measured against
         return real_encode(frames, alongside_decoding=alongside_decoding)
 
     recognizer.encode = recording_encode
     messages = list(stream_prediction_frames(long_video(30), recognizer.spec, recognizer.limits,
                                              recognizer.timeline if timeline else None, chunk_frames=1))
-    chunks = [message for message in messages if isinstance(message, FrameChunk)]
-    assert len(chunks) >= 4
-    for lateness, narrow in [([0, 0, 0, 0], [False] * 4), ([0, 1, 1, 0], [False, True, True, False])]:
-        alongside.clear()
-        builder = PredictionBuilder(recognizer, messages[0])
-        for late, chunk in zip(lateness, chunks):
-            time.sleep(0.05 * late)
-            builder.add(chunk)
-        assert alongside == [timeline and n for n in narrow]
+    builder = PredictionBuilder(recognizer, messages[0])
+    chunk = next(message for message in messages if isinstance(message, FrameChunk))
+    builder.add(chunk)
+    assert alongside == [False]  # the first chunk: nothing to go by
+
+    def came(after_s: float, narrow_before: bool) -> bool:
+        builder.added_at, builder.encode_s, builder.encoded_alongside = 100.0, 0.1, narrow_before
+        return builder._waiting_on_decoder(100.0 + after_s)
+
+    assert came(0.03, False) == came(0.003, True) == timeline  # late: to the share, or staying there
+    assert not came(0.02, False) and not came(0.001, True)  # on time: every core
+    builder.added_at, builder.encoded_alongside = time.perf_counter() - 60, False
+    builder.add(chunk)
+    assert alongside[-1] == timeline  # what add() passes on
 
 
 def test_the_timeline_covers_the_whole_video_whatever_its_length(model_path: Path):

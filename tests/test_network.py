@@ -69,7 +69,7 @@ def test_a_truncated_model_file_says_what_to_do(model_file: Path, tmp_path: Path
 def test_runs_that_share_the_cores_take_the_narrow_session_and_answer_alike(model_file: Path, monkeypatch):
     import actionrec.network as network_module
 
-    monkeypatch.setattr(network_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(network_module, "usable_physical_cores", lambda: 2)
     monkeypatch.setattr(network_module, "encoder_threads_alongside_decoder", lambda: 1)
     encoder = load_network(model_file).encoder
     frames = np.random.default_rng(1).integers(0, 256, (4, 96, 96, 3), dtype=np.uint8)
@@ -88,7 +88,7 @@ def test_concurrent_runs_go_to_the_narrow_session(model_file: Path, monkeypatch)
 
     import actionrec.network as network_module
 
-    monkeypatch.setattr(network_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(network_module, "usable_physical_cores", lambda: 2)
     monkeypatch.setattr(network_module, "encoder_threads_alongside_decoder", lambda: 1)
     encoder = load_network(model_file).encoder
     used = []
@@ -110,7 +110,8 @@ def test_concurrent_runs_go_to_the_narrow_session(model_file: Path, monkeypatch)
     frames = np.zeros((2, 96, 96, 3), np.uint8)
     first = threading.Thread(target=encoder, args=(frames,))
     first.start()
-    while not used:
+    deadline = time.monotonic() + 10
+    while not used and time.monotonic() < deadline:
         time.sleep(0.001)
     second = threading.Thread(target=lambda: (encoder(frames), inside.wait(timeout=10)))
     second.start()
@@ -119,10 +120,30 @@ def test_concurrent_runs_go_to_the_narrow_session(model_file: Path, monkeypatch)
     assert used == ["wide", "narrow"]
 
 
+def test_a_narrow_session_that_cannot_be_made_leaves_the_full_one_answering(model_file: Path, monkeypatch):
+    import actionrec.network as network_module
+
+    monkeypatch.setattr(network_module, "usable_physical_cores", lambda: 2)
+    monkeypatch.setattr(network_module, "encoder_threads_alongside_decoder", lambda: 1)
+    encoder = load_network(model_file).encoder
+    attempts = []
+
+    def failing() -> None:
+        attempts.append(1)
+        raise MemoryError("no memory for a second session")
+
+    encoder._make_narrow = failing
+    frames = np.zeros((2, 96, 96, 3), np.uint8)
+    alone = encoder(frames)
+    for _ in range(2):
+        np.testing.assert_allclose(encoder(frames, alongside_decoding=True), alone, atol=1e-5)
+    assert attempts == [1] and encoder._narrow is None  # tried once, then the full session throughout
+
+
 def test_threads_given_or_one_core_make_no_narrow_session(model_file: Path, monkeypatch):
     import actionrec.network as network_module
 
     assert load_network(model_file, threads=2).encoder._make_narrow is None  # the user's count, always
-    monkeypatch.setattr(network_module, "usable_cores", lambda: 1)
+    monkeypatch.setattr(network_module, "usable_physical_cores", lambda: 1)
     monkeypatch.setattr(network_module, "encoder_threads_alongside_decoder", lambda: 1)
     assert load_network(model_file).encoder._make_narrow is None

@@ -174,6 +174,13 @@ def remuxed(data: bytes, path: Path, shift_pts: int = 0, **options: str) -> byte
     return path.read_bytes()
 
 
+def without_sync_frames(data: bytes) -> bytes:
+    """The MP4 with its list of sync frames (`stss`) blanked out: by the format every frame is then
+    one, though the stream's own keyframes are the usual few."""
+    at = data.find(b"stss")
+    return data[:at] + b"free" + data[at + 4:]
+
+
 def probed_both_ways(data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[VideoProbe, VideoProbe, bool]:
     """(the probe as it runs, the probe reading every packet, whether the first used the index)."""
     import importlib
@@ -203,6 +210,7 @@ INDEXED = {  # (how the file is made, whether its index can stand in for reading
     "trimmed by an edit list": (lambda tmp: trimmed(encoded(gop=10)), True),
     "shown a fixed delay after decoding": (lambda tmp: remuxed(encoded(gop=10), tmp / "delayed.mp4", shift_pts=1024), True),
     "h264, B-frames": (lambda tmp: encoded(gop=12, bframes=True), False),
+    "no list of sync frames (every frame a keyframe, says the index)": (lambda tmp: without_sync_frames(encoded(gop=10)), False),
     "fragmented": (lambda tmp: remuxed(encoded(gop=10), tmp / "fragmented.mp4", movflags="frag_keyframe+empty_moov"), False),
     "truncated, its index first": (lambda tmp: remuxed(encoded(gop=10), tmp / "whole.mp4", movflags="faststart")[:150_000], False),
 }

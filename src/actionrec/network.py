@@ -24,7 +24,7 @@ import onnxruntime as ort
 
 from actionrec import graph_split
 from actionrec.card import FEATURES_INPUT, FEATURES_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, WINDOW_OUTPUT, ModelCard
-from actionrec.cores import encoder_threads_alongside_decoder, usable_cores
+from actionrec.cores import encoder_threads_alongside_decoder, usable_physical_cores
 from actionrec.errors import ModelFileError
 from actionrec.hub import resolve_model
 
@@ -94,10 +94,10 @@ class Encoder:
     (n, F) float32. For a file exported before the split the "features" are the frames themselves
     (`gives_features` is False): its head reads whole clips.
 
-    On a CPU, with `make_narrow`, runs that share the cores (`alongside_decoding`, or while another
-    run is under way) go to a second session on half the cores, made at first need, so that the
-    stages running together do not fight over every core (see `actionrec.cores`); a run alone
-    takes them all."""
+    On a CPU, with `make_narrow`, a run that shares the cores (`alongside_decoding`: the decoder is
+    the slower stage; or started while another run is under way, which keeps its session) goes to
+    a second session on half the cores, made at first need, so that the stages running together do
+    not fight over every core (see `actionrec.cores`); a run alone takes them all."""
 
     def __init__(self, session: ort.InferenceSession | None, image_size: int = 224,
                  make_narrow: Callable[[], ort.InferenceSession] | None = None) -> None:
@@ -105,7 +105,8 @@ class Encoder:
         self.gives_features = session is not None
         self._make_narrow = make_narrow
         self._narrow: ort.InferenceSession | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the count of runs under way
+        self._making = threading.Lock()  # one thread makes the narrow session
         self._running = 0
         if session is not None:
             self.output = session.get_outputs()[0].name
@@ -143,12 +144,16 @@ class Encoder:
                 self._running -= 1
 
     def _narrow_session(self) -> ort.InferenceSession:
-        if self._make_narrow is None:
-            return self.session
-        with self._lock:
-            if self._narrow is None:
-                self._narrow = self._make_narrow()
-            return self._narrow
+        """The session on half the cores, made at first need (outside the lock every run takes, so
+        runs go on meanwhile); the full session where there is none, or making it failed."""
+        if self._narrow is None and self._make_narrow is not None:
+            with self._making:
+                if self._narrow is None and self._make_narrow is not None:
+                    try:
+                        self._narrow = self._make_narrow()
+                    except Exception:  # memory, most likely: the full session still answers
+                        self._make_narrow = None
+        return self._narrow if self._narrow is not None else self.session
 
     def release_memory(self) -> None:
         if self.session is not None:
@@ -215,17 +220,22 @@ def load_network(path: str | os.PathLike, *, threads: int | None = None, device:
     else:
         encoder_session = open_session(halves[0], path, session_options(threads), providers)
         card = card_of(encoder_session, path)
-        narrow = encoder_threads_alongside_decoder()
-        make_narrow = None
-        if threads is None and providers == ["CPUExecutionProvider"] and narrow < usable_cores():
-            def make_narrow() -> ort.InferenceSession:
-                return open_session(halves[0], path, session_options(narrow), providers)
-        encoder = Encoder(encoder_session, card.image_size, make_narrow)
+        encoder = Encoder(encoder_session, card.image_size, _narrow_encoder(halves[0], path, threads, providers))
         head_session = open_session(halves[1], path, session_options(threads), providers)
         head = Head(head_session, True, (card.num_frames, int(head_session.get_inputs()[0].shape[2])))
     on_gpu = encoder.session is not None and encoder.session.get_providers()[0] == "CUDAExecutionProvider"
     on_gpu = on_gpu or head.session.get_providers()[0] == "CUDAExecutionProvider"
     return Network(encoder, head, card, path, "cuda" if on_gpu else "cpu")
+
+
+def _narrow_encoder(graph: bytes, path: Path, threads: int | None,
+                    providers: list[str]) -> Callable[[], ort.InferenceSession] | None:
+    """How to make the encoder's session on half the cores, where it would have fewer threads than
+    ONNX Runtime's default (one per physical core): on a CPU, with no thread count given."""
+    narrow = encoder_threads_alongside_decoder()
+    if threads is not None or providers != ["CPUExecutionProvider"] or narrow >= usable_physical_cores():
+        return None
+    return lambda: open_session(graph, path, session_options(narrow), providers)
 
 
 def split_graph(model_bytes: bytes, source: Path) -> tuple[bytes, bytes] | None:

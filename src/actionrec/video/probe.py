@@ -162,7 +162,9 @@ def decoder_failures(name: str) -> Iterator[None]:
 
 def _size(source: VideoSource) -> int | None:
     """The video's size in bytes, where it is bytes or a file; None for a file object."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    if isinstance(source, memoryview):
+        return source.nbytes
+    if isinstance(source, (bytes, bytearray)):
         return len(source)
     if isinstance(source, (str, os.PathLike)):
         return Path(source).stat().st_size
@@ -262,26 +264,31 @@ _INDEX_CHECKED_PACKETS = 16
 
 def _indexed_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                      size: int | None, demuxed: Iterator[av.Packet], checked: list[av.Packet]) -> _Packets | None:
-    """What `_read_packets` would find, taken from the index an MP4 or MOV keeps of every frame
-    (10 ms against 85 ms for the 15,000 frames of `benchmark`'s 10-minute video); None where the
-    index cannot be trusted to say the same. The packets taken from `demuxed` to check it go to `checked`.
+    """What `_read_packets` finds, taken instead from the index an MP4 or MOV keeps of every frame
+    (13 ms against 88 ms for the 15,000 frames of `benchmark`'s 10-minute video); None where the
+    index is not to be trusted. The packets taken from `demuxed` to check it go to `checked`.
 
     The index gives each frame's decode time, size, place in the file and keyframe and edit-list
     flags, not its presentation time, so it is used only for streams whose frames are not
     reordered (no B-frames: most phones' H.264), whose presentation time is the decode time plus
-    one fixed delay, checked on the first packets. It must list every frame the header counts
-    (a fragmented MP4's does not) and end within the file (a truncated one's does not)."""
+    one fixed delay. The first packets must agree with it on all of that (a file without a list of
+    sync frames calls every frame a keyframe); it must list every frame the header counts (a
+    fragmented MP4's does not) and end within the file (a truncated one's does not). What the
+    first packets cannot show, a delay that changes later in the stream, the seeking reader meets
+    as timestamps it cannot find, and it reads from the start instead, with a warning."""
     if "mov" not in container.format.name.split(",") or stream.codec_context.has_b_frames or size is None:
         return None
-    entries = [(entry.timestamp, entry.size, entry.pos, entry.is_keyframe, entry.is_discard)
+    entries = [(entry.timestamp, entry.size, entry.pos, bool(entry.is_keyframe), bool(entry.is_discard))
                for entry in stream.index_entries]
     if not entries or len(entries) != stream.frames or max(pos + length for _, length, pos, _, _ in entries) > size:
         return None
     entries = [entry for entry in entries if entry[1] > 0]
     delays = set()
-    for (dts, length, *_), packet in zip(entries[:_INDEX_CHECKED_PACKETS], demuxed):
+    for entry, packet in zip(entries[:_INDEX_CHECKED_PACKETS], demuxed):
         checked.append(packet)
-        if packet.pts is None or packet.dts != dts or packet.size != length:
+        dts, length, _, is_keyframe, is_discard = entry
+        if (packet.pts is None or packet.dts != dts or packet.size != length
+                or bool(packet.is_keyframe) != is_keyframe or bool(packet.is_discard) != is_discard):
             return None
         delays.add(packet.pts - packet.dts)
     if len(delays) != 1 or len(checked) < min(len(entries), _INDEX_CHECKED_PACKETS):
