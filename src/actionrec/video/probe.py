@@ -294,6 +294,8 @@ def _indexed_packets(container: av.container.InputContainer, stream: av.video.st
     if len(delays) != 1 or len(checked) < min(len(entries), _INDEX_CHECKED_PACKETS):
         return None  # frames reordered after all, or a stream that ends before its index
     delay = delays.pop()
+    # The rules of `_read_packets`, on plain tuples: passing 15,000 packet-like objects through it
+    # instead took the probe from 13 to 19 ms.
     packets = _Packets(delay=max(0, delay))
     for dts, _, _, is_keyframe, is_discard in entries:
         if is_keyframe:
