@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -43,7 +45,7 @@ from actionrec.serve import live
 from actionrec.serve.guards import AnswerWhenCutShort, HostCheck, OriginCheck
 from actionrec.serve.logs import SafeLogText, Throttle, configure_logging
 from actionrec.serve.metrics import RequestLogMiddleware
-from actionrec.serve.protocol import ACCEPT_BACKLOG, connection_limit, guarded_protocol
+from actionrec.serve.protocol import ACCEPT_BACKLOG, connection_limit, guarded_protocol, listening_sockets
 from actionrec.serve.routes import WEB_DIR, router
 from actionrec.serve.schemas import error_answer
 from actionrec.serve.service import PredictionService
@@ -173,8 +175,10 @@ def serve(settings: ServerSettings, *, decode: DecodeFunction = stream_predictio
     # Our middleware logs each request once; uvicorn's access log would repeat it. On SIGTERM
     # uvicorn stops accepting, lets the requests in progress finish (up to the drain timeout),
     # and only then does the app stop its decode workers.
+    # loop="asyncio": the connection limit lives in the listening socket's accept(), which asyncio
+    # calls and uvloop (used by "auto" where installed) does not.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
-                            http=guarded_protocol(settings.header_timeout_s, max_connections), timeout_keep_alive=5,
+                            http=guarded_protocol(settings.header_timeout_s), loop="asyncio", timeout_keep_alive=5,
                             backlog=ACCEPT_BACKLOG,
                             timeout_graceful_shutdown=settings.drain_timeout_s)
     # After uvicorn's logging setup; on the loggers that write request lines (a filter on a parent
@@ -185,13 +189,31 @@ def serve(settings: ServerSettings, *, decode: DecodeFunction = stream_predictio
     for name in ("uvicorn.error", "asyncio"):
         logging.getLogger(name).addFilter(throttle)
     logging.getLogger("actionrec.server").info("at most %d connections at once (--max-connections)", max_connections)
-    _Server(config).run()
+    _Server(config, max_connections).run()
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, except that after draining on SIGTERM or Ctrl-C the process exits
-    normally: uvicorn raises the signal again, which skips the interpreter's exit handlers and
-    leaves multiprocessing's temporary folder behind."""
+    """uvicorn's server, listening on sockets that take at most `max_connections` connections; and
+    after draining on SIGTERM or Ctrl-C the process exits normally: uvicorn raises the signal again,
+    which skips the interpreter's exit handlers and leaves multiprocessing's temporary folder behind."""
+
+    def __init__(self, config: uvicorn.Config, max_connections: int) -> None:
+        super().__init__(config)
+        self.max_connections = max_connections
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if sockets is not None:
+            await super().startup(sockets)
+            return
+        try:
+            sockets = listening_sockets(self.config.host, self.config.port, self.max_connections)
+        except OSError as exc:
+            logging.getLogger("uvicorn.error").error("cannot listen on %s port %d: %s",
+                                                     self.config.host, self.config.port, exc)
+            sys.exit(3)  # uvicorn's exit status when it cannot start
+        await super().startup(sockets)
+        if self.started:
+            self._log_started_message(sockets)
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -5,8 +5,11 @@
   enough of those exhaust the server's file descriptors. Such a connection is closed once
   `header_timeout_s` has passed without a whole request's headers.
 - **Too many connections.** Past `max_connections` (set below the process's descriptor limit), a
-  new connection is answered 503 and closed at once, so descriptors stay for the uploads' files
-  and the workers' pipes, and `accept()` never fails for want of one.
+  new connection is answered 503 and closed inside `accept()` itself, so descriptors stay for the
+  uploads' files and the workers' pipes, and `accept()` never fails for want of one. Refusing it
+  later, in the protocol, is too late: asyncio accepts a whole backlog of connections per wake-up
+  and closes a refused one only a loop turn after that, so several backlogs' worth of descriptors
+  can be open at once.
 - **Ambiguous framing.** A request with both Content-Length and Transfer-Encoding, bare-LF line
   endings or a folded header line is read differently by proxies and servers (request
   smuggling); RFC 9112 lets a server refuse it and says to close the connection. It gets 400
@@ -19,6 +22,8 @@ import asyncio
 import json
 import re
 import resource
+import socket
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -56,9 +61,81 @@ def _answer(status: str, detail: str, reason: str, extra: str = "") -> bytes:
             f"connection: close\r\n{extra}\r\n").encode() + body
 
 
+TOO_MANY_CONNECTIONS = _answer("503 Service Unavailable", "The server has as many connections open as it allows. "
+                               "Try again in a few seconds.", "too_many_connections", "retry-after: 2\r\n")
+
+
+class _CountedConnection(socket.socket):
+    """An accepted connection that gives its place back when it is closed (or collected unclosed)."""
+
+    release: Callable[[], Any]
+
+    def _real_close(self, *args: Any) -> None:
+        super()._real_close(*args)  # type: ignore[misc]
+        self.release()
+
+
+class ConnectionLimitingSocket(socket.socket):
+    """A listening socket whose `accept()` hands out at most `max_connections` open connections;
+    one past that is answered `TOO_MANY_CONNECTIONS` and closed before `accept()` returns. asyncio's
+    event loop calls `accept()` on the socket it serves, so this works under asyncio (not uvloop)."""
+
+    def __init__(self, family: int, max_connections: int) -> None:
+        super().__init__(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self.max_connections = max_connections
+        self.open_connections = 0
+
+    def _release(self) -> None:
+        self.open_connections -= 1
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        for _ in range(ACCEPT_BACKLOG):  # refuse a flood a backlog at a time, then let the loop go on
+            fd, address = self._accept()  # type: ignore[attr-defined]  # BlockingIOError once none wait
+            if self.open_connections < self.max_connections:
+                connection = _CountedConnection(self.family, self.type, self.proto, fileno=fd)
+                self.open_connections += 1
+                connection.release = weakref.finalize(connection, self._release)
+                return connection, address
+            _refuse(socket.socket(self.family, self.type, self.proto, fileno=fd))
+        raise BlockingIOError("connections refused this turn; the rest wait for the next")
+
+
+def _refuse(connection: socket.socket) -> None:
+    try:
+        connection.send(TOO_MANY_CONNECTIONS, socket.MSG_DONTWAIT)
+        # Read what the client has sent so far: closing with unread data resets the connection,
+        # which can throw away the answer before the client reads it.
+        while connection.recv(65536, socket.MSG_DONTWAIT):
+            pass
+    except OSError:
+        pass
+    finally:
+        connection.close()
+
+
+def listening_sockets(host: str, port: int, max_connections: int) -> list[ConnectionLimitingSocket]:
+    """Bound sockets for `host` and `port` (one per address a name resolves to, as asyncio binds
+    them), each taking at most `max_connections` connections."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    bound: list[ConnectionLimitingSocket] = []
+    try:
+        for family, address in dict.fromkeys((info[0], info[4]) for info in infos):
+            sock = ConnectionLimitingSocket(family, max_connections)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], port, *address[2:]))
+            port = sock.getsockname()[1]  # with port 0, every address on the port the first was given
+    except OSError:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
 class GuardedH11Protocol(H11Protocol):
     header_timeout_s = 10.0  # `guarded_protocol` makes a subclass with the settings
-    max_connections: int | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
@@ -66,12 +143,6 @@ class GuardedH11Protocol(H11Protocol):
         self._framing_problem: str | None = None
         super().connection_made(transport)
         self.conn.next_event = self._check_framing_then(self.conn.next_event)  # type: ignore[method-assign]
-        if self.max_connections is not None and len(self.connections) > self.max_connections:
-            transport.write(_answer("503 Service Unavailable", "The server has as many connections open as it "
-                                    "allows. Try again in a few seconds.", "too_many_connections",
-                                    "retry-after: 2\r\n"))
-            transport.close()
-            return
         self._arm_header_timer()
 
     # -- the time to send headers ------------------------------------------------------------
@@ -133,9 +204,8 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
-def guarded_protocol(header_timeout_s: float, max_connections: int | None) -> type[GuardedH11Protocol]:
-    return type("GuardedH11Protocol", (GuardedH11Protocol,),
-                {"header_timeout_s": header_timeout_s, "max_connections": max_connections})
+def guarded_protocol(header_timeout_s: float) -> type[GuardedH11Protocol]:
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
 
 
 def connection_limit(max_uploads: int, max_live: int, workers: int) -> int:
@@ -150,6 +220,6 @@ def connection_limit(max_uploads: int, max_live: int, workers: int) -> int:
             soft = wanted
         except (ValueError, OSError):
             pass
-    # asyncio accepts up to the listen backlog's worth of connections at once, before any is seen
-    reserve = max_uploads + max_live + 8 * workers + 64 + ACCEPT_BACKLOG
+    # a refused connection holds a descriptor only inside accept()
+    reserve = max_uploads + max_live + 8 * workers + 64 + 1
     return max(16, soft - reserve)
