@@ -1,4 +1,4 @@
-"""The listening socket that bounds a server's open connections: past the limit a connection is
+"""The listening sockets that bound a server's open connections: past the limit a connection is
 answered 503 and closed inside accept(), so a flood never holds more descriptors than the limit,
 and a connection that closes gives its place back."""
 
@@ -8,9 +8,10 @@ import asyncio
 import gc
 import json
 import os
+import select
 import socket
 
-from actionrec.serve.protocol import ConnectionLimitingSocket, listening_sockets
+from actionrec.serve.protocol import ConnectionLimitingSocket, OpenConnections, listening_sockets
 
 
 def open_descriptors() -> int:
@@ -19,77 +20,120 @@ def open_descriptors() -> int:
 
 def read_all(sock: socket.socket) -> bytes:
     chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass  # the request came after the refusal closed the connection: what was read stands
     return b"".join(chunks)
 
 
+class WatchedListener(ConnectionLimitingSocket):
+    """Counts, at every connection taken from the queue, the descriptors the server holds beyond
+    the test's own client ends."""
+
+    def _accept(self):  # type: ignore[override]
+        self.most_held = max(getattr(self, "most_held", 0), open_descriptors() - self.baseline - self.clients_made)
+        return super()._accept()
+
+
 async def serve_and_flood(limit: int, clients: int) -> tuple[list[bytes], int, int]:
-    """Serve on a limited socket under asyncio, open `clients` connections that send a request and
-    wait; answers the refused ones read, the server's accepted count, and the most descriptors open."""
+    """Serve on a limited socket under asyncio, open `clients` connections that each send a request
+    and wait; the answers the refused ones read, how many the server took, and the most descriptors
+    it held inside accept()."""
     loop = asyncio.get_running_loop()
-    [listener] = listening_sockets("127.0.0.1", 0, limit)
+    listener = WatchedListener(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.connections = OpenConnections(limit)
+    listener.bind(("127.0.0.1", 0))
     server = await loop.create_server(asyncio.Protocol, sock=listener, backlog=128)
     port = listener.getsockname()[1]
-    baseline = open_descriptors()
-    most = baseline
+    listener.baseline, listener.clients_made = open_descriptors(), 0
     connections = []
     for _ in range(clients):
         client = socket.create_connection(("127.0.0.1", port))
+        listener.clients_made += 1
         client.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
         connections.append(client)
         await asyncio.sleep(0)
-        most = max(most, open_descriptors())
-    for _ in range(20):
+    for _ in range(200):  # until the server has seen every connection
         await asyncio.sleep(0.01)
-        most = max(most, open_descriptors())
+        if listener.connections.count == limit and not _waiting(listener):
+            break
     refused = []
     for client in connections:
-        client.settimeout(0.2)
+        client.settimeout(0.5)
         try:
             refused.append(read_all(client))
         except TimeoutError:
-            pass  # accepted: the protocol answers nothing and keeps it open
-    accepted = listener.open_connections
+            pass  # taken: the protocol answers nothing and keeps it open
+    taken = listener.connections.count
     for client in connections:
         client.close()
-    for _ in range(50):  # the server sees each close and gives the place back
+    for _ in range(200):  # the server sees each close and gives the place back
         await asyncio.sleep(0.01)
-        if listener.open_connections == 0:
+        if listener.connections.count == 0:
             break
-    assert listener.open_connections == 0
+    assert listener.connections.count == 0
     again = socket.create_connection(("127.0.0.1", port))
-    await asyncio.sleep(0.05)
-    assert listener.open_connections == 1  # a place freed is taken again
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if listener.connections.count == 1:  # a place freed is taken again
+            break
+    assert listener.connections.count == 1
     again.close()
     server.close()
     await server.wait_closed()
-    # most - baseline: the client ends (one per connection) plus what the server holds
-    return refused, accepted, most - baseline - clients
+    return refused, taken, listener.most_held
+
+
+def _waiting(listener: socket.socket) -> bool:
+    """Whether a connection waits in the listen queue."""
+    return bool(select.select([listener], [], [], 0)[0])
 
 
 def test_a_flood_past_the_limit_is_refused_with_503_and_holds_no_descriptors():
-    refused, accepted, held_by_server = asyncio.run(serve_and_flood(limit=5, clients=40))
-    assert accepted == 5
+    refused, taken, most_held = asyncio.run(serve_and_flood(limit=5, clients=40))
+    assert taken == 5
     assert len(refused) == 35
     for answer in refused:
         head, body = answer.split(b"\r\n\r\n", 1)
         assert head.startswith(b"HTTP/1.1 503 ")
         assert b"retry-after: 2" in head
         assert json.loads(body)["reason"] == "too_many_connections"
-    assert held_by_server <= 5 + 1  # the accepted ones, and a refused one inside accept() at most
+    assert most_held <= 5  # no more than the taken ones are ever open when the next is accepted
+
+
+def test_the_limit_is_shared_by_every_address_the_server_listens_on():
+    listeners = listening_sockets("", 0, 2)  # every IPv4 and IPv6 address where the host has both
+    for listener in listeners:
+        listener.listen(8)
+    clients, taken = [], []
+    for n in range(3):
+        listener = listeners[n % len(listeners)]
+        loopback = "::1" if listener.family == socket.AF_INET6 else "127.0.0.1"
+        clients.append(socket.create_connection((loopback, listener.getsockname()[1])))
+        listener.setblocking(False)
+        try:
+            taken.append(listener.accept()[0])
+        except BlockingIOError:
+            pass  # refused
+    assert len(taken) == 2 and listeners[0].connections.count == 2
+    for sock in taken + clients + listeners:
+        sock.close()
 
 
 def test_a_connection_collected_without_close_gives_its_place_back():
-    listener = ConnectionLimitingSocket(socket.AF_INET, max_connections=1)
-    listener.bind(("127.0.0.1", 0))
+    [listener] = listening_sockets("127.0.0.1", 0, 1)
     listener.listen(8)
     client = socket.create_connection(listener.getsockname())
     connection, _ = listener.accept()
-    assert listener.open_connections == 1
+    assert listener.connections.count == 1
+    copy = connection.dup()
     del connection
     gc.collect()
-    assert listener.open_connections == 0
+    assert listener.connections.count == 0
+    copy.close()  # a dup() holds no place of its own
+    assert listener.connections.count == 0
     client.close()
     listener.close()
 

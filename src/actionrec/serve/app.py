@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import NoReturn
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -208,12 +209,19 @@ class _Server(uvicorn.Server):
         try:
             sockets = listening_sockets(self.config.host, self.config.port, self.max_connections)
         except OSError as exc:
-            logging.getLogger("uvicorn.error").error("cannot listen on %s port %d: %s",
-                                                     self.config.host, self.config.port, exc)
-            sys.exit(3)  # uvicorn's exit status when it cannot start
-        await super().startup(sockets)
+            self._cannot_listen(exc)
+        try:
+            await super().startup(sockets)
+        except OSError as exc:  # listen() lost the port to a server that bound it at the same time
+            await self.lifespan.shutdown()
+            self._cannot_listen(exc)
         if self.started:
             self._log_started_message(sockets)
+
+    def _cannot_listen(self, exc: OSError) -> NoReturn:
+        logging.getLogger("uvicorn.error").error("cannot listen on %s port %d: %s",
+                                                 self.config.host, self.config.port, exc)
+        sys.exit(3)  # uvicorn's exit status when it cannot start
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:

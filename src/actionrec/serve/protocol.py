@@ -23,6 +23,7 @@ import json
 import re
 import resource
 import socket
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -65,10 +66,30 @@ TOO_MANY_CONNECTIONS = _answer("503 Service Unavailable", "The server has as man
                                "Try again in a few seconds.", "too_many_connections", "retry-after: 2\r\n")
 
 
+class OpenConnections:
+    """How many accepted connections are open, across every listening socket of one server."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self._lock = threading.Lock()  # a collected connection is released in whichever thread collects it
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.count >= self.limit:
+                return False
+            self.count += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.count -= 1
+
+
 class _CountedConnection(socket.socket):
     """An accepted connection that gives its place back when it is closed (or collected unclosed)."""
 
-    release: Callable[[], Any]
+    release: Callable[[], Any] = staticmethod(lambda: None)  # a dup() holds no place of its own
 
     def _real_close(self, *args: Any) -> None:
         super()._real_close(*args)  # type: ignore[misc]
@@ -76,25 +97,18 @@ class _CountedConnection(socket.socket):
 
 
 class ConnectionLimitingSocket(socket.socket):
-    """A listening socket whose `accept()` hands out at most `max_connections` open connections;
+    """A listening socket whose `accept()` hands out a connection only while `connections` has room;
     one past that is answered `TOO_MANY_CONNECTIONS` and closed before `accept()` returns. asyncio's
     event loop calls `accept()` on the socket it serves, so this works under asyncio (not uvloop)."""
 
-    def __init__(self, family: int, max_connections: int) -> None:
-        super().__init__(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self.max_connections = max_connections
-        self.open_connections = 0
-
-    def _release(self) -> None:
-        self.open_connections -= 1
+    connections: OpenConnections
 
     def accept(self) -> tuple[socket.socket, Any]:
         for _ in range(ACCEPT_BACKLOG):  # refuse a flood a backlog at a time, then let the loop go on
             fd, address = self._accept()  # type: ignore[attr-defined]  # BlockingIOError once none wait
-            if self.open_connections < self.max_connections:
+            if self.connections.take():
                 connection = _CountedConnection(self.family, self.type, self.proto, fileno=fd)
-                self.open_connections += 1
-                connection.release = weakref.finalize(connection, self._release)
+                connection.release = weakref.finalize(connection, self.connections.release)
                 return connection, address
             _refuse(socket.socket(self.family, self.type, self.proto, fileno=fd))
         raise BlockingIOError("connections refused this turn; the rest wait for the next")
@@ -103,10 +117,10 @@ class ConnectionLimitingSocket(socket.socket):
 def _refuse(connection: socket.socket) -> None:
     try:
         connection.send(TOO_MANY_CONNECTIONS, socket.MSG_DONTWAIT)
-        # Read what the client has sent so far: closing with unread data resets the connection,
-        # which can throw away the answer before the client reads it.
-        while connection.recv(65536, socket.MSG_DONTWAIT):
-            pass
+        # Closing with unread data resets the connection, which can throw the answer away before
+        # the client reads it: read what has come (once, so a client streaming a body cannot hold
+        # the event loop here).
+        connection.recv(65536, socket.MSG_DONTWAIT)
     except OSError:
         pass
     finally:
@@ -115,12 +129,14 @@ def _refuse(connection: socket.socket) -> None:
 
 def listening_sockets(host: str, port: int, max_connections: int) -> list[ConnectionLimitingSocket]:
     """Bound sockets for `host` and `port` (one per address a name resolves to, as asyncio binds
-    them), each taking at most `max_connections` connections."""
+    them), taking at most `max_connections` connections between them."""
     infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    connections = OpenConnections(max_connections)
     bound: list[ConnectionLimitingSocket] = []
     try:
         for family, address in dict.fromkeys((info[0], info[4]) for info in infos):
-            sock = ConnectionLimitingSocket(family, max_connections)
+            sock = ConnectionLimitingSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sock.connections = connections
             bound.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
