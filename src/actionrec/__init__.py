@@ -11,9 +11,9 @@ __version__ = "0.2.0"
 
 def __getattr__(name: str):
     if name in ("Recognizer", "Prediction"):
-        from actionrec import inference
+        from actionrec.runtime import recognizer
 
-        return getattr(inference, name)
+        return getattr(recognizer, name)
     raise AttributeError(f"module 'actionrec' has no attribute {name!r}")
 
 

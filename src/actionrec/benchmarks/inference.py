@@ -28,9 +28,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from actionrec.cores import usable_cores
-from actionrec.inference import Recognizer
-from actionrec.resources import PeakMemory, memory_mb
+from actionrec.runtime.cores import usable_cores
+from actionrec.runtime.recognizer import Recognizer
+from actionrec.runtime.resources import PeakMemory, memory_mb
 from actionrec.video import probe, stream_prediction_frames
 from actionrec.video.decode import DecodeOutcome, read_frames
 from actionrec.video.probe import VideoProbe

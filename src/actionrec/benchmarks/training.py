@@ -19,12 +19,12 @@ from rich.console import Console
 
 from actionrec.datasets import evenly
 from actionrec.errors import TrainingError
-from actionrec.resources import PeakMemory
-from actionrec.training import runtime as runtimes
+from actionrec.runtime.resources import PeakMemory
+from actionrec.training import devices
 from actionrec.training.config import TrainConfig
 from actionrec.training.data import PREFETCH_BATCHES
 from actionrec.training.features import build_cache, cache_for
-from actionrec.training.runtime import Runtime
+from actionrec.training.devices import Runtime
 from actionrec.training.setup import setup
 from actionrec.training.state import TrainState
 from actionrec.training.steps import Side, epoch_loader, loader_workers, start_state, train_mode, train_step
@@ -91,7 +91,7 @@ def benchmark_training(config: TrainConfig, steps: int = 20, clips: int | None =
                        console: Console | None = None) -> dict[str, Any]:
     """Measure cache building and training steps with `config`'s settings; returns the figures."""
     console = console or Console()
-    runtime = runtimes.start(config)
+    runtime = devices.start(config)
     try:
         ready = setup(config, console, runtime)
         samples = evenly(ready.dataset.train, clips)
@@ -114,7 +114,7 @@ def benchmark_training(config: TrainConfig, steps: int = 20, clips: int | None =
             train_seconds, timed_clips = _time_steps(start_state(ready.model, config, runtime, max(1, steps)), side,
                                                      config, runtime, steps, train_gpu)
     finally:
-        runtimes.stop(runtime)
+        devices.stop(runtime)
 
     steps_per_s = steps / train_seconds
     built = missing - len(failed)

@@ -33,7 +33,7 @@ def benchmark(
     speed table puts each figure beside its floor, measured in the same run (first video: a short
     clip; last: a long video)."""
     from actionrec.benchmarks.inference import speed_table
-    from actionrec.inference import Recognizer
+    from actionrec.runtime.recognizer import Recognizer
 
     try:
         recognizer = Recognizer(model, threads=threads)
@@ -79,7 +79,7 @@ def _measure(recognizer, model: Path, videos: List[Path], repeats: int, threads:
     from actionrec.benchmarks.inference import (benchmark_folder, benchmark_http, benchmark_server, benchmark_video,
                                                 compare_models)
     from actionrec.cli.predicting import expand
-    from actionrec.resources import describe_cpu
+    from actionrec.runtime.resources import describe_cpu
 
     results = {"machine": describe_cpu(), "model": str(model), "threads": threads or "onnxruntime default",
                "videos": [benchmark_video(recognizer, video, repeats) for video in videos]}
@@ -131,7 +131,7 @@ def benchmark_train(
     import shutil
     import tempfile
 
-    from actionrec.resources import describe_cpu
+    from actionrec.runtime.resources import describe_cpu
     from actionrec.benchmarks.training import benchmark_training
     from actionrec.training.config import TrainConfig
 
@@ -206,7 +206,7 @@ def benchmark_serving(
     """Dynamic batching measured: a real server's answers/s and latency at each concurrency, off and on."""
     needs_serving_extra()
     from actionrec.benchmarks.inference import benchmark_batching
-    from actionrec.resources import describe_cpu
+    from actionrec.runtime.resources import describe_cpu
 
     result = benchmark_batching(model, video, tuple(concurrency), requests_per_client, workers, window_ms)
     result["machine"] = describe_cpu()

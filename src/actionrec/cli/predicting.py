@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from actionrec.cli.common import EXIT_NOTHING_RAN, EXIT_USAGE, console, err_console, fail
 from actionrec.errors import ActionrecError
-from actionrec.results import BatchResult, ResultsFile, result_key, still_to_do
+from actionrec.runtime.results import BatchResult, ResultsFile, result_key, still_to_do
 from actionrec.video.probe import VIDEO_EXTENSIONS, is_video_name
 
 
@@ -43,7 +43,7 @@ def expand(sources: list[str]) -> list[Path]:
 
 class _Output:
     """Where results go: stdout (JSON lines, or text unless a progress bar shows) and, with --output,
-    a results file that a rerun resumes (`actionrec.results`)."""
+    a results file that a rerun resumes (`actionrec.runtime.results`)."""
 
     def __init__(self, output: Path | None, as_json: bool, kept_rows: list[dict] | None) -> None:
         self.as_json = as_json
@@ -66,7 +66,7 @@ class _Output:
 
 def _remote_videos(uris: list[str]) -> list[str]:
     """The videos behind object-store URIs, listed once so that a rerun can skip the answered ones."""
-    from actionrec.cluster import list_videos
+    from actionrec.runtime.on_ray import list_videos
 
     videos = []
     for uri in uris:
@@ -79,7 +79,7 @@ def _remote_videos(uris: list[str]) -> list[str]:
 
 def _ray_answers(recognizer, videos: list[Path | str], address: Optional[str], top_k: int,
                  actors: Optional[int], gpus: float, threads: Optional[int]):
-    from actionrec.cluster import check_ray_installed, ray_predict
+    from actionrec.runtime.on_ray import check_ray_installed, ray_predict
 
     try:
         check_ray_installed()
@@ -95,7 +95,7 @@ Precision = Literal["auto", "fp32", "int8"]
 
 def _chosen_model(model: Path, precision: str) -> Path:
     """The model file `--precision` picks; which one and why goes to stderr when there was a choice."""
-    from actionrec.precision import choose_model_file, int8_copy_of
+    from actionrec.runtime.precision import choose_model_file, int8_copy_of
 
     choice = choose_model_file(model, precision)
     if precision != "auto" or choice.path != Path(model) or int8_copy_of(Path(model)).is_file():
@@ -151,7 +151,7 @@ def predict(
 ) -> None:
     """Say which action each video shows. Exit code 0: all answered; 1: some could not be read; 2: a
     wrong command line; 3: nothing could run (the model)."""
-    from actionrec.inference import Recognizer
+    from actionrec.runtime.recognizer import Recognizer
 
     videos = _videos(sources, ray, segments)
     try:
@@ -239,8 +239,8 @@ def watch(
                                         "fp32: MODEL; int8: the copy."),
 ) -> None:
     """Recognize actions live: a rolling answer as the source plays. Ctrl-C stops."""
-    from actionrec.inference import Recognizer
-    from actionrec.live import LiveAnswer, watch as watch_source
+    from actionrec.runtime.recognizer import Recognizer
+    from actionrec.runtime.watching import LiveAnswer, watch as watch_source
 
     seen = {"answers": 0, "action": None}
 

@@ -90,7 +90,7 @@ def demo(
                                      "of several)."),
 ) -> None:
     """Offline demo: generate data, train, export, then serve the page and API on http://HOST:PORT."""
-    from actionrec.demo import DemoPaths, build_demo_model, try_line
+    from actionrec.cli.demo import DemoPaths, build_demo_model, try_line
 
     if rebuild or not DemoPaths(folder).model.exists():
         needs_training_extra()
@@ -110,7 +110,7 @@ def demo(
     from actionrec.serve.app import serve as run_server
     from actionrec.serve.settings import ServerSettings
 
-    from actionrec.demo import build_imagenet_base
+    from actionrec.cli.demo import build_imagenet_base
 
     # The page's Teach mode keeps its example clips and taught models beside the demo's model, and
     # builds on ImageNet features where the weights are at hand (else on the synthetic encoder).

@@ -25,8 +25,8 @@ def push(
 ) -> None:
     """Upload a model and a model card generated from it to the Hugging Face Hub; log in first
     (`hf auth login`, or set HF_TOKEN)."""
-    from actionrec.publish import push as push_model
-    from actionrec.publish import push_files
+    from actionrec.modelfile.publish import push as push_model
+    from actionrec.modelfile.publish import push_files
 
     if not REPO_PATTERN.match(repo):
         fail(f"{repo!r} is not a Hub repository name: write OWNER/NAME.", EXIT_USAGE)

@@ -29,7 +29,7 @@ def teach(
     """Teach new actions from a few clips each: a new head on BASE's frame features, with its own
     "none of these", written as one model file that predict, watch and serve take. Seconds, on a CPU."""
     try:
-        from actionrec.teach import examples_in_folder, teach as teach_model
+        from actionrec.teaching.flow import examples_in_folder, teach as teach_model
     except ImportError as exc:
         fail(f"teaching needs the {exc.name} package: install it with `pip install 'actionrec[serve]'`.")
     if out.suffix != ".onnx":

@@ -141,14 +141,14 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (model files)."),
 ) -> None:
     """Top-1/top-5, mean class accuracy, confusion; for a run writes metrics.json and report.html."""
-    from actionrec.hub import is_hub_name
+    from actionrec.modelfile.hub import is_hub_name
 
     if target.suffix == ".onnx" or is_hub_name(target):
         _evaluate_model_files([target, *compare], data_dir or data, dataset, split, val_fraction, seed, limit, as_json,
                               unknown, timelines, seed_timelines)
         return
     needs_training_extra()
-    from actionrec.training.evaluate import evaluate_run
+    from actionrec.training.run_evaluation import evaluate_run
 
     try:
         metrics, report = evaluate_run(target, data_dir=data_dir or data, console=console)
@@ -197,8 +197,8 @@ def _measure_model_files(models: list[Path], data_dir: Path, dataset: str, split
     from rich.progress import Progress
 
     from actionrec.cli.predicting import expand
-    from actionrec.evaluation import evaluate_files, joined_timelines, read_clips, unknown_flags, validation_clips
-    from actionrec.inference import Recognizer
+    from actionrec.evaluation.model_files import evaluate_files, joined_timelines, read_clips, unknown_flags, validation_clips
+    from actionrec.runtime.recognizer import Recognizer
 
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("Reading validation clips", total=None)
@@ -279,7 +279,7 @@ def export(
     """Export to ONNX (frames in, probabilities out, labels and settings in the metadata), checked against PyTorch."""
     needs_training_extra()
 
-    from actionrec.precision import int8_copy_of
+    from actionrec.runtime.precision import int8_copy_of
     from actionrec.training.runs import RunDir
 
     try:

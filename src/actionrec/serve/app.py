@@ -39,9 +39,9 @@ from actionrec.errors import (
     VideoError,
     WorkerLost,
 )
-from actionrec.hub import resolve_model
-from actionrec.inference import Recognizer, choose_providers
-from actionrec.precision import choose_model_file
+from actionrec.modelfile.hub import resolve_model
+from actionrec.runtime.recognizer import Recognizer, choose_providers
+from actionrec.runtime.precision import choose_model_file
 from actionrec.serve import live
 from actionrec.serve.guards import AnswerWhenCutShort, HostCheck, OriginCheck
 from actionrec.serve.logs import SafeLogText, Throttle, configure_logging

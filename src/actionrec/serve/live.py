@@ -31,7 +31,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from actionrec.errors import ActionrecError, DecodersBusy, WorkerLost
-from actionrec.live import LiveRecognizer
+from actionrec.runtime.watching import LiveRecognizer
 from actionrec.serve.routes import key_problem
 from actionrec.serve.service import PredictionService
 from actionrec.video.decode import read_image

@@ -32,8 +32,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from actionrec.errors import RequestError, VideoError
-from actionrec.inference import Prediction
-from actionrec.resources import cpu_facts
+from actionrec.runtime.recognizer import Prediction
+from actionrec.runtime.resources import cpu_facts
 from actionrec.serve.schemas import (
     ERROR_RESPONSES,
     V1_ERROR_RESPONSES,
@@ -48,7 +48,7 @@ from actionrec.serve.schemas import (
     video_problem_answer,
 )
 from actionrec.serve.service import UPLOAD_NAME, PredictionService
-from actionrec.unknown import unsure_warning
+from actionrec.modelfile.unknown import unsure_warning
 from actionrec.video.probe import VIDEO_EXTENSIONS, is_video_name
 
 WEB_DIR = Path(__file__).parent / "web"

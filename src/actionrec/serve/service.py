@@ -31,13 +31,13 @@ from actionrec.errors import (
     VideoError,
     WorkerLost,
 )
-from actionrec.inference import Prediction, Recognizer
-from actionrec.resources import cpu_facts, describe_cpu
+from actionrec.runtime.recognizer import Prediction, Recognizer
+from actionrec.runtime.resources import cpu_facts, describe_cpu
 from actionrec.serve import uploads
 from actionrec.serve.metrics import Metrics
 from actionrec.serve.settings import ServerSettings, UploadLimits, megabytes
 from actionrec.serve.workers import DecodeFunction, DecodePool
-from actionrec.teach import MAX_CLIP_S
+from actionrec.teaching.flow import MAX_CLIP_S
 from actionrec.video import DecodeLimits, stream_prediction_frames
 from actionrec.video.stream import FramesDone
 

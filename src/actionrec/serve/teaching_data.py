@@ -42,7 +42,7 @@ def _teach_in_child(base: str, examples: dict[str, list[str]], out: str, name: s
                     job_file: str) -> None:
     """What the teaching process runs: `teach`, its progress and its outcome written to `job_file`."""
     from actionrec.errors import ActionrecError
-    from actionrec.teach import teach
+    from actionrec.teaching.flow import teach
 
     job = read_json(Path(job_file)) or {}
 
@@ -91,7 +91,7 @@ class Teaching:
         return self.data_dir
 
     def _action_dir(self, action: str, create: bool = False) -> Path:
-        from actionrec.teach import TeachError, check_action_name
+        from actionrec.teaching.flow import TeachError, check_action_name
 
         try:
             name = check_action_name(action)
@@ -119,13 +119,13 @@ class Teaching:
         return found
 
     def _base_card(self):
-        from actionrec.inference import read_card
+        from actionrec.runtime.recognizer import read_card
 
         return read_card(self.base_path)
 
     def about(self) -> dict[str, Any]:
         """What the page shows of teaching here: what it builds on, and any note from the operator."""
-        from actionrec.unknown import FEATURE_SIMILARITY
+        from actionrec.modelfile.unknown import FEATURE_SIMILARITY
 
         card = self._base_card() if self.base_path is not None else None
         rule = None if card is None else card.unknown_rule
@@ -138,7 +138,7 @@ class Teaching:
                                                    and rule.score == FEATURE_SIMILARITY}}
 
     def limits(self) -> dict[str, Any]:
-        from actionrec.teach import MAX_CLIP_S, MAX_NAME
+        from actionrec.teaching.flow import MAX_CLIP_S, MAX_NAME
 
         return {"max_actions": self.settings.teach_max_actions, "max_clips_per_action": self.settings.teach_max_clips,
                 "max_clip_mb": self.settings.teach_max_clip_mb, "max_clip_s": MAX_CLIP_S, "max_name": MAX_NAME}
@@ -204,7 +204,7 @@ class Teaching:
         return job
 
     def start_job(self, name: str | None, keep_base: bool) -> dict:
-        from actionrec.teach import TeachError, check_action_name
+        from actionrec.teaching.flow import TeachError, check_action_name
 
         root = self._require()
         if self.running is not None and not self.running.done():
@@ -293,7 +293,7 @@ class Teaching:
         return path
 
     def models(self) -> dict:
-        from actionrec.inference import read_card
+        from actionrec.runtime.recognizer import read_card
 
         served = self.service.recognizer.model_path
         listed = []

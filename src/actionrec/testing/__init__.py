@@ -33,9 +33,9 @@ def make_untrained_model(
     """
     import torch
 
-    from actionrec.card import ModelCard
-    from actionrec.export import export_model
-    from actionrec.model import ActionModel, ModelConfig
+    from actionrec.modelfile.card import ModelCard
+    from actionrec.training.export import export_model
+    from actionrec.training.model import ActionModel, ModelConfig
 
     torch.manual_seed(seed)
     config = ModelConfig(num_classes=len(labels), temporal=temporal, hidden_size=hidden_size, width_mult=width_mult)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from actionrec.resources import memory_mb
+from actionrec.runtime.resources import memory_mb
 from actionrec.testing.loadtest import (
     GOOD,
     free_port,

@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from actionrec.resources import memory_mb
+from actionrec.runtime.resources import memory_mb
 
 GOOD, BAD = "good", "bad"
 

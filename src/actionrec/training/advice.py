@@ -6,7 +6,7 @@ and validation no longer improving (during the run) or the run over.
 
 from __future__ import annotations
 
-from actionrec.metrics import best_epoch_index
+from actionrec.evaluation.scores import best_epoch_index
 
 GAP = 0.25  # training accuracy this far above the best validation accuracy...
 MEMORISED = 0.8  # ...and this high: early on both can sit low while batch-norm statistics settle

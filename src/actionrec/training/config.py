@@ -17,7 +17,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from actionrec.card import TEMPORAL_HEADS
+from actionrec.modelfile.card import TEMPORAL_HEADS
 from actionrec.datasets import DATASET_KINDS, DATASET_LIMITS
 from actionrec.video.spec import ClipSpec
 

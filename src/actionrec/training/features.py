@@ -22,17 +22,17 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from actionrec.card import FEATURES_OUTPUT, INPUT_NAME
+from actionrec.modelfile.card import FEATURES_OUTPUT, INPUT_NAME
 from actionrec.datasets import Sample
 from actionrec.errors import TrainingError, VideoError
-from actionrec.export import to_onnx
+from actionrec.training.export import to_onnx
 from actionrec.files import atomic_output
-from actionrec.model import ActionModel, FrameFeatures
-from actionrec.network import Encoder
-from actionrec.processes import GuardedPool, ready_made
+from actionrec.training.model import ActionModel, FrameFeatures
+from actionrec.runtime.network import Encoder
+from actionrec.runtime.processes import GuardedPool, ready_made
 from actionrec.training.cache import ClipCache, default_cache_root, prefetch
 from actionrec.training.config import TrainConfig
-from actionrec.training.runtime import Runtime, cores_per_process, gather
+from actionrec.training.devices import Runtime, cores_per_process, gather
 from actionrec.training.views import ViewDecoder
 
 FeatureFunction = Callable[[np.ndarray], np.ndarray]
@@ -217,8 +217,8 @@ def build_cache(
 
 def _build_on_ray(config: TrainConfig, cache: ClipCache, missing: list[Path], views: int, backbone_id: str,
                   console: Console, what: str, extractor: FeatureSource | None) -> dict[Path, str]:
-    """The same cache, built by Ray tasks and actors (`actionrec.cluster`)."""
-    from actionrec.cluster import ray_build_cache
+    """The same cache, built by Ray tasks and actors (`actionrec.runtime.on_ray`)."""
+    from actionrec.runtime.on_ray import ray_build_cache
 
     graph = None
     if extractor is not None:

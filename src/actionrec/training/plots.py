@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from actionrec.files import atomic_output
-from actionrec.metrics import best_epoch_index, finite_number
+from actionrec.evaluation.scores import best_epoch_index, finite_number
 
 # Up to this many classes the confusion matrix shows the count in every cell.
 MAX_CLASSES_WITH_COUNTS = 20

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from actionrec.files import write_json, write_text
-from actionrec.metrics import best_epoch_index, finite_number
+from actionrec.evaluation.scores import best_epoch_index, finite_number
 from actionrec.training.plots import (
     MAX_CLASSES_WITH_COUNTS,
     accuracy_scale,
@@ -47,7 +47,7 @@ def write_report(
     """Write confusion.png, curves.png (when `history` has epochs), metrics.json and
     report.html into `run_dir`; return the path of report.html.
 
-    `metrics` is what `actionrec.metrics.compute_metrics` returns. `history` holds one dict per
+    `metrics` is what `actionrec.evaluation.scores.compute_metrics` returns. `history` holds one dict per
     epoch with any of `epoch`, `train_loss`, `train_acc`, `val_loss`, `val_acc`, `lr`,
     `seconds`. `details` is shown as a key/value table (model, dataset, split, ...).
     """

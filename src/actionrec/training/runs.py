@@ -27,15 +27,15 @@ import numpy as np
 import torch
 
 from actionrec import __version__
-from actionrec.card import ModelCard, update_card
+from actionrec.modelfile.card import ModelCard, update_card
 from actionrec.datasets import evenly
 from actionrec.errors import TrainingError
-from actionrec.export import export_model
+from actionrec.training.export import export_model
 from actionrec.files import atomic_output, write_json, write_text
-from actionrec.model import ActionModel, ModelConfig
+from actionrec.training.model import ActionModel, ModelConfig
 from actionrec.training.config import TrainConfig
-from actionrec.metrics import best_epoch_index
-from actionrec.unknown import UnknownRule
+from actionrec.evaluation.scores import best_epoch_index
+from actionrec.modelfile.unknown import UnknownRule
 
 
 class RunDir:
@@ -163,8 +163,8 @@ class RunDir:
         """Measure the exported model's "none of these" rule on the run's own clips (class means from
         its training clips, the threshold from up to `limit` validation clips) and write it into the
         file's card."""
-        from actionrec.evaluation import measure_unknown_rule
-        from actionrec.inference import Recognizer
+        from actionrec.evaluation.model_files import measure_unknown_rule
+        from actionrec.runtime.recognizer import Recognizer
 
         config = self.config
         rule = measure_unknown_rule(Recognizer(model_path), config.data_dir, dataset=config.dataset,
@@ -198,11 +198,11 @@ class RunDir:
         one's accuracy and how often they agree. The copy is kept, its agreement in its card, only
         where the two name the same action on at least `MIN_AGREEMENT` of the clips; else it is
         removed and None is returned. The comparison is also written to the run."""
-        from actionrec.evaluation import evaluate_files, rule_on_clips, validation_clips
-        from actionrec.inference import Recognizer
-        from actionrec.network import read_card
-        from actionrec.precision import MIN_AGREEMENT
-        from actionrec.quantize import quantize_model
+        from actionrec.evaluation.model_files import evaluate_files, rule_on_clips, validation_clips
+        from actionrec.runtime.recognizer import Recognizer
+        from actionrec.runtime.network import read_card
+        from actionrec.runtime.precision import MIN_AGREEMENT
+        from actionrec.training.quantize import quantize_model
 
         config = self.config
         fp32 = Recognizer(model_path)

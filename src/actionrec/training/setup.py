@@ -10,11 +10,11 @@ from rich.console import Console
 
 from actionrec.datasets import DatasetSplit, load_dataset
 from actionrec.errors import TrainingError
-from actionrec.model import ActionModel, ModelConfig, load_backbone_weights
-from actionrec.training import runtime as runtimes
+from actionrec.training.model import ActionModel, ModelConfig, load_backbone_weights
+from actionrec.training import devices
 from actionrec.training.config import TrainConfig
 from actionrec.training.features import FeatureSource, extractor_for
-from actionrec.training.runtime import Runtime
+from actionrec.training.devices import Runtime
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Setup:
 def setup(config: TrainConfig, console: Console, runtime: Runtime) -> Setup:
     torch.manual_seed(config.seed)
     if not runtime.cuda:
-        torch.set_num_threads(runtimes.cores_per_process())
+        torch.set_num_threads(devices.cores_per_process())
     dataset = load_split(config, console)
     model, backbone_id = build_model(config, len(dataset.classes), console)
     return Setup(dataset, model, backbone_id, extractor_for(config, model, backbone_id, console, runtime))

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from actionrec.datasets import Sample
-from actionrec.model import ActionModel
-from actionrec.training import runtime as runtimes
+from actionrec.training.model import ActionModel
+from actionrec.training import devices
 from actionrec.training.cache import ClipCache
 from actionrec.training.config import TrainConfig
 from actionrec.training.data import (
@@ -29,7 +29,7 @@ from actionrec.training.data import (
     training_keys,
     validation_batches,
 )
-from actionrec.training.runtime import Runtime, gather
+from actionrec.training.devices import Runtime, gather
 from actionrec.training.state import TrainState
 from actionrec.training.views import EpochView
 
@@ -110,7 +110,7 @@ def loader_workers(config: TrainConfig, runtime: Runtime) -> int:
     if config.workers is not None:
         return config.workers
     if config.on_the_fly:
-        return runtimes.cores_per_process()
+        return devices.cores_per_process()
     return CACHED_LOADER_WORKERS_ON_GPU if runtime.cuda else 0
 
 

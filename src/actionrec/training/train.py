@@ -23,13 +23,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from actionrec.errors import TrainingError
-from actionrec.training import runtime as runtimes
+from actionrec.training import devices
 from actionrec.training.advice import overfitting_advice
 from actionrec.training.config import TrainConfig
 from actionrec.training.data import steps_per_epoch
 from actionrec.training.features import build_cache, progress_bar
 from actionrec.training.runs import RunDir
-from actionrec.training.runtime import Runtime, barrier, gather
+from actionrec.training.devices import Runtime, barrier, gather
 from actionrec.training.setup import Setup, setup
 from actionrec.training.state import Progress, TrainState, fingerprint, rng_states, saved_settings
 from actionrec.training.state import resume as resume_state
@@ -50,12 +50,12 @@ class Run:
 
 
 def train(config: TrainConfig, *, resume: bool = False, console: Console | None = None) -> Run:
-    runtime = runtimes.start(config)
+    runtime = devices.start(config)
     try:
         console = console if runtime.main else Console(quiet=True)
         return _train(config, resume, console or Console(), runtime)
     finally:
-        runtimes.stop(runtime)
+        devices.stop(runtime)
 
 
 def _train(config: TrainConfig, resume: bool, console: Console, runtime: Runtime) -> Run:

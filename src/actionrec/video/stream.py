@@ -3,7 +3,7 @@ handed out in bounded chunks as it is decoded.
 
 `stream_prediction_frames` runs where decoding is safe to crash (a server's worker process, or
 the caller's own process) and yields messages: a `FramePlan`, then `FrameChunk`s, then
-`FramesDone`. The consumer (`actionrec.inference`) encodes each chunk as it arrives, so memory
+`FramesDone`. The consumer (`actionrec.runtime.recognizer`) encodes each chunk as it arrives, so memory
 stays bounded whatever the video's length.
 """
 

@@ -1,0 +1,200 @@
+"""The model card: everything an exported model file says about itself, typed.
+
+An exported `model.onnx` carries one metadata entry (key `actionrec`, JSON) with the labels, the
+clip it expects (frames, size), the normalisation inside the graph, the sampling rule, and facts
+about training. A server needs nothing but the file: `ModelCard.from_json` reads and checks that
+entry, `ModelCard.to_json` writes it. No torch, no ONNX Runtime here.
+
+It also carries the measured rule for "none of these" (`unknown`, see `actionrec.modelfile.unknown`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from actionrec.errors import ModelFileError
+from actionrec.files import atomic_output
+from actionrec.modelfile.unknown import UnknownRule
+from actionrec.video.spec import SAMPLING_RULE, ClipSpec
+
+METADATA_KEY = "actionrec"
+CARD_FORMAT = 2  # 2: the graph also runs its two halves apart (FEATURES_*, WINDOW_OUTPUT)
+INPUT_NAME, OUTPUT_NAME = "frames", "probabilities"
+# Format 2 graphs: frames -> FEATURES_OUTPUT (per frame), and the head alone: FEATURES_INPUT -> WINDOW_OUTPUT.
+FEATURES_INPUT, FEATURES_OUTPUT, WINDOW_OUTPUT = "features", "frame_features", "window_probabilities"
+TEMPORAL_HEADS = ("lstm", "mean")  # what reads the sequence of frame features: an LSTM, or their mean
+
+# ImageNet statistics, applied inside the model graph on 0..255 RGB; recorded in every card so
+# other runtimes can reproduce them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    scale: float = 255
+    in_graph: bool = True
+
+
+@dataclass
+class ModelCard:
+    """The typed contents of a model file's metadata."""
+
+    name: str
+    version: str
+    labels: list[str]
+    num_frames: int
+    image_size: int
+    model: dict[str, Any] = field(default_factory=dict)  # temporal head, sizes, backbone and its weights
+    dataset: str | None = None
+    validation: dict[str, Any] | None = None  # the best epoch's history row
+    versions: dict[str, str] = field(default_factory=dict)
+    exported_at: str | None = None
+    clip_duration_s: float | None = None  # typical duration of the training clips: a timeline window's length
+    num_features: int | None = None  # per-frame features between the two halves
+    normalization: Normalization = field(default_factory=Normalization)
+    precision: str = "fp32"  # "int8": a quantized copy (see `quantization`)
+    quantization: dict[str, Any] | None = None
+    unknown: dict[str, Any] | None = None  # the measured "none of these" rule (`actionrec.modelfile.unknown.UnknownRule`)
+    sampling: str = SAMPLING_RULE
+    format: int = CARD_FORMAT
+
+    @property
+    def spec(self) -> ClipSpec:
+        return ClipSpec(self.num_frames, self.image_size)
+
+    @property
+    def unknown_rule(self) -> UnknownRule | None:
+        """The rule export measured for answers that show none of the labels; None for files
+        exported before it was measured."""
+        return None if self.unknown is None else UnknownRule.from_dict(self.unknown, len(self.labels),
+                                                                        self.num_features)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["normalization"] = {key: list(value) if isinstance(value, tuple) else value
+                                 for key, value in data["normalization"].items()}
+        data["input"] = {
+            "name": INPUT_NAME,
+            "dtype": "uint8",
+            "shape": ["batch", self.num_frames, self.image_size, self.image_size, 3],
+            "channels": "RGB",
+        }
+        data["output"] = {"name": OUTPUT_NAME, "meaning": "class probabilities (softmax), in the order of labels"}
+        if self.num_features:
+            data["halves"] = {
+                "encoder": f"{INPUT_NAME} (batch, time, size, size, 3) -> {FEATURES_OUTPUT} "
+                           f"(batch, time, {self.num_features})",
+                "head": f"{FEATURES_INPUT} (windows, {self.num_frames}, {self.num_features}) -> {WINDOW_OUTPUT} "
+                        "(windows, classes); its default is one window of zeros, so feeding frames alone works",
+            }
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, raw: str | None, source: str) -> ModelCard:
+        """Read and check a card; `source` names the file in error messages."""
+        if raw is None:
+            raise ModelFileError(
+                f"{source}: this ONNX file has no '{METADATA_KEY}' metadata (labels, frames, input size), "
+                "so it was not made by `actionrec export`. Export the model with that command."
+            )
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise _damaged(source, f"not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise _damaged(source, "not a JSON object")
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> ModelCard:
+        for key in ("labels", "num_frames", "image_size"):
+            if key not in data:
+                raise _damaged(source, f"no {key!r}")
+        labels = data["labels"]
+        if not (isinstance(labels, list) and labels and all(isinstance(label, str) for label in labels)):
+            raise _damaged(source, f"'labels' must be a non-empty list of names, not {labels!r}")
+        for key in ("num_frames", "image_size"):
+            if not isinstance(data[key], int) or isinstance(data[key], bool):
+                raise _damaged(source, f"{key!r} must be a whole number, not {data[key]!r}")
+        try:
+            ClipSpec(data["num_frames"], data["image_size"])
+        except ValueError as exc:
+            raise _damaged(source, str(exc)) from None
+        normalization = data.get("normalization") or {}
+        unknown = data.get("unknown") if isinstance(data.get("unknown"), dict) else None
+        if unknown is not None:
+            try:
+                UnknownRule.from_dict(unknown, len(labels),
+                                      data.get("num_features") if isinstance(data.get("num_features"), int) else None)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise _damaged(source, f"'unknown': {exc}") from None
+        clip_duration = data.get("clip_duration_s")
+        if clip_duration is not None and not (isinstance(clip_duration, (int, float)) and 0 < clip_duration < 3600):
+            raise _damaged(source, f"'clip_duration_s' must be a positive number of seconds, not {clip_duration!r}")
+        return cls(
+            name=str(data.get("name") or "model"),
+            version=str(data.get("version") or "unknown"),
+            labels=list(labels),
+            num_frames=data["num_frames"],
+            image_size=data["image_size"],
+            model=_mapping(data.get("model")),
+            dataset=None if data.get("dataset") is None else str(data["dataset"]),
+            validation=data.get("validation") if isinstance(data.get("validation"), dict) else None,
+            versions=_mapping(data.get("versions")),
+            exported_at=data.get("exported_at"),
+            clip_duration_s=None if clip_duration is None else float(clip_duration),
+            num_features=data.get("num_features") if isinstance(data.get("num_features"), int) else None,
+            normalization=Normalization(
+                mean=tuple(normalization.get("mean", IMAGENET_MEAN)),
+                std=tuple(normalization.get("std", IMAGENET_STD)),
+                scale=normalization.get("scale", 255),
+                in_graph=normalization.get("in_graph", True),
+            ) if isinstance(normalization, dict) else Normalization(),
+            precision=str(data.get("precision") or "fp32"),
+            quantization=data.get("quantization") if isinstance(data.get("quantization"), dict) else None,
+            unknown=unknown,
+            sampling=str(data.get("sampling") or SAMPLING_RULE),
+            format=data["format"] if isinstance(data.get("format"), int) else 1,
+        )
+
+
+def write_card(model: Any, card: ModelCard) -> None:
+    """Put `card` in an ONNX model's (a ModelProto's) metadata, in place of what was there."""
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, card.to_json()
+
+
+def update_card(path: Path, **changes: Any) -> ModelCard:
+    """Change fields of the card in the model file at `path` (needs the `onnx` package), in place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    card = replace(card_of_proto(model, str(path)), **changes)
+    write_card(model, card)
+    with atomic_output(path) as tmp:
+        onnx.save(model, str(tmp))
+    return card
+
+
+def card_of_proto(model: Any, source: str) -> ModelCard:
+    """The card in an ONNX model's (a ModelProto's) metadata; `source` names it in errors."""
+    return ModelCard.from_json(next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None), source)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _damaged(source: str, why: str) -> ModelFileError:
+    return ModelFileError(f"{source}: the '{METADATA_KEY}' metadata is damaged ({why}). "
+                          "Export the model again with `actionrec export RUN_DIR`.")

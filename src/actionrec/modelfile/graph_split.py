@@ -1,0 +1,177 @@
+"""A model file's graph cut between two named tensors, read and written as protobuf directly.
+
+`actionrec.runtime.network` loads a model in two halves; the `onnx` package could cut the graph, but
+importing it costs a serving process about 0.9 s (most of it `ml_dtypes`) on every start. An ONNX
+file is a protobuf message whose few fields that matter here are stable since ONNX's first
+release, so this module walks the wire format itself: the nodes that an output needs, back to an
+input, with the initializers they read, copied byte for byte into a model of their own with the
+file's other fields (opsets, metadata, ...).
+
+Field numbers are those of onnx/onnx.proto: ModelProto.graph = 7; GraphProto node = 1,
+initializer = 5, input = 11, output = 12, value_info = 13; NodeProto input = 1, output = 2,
+op_type = 4; TensorProto dims = 1, data_type = 2, name = 8, data_location = 14; ValueInfoProto
+name = 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+CONTROL_FLOW = {"If", "Loop", "Scan"}  # their subgraphs read outer names this walk does not follow
+
+
+class CannotSplit(ValueError):
+    """The file is not a protobuf this module can cut (damaged, or a form it does not handle)."""
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data):
+            raise CannotSplit("truncated varint")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int | bytes, bytes]]:
+    """(field number, value: an int or the bytes of a length-delimited field, the field's raw bytes)."""
+    at = 0
+    while at < len(data):
+        start = at
+        key, at = _varint(data, at)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _varint(data, at)
+        elif wire == 1:
+            value, at = int.from_bytes(data[at:at + 8], "little"), at + 8
+        elif wire == 2:
+            size, at = _varint(data, at)
+            value, at = data[at:at + size], at + size
+        elif wire == 5:
+            value, at = int.from_bytes(data[at:at + 4], "little"), at + 4
+        else:
+            raise CannotSplit(f"wire type {wire}")
+        if at > len(data):
+            raise CannotSplit("truncated field")
+        yield number, value, data[start:at]
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _message(number: int, payload: bytes) -> bytes:
+    return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
+
+
+def _text(value: int | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else ""
+
+
+@dataclass
+class _Graph:
+    other: list[bytes] = field(default_factory=list)  # its name, doc string, metadata: kept as they are
+    nodes: list[tuple[bytes, list[str], list[str], str]] = field(default_factory=list)  # raw, inputs, outputs, op
+    initializers: dict[str, tuple[bytes, list[int], int]] = field(default_factory=dict)  # name: raw, dims, type
+    values: dict[str, bytes] = field(default_factory=dict)  # graph inputs and outputs by name
+    inputs: set[str] = field(default_factory=set)
+    outputs: set[str] = field(default_factory=set)
+
+
+def _read_graph(payload: bytes) -> _Graph:
+    graph = _Graph()
+    for number, value, raw in _fields(payload):
+        if number == 1:
+            node = list(_fields(value))
+            graph.nodes.append((raw, [_text(v) for n, v, _ in node if n == 1], [_text(v) for n, v, _ in node if n == 2],
+                                next((_text(v) for n, v, _ in node if n == 4), "")))
+        elif number == 5:
+            tensor = list(_fields(value))
+            if any(n == 14 and v == 1 for n, v, _ in tensor):
+                raise CannotSplit("its weights are stored outside the file (external data)")
+            name = next((_text(v) for n, v, _ in tensor if n == 8), "")
+            dims = [v for n, v, _ in tensor if n == 1 and isinstance(v, int)]
+            for n, v, _ in tensor:  # packed dims
+                if n == 1 and isinstance(v, bytes):
+                    at = 0
+                    while at < len(v):
+                        dim, at = _varint(v, at)
+                        dims.append(dim)
+            data_type = next((v for n, v, _ in tensor if n == 2 and isinstance(v, int)), 1)
+            graph.initializers[name] = (raw, dims, data_type)
+        elif number in (11, 12):
+            name = next((_text(v) for n, v, _ in _fields(value) if n == 1), "")
+            graph.values[name] = raw
+            (graph.inputs if number == 11 else graph.outputs).add(name)
+        elif number in (2, 10, 16):  # its name, doc string, metadata; value_info is inferred again
+            graph.other.append(raw)
+    return graph
+
+
+def names(model: bytes) -> tuple[set[str], set[str]]:
+    """(the graph's inputs and initializers, its outputs) by name."""
+    graph = _read_graph(_graph_payload(model)[0])
+    return graph.inputs | set(graph.initializers), graph.outputs
+
+
+def _graph_payload(model: bytes) -> tuple[bytes, list[bytes]]:
+    """(the GraphProto's bytes, the ModelProto's other fields as they are)."""
+    payload, other = None, []
+    for number, value, raw in _fields(model):
+        if number == 7 and isinstance(value, bytes):
+            payload = value
+        else:
+            other.append(raw)
+    if payload is None:
+        raise CannotSplit("no graph in it")
+    return payload, other
+
+
+def cut(model: bytes, input_name: str, output_name: str) -> bytes:
+    """The model made of the nodes that compute `output_name` from `input_name` (and initializers).
+    An input given only a default value (an initializer with a leading dimension of 1) becomes an
+    input with a free leading dimension."""
+    payload, other = _graph_payload(model)
+    graph = _read_graph(payload)
+    producer = {output: index for index, (_, _, outputs, _) in enumerate(graph.nodes) for output in outputs}
+    kept: set[int] = set()
+    pending = [output_name]
+    while pending:
+        name = pending.pop()
+        index = producer.get(name)
+        if name == input_name or index is None or index in kept:
+            continue
+        kept.add(index)
+        pending.extend(graph.nodes[index][1])
+    nodes = [graph.nodes[index] for index in sorted(kept)]  # a file's node order is a topological one
+    if any(op in CONTROL_FLOW for _, _, _, op in nodes):
+        raise CannotSplit("it has control flow (If, Loop, Scan)")
+    if output_name not in graph.values:
+        raise CannotSplit(f"no output {output_name!r}")
+    used = {name for _, inputs, _, _ in nodes for name in inputs}
+    parts = [raw for raw, _, _, _ in nodes] + graph.other
+    parts += [raw for name, (raw, _, _) in graph.initializers.items() if name in used and name != input_name]
+    parts.append(graph.values.get(input_name) or _input_like_default(input_name, *graph.initializers[input_name][1:]))
+    parts.append(graph.values[output_name])
+    return b"".join(other) + _message(7, b"".join(parts))
+
+
+def _input_like_default(name: str, dims: list[int], data_type: int) -> bytes:
+    """GraphProto.input for `name`: a tensor of `data_type` shaped like its default, the first axis free."""
+    def dimension(size: int | None) -> bytes:
+        return _message(1, _message(2, b"windows") if size is None else _encode_varint(1 << 3) + _encode_varint(size))
+
+    shape = b"".join(dimension(size) for size in [None, *dims[1:]])
+    tensor_type = _encode_varint(1 << 3) + _encode_varint(data_type) + _message(2, shape)
+    value_info = _message(1, name.encode()) + _message(2, _message(1, tensor_type))
+    return _message(11, value_info)

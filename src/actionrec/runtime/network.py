@@ -1,0 +1,252 @@
+"""The exported network in its two halves, each its own ONNX Runtime session. Never imports torch.
+
+An exported model is one standard ONNX file: frames in, class probabilities out, as any ONNX tool
+runs it. It also names the tensor between its halves, and `load_network` splits it there once, at
+load (`actionrec.modelfile.graph_split`, without the onnx package): the `Encoder` turns frames into per-frame features, the `Head` reads windows of features
+and gives each window's probabilities. A prediction, a timeline, live recognition, Ray actors,
+evaluation and teaching all use the halves; nothing runs the whole graph to get one of them.
+
+Files exported before the split (card format 1) have no separable head. They load as an
+`Encoder` that passes frames through and a `Head` that runs the whole graph on them, so the
+code above sees the same two calls whatever the file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from actionrec.modelfile import graph_split
+from actionrec.modelfile.card import FEATURES_INPUT, FEATURES_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, WINDOW_OUTPUT, ModelCard
+from actionrec.runtime.cores import encoder_threads_alongside_decoder, usable_physical_cores
+from actionrec.errors import ModelFileError
+from actionrec.modelfile.hub import resolve_model
+
+DEVICES = ("auto", "cpu", "cuda")
+CLIPS_PER_RUN = 8  # whole clips per run of a format-1 graph
+
+
+def choose_providers(device: str) -> list[str]:
+    """ONNX Runtime's execution providers for `device`: "cuda" needs the CUDA provider (the
+    `onnxruntime-gpu` package, see the `gpu` extra); "auto" takes it when present."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    available = ort.get_available_providers()
+    if device == "cpu" or (device == "auto" and "CUDAExecutionProvider" not in available):
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise ModelFileError("--device cuda: this ONNX Runtime has no CUDA provider (it has "
+                             f"{', '.join(available)}). Install onnxruntime-gpu in place of onnxruntime "
+                             "(see README, Serving on a GPU), or use --device cpu.")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the features input's default value draws a warning that means nothing here
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    # Threads that spin while waiting for work steal the cores that decoding needs: measured
+    # here, a timeline of a 10-minute video took 22 s with spinning and 17.6 s without, while a
+    # clip on an idle machine took 85 ms with and 89 ms without.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def open_session(model: Path | bytes, source: Path, options: ort.SessionOptions | None = None,
+                 providers: list[str] | None = None) -> ort.InferenceSession:
+    """A session of `model` (a file, or a graph's bytes); `source` names the file in errors."""
+    if isinstance(model, Path) and not model.is_file():
+        raise ModelFileError(f"{model}: no such model file. Export one with `actionrec export RUN_DIR`.")
+    try:
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options or session_options(),
+                                    providers=providers or ["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelFileError(f"{source}: ONNX Runtime cannot load this file ({exc}).") from None
+
+
+def card_of(session: ort.InferenceSession, path: Path) -> ModelCard:
+    return ModelCard.from_json(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), str(path))
+
+
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """The card an exported model carries (labels, frames, input size, ...)."""
+    path = resolve_model(path)
+    return card_of(open_session(path, path), path)
+
+
+def _release(session: ort.InferenceSession, output: str, feed: dict[str, np.ndarray]) -> None:
+    """One small run that shrinks the session's memory arena back (the next run takes it again)."""
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    session.run([output], feed, options)
+
+
+class Encoder:
+    """Frames -> the features the head reads: `encoder(frames)` with (n, S, S, 3) uint8 frames gives
+    (n, F) float32. For a file exported before the split the "features" are the frames themselves
+    (`gives_features` is False): its head reads whole clips.
+
+    On a CPU, with `make_narrow`, a run that shares the cores (`alongside_decoding`: the decoder is
+    the slower stage; or started while another run is under way, which keeps its session) goes to
+    a second session on half the cores, made at first need, so that the stages running together do
+    not fight over every core (see `actionrec.runtime.cores`); a run alone takes them all."""
+
+    def __init__(self, session: ort.InferenceSession | None, image_size: int = 224,
+                 make_narrow: Callable[[], ort.InferenceSession] | None = None) -> None:
+        self.session = session
+        self.gives_features = session is not None
+        self._make_narrow = make_narrow
+        self._narrow: ort.InferenceSession | None = None
+        self._lock = threading.Lock()  # guards the count of runs under way
+        self._making = threading.Lock()  # one thread makes the narrow session
+        self._running = 0
+        if session is not None:
+            self.output = session.get_outputs()[0].name
+            frames = next(i for i in session.get_inputs() if i.name == INPUT_NAME)
+            # Files exported with free height and width release memory on a 32-pixel frame.
+            self._smallest = image_size if isinstance(frames.shape[2], int) else min(32, image_size)
+
+    @classmethod
+    def from_file(cls, path: Path, options: ort.SessionOptions | None = None,
+                  providers: list[str] | None = None) -> Encoder:
+        """An encoder-only graph (frames -> features), as training's feature extraction exports;
+        `options`: ONNX Runtime's (default: `session_options()`)."""
+        return cls(open_session(path, path, options, providers))
+
+    def __call__(self, frames: np.ndarray, *, alongside_decoding: bool = False) -> np.ndarray:
+        if self.session is None:
+            return frames
+        return self._run(np.ascontiguousarray(frames[None]), alongside_decoding)[0]
+
+    def encode_clips(self, clips: np.ndarray) -> np.ndarray:
+        """(N, T, S, S, 3) clips -> (N, T, F) in one run."""
+        if self.session is None:
+            return clips
+        return self._run(np.ascontiguousarray(clips), False)
+
+    def _run(self, frames: np.ndarray, alongside_decoding: bool) -> np.ndarray:
+        with self._lock:
+            self._running += 1
+            shared = alongside_decoding or self._running > 1
+        try:
+            session = self._narrow_session() if shared else self.session
+            return session.run([self.output], {INPUT_NAME: frames})[0]
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _narrow_session(self) -> ort.InferenceSession:
+        """The session on half the cores, made at first need (outside the lock every run takes, so
+        runs go on meanwhile); the full session where there is none, or making it failed."""
+        if self._narrow is None and self._make_narrow is not None:
+            with self._making:
+                if self._narrow is None and self._make_narrow is not None:
+                    try:
+                        self._narrow = self._make_narrow()
+                    except Exception:  # memory, most likely: the full session still answers
+                        self._make_narrow = None
+        return self._narrow if self._narrow is not None else self.session
+
+    def release_memory(self) -> None:
+        if self.session is not None:
+            feed = {INPUT_NAME: np.zeros((1, 1, self._smallest, self._smallest, 3), np.uint8)}
+            for session in (self.session, self._narrow):
+                if session is not None:
+                    _release(session, self.output, feed)
+
+
+class Head:
+    """Windows of encoded frames -> each window's class probabilities: (W, T, F) -> (W, classes). For a
+    file exported before the split, whole clips (W, T, S, S, 3) through the whole graph."""
+
+    def __init__(self, session: ort.InferenceSession, reads_features: bool, window_shape: tuple[int, ...]) -> None:
+        self.session = session
+        self.reads_features = reads_features
+        self.input, self.output = (FEATURES_INPUT, WINDOW_OUTPUT) if reads_features else (INPUT_NAME, OUTPUT_NAME)
+        self.window_shape = window_shape  # one window: (T, F), or (T, S, S, 3)
+
+    def __call__(self, units: np.ndarray) -> np.ndarray:
+        if self.reads_features:
+            return self.session.run([self.output], {self.input: np.ascontiguousarray(units, dtype=np.float32)})[0]
+        return np.concatenate([self.session.run([self.output], {self.input: np.ascontiguousarray(units[i:i + CLIPS_PER_RUN])})[0]
+                               for i in range(0, len(units), CLIPS_PER_RUN)])
+
+    def release_memory(self) -> None:
+        dtype = np.float32 if self.reads_features else np.uint8
+        _release(self.session, self.output, {self.input: np.zeros((1, *self.window_shape), dtype)})
+
+
+@dataclass
+class Network:
+    """A model file loaded in its two halves, with the card it carries."""
+
+    encoder: Encoder
+    head: Head
+    card: ModelCard
+    path: Path
+    device: str  # "cuda" when the sessions run on the CUDA provider, else "cpu"
+
+    def classify(self, clips: np.ndarray, batch_size: int = CLIPS_PER_RUN) -> np.ndarray:
+        """(N, T, S, S, 3) uint8 clips -> (N, classes) probabilities: both halves."""
+        return np.concatenate([self.head(self.encoder.encode_clips(clips[i:i + batch_size]))
+                               for i in range(0, len(clips), batch_size)])
+
+    def release_memory(self) -> None:
+        """Give back the memory ONNX Runtime keeps between runs (about 180 MB after a 16 x 224 clip)."""
+        self.encoder.release_memory()
+        self.head.release_memory()
+
+
+def load_network(path: str | os.PathLike, *, threads: int | None = None, device: str = "cpu") -> Network:
+    """Load a model file (or a Hub name, hf://OWNER/NAME, which it downloads) in its two halves."""
+    path = resolve_model(path)
+    providers = choose_providers(device)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file. Export one with `actionrec export RUN_DIR`.")
+    halves = split_graph(path.read_bytes(), path)
+    if halves is None:  # exported before the split: one graph, frames -> probabilities
+        whole = open_session(path, path, session_options(threads), providers)
+        card = card_of(whole, path)
+        encoder = Encoder(None, card.image_size)
+        head = Head(whole, False, (card.num_frames, card.image_size, card.image_size, 3))
+    else:
+        encoder_session = open_session(halves[0], path, session_options(threads), providers)
+        card = card_of(encoder_session, path)
+        encoder = Encoder(encoder_session, card.image_size, _narrow_encoder(halves[0], path, threads, providers))
+        head_session = open_session(halves[1], path, session_options(threads), providers)
+        head = Head(head_session, True, (card.num_frames, int(head_session.get_inputs()[0].shape[2])))
+    on_gpu = encoder.session is not None and encoder.session.get_providers()[0] == "CUDAExecutionProvider"
+    on_gpu = on_gpu or head.session.get_providers()[0] == "CUDAExecutionProvider"
+    return Network(encoder, head, card, path, "cuda" if on_gpu else "cpu")
+
+
+def _narrow_encoder(graph: bytes, path: Path, threads: int | None,
+                    providers: list[str]) -> Callable[[], ort.InferenceSession] | None:
+    """How to make the encoder's session on half the cores, where it would have fewer threads than
+    ONNX Runtime's default (one per physical core): on a CPU, with no thread count given."""
+    narrow = encoder_threads_alongside_decoder()
+    if threads is not None or providers != ["CPUExecutionProvider"] or narrow >= usable_physical_cores():
+        return None
+    return lambda: open_session(graph, path, session_options(narrow), providers)
+
+
+def split_graph(model_bytes: bytes, source: Path) -> tuple[bytes, bytes] | None:
+    """(encoder graph, head graph) of an exported model's bytes, each a standalone ONNX model with the
+    file's metadata; None for a file exported before the split (no `features` input)."""
+    try:
+        inputs, outputs = graph_split.names(model_bytes)
+        if FEATURES_INPUT not in inputs or not {FEATURES_OUTPUT, WINDOW_OUTPUT} <= outputs:
+            return None
+        return (graph_split.cut(model_bytes, INPUT_NAME, FEATURES_OUTPUT),
+                graph_split.cut(model_bytes, FEATURES_INPUT, WINDOW_OUTPUT))
+    except graph_split.CannotSplit as exc:
+        raise ModelFileError(f"{source}: cannot read this file as a model in two halves ({exc}). "
+                             "Export it again with `actionrec export RUN_DIR`.") from None

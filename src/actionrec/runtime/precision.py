@@ -1,0 +1,77 @@
+"""Which copy of a model runs: the float model, or the int8 copy that export keeps beside it.
+
+int8 convolutions are fast where the CPU has VNNI or AMX instructions and can be slower than float
+where it has only AVX2 (measured in docs/train.md). `actionrec export` keeps an int8 copy
+(MODEL.int8.onnx) only when it agrees with the float model on at least `MIN_AGREEMENT` of the
+run's validation clips; `choose_model_file` then picks it on a CPU where it pays, and says which
+copy it picked and why, for `serve`, `predict` and `watch` to show.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from actionrec.errors import ModelFileError
+from actionrec.modelfile.hub import resolve_model
+from actionrec.runtime.network import read_card
+from actionrec.runtime.resources import cpu_facts
+
+PRECISIONS = ("auto", "fp32", "int8")
+MIN_AGREEMENT = 0.99  # of validation clips on which the int8 copy must name the float model's action
+
+
+def int8_copy_of(path: Path) -> Path:
+    """Where export writes the int8 copy of the model at `path`."""
+    return path.with_name(path.stem + ".int8.onnx")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    path: Path
+    precision: str  # "fp32" or "int8"
+    why: str
+
+    def describe(self) -> str:
+        return f"running {self.path.name} ({self.precision}): {self.why}"
+
+
+def choose_model_file(model: str | os.PathLike, precision: str = "auto", *, int8_pays: bool | None = None,
+                      on_gpu: bool = False) -> ModelChoice:
+    """The model file to run for `model` (a path or Hub name) at `precision`: "fp32" the file as
+    given, "int8" its int8 copy, "auto" the int8 copy where the model runs on a CPU with VNNI or
+    AMX and export kept one for this very model, else the file as given. A file that is itself
+    int8 runs as given."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    path = resolve_model(model)
+    card = read_card(path)
+    given = card.precision
+    if given == "int8" or precision == "fp32":
+        return ModelChoice(path, given, "the file given" + (" is int8" if given == "int8" else ""))
+    copy = int8_copy_of(path)
+    if precision == "int8":
+        if not copy.is_file():
+            raise ModelFileError(f"{copy}: no int8 copy beside {path.name}. Write one with `actionrec export "
+                                 "RUN_DIR --int8`, or use --precision fp32.")
+        return ModelChoice(copy, "int8", "asked for")
+    if not copy.is_file():
+        return ModelChoice(path, given, "no int8 copy beside it")
+    if on_gpu:
+        return ModelChoice(path, given, "it runs on the GPU, where the float model is the one to run")
+    copied = read_card(copy)
+    if (copied.name, copied.exported_at) != (card.name, card.exported_at):
+        return ModelChoice(path, given, f"{copy.name} was made from another export of it; `actionrec export` "
+                                        "writes a new one")
+    agreement = (copied.quantization or {}).get("agreement_with_fp32")
+    if not isinstance(agreement, (int, float)):
+        return ModelChoice(path, given, f"{copy.name} does not say how often it agrees with it; `actionrec export` "
+                                        "measures that")
+    if agreement < MIN_AGREEMENT:
+        return ModelChoice(path, given, f"{copy.name} agrees with it on only {agreement:.1%} of its validation clips")
+    if not (cpu_facts()["int8_pays"] if int8_pays is None else int8_pays):
+        return ModelChoice(path, given, f"this CPU has no VNNI or AMX, where {copy.name} would be slower; "
+                                        "--precision int8 runs it anyway")
+    return ModelChoice(copy, "int8", "this CPU has VNNI or AMX, where int8 runs faster; --precision fp32 "
+                                     "runs the float model")

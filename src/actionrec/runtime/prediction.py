@@ -1,0 +1,179 @@
+"""The answer stage of a prediction: frames as they stream in -> encoded -> windows classified ->
+a `Prediction`. `PredictionBuilder` encodes each frame once, classifies each timeline window as
+soon as its last sample is in, and keeps only what later windows still need, so memory stays
+bounded whatever the video's length.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Protocol
+
+import numpy as np
+
+from actionrec.errors import UndecodableVideoError
+from actionrec.runtime.network import Encoder
+from actionrec.runtime.segments import SampleEvidence, Segment, merge_windows
+from actionrec.video import ClipSpec, Timeline
+from actionrec.video.stream import FrameChunk, FramePlan, FramesDone
+
+WINDOW_BATCH = 32  # windows classified per call to the head
+
+# A timeline's encoder goes to its share of the cores once a chunk comes later than this share of
+# the last encode's time (the decoder is clearly the slower stage), and stays there while chunks
+# come later than the second share (the decoder is still the slower).
+DECODER_BEHIND = 0.25
+DECODER_STILL_BEHIND = 0.02
+
+
+class Stages(Protocol):
+    """What a prediction is built with (a `Recognizer` is one): the model's two halves, as `encode`
+    (which may batch frames across requests) and `head`, and the ranking of one clip's probabilities."""
+
+    labels: list[str]
+    spec: ClipSpec
+    timeline: Timeline
+    encoder: Encoder
+
+    def encode(self, frames: np.ndarray, *, alongside_decoding: bool = False) -> np.ndarray: ...
+
+    def head(self, units: np.ndarray) -> np.ndarray: ...
+
+    def rank(self, probs: np.ndarray, top_k: int, features: np.ndarray | None = None) -> tuple[list[dict], dict]: ...
+
+
+@dataclass
+class Prediction:
+    action: str
+    confidence: float
+    top_k: list[dict]  # [{"action": str, "confidence": float}], best first
+    uncertain: bool  # likely none of the known actions: `unknown_check`'s value under its threshold
+    video: dict  # duration_s, fps, width, height, rotation, num_frames, codec, container, frames_used
+    timings_ms: dict  # decode, inference, total
+    warnings: list[str] = field(default_factory=list)
+    segments: list[Segment] | None = None
+    unknown_check: dict | None = None  # {"score", "value", "threshold", "unknown"}: see actionrec.modelfile.unknown
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+
+class PredictionBuilder:
+    """Turns streamed frames into a prediction: encodes each frame once, classifies each timeline
+    window as soon as its last sample is in, and keeps only what later windows still need."""
+
+    def __init__(self, stages: Stages, plan: FramePlan) -> None:
+        self.stages = stages
+        self.plan = plan
+        self.timeline = bool(plan.windows)
+        self.clip = {int(i): None for i in plan.clip}  # frame index -> its frame (or features)
+        self.samples: dict[int, np.ndarray] = {}  # sample position -> its encoded frame
+        self.positions: dict[int, list[int]] = {}  # frame index -> sample positions it serves
+        for position, index in enumerate(plan.samples):
+            self.positions.setdefault(int(index), []).append(position)
+        self.ready = 0  # samples 0..ready-1 are in
+        self.next_window = 0
+        # What each sample's windows and own frame say; models exported before the split, whose
+        # frames cannot be read alone, get windows merged by their centres instead.
+        self.evidence = SampleEvidence(len(plan.samples), len(stages.labels), stages.spec.num_frames) \
+            if self.timeline and stages.encoder.gives_features else None
+        self.window_probs: list[np.ndarray] = []
+        self.inference_s = 0.0
+        self.added_at: float | None = None  # when the last chunk was done with
+        self.encode_s = 0.0  # how long the last chunk's encode took
+        self.encoded_alongside = False  # whether it kept to the encoder's share of the cores
+
+    def add(self, chunk: FrameChunk) -> None:
+        started = time.perf_counter()
+        self.encoded_alongside = self._waiting_on_decoder(started)
+        units = self.stages.encode(chunk.frames, alongside_decoding=self.encoded_alongside)
+        self.encode_s = time.perf_counter() - started
+        framed: list[int] = []  # rows of `units` that timeline samples show
+        for row, (index, unit) in enumerate(zip(chunk.indices.tolist(), units)):
+            if index in self.clip:
+                self.clip[index] = unit
+            for position in self.positions.get(index, ()):
+                if position >= self.ready:
+                    self.samples[position] = unit
+            if index in self.positions:
+                framed.append(row)
+        if self.evidence is not None and framed:
+            size = self.stages.spec.num_frames
+            frame_probs = self.stages.head(np.repeat(units[framed][:, None], size, axis=1))
+            for row, probs in zip(framed, frame_probs):
+                self.evidence.add_frames(self.positions[int(chunk.indices[row])], probs[None])
+        while self.ready in self.samples:
+            self.ready += 1
+        self._classify_windows(final=False)
+        self.added_at = time.perf_counter()
+        self.inference_s += self.added_at - started
+
+    def _waiting_on_decoder(self, now: float) -> bool:
+        """Whether this timeline's chunk came late, the decoder (still reading the next) being the
+        slower stage: then the encoder keeps to its share of the cores without holding anything up
+        (see `actionrec.runtime.cores`). Late is a quarter of the last encode's time to go to the share,
+        a fiftieth to stay there. Where chunks wait for the encoder (small frames, cheap to
+        decode) it takes every core; so does a clip's answer, four short encodes."""
+        if not self.timeline or self.added_at is None:
+            return False
+        late = DECODER_STILL_BEHIND if self.encoded_alongside else DECODER_BEHIND
+        return now - self.added_at > late * self.encode_s
+
+    def replan(self, clip: np.ndarray) -> None:
+        self.clip = {int(i): None for i in clip}
+        self.plan = replace(self.plan, clip=clip)
+
+    def _classify_windows(self, final: bool) -> None:
+        windows, size = self.plan.windows, self.stages.spec.num_frames
+        ready = [w for w in range(self.next_window, len(windows)) if windows[w][0] + size <= self.ready]
+        while ready and (final or len(ready) >= WINDOW_BATCH):
+            batch, ready = ready[:WINDOW_BATCH], ready[WINDOW_BATCH:]
+            units = np.stack([np.stack([self.samples[windows[w][0] + t] for t in range(size)]) for w in batch])
+            probs = self.stages.head(units)
+            if self.evidence is not None:
+                self.evidence.add_windows([windows[w][0] for w in batch], probs)
+            self.window_probs.append(probs)
+            self.next_window = batch[-1] + 1
+        keep_from = windows[self.next_window][0] if self.next_window < len(windows) else self.ready
+        for position in [p for p in self.samples if p < keep_from]:
+            del self.samples[position]
+
+    def finish(self, done: FramesDone, top_k: int) -> Prediction:
+        started = time.perf_counter()
+        self._classify_windows(final=True)
+        clip = [self.clip[int(i)] for i in self.plan.clip]
+        if any(unit is None for unit in clip):
+            raise UndecodableVideoError("the video's frames stopped before the end of the reading")
+        stacked = np.stack(clip)
+        top, check = self.stages.rank(self.stages.head(stacked[None])[0], top_k, stacked)
+        segments = self._segments(done, top[0])
+        self.inference_s += time.perf_counter() - started
+        video = done.info.to_dict() | {"frames_used": [int(i) for i in self.plan.clip], "frame_times_s": done.clip_times}
+        return Prediction(
+            action=top[0]["action"],
+            confidence=top[0]["confidence"],
+            top_k=top,
+            uncertain=check["unknown"],
+            video=video,
+            timings_ms={"decode": round(done.decode_ms, 1), "inference": round(self.inference_s * 1000, 1)},
+            warnings=list(done.warnings),
+            segments=segments,
+            unknown_check=check,
+        )
+
+    def _segments(self, done: FramesDone, best: dict) -> list[Segment] | None:
+        """The timeline, from the windows classified; None when none was asked for."""
+        if self.timeline and self.next_window:
+            windows = self.plan.windows[: self.next_window]
+            whole = self.next_window == len(self.plan.windows)  # else the stream broke before the last window
+            end_s = done.info.duration_s if whole else windows[-1][2]
+            if self.evidence is not None:
+                covered = windows[-1][0] + self.stages.spec.num_frames
+                return self.evidence.segments(self.stages.timeline.interval_s, end_s, self.stages.labels, covered)
+            return merge_windows([(start, end) for _, start, end in windows], np.concatenate(self.window_probs),
+                                 self.stages.labels, end_s)
+        if self.plan.timeline:  # shorter than one window (or broken before one): the clip is the timeline
+            return [Segment(0.0, round(done.info.duration_s, 3), best["action"], best["confidence"])]
+        return None

@@ -1,0 +1,94 @@
+"""Which copy of a model runs (actionrec.runtime.precision): the int8 copy where the CPU pays for it, and
+the commands say which they picked."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from actionrec.errors import ModelFileError
+from actionrec.runtime.precision import choose_model_file, int8_copy_of
+from actionrec.testing.processes import run_cli
+
+
+@pytest.fixture()
+def model(tmp_path: Path) -> Path:
+    from actionrec.testing import make_untrained_model
+
+    return make_untrained_model(tmp_path / "model.onnx", num_frames=4, image_size=32)
+
+
+def with_copy(model: Path, agreement: float | None = None) -> Path:
+    from actionrec.modelfile.card import update_card
+
+    copy = int8_copy_of(model)
+    shutil.copy(model, copy)
+    quantization = {"method": "for the test"} | ({} if agreement is None else {"agreement_with_fp32": agreement})
+    update_card(copy, precision="int8", quantization=quantization)
+    return copy
+
+
+def test_without_a_copy_the_model_runs_as_given(model: Path):
+    choice = choose_model_file(model, int8_pays=True)
+    assert choice.path == model and choice.precision == "fp32" and "no int8 copy" in choice.why
+    with pytest.raises(ModelFileError, match="no int8 copy.*--precision fp32"):
+        choose_model_file(model, "int8")
+
+
+def test_the_copy_runs_where_the_cpu_pays_for_it(model: Path):
+    copy = with_copy(model, agreement=0.995)
+    assert choose_model_file(model, int8_pays=True).path == copy
+    slower = choose_model_file(model, int8_pays=False)
+    assert slower.path == model and "no VNNI or AMX" in slower.why
+    assert choose_model_file(model, "fp32", int8_pays=True).path == model
+    assert choose_model_file(model, "int8", int8_pays=False).path == copy
+    assert choose_model_file(copy, "fp32").path == copy  # an int8 file given runs as given
+
+
+def test_a_copy_that_disagrees_is_not_picked(model: Path):
+    with_copy(model, agreement=0.9)
+    choice = choose_model_file(model, int8_pays=True)
+    assert choice.path == model and "90.0%" in choice.why
+
+
+def test_auto_picks_only_a_measured_copy_of_this_very_export_and_never_on_a_gpu(model: Path):
+    from actionrec.modelfile.card import update_card
+
+    copy = with_copy(model)  # no agreement measured (written before export measured it)
+    assert "does not say how often" in choose_model_file(model, int8_pays=True).why
+    update_card(copy, quantization={"agreement_with_fp32": 1.0})
+    assert choose_model_file(model, int8_pays=True).path == copy
+    assert "GPU" in choose_model_file(model, int8_pays=True, on_gpu=True).why
+    update_card(model, exported_at="2030-01-01T00:00:00")  # the model exported again: the copy is stale
+    stale = choose_model_file(model, int8_pays=True)
+    assert stale.path == model and "another export" in stale.why
+
+
+def test_predict_says_which_copy_it_ran(model: Path, tmp_path: Path):
+    from actionrec.testing.media import action_clip
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(action_clip())
+    with_copy(model)
+    result = run_cli("predict", model, clip, "--precision", "int8")
+    assert result.returncode == 0, result.stderr
+    assert "running model.int8.onnx (int8): asked for" in " ".join(result.stderr.split())
+    quiet = run_cli("predict", model, clip, "--precision", "fp32", "--json")
+    assert quiet.returncode == 0 and "running model.onnx (fp32)" in " ".join(quiet.stderr.split())
+
+
+def test_the_server_serves_the_copy_it_picked(model: Path):
+    from fastapi.testclient import TestClient
+
+    from actionrec.serve.app import create_app
+    from actionrec.serve.settings import ServerSettings
+
+    with_copy(model)
+    settings = ServerSettings(model_path=model, workers=1, precision="int8", allowed_hosts=["testserver"],
+                              data_dir=model.parent / "data")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert client.get("/v1/model").json()["precision"] == "int8"
+    assert app.state.teaching.base_path == model  # taught models start from the float model

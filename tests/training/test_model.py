@@ -1,0 +1,60 @@
+"""The model and what training reads from it: the head reads the built network's feature width, and a
+feature extractor that cannot run in ONNX Runtime falls back to PyTorch, saying so once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.slow
+def test_wider_backbones_train_and_export(tmp_path: Path):
+    """MobileNetV2 widens its last layer above width 1.0: the head must read the built width."""
+    from typer.testing import CliRunner
+
+    from actionrec.cli import app
+    from actionrec.datasets.synth import generate_dataset
+    from actionrec.runtime.recognizer import Recognizer
+    from actionrec.training.model import ActionModel, ModelConfig
+
+    assert ActionModel(ModelConfig(num_classes=2, width_mult=1.4)).num_features == 1792
+    generate_dataset(tmp_path / "data", clips_per_class=3, seed=2, width=48, height=32)
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                                 "--frames", "2", "--image-size", "32", "--width-mult", "1.4", "--hidden-size", "8",
+                                 "--batch-size", "8", "--backbone-weights", "none",
+                                 "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["export", str(tmp_path / "run")]).exit_code == 0
+    recognizer = Recognizer(tmp_path / "run" / "model.onnx")
+    assert recognizer.card.model["width_mult"] == 1.4
+    frames = np.zeros((1, 2, 32, 32, 3), np.uint8)
+    assert recognizer.classify(frames).shape == (1, 8)
+
+
+def test_a_failing_feature_extractor_says_so_once(tmp_path: Path, monkeypatch):
+    pytest.importorskip("torch")
+    from rich.console import Console
+
+    from actionrec.training.model import ActionModel, ModelConfig
+    from actionrec.training import features
+    from actionrec.training.config import TrainConfig
+
+    def broken_exporter(*args, **kwargs):
+        raise RuntimeError("no exporter here")
+
+    monkeypatch.setattr(features, "to_onnx", broken_exporter)
+    config = TrainConfig(data_dir="unused", out="unused", frames=2, image_size=32, backbone_weights="x.pth",
+                         width_mult=0.35, cache_dir=str(tmp_path))
+    model = ActionModel(ModelConfig(num_classes=2, width_mult=0.35))
+    console = Console(record=True, width=200)
+    extractor = features.extractor_for(config, model, "file-test", console)
+    for _ in range(3):  # training, validation and evaluation clips all ask for it
+        extract = extractor.extract
+    frames = np.zeros((1, 2, 32, 32, 3), np.uint8)
+    assert extract(frames).shape == (1, 2, model.num_features)  # PyTorch does the work instead
+    output = console.export_text()
+    assert output.count("ONNX Runtime cannot extract the frame features") == 1
+    assert "no exporter here" in output and "slower" in output
