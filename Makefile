@@ -55,7 +55,7 @@ test: setup setup-ray browser test-weights docs
 	$(TEST_TORCH_HOME_ENV) $(PY) -m pytest -q
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not browser"
+	$(PY) -m pytest -q -m "not slow and not browser and not server"
 
 # The long runs of the hardening suites (a bounded run of each is part of `make test`).
 N ?= 10000

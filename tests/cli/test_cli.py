@@ -40,6 +40,7 @@ def test_version_choices_and_completion():
 # --------------------------------------------------------------------------- without the extras
 
 
+@pytest.mark.server
 def test_the_base_install_predicts_and_says_which_extra_serving_needs(model_path: Path, videos: Path,
                                                                       tmp_path: Path):
     """Without the serve and train extras: predict works, serve names the extra to install."""

@@ -152,6 +152,7 @@ def test_the_busy_refusal_comes_before_the_body_when_it_can_be_known(client: Tes
     assert service.budget.used == 0
 
 
+@pytest.mark.server
 def test_a_client_that_sends_fast_then_trickles_is_cut_off(model_path: Path, tmp_path: Path):
     options = [str(model_path), "--workers", "1", "--upload-idle-timeout-s", "1", "--upload-min-kbps", "8"]
     with serve_command(options, tmp_path / "server.log") as url:
@@ -233,6 +234,7 @@ def test_a_request_cannot_forge_a_log_line(client: TestClient, caplog):
 # --------------------------------------------------------------------------- 7. descriptors
 
 
+@pytest.mark.server
 def test_connections_are_bounded_below_the_descriptor_limit(model_path: Path, tmp_path: Path):
     port = free_port()
     log_path = tmp_path / "server.log"
@@ -357,6 +359,7 @@ def test_a_video_of_exactly_the_duration_limit_is_accepted():
 # --------------------------------------------------------------------------- 11. drain overrun
 
 
+@pytest.mark.server
 def test_a_request_cut_short_by_the_drain_timeout_gets_503_json(model_path: Path, tmp_path: Path):
     port = free_port()
     log_path = tmp_path / "server.log"
@@ -421,6 +424,7 @@ def exchange(address: tuple[str, int], request: bytes) -> bytes:
     b"GET /healthz HTTP/1.1\nHost: 127.0.0.1\n\n",
     b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Folded: a\r\n b\r\n\r\n",
 ], ids=["content-length-and-chunked", "bare-lf", "folded-header"])
+@pytest.mark.server
 def test_ambiguous_framing_is_refused_and_the_connection_closed(real_server, request_bytes: bytes):
     answer = exchange(real_server, request_bytes)
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
@@ -428,12 +432,14 @@ def test_ambiguous_framing_is_refused_and_the_connection_closed(real_server, req
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["reason"] == "bad_framing"
 
 
+@pytest.mark.server
 def test_pipelined_requests_that_are_well_framed_are_answered(real_server):
     request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     answer = exchange(real_server, request + request[:-2] + b"Connection: close\r\n\r\n")
     assert answer.count(b"HTTP/1.1 200 ") == 2, answer
 
 
+@pytest.mark.server
 def test_a_body_sent_after_an_early_answer_is_not_taken_for_a_request_head(real_server):
     """Answered 415 from its headers, a request's body (bare LFs and all) still arrives on the kept
     connection: it is the body, not the next request's head, and the next request is answered."""
@@ -447,6 +453,7 @@ def test_a_body_sent_after_an_early_answer_is_not_taken_for_a_request_head(real_
     assert b"HTTP/1.1 200 " in answer and b"bad_framing" not in answer, answer[-300:]
 
 
+@pytest.mark.server
 def test_a_head_after_an_early_answer_is_checked_too(real_server):
     with socket.create_connection(real_server, timeout=10) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 7\r\n\r\n")
@@ -459,6 +466,7 @@ def test_a_head_after_an_early_answer_is_checked_too(real_server):
     assert b"bad_framing" in answer and b"HTTP/1.1 405" not in answer, answer[-300:]
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("host", ["127.0.0.1:evil", "localhost:80@evil.example", "localhost:", "localhost:8000:1"])
 def test_host_values_that_only_start_like_this_server_are_refused(real_server, host: str):
     answer = exchange(real_server, f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())

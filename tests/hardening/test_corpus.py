@@ -136,6 +136,7 @@ def test_predict_answers_or_explains_every_file(corpus: Path, model_path: Path):
             assert line["reason"] != "internal_error", line
 
 
+@pytest.mark.server
 def test_the_server_answers_every_file_with_200_or_4xx_and_stays_healthy(corpus: Path, model_path: Path,
                                                                         tmp_path: Path):
     with serve_command([str(model_path), "--workers", "2"], tmp_path / "server.log") as url:

@@ -122,6 +122,7 @@ def test_batched_predictions_equal_unbatched_ones(model_and_clips):
     assert len({round(float(f.sum()), 3) for f in features}) > 1  # the clips differ, so must their features
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_a_served_batch_answers_each_upload_and_a_bad_one_harms_none(model_and_clips, tmp_path: Path):
     from actionrec.runtime.recognizer import Recognizer

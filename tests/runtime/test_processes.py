@@ -103,6 +103,7 @@ class SlowServer:
         return answers, threads
 
 
+@pytest.mark.server
 @pytest.mark.slow
 @pytest.mark.parametrize("whole_group", [False, True], ids=["server", "process group"])
 def test_sigterm_lets_requests_in_flight_finish_and_leaves_nothing(model_path: Path, clip: bytes, tmp_path: Path,
@@ -125,6 +126,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_leaves_nothing(model_path: P
     assert not [path for path in server.tmp.iterdir() if path.name != ".ses"]
 
 
+@pytest.mark.server
 @pytest.mark.slow
 def test_a_worker_killed_from_outside_gets_a_retryable_answer(model_path: Path, clip: bytes, tmp_path: Path):
     server = SlowServer(model_path, tmp_path, workers=1)

@@ -12,6 +12,7 @@ import pytest
 from actionrec.testing.processes import serve_command
 
 pytest.importorskip("torch", reason="making test models needs the train extra (torch)")
+pytestmark = pytest.mark.server  # the client against a real `actionrec serve`
 LABELS = ["grow", "shrink", "brighten", "darken"]
 
 

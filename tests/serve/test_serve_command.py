@@ -18,6 +18,8 @@ from actionrec.datasets.synth import render_clip
 from actionrec.testing.processes import serve_command
 from actionrec.video.encode import write_video
 
+pytestmark = pytest.mark.server  # each test runs a real `actionrec serve`
+
 API_KEY = "test-key-command"
 ORIGIN = "http://from-env.example"
 LABELS = ["grow", "shrink", "brighten", "darken"]

@@ -15,6 +15,8 @@ import pytest
 
 from actionrec.testing.processes import serve_command
 
+pytestmark = pytest.mark.server  # each test runs a real `actionrec serve`
+
 pytest.importorskip("torch", reason="making test models needs the train extra (torch)")
 API_KEY = "hardening-key"
 

@@ -17,7 +17,7 @@ import pytest
 from actionrec.testing.media import COLOURS, colour_clip
 from actionrec.testing.processes import free_port, serve_command
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
 @pytest.fixture(scope="module")
