@@ -1,5 +1,5 @@
-"""The API's answers as pydantic models, the body every error has, and how raw-body requests and
-errors are documented."""
+"""The API's answers as pydantic models, each made from a prediction in one place (`from_prediction`),
+the body every error has, and how raw-body requests and errors are documented."""
 
 from __future__ import annotations
 
