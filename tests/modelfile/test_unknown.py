@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from actionrec.errors import ModelFileError
+from actionrec.runtime.answer import UnknownCheck
 from actionrec.modelfile.unknown import (
     FEATURE_SIMILARITY,
     MAX_PROBABILITY,
@@ -87,16 +88,16 @@ def test_the_recognizer_answers_with_the_rule_its_file_carries(calibrated_model,
 
     plain, calibrated = calibrated_model
     answer = Recognizer(plain).predict(numbered_clip)  # no rule in the file: confidence under 0.5, as always
-    assert answer.unknown_check["score"] == MAX_PROBABILITY and answer.unknown_check["threshold"] == 0.5
+    assert answer.unknown_check.score == MAX_PROBABILITY and answer.unknown_check.threshold == 0.5
     recognizer = Recognizer(calibrated)
     assert recognizer.describe()["unknown"]["score"] == FEATURE_SIMILARITY
     assert recognizer.describe()["uncertain_below"] is None
     answer = recognizer.predict(numbered_clip)  # a similarity can never reach 2.0
-    assert answer.uncertain and answer.unknown_check["score"] == FEATURE_SIMILARITY
-    assert answer.unknown_check["value"] <= 1.0
+    assert answer.uncertain and answer.unknown_check.score == FEATURE_SIMILARITY
+    assert answer.unknown_check.value <= 1.0
     overridden = Recognizer(calibrated, uncertain_below=0.0).predict(numbered_clip)  # a threshold by hand wins
-    assert not overridden.uncertain and overridden.unknown_check == {
-        "score": MAX_PROBABILITY, "value": overridden.confidence, "threshold": 0.0, "unknown": False}
+    assert not overridden.uncertain and overridden.unknown_check == UnknownCheck(
+        score=MAX_PROBABILITY, value=overridden.confidence, threshold=0.0, unknown=False)
 
 
 def test_the_api_carries_the_check_and_the_warning(calibrated_model, numbered_clip):

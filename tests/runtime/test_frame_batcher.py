@@ -107,8 +107,8 @@ def test_batched_predictions_equal_unbatched_ones(model_and_clips):
         got = list(pool.map(lambda clip: batched.predict(clip, top_k=4), clips))
     for a, b in zip(expected, got):
         assert a.action == b.action
-        assert [t["action"] for t in a.top_k] == [t["action"] for t in b.top_k]
-        np.testing.assert_allclose([t["confidence"] for t in a.top_k], [t["confidence"] for t in b.top_k], atol=2e-4)
+        assert [t.action for t in a.top_k] == [t.action for t in b.top_k]
+        np.testing.assert_allclose([t.confidence for t in a.top_k], [t.confidence for t in b.top_k], atol=2e-4)
     assert batched.batcher.batches < batched.batcher.requests
 
     # The features behind the answers: each clip's own, whatever it was batched with.

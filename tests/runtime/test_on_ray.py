@@ -51,10 +51,17 @@ def test_ray_answers_equal_the_local_ones(model_and_videos):
             assert str(path) in got.error
             continue
         assert got.prediction.action == expected.prediction.action
-        assert [t["action"] for t in got.prediction.top_k] == [t["action"] for t in expected.prediction.top_k]
-        np.testing.assert_allclose([t["confidence"] for t in got.prediction.top_k],
-                                   [t["confidence"] for t in expected.prediction.top_k], atol=2e-4)
-        assert got.prediction.video["frames_used"] == expected.prediction.video["frames_used"]
+        assert [t.action for t in got.prediction.top_k] == [t.action for t in expected.prediction.top_k]
+        np.testing.assert_allclose([t.confidence for t in got.prediction.top_k],
+                                   [t.confidence for t in expected.prediction.top_k], atol=2e-4)
+        assert got.prediction.video == expected.prediction.video
+        assert got.prediction.warnings == expected.prediction.warnings
+        assert got.prediction.segments == expected.prediction.segments  # None: no timeline was asked for
+        check, local_check = got.prediction.unknown_check, expected.prediction.unknown_check
+        assert (check.score, check.threshold, check.unknown) == (local_check.score, local_check.threshold,
+                                                                 local_check.unknown)
+        assert check.value == pytest.approx(local_check.value, abs=2e-4)
+        assert got.prediction.uncertain == expected.prediction.uncertain
     assert len({r.prediction.action for r in local.values() if r.prediction}) > 1  # answers that can differ
 
 

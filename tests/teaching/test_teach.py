@@ -59,7 +59,7 @@ def test_a_taught_model_predicts_its_actions(taught: Path, tmp_path: Path):
     for name in ("red", "blue"):
         prediction = recognizer.predict(colour_clip(tmp_path / f"{name}.mp4", COLOURS[name], seed=9))
         assert prediction.action == name, prediction.top_k
-        assert prediction.unknown_check["score"] == "centered_similarity"
+        assert prediction.unknown_check.score == "centered_similarity"
     # timelines read the same head on windows of features
     long = tmp_path / "long.mp4"
     write_video(np.concatenate([np.full((45, 48, 64, 3), COLOURS["red"], np.uint8),

@@ -92,7 +92,7 @@ def test_actions_the_model_was_not_taught_are_flagged(run, real_clips):
     # Measured on these clips: 4% of the 24 known and 92% of the 24 unknown ones flagged; a fixed 0.5
     # confidence flagged 12% and 33%.
     assert known_flagged <= 0.15 and unknown_flagged >= 0.7, (known_flagged, unknown_flagged)
-    assert all(answer.unknown_check["score"] == "feature_similarity" for answer in answers)
+    assert all(answer.unknown_check.score == "feature_similarity" for answer in answers)
 
 
 def test_a_timeline_of_real_clips_joined_end_to_end_finds_each_boundary(run, real_clips, tmp_path):

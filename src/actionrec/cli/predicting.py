@@ -115,7 +115,7 @@ def _print_result(result) -> None:
     console.print(f"[bold]{escape(str(result.path))}[/bold]: {escape(prediction.action)} "
                   f"({prediction.confidence:.1%}){flag}")
     for entry in prediction.top_k[1:]:
-        console.print(f"    {entry['action']:<28} {entry['confidence']:.1%}")
+        console.print(f"    {entry.action:<28} {entry.confidence:.1%}")
     for segment in prediction.segments or []:
         console.print(f"    {segment.start_s:7.2f}-{segment.end_s:7.2f} s  {segment.action} ({segment.confidence:.0%})")
     for warning in prediction.warnings:

@@ -173,9 +173,9 @@ def unknown_flags(recognizer: Recognizer, known: Clips, unknown: list[np.ndarray
         for frames in frames_list:
             probs, features = clip_evidence(recognizer, frames)
             check = recognizer.rank(probs, 1, features)[1]
-            values.append(check["value"])
+            values.append(check.value)
             confidences.append(float(probs.max()))
-            flagged.append(check["unknown"])
+            flagged.append(check.unknown)
         return np.array(values), np.array(confidences), flagged
 
     known_values, known_confidences, known_flagged = scores(known.frames)

@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from actionrec.errors import VideoError
 from actionrec.modelfile.card import ModelCard
 from actionrec.runtime.recognizer import Recognizer
 from actionrec.runtime.network import Encoder, open_session, read_card
-from actionrec.runtime.prediction import Prediction
+from actionrec.runtime.answer import Prediction, VideoFacts
 from actionrec.runtime.results import BatchResult
 from actionrec.video import ClipSpec, DecodeLimits, read_clip
 from actionrec.video.probe import is_video_name
@@ -73,8 +74,7 @@ def _decode(row: dict, spec: ClipSpec, limits: DecodeLimits) -> dict:
         clip = read_clip(bytes(row["bytes"]), spec, limits=limits, name=row["path"])
     except VideoError as exc:
         return {"path": row["path"], "frames": b"", "error": str(exc), "reason": exc.reason, "facts": ""}
-    facts = clip.info.to_dict() | {"frames_used": clip.frame_indices, "frame_times_s": clip.frame_times,
-                                   "warnings": clip.warnings}
+    facts = asdict(VideoFacts.read(clip.info, clip.frame_indices, clip.frame_times)) | {"warnings": clip.warnings}
     return {"path": row["path"], "frames": clip.frames.tobytes(), "error": "", "reason": "",
             "facts": json.dumps(facts)}
 
@@ -97,10 +97,9 @@ class _Classifier:
         units = self.recognizer.encode(frames)
         top, check = self.recognizer.rank(self.recognizer.head(units[None])[0], self.top_k, units)
         facts = json.loads(row["facts"])
-        answer = {"action": top[0]["action"], "confidence": top[0]["confidence"], "top_k": top,
-                  "uncertain": check["unknown"], "unknown_check": check, "warnings": facts.pop("warnings"),
-                  "video": facts}
-        return {"path": row["path"], "answer": json.dumps(answer), "error": "", "reason": ""}
+        warnings = facts.pop("warnings")
+        prediction = Prediction.ranked(top, check, VideoFacts(**facts), warnings=warnings)
+        return {"path": row["path"], "answer": json.dumps(prediction.to_dict()), "error": "", "reason": ""}
 
 
 DECODE_CPUS = 0.5
@@ -168,10 +167,7 @@ def ray_predict(model_path: Path, sources: list[str], *, address: str | None = N
         if row["error"]:
             yield BatchResult(path, None, row["error"], row["reason"])
             continue
-        answer = json.loads(row["answer"])
-        yield BatchResult(path, Prediction(action=answer["action"], confidence=answer["confidence"],
-                                           top_k=answer["top_k"], uncertain=answer["uncertain"],
-                                           video=answer["video"], timings_ms={}, warnings=answer["warnings"]))
+        yield BatchResult(path, Prediction.from_dict(json.loads(row["answer"])))
 
 
 # --------------------------------------------------------------------------- training's cache

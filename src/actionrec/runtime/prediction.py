@@ -7,12 +7,13 @@ bounded whatever the video's length.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
 
 from actionrec.errors import UndecodableVideoError
+from actionrec.runtime.answer import Prediction, ScoredAction, UnknownCheck, VideoFacts
 from actionrec.runtime.network import Encoder
 from actionrec.runtime.segments import SampleEvidence, Segment, merge_windows
 from actionrec.video import ClipSpec, Timeline
@@ -40,24 +41,8 @@ class Stages(Protocol):
 
     def head(self, units: np.ndarray) -> np.ndarray: ...
 
-    def rank(self, probs: np.ndarray, top_k: int, features: np.ndarray | None = None) -> tuple[list[dict], dict]: ...
-
-
-@dataclass
-class Prediction:
-    action: str
-    confidence: float
-    top_k: list[dict]  # [{"action": str, "confidence": float}], best first
-    uncertain: bool  # likely none of the known actions: `unknown_check`'s value under its threshold
-    video: dict  # duration_s, fps, width, height, rotation, num_frames, codec, container, frames_used
-    timings_ms: dict  # decode, inference, total
-    warnings: list[str] = field(default_factory=list)
-    segments: list[Segment] | None = None
-    unknown_check: dict | None = None  # {"score", "value", "threshold", "unknown"}: see actionrec.modelfile.unknown
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
+    def rank(self, probs: np.ndarray, top_k: int, features: np.ndarray | None = None
+             ) -> tuple[list[ScoredAction], UnknownCheck]: ...
 
 
 class PredictionBuilder:
@@ -150,20 +135,12 @@ class PredictionBuilder:
         top, check = self.stages.rank(self.stages.head(stacked[None])[0], top_k, stacked)
         segments = self._segments(done, top[0])
         self.inference_s += time.perf_counter() - started
-        video = done.info.to_dict() | {"frames_used": [int(i) for i in self.plan.clip], "frame_times_s": done.clip_times}
-        return Prediction(
-            action=top[0]["action"],
-            confidence=top[0]["confidence"],
-            top_k=top,
-            uncertain=check["unknown"],
-            video=video,
+        return Prediction.ranked(
+            top, check, VideoFacts.read(done.info, self.plan.clip, done.clip_times),
             timings_ms={"decode": round(done.decode_ms, 1), "inference": round(self.inference_s * 1000, 1)},
-            warnings=list(done.warnings),
-            segments=segments,
-            unknown_check=check,
-        )
+            warnings=done.warnings, segments=segments)
 
-    def _segments(self, done: FramesDone, best: dict) -> list[Segment] | None:
+    def _segments(self, done: FramesDone, best: ScoredAction) -> list[Segment] | None:
         """The timeline, from the windows classified; None when none was asked for."""
         if self.timeline and self.next_window:
             windows = self.plan.windows[: self.next_window]
@@ -175,5 +152,5 @@ class PredictionBuilder:
             return merge_windows([(start, end) for _, start, end in windows], np.concatenate(self.window_probs),
                                  self.stages.labels, end_s)
         if self.plan.timeline:  # shorter than one window (or broken before one): the clip is the timeline
-            return [Segment(0.0, round(done.info.duration_s, 3), best["action"], best["confidence"])]
+            return [Segment(0.0, round(done.info.duration_s, 3), best.action, best.confidence)]
         return None

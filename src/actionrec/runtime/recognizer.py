@@ -38,6 +38,7 @@ from actionrec.modelfile.card import ModelCard
 from actionrec.errors import UndecodableVideoError
 from actionrec.runtime.network import DEVICES, choose_providers, load_network, read_card
 from actionrec.runtime.prediction import WINDOW_BATCH, Prediction, PredictionBuilder
+from actionrec.runtime.answer import ScoredAction, UnknownCheck
 from actionrec.runtime.results import BatchResult
 from actionrec.modelfile.unknown import MAX_PROBABILITY, UnknownRule
 from actionrec.video import ClipSpec, DecodeLimits, Timeline, VideoSource, stream_prediction_frames
@@ -136,13 +137,14 @@ class Recognizer:
         """(N, T, S, S, 3) uint8 clips -> (N, classes) probabilities: both halves."""
         return self.network.classify(frames, batch_size)
 
-    def rank(self, probs: np.ndarray, top_k: int, features: np.ndarray | None = None) -> tuple[list[dict], dict]:
+    def rank(self, probs: np.ndarray, top_k: int, features: np.ndarray | None = None
+             ) -> tuple[list[ScoredAction], UnknownCheck]:
         """One clip's probabilities -> its `top_k` actions, most likely first, and whether it shows
-        none of them (`{"score", "value", "threshold", "unknown"}`, see `actionrec.modelfile.unknown`) from
-        its (T, F) frame `features` (what `encode` gave; None for models exported before the split)."""
+        none of them (see `actionrec.modelfile.unknown`) from its (T, F) frame `features` (what
+        `encode` gave; None for models exported before the split)."""
         order = np.argsort(-probs)[: max(1, min(top_k, len(self.labels)))]
-        top = [{"action": self.labels[i], "confidence": round(float(probs[i]), 4)} for i in order]
-        return top, self.unknown_rule.check(probs, features if self.split else None)
+        top = [ScoredAction(self.labels[i], round(float(probs[i]), 4)) for i in order]
+        return top, UnknownCheck(**self.unknown_rule.check(probs, features if self.split else None))
 
     def release_memory(self) -> None:
         """Give back the memory ONNX Runtime keeps between runs (about 180 MB after a 16 x 224

@@ -35,10 +35,9 @@ class BatchResult:
 
     def row(self) -> dict:
         """What a results file keeps of it: the COLUMNS."""
-        p = self.prediction
-        return {"path": str(self.path), "action": p.action if p else None, "confidence": p.confidence if p else None,
-                "top_k": p.top_k if p else None, "uncertain": p.uncertain if p else None, "error": self.error,
-                "reason": self.reason}
+        answer = self.prediction.to_dict() if self.prediction else {}
+        return {"path": str(self.path), **{name: answer.get(name) for name in ("action", "confidence", "top_k", "uncertain")},
+                "error": self.error, "reason": self.reason}
 
 
 def result_key(path: Path | str) -> str:

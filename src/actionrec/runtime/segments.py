@@ -32,6 +32,9 @@ FLOOR = 1e-6  # probabilities are floored here before logarithms
 
 @dataclass
 class Segment:
+    """One stretch of a timeline: `action` from `start_s` to `end_s` (seconds into the video), and
+    its `confidence`, the mean window evidence for it over the stretch's samples."""
+
     start_s: float
     end_s: float
     action: str

@@ -25,6 +25,7 @@ import av
 import numpy as np
 
 from actionrec.errors import ActionrecError
+from actionrec.runtime.answer import ScoredAction
 from actionrec.runtime.recognizer import Recognizer
 from actionrec.video.decode import checked_model_input
 
@@ -36,7 +37,7 @@ class LiveAnswer:
     time_s: float  # the source's time of the newest frame the answer read
     action: str
     confidence: float
-    top_k: list[dict]
+    top_k: list[ScoredAction]  # best first
     uncertain: bool
     lag_s: float  # from that frame's arrival to the answer
 
@@ -77,7 +78,7 @@ class LiveRecognizer:
             return None
         window = np.stack(list(self.units)[:: self.substeps])[None]
         top, check = self.recognizer.rank(self.recognizer.head(window)[0], self.top_k, window[0])
-        return LiveAnswer(round(time_s, 3), top[0]["action"], top[0]["confidence"], top, check["unknown"],
+        return LiveAnswer(round(time_s, 3), top[0].action, top[0].confidence, top, check.unknown,
                           round(time.monotonic() - arrived, 4))
 
 

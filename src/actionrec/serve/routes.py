@@ -40,15 +40,10 @@ from actionrec.serve.schemas import (
     Answer,
     DetailedAnswer,
     ModelRef,
-    ScoredAction,
-    TimelineSegment,
-    UnknownCheck,
-    WarningDetail,
     raw_body_openapi,
     video_problem_answer,
 )
 from actionrec.serve.service import UPLOAD_NAME, PredictionService
-from actionrec.modelfile.unknown import unsure_warning
 from actionrec.video.probe import VIDEO_EXTENSIONS, is_video_name
 
 WEB_DIR = Path(__file__).parent / "web"
@@ -119,7 +114,7 @@ _answer_doc = dict(response_model=Answer, dependencies=guarded, responses=ERROR_
 @router.post("/", summary="Which action a video shows (raw bytes in)", **_answer_doc)
 async def predict_root(request: Request, service: Service) -> Answer:
     prediction, _ = await _predict(request, service, top_k=1, segments=False)
-    return Answer(action=prediction.action, confidence=prediction.confidence, message="Success")
+    return Answer.from_prediction(prediction)
 
 
 @router.post("/predict", summary="Same as POST /", **_answer_doc)
@@ -142,24 +137,8 @@ async def predict_v1(
     except VideoError as exc:  # the answer it gets on every route, plus `problem`
         return video_problem_answer(exc, UPLOAD_NAME)
     recognizer = service.recognizer
-    notes = [WarningDetail(code="decoding", text=text) for text in prediction.warnings]
-    if prediction.uncertain:
-        notes.append(WarningDetail(code="unsure", text=unsure_warning(prediction.unknown_check, prediction.confidence,
-                                                                      len(recognizer.labels))))
-    return DetailedAnswer(
-        action=prediction.action,
-        confidence=prediction.confidence,
-        message="Success",
-        top_k=[ScoredAction(**item) for item in prediction.top_k],
-        segments=[TimelineSegment(**vars(s)) for s in prediction.segments] if prediction.segments else None,
-        video=prediction.video,
-        timings_ms=prediction.timings_ms | {"total": round(total_ms, 1)},
-        model=ModelRef(name=recognizer.name, version=recognizer.version),
-        uncertain=prediction.uncertain,
-        unknown_check=UnknownCheck(**prediction.unknown_check) if prediction.unknown_check else None,
-        warnings=[note.text for note in notes],
-        warning_details=notes,
-    )
+    return DetailedAnswer.from_prediction(prediction, ModelRef(name=recognizer.name, version=recognizer.version),
+                                          len(recognizer.labels), total_ms)
 
 
 # --------------------------------------------------------------------------- facts about the service

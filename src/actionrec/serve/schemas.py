@@ -1,5 +1,5 @@
-"""The API's answers as pydantic models, the body every error has, and how raw-body requests and
-errors are documented."""
+"""The API's answers as pydantic models, each made from a prediction in one place (`from_prediction`),
+the body every error has, and how raw-body requests and errors are documented."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from actionrec.errors import VideoError
+from actionrec.modelfile.unknown import unsure_warning
+from actionrec.runtime.answer import Prediction
 
 RETRY_AFTER_S = 2
 
@@ -19,6 +21,10 @@ class Answer(BaseModel):
     action: str
     confidence: float
     message: str
+
+    @classmethod
+    def from_prediction(cls, prediction: Prediction) -> Answer:
+        return cls(action=prediction.action, confidence=prediction.confidence, message="Success")
 
 
 class ScoredAction(BaseModel):
@@ -68,6 +74,22 @@ class DetailedAnswer(Answer):
     warnings: list[str]
     warning_details: list[WarningDetail] = Field(default_factory=list,
                                                  description="`warnings` in the same order, each with its code.")
+
+    @classmethod
+    def from_prediction(cls, prediction: Prediction, model: ModelRef, num_labels: int, total_ms: float
+                        ) -> DetailedAnswer:
+        """The answer of /v1/predictions: the prediction's fields as they are (the one place a
+        prediction becomes this schema), the total time of the request, the model, and each warning
+        with its code: reading the video's first, then the unsure answer's, in words for
+        `num_labels` actions."""
+        answer = prediction.to_dict()
+        notes = [WarningDetail(code="decoding", text=text) for text in prediction.warnings]
+        if prediction.uncertain:
+            notes.append(WarningDetail(code="unsure", text=unsure_warning(answer["unknown_check"],
+                                                                          prediction.confidence, num_labels)))
+        return cls(**answer | {"message": "Success", "segments": answer["segments"] or None,
+                               "timings_ms": answer["timings_ms"] | {"total": round(total_ms, 1)}, "model": model,
+                               "warnings": [note.text for note in notes], "warning_details": notes})
 
 
 class VideoProblem(BaseModel):

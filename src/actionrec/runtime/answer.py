@@ -1,0 +1,100 @@
+"""The answer of a prediction, typed once: `Prediction` and its parts (`ScoredAction`, `VideoFacts`,
+`UnknownCheck`, and the timeline's `Segment`s).
+
+Every reader takes these values; `Prediction.to_dict()` is the one form they take outside Python
+(results files, `actionrec predict --json`, what Ray sends back), and `Prediction.from_dict` reads it
+back. The HTTP answer is made from a prediction in one place, `actionrec.serve.schemas`. A new field of
+the answer is a field here, and one in the HTTP schema if the API shows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from actionrec.runtime.segments import Segment
+from actionrec.video.spec import VideoInfo
+
+
+@dataclass(frozen=True)
+class ScoredAction:
+    """One of the model's actions and its probability for the video (rounded to 4 places)."""
+
+    action: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class UnknownCheck:
+    """Whether the video shows none of the model's actions: `unknown` when `value` (the `score`:
+    see `actionrec.modelfile.unknown`) is under `threshold`."""
+
+    score: str
+    value: float
+    threshold: float
+    unknown: bool
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    """The video as measured while reading it (`VideoInfo`'s facts), and the frames the answer read:
+    their indices in the stream and their times in seconds."""
+
+    duration_s: float
+    fps: float
+    width: int  # as displayed, after rotation
+    height: int
+    rotation: int
+    num_frames: int  # frames in the stream, counted from its packets
+    codec: str
+    container: str
+    frames_used: list[int]
+    frame_times_s: list[float]
+
+    @classmethod
+    def read(cls, info: VideoInfo, frames_used: Iterable[int], frame_times_s: Iterable[float]) -> VideoFacts:
+        return cls(**info.to_dict(), frames_used=[int(i) for i in frames_used], frame_times_s=list(frame_times_s))
+
+
+@dataclass
+class Prediction:
+    """What a video shows: the best action, the `top_k` best first, whether it is likely none of them
+    (`uncertain`, from `unknown_check`), the video's facts, timings (decode, inference, total, in
+    milliseconds), warnings met reading it, and the timeline's segments when one was asked for."""
+
+    action: str
+    confidence: float
+    top_k: list[ScoredAction]  # best first
+    uncertain: bool  # likely none of the known actions: `unknown_check`'s value under its threshold
+    video: VideoFacts
+    timings_ms: dict[str, float]  # decode, inference, total
+    warnings: list[str] = field(default_factory=list)
+    segments: list[Segment] | None = None
+    unknown_check: UnknownCheck | None = None
+
+    @classmethod
+    def ranked(cls, top_k: list[ScoredAction], check: UnknownCheck, video: VideoFacts, *,
+               timings_ms: dict[str, float] | None = None, warnings: list[str] | None = None,
+               segments: list[Segment] | None = None) -> Prediction:
+        """The prediction whose best action is the first of `top_k`, uncertain as `check` says."""
+        return cls(action=top_k[0].action, confidence=top_k[0].confidence, top_k=list(top_k), uncertain=check.unknown,
+                   video=video, timings_ms=dict(timings_ms or {}), warnings=list(warnings or []), segments=segments,
+                   unknown_check=check)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values: its fields in order, each part as a dict of its own fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Prediction:
+        """The prediction `to_dict` gave `data` for: its inverse."""
+        check, segments = data.get("unknown_check"), data.get("segments")
+        return cls(**data | {
+            "top_k": [ScoredAction(**item) for item in data["top_k"]],
+            "video": VideoFacts(**data["video"]),
+            "timings_ms": dict(data["timings_ms"]),
+            "warnings": list(data.get("warnings", [])),
+            "segments": None if segments is None else [Segment(**item) for item in segments],
+            "unknown_check": None if check is None else UnknownCheck(**check),
+        })
