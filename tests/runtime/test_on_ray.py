@@ -122,9 +122,9 @@ def test_the_training_cache_built_on_ray_equals_the_local_one(model_and_videos, 
     from torchvision.models import mobilenet_v2
 
     from actionrec.datasets import load_dataset
-    from actionrec.training.model import ActionModel, ModelConfig, load_backbone_weights
     from actionrec.training.config import TrainConfig
     from actionrec.training.features import build_cache, extractor_for
+    from actionrec.training.model import ActionModel, ModelConfig, load_backbone_weights
 
     _, data = model_and_videos
     weights = "none"

@@ -82,9 +82,9 @@ def test_teaching_runs_without_torch(base_model: Path, examples: Path, tmp_path:
 
 def test_keep_base_keeps_the_base_actions(base_model: Path, examples: Path, tmp_path: Path):
     from actionrec.modelfile.card import update_card
+    from actionrec.modelfile.unknown import FEATURE_SIMILARITY, UnknownRule, unit
     from actionrec.runtime.recognizer import Recognizer
     from actionrec.teaching.flow import teach
-    from actionrec.modelfile.unknown import FEATURE_SIMILARITY, UnknownRule, unit
 
     base = tmp_path / "base.onnx"
     base.write_bytes(base_model.read_bytes())

@@ -14,8 +14,8 @@ import pytest
 from actionrec.video import ClipSpec, DecodeLimits, probe, read_clip
 from actionrec.video import decode as decode_module
 from actionrec.video.decode import DecodeOutcome, read_frames
-from actionrec.video.probe import VideoProbe
 from actionrec.video.encode import write_video
+from actionrec.video.probe import VideoProbe
 
 
 def textured_frames(count: int, width: int = 64, height: int = 48, seed: int = 0) -> np.ndarray:

@@ -36,6 +36,7 @@ from actionrec.video.decode import DecodeOutcome, read_frames
 from actionrec.video.probe import VideoProbe
 from actionrec.video.spec import frames_at, sample_indices
 
+
 def _median_seconds(work: Callable[[], object], repeats: int) -> float:
     return _median_wall_and_cpu(work, repeats)[0]
 

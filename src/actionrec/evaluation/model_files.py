@@ -18,9 +18,9 @@ import numpy as np
 
 from actionrec.datasets import DATASET_LIMITS, Sample, evenly, load_dataset
 from actionrec.errors import ModelFileError, VideoError
-from actionrec.runtime.recognizer import Recognizer
 from actionrec.evaluation.scores import compute_metrics
 from actionrec.modelfile.unknown import UnknownRule, calibrate, class_means, unit
+from actionrec.runtime.recognizer import Recognizer
 from actionrec.video import read_clip
 
 JOINED_FPS = 25

@@ -22,11 +22,19 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from actionrec.modelfile import graph_split
-from actionrec.modelfile.card import FEATURES_INPUT, FEATURES_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, WINDOW_OUTPUT, ModelCard
-from actionrec.runtime.cores import encoder_threads_alongside_decoder, usable_physical_cores
 from actionrec.errors import ModelFileError
+from actionrec.modelfile import graph_split
+from actionrec.modelfile.card import (
+    FEATURES_INPUT,
+    FEATURES_OUTPUT,
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    WINDOW_OUTPUT,
+    ModelCard,
+)
 from actionrec.modelfile.hub import resolve_model
+from actionrec.runtime.cores import encoder_threads_alongside_decoder, usable_physical_cores
 
 DEVICES = ("auto", "cpu", "cuda")
 CLIPS_PER_RUN = 8  # whole clips per run of a format-1 graph

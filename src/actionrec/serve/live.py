@@ -96,7 +96,7 @@ async def _serve_stream(websocket: WebSocket, service: PredictionService) -> Non
         try:  # only frames count as activity: a client sending text alone cannot hold a live place
             message = await asyncio.wait_for(websocket.receive(),
                                              timeout=max(0.05, idle_s - (time.monotonic() - last_frame)))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await _end(websocket, 4408, f"No frame came for {idle_s:g} s, so the stream was closed.", "idle")
             return
         if message["type"] == "websocket.disconnect":

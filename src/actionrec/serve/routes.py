@@ -32,6 +32,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from actionrec.errors import RequestError, VideoError
+from actionrec.modelfile.unknown import unsure_warning
 from actionrec.runtime.recognizer import Prediction
 from actionrec.runtime.resources import cpu_facts
 from actionrec.serve.schemas import (
@@ -48,7 +49,6 @@ from actionrec.serve.schemas import (
     video_problem_answer,
 )
 from actionrec.serve.service import UPLOAD_NAME, PredictionService
-from actionrec.modelfile.unknown import unsure_warning
 from actionrec.video.probe import VIDEO_EXTENSIONS, is_video_name
 
 WEB_DIR = Path(__file__).parent / "web"

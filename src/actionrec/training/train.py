@@ -27,9 +27,9 @@ from actionrec.training import devices
 from actionrec.training.advice import overfitting_advice
 from actionrec.training.config import TrainConfig
 from actionrec.training.data import steps_per_epoch
+from actionrec.training.devices import Runtime, barrier, gather
 from actionrec.training.features import build_cache, progress_bar
 from actionrec.training.runs import RunDir
-from actionrec.training.devices import Runtime, barrier, gather
 from actionrec.training.setup import Setup, setup
 from actionrec.training.state import Progress, TrainState, fingerprint, rng_states, saved_settings
 from actionrec.training.state import resume as resume_state
