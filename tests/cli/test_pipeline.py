@@ -92,8 +92,8 @@ def test_a_run_is_the_same_wherever_the_dataset_lies(workdir: Path, tmp_path: Pa
     histories = []
     for data in (workdir / "data", tmp_path / "moved" / "data"):
         run = tmp_path / f"run-{len(histories)}"
-        result = invoke("train", data, "--out", run, "--epochs", "1", "--cache-dir", tmp_path / f"cache-{len(histories)}",
-                        "--train-views", "2", *TINY)
+        result = invoke("train", data, "--out", run, "--epochs", "1",
+                        "--cache-dir", tmp_path / f"cache-{len(histories)}", "--train-views", "2", *TINY)
         assert result.exit_code == 0, result.output
         histories.append([{k: v for k, v in row.items() if k != "seconds"}
                           for row in json.loads((run / "history.json").read_text())])

@@ -132,5 +132,6 @@ def test_a_clip_that_does_not_decode_is_skipped_and_named(base_model: Path, exam
 
 def test_the_command_line_refuses_a_folder_without_actions(base_model: Path, tmp_path: Path):
     (tmp_path / "data" / "wave").mkdir(parents=True)
-    result = CliRunner().invoke(app, ["teach", str(base_model), str(tmp_path / "data"), "--out", str(tmp_path / "m.onnx")])
+    result = CliRunner().invoke(app, ["teach", str(base_model), str(tmp_path / "data"),
+                                      "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2 and "no video clips in this action's folder" in result.output

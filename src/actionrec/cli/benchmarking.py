@@ -56,11 +56,12 @@ def benchmark(
         for name, ratio in result["ratios"].items():
             console.print(f"  {name:<40} {ratio:6.2f}x")
     if compare:
-        console.print(f"\n[bold]models side by side[/bold] on {videos[0]} (medians of {max(5, repeats)} interleaved runs)")
+        console.print(f"\n[bold]models side by side[/bold] on {videos[0]} "
+                      f"(medians of {max(5, repeats)} interleaved runs)")
         table = Table("model", "precision", "network, one clip (ms)", "vs the first", "whole answer (ms)", box=None)
         for entry in results["models"]:
-            table.add_row(entry["model"], entry["precision"], f"{entry['model_ms']:.1f}", f"{entry['model_vs_first']:.2f}x",
-                          f"{entry['answer_ms']:.1f}")
+            table.add_row(entry["model"], entry["precision"], f"{entry['model_ms']:.1f}",
+                          f"{entry['model_vs_first']:.2f}x", f"{entry['answer_ms']:.1f}")
         console.print(table)
     if server:
         memory = results["server"]

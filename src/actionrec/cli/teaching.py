@@ -58,7 +58,7 @@ def teach(
     if as_json:
         console.print_json(json.dumps(result.summary()))
         return
-    for path, why in result.skipped.items():
+    for why in result.skipped.values():
         err_console.print(f"[yellow]skipped[/yellow] {escape(why)}")
     counts = ", ".join(f"{label} ({count})" for label, count in result.clips.items())
     console.print(escape(f"Taught {len(result.clips)} actions from {sum(result.clips.values())} clips: {counts}"))

@@ -123,8 +123,8 @@ def evaluate(
                                                          "for a model file; for a run, its own by default).",
                                               show_default=False),
     data: Path | None = typer.Option(None, "--data", help="The same as DATA_DIR, for a run.", hidden=True),
-    compare: list[Path] = typer.Option([], "--compare", help="Model files to evaluate on the same clips (e.g. the "
-                                                              "int8 copy): their accuracy and agreement with the first."),
+    compare: list[Path] = typer.Option([], "--compare", help="Model files to evaluate on the same clips (e.g. "
+                                       "the int8 copy): their accuracy and agreement with the first."),
     dataset: DatasetKind = typer.Option("folder", help="Kind of DATA_DIR (model files)."),
     split: int = typer.Option(1, help="UCF101 split (model files)."),
     val_fraction: float = typer.Option(0.2, help="Folder datasets without list files: the validation share the "

@@ -247,7 +247,8 @@ def joined_timelines(recognizer: Recognizer, clips: Clips, folder: Path, *, coun
             stream_prediction_frames(video, recognizer.spec, recognizer.limits, recognizer.timeline))
         prediction = builder.finish(done, 1)
         windows = merge_windows([(a, b) for _, a, b in builder.plan.windows], np.concatenate(builder.window_probs),
-                                recognizer.labels, done.info.duration_s) if builder.window_probs else prediction.segments
+                                recognizer.labels, done.info.duration_s) \
+            if builder.window_probs else prediction.segments
         for name, segments in (("evidence", prediction.segments), ("windows", windows)):
             results[name].append(_timeline_score(segments, truth))
         if progress:
@@ -259,7 +260,8 @@ def joined_timelines(recognizer: Recognizer, clips: Clips, folder: Path, *, coun
                          "worst_video_time_right": round(float(min(right for right, _ in scores)), 4),
                          "boundary_error_median_s": round(float(np.median(errors)), 3) if errors else None,
                          "boundary_error_max_s": round(float(max(errors)), 3) if errors else None,
-                         "boundaries_within_0.5s": round(float(np.mean(np.array(errors) <= 0.5)), 4) if errors else None}
+                         "boundaries_within_0.5s":
+                             round(float(np.mean(np.array(errors) <= 0.5)), 4) if errors else None}
     return {"videos": count, "clips_per_video": per_video, **summary}
 
 

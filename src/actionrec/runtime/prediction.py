@@ -150,7 +150,8 @@ class PredictionBuilder:
         top, check = self.stages.rank(self.stages.head(stacked[None])[0], top_k, stacked)
         segments = self._segments(done, top[0])
         self.inference_s += time.perf_counter() - started
-        video = done.info.to_dict() | {"frames_used": [int(i) for i in self.plan.clip], "frame_times_s": done.clip_times}
+        video = done.info.to_dict() | {"frames_used": [int(i) for i in self.plan.clip],
+                                       "frame_times_s": done.clip_times}
         return Prediction(
             action=top[0]["action"],
             confidence=top[0]["confidence"],

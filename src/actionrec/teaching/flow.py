@@ -176,7 +176,8 @@ def teach(base: str | os.PathLike | Recognizer, examples: Mapping[str, Sequence[
     if progress:
         progress("writing", 0, 1)
     write_taught_graph(recognizer.model_path, head, new_card, out)
-    timings = {"reading": round(read_s, 2), "fitting": round(fit_s, 2), "total": round(time.perf_counter() - started, 2)}
+    timings = {"reading": round(read_s, 2), "fitting": round(fit_s, 2),
+               "total": round(time.perf_counter() - started, 2)}
     return TeachResult(out, new_card, counts, skipped, loo, timings)
 
 

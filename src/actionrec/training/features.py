@@ -119,8 +119,9 @@ def gpu_extractor(model: ActionModel, runtime: Runtime) -> FeatureFunction:
 
 
 class FeatureSource:
-    """How `build_cache` gets frozen-backbone features: `extract`, made once on first use (ONNX Runtime on a CPU, PyTorch on a GPU); `onnx_graph` the exported graph Ray's
-    workers run, whichever device this process uses."""
+    """How `build_cache` gets frozen-backbone features: `extract`, made once on first use (ONNX
+    Runtime on a CPU, PyTorch on a GPU); `onnx_graph` the exported graph Ray's workers run, whichever
+    device this process uses."""
 
     def __init__(self, model: ActionModel, folder: Path, console: Console, runtime: Runtime | None) -> None:
         self.model, self.folder, self.console, self.runtime = model, folder, console, runtime

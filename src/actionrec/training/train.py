@@ -90,8 +90,9 @@ def _sides(config: TrainConfig, ready: Setup, console: Console, runtime: Runtime
     """Both sides of the split, cached (or, decoding on the fly, the training side as it is)."""
     sides = []
     skipped: dict[Path, str] = {}
-    for name, samples, views, what in (("training", ready.dataset.train, config.train_views, "Caching training clips"),
-                                       ("validation", ready.dataset.val, config.test_views, "Caching validation clips")):
+    for name, samples, views, what in (
+            ("training", ready.dataset.train, config.train_views, "Caching training clips"),
+            ("validation", ready.dataset.val, config.test_views, "Caching validation clips")):
         if name == "training" and config.on_the_fly:
             sides.append(Side(samples, None, 1))
             continue
