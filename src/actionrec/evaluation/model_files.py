@@ -230,7 +230,8 @@ def joined_timelines(recognizer: Recognizer, clips: Clips, folder: Path, *, coun
     results: dict[str, list] = {"evidence": [], "windows": []}
     folder.mkdir(parents=True, exist_ok=True)
     for number in range(count):
-        frames, truth, start = [], [], 0.0
+        frames: list[np.ndarray] = []
+        truth, start = [], 0.0
         for label in rng.permutation(sorted(by_label))[:per_video]:
             sample = by_label[int(label)][rng.integers(len(by_label[int(label)]))]
             with av.open(str(sample.path)) as container:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hmac
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -112,7 +112,7 @@ async def _predict(request: Request, service: PredictionService, *, top_k: int, 
 
 # --------------------------------------------------------------------------- predictions
 
-_answer_doc = dict(response_model=Answer, dependencies=guarded, responses=ERROR_RESPONSES,
+_answer_doc: dict[str, Any] = dict(response_model=Answer, dependencies=guarded, responses=ERROR_RESPONSES,
                    openapi_extra=raw_body_openapi(), tags=["predictions"])
 
 
@@ -143,7 +143,7 @@ async def predict_v1(
         return video_problem_answer(exc, UPLOAD_NAME)
     recognizer = service.recognizer
     notes = [WarningDetail(code="decoding", text=text) for text in prediction.warnings]
-    if prediction.uncertain:
+    if prediction.uncertain and prediction.unknown_check is not None:  # uncertain comes from the check
         notes.append(WarningDetail(code="unsure", text=unsure_warning(prediction.unknown_check, prediction.confidence,
                                                                       len(recognizer.labels))))
     return DetailedAnswer(

@@ -174,7 +174,7 @@ def _size(source: VideoSource) -> int | None:
 def _probe_container(container: av.container.InputContainer, name: str, limits: DecodeLimits,
                      size: int | None = None) -> VideoProbe:
     stream = _video_stream(container, name, limits)
-    demuxed, checked = _demuxed(container, stream), []
+    demuxed, checked = _demuxed(container, stream), list[av.Packet]()
     packets = (_indexed_packets(container, stream, size, demuxed, checked)
                or _read_packets(itertools.chain(checked, demuxed), name))
     pts, times = _frame_times(packets, stream)
