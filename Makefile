@@ -1,4 +1,4 @@
-# `make demo`: set up and run the offline demo.  `make test`: set up and run the tests (what CI runs).
+# `make demo`: set up and run the offline demo.  `make test`: set up, lint and run the tests (what CI runs).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +14,7 @@ ifneq ($(wildcard $(WEIGHTS)/$(CHECKPOINT)),)
 TEST_TORCH_HOME_ENV := TORCH_HOME=$(TEST_TORCH_HOME)
 endif
 
-.PHONY: setup setup-ray demo test test-fast test-weights browser docs fuzz loadtest clean
+.PHONY: setup setup-ray demo lint test test-fast test-weights browser docs fuzz loadtest clean
 
 setup: $(VENV)/.installed
 
@@ -49,7 +49,14 @@ test-weights:
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
-test: setup setup-ray browser test-weights docs
+# Lint and import order (ruff) over the code and tests, and the type check of src/ (mypy); the
+# settings of both are in pyproject.toml (mypy reads Ray's types, hence setup-ray). `ruff check --fix`
+# puts imports in order.
+lint: setup setup-ray
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy
+
+test: setup setup-ray lint browser test-weights docs
 	ACTIONREC_SAMPLE_VIDEOS=$${ACTIONREC_SAMPLE_VIDEOS:-$(if $(wildcard $(SAMPLES)),$(SAMPLES),)} \
 	ACTIONREC_REAL_CLIPS=$${ACTIONREC_REAL_CLIPS:-$(if $(wildcard $(REAL_CLIPS)),$(REAL_CLIPS),)} \
 	$(TEST_TORCH_HOME_ENV) $(PY) -m pytest -q
@@ -67,4 +74,4 @@ loadtest: setup
 	$(PY) -m actionrec.testing.loadtest --requests 2000 --concurrency 32 --slow 100 --idle 1000
 
 clean:
-	rm -rf $(VENV) demo artifacts .pytest_cache fuzz-findings .test-torch site
+	rm -rf $(VENV) demo artifacts .pytest_cache .ruff_cache .mypy_cache fuzz-findings .test-torch site

@@ -110,7 +110,8 @@ def test_no_function_over_60_lines_no_module_over_400():
 
 def test_no_test_module_imports_another():
     tests = Path(__file__).resolve().parent
-    local = {path.stem for path in tests.rglob("*.py")} | {path.name for path in tests.iterdir() if path.is_dir()} | {"tests"}
+    local = ({path.stem for path in tests.rglob("*.py")} | {path.name for path in tests.iterdir() if path.is_dir()}
+             | {"tests"})
     offenders = {str(path.relative_to(tests)): sorted(name for name in imports_of(path) if name.split(".")[0] in local)
                  for path in tests.rglob("*.py")}
     assert not {name: found for name, found in offenders.items() if found}
@@ -118,10 +119,12 @@ def test_no_test_module_imports_another():
 
 def test_importing_the_package_changes_nothing_in_the_process():
     environment = {name: value for name, value in os.environ.items() if name != "OMP_WAIT_POLICY"}
-    code = "import os, actionrec, actionrec.runtime.recognizer, actionrec.cli; assert 'OMP_WAIT_POLICY' not in os.environ"
+    code = ("import os, actionrec, actionrec.runtime.recognizer, actionrec.cli; "
+            "assert 'OMP_WAIT_POLICY' not in os.environ")
     subprocess.run([sys.executable, "-c", code], check=True, env=environment)
 
 
 def test_every_module_says_what_it_is_for():
-    missing = [module_name(path) for path in PACKAGE.rglob("*.py") if not ast.get_docstring(ast.parse(path.read_text()))]
+    missing = [module_name(path) for path in PACKAGE.rglob("*.py")
+               if not ast.get_docstring(ast.parse(path.read_text()))]
     assert not missing

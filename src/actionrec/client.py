@@ -20,11 +20,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 from actionrec.errors import ActionrecError
 
-Video = Union[str, os.PathLike, bytes, bytearray, BinaryIO]
+Video = str | os.PathLike | bytes | bytearray | BinaryIO
 MAX_RETRY_WAIT_S = 30.0
 
 

@@ -37,6 +37,25 @@ def test_version_choices_and_completion():
     assert "<int" in predict_help  # options that take one say so
 
 
+def _registered(app, prefix: str = "") -> dict[str, str]:
+    """Each command the Typer app answers to (subcommands as "GROUP NAME"), with its module's file."""
+    commands = {prefix + (info.name or info.callback.__name__.replace("_", "-")):
+                info.callback.__module__.rsplit(".", 1)[-1] + ".py" for info in app.registered_commands}
+    for group in app.registered_groups:
+        commands |= _registered(group.typer_instance, f"{prefix}{group.name} ")
+    return commands
+
+
+def test_the_command_table_names_every_command_and_its_module():
+    import actionrec.cli
+
+    table = {}
+    for line in actionrec.cli.__doc__.splitlines():
+        module, _, names = line.strip().partition(" ")
+        if module.endswith(".py"):
+            table |= {name.strip(): module for name in names.split(",")}
+    assert table == _registered(actionrec.cli.app)
+
 # --------------------------------------------------------------------------- without the extras
 
 

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from actionrec.cli import app
-from actionrec.errors import ModelFileError
 from actionrec.datasets.synth import generate_dataset
+from actionrec.errors import ModelFileError
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -92,8 +92,8 @@ def test_a_run_is_the_same_wherever_the_dataset_lies(workdir: Path, tmp_path: Pa
     histories = []
     for data in (workdir / "data", tmp_path / "moved" / "data"):
         run = tmp_path / f"run-{len(histories)}"
-        result = invoke("train", data, "--out", run, "--epochs", "1", "--cache-dir", tmp_path / f"cache-{len(histories)}",
-                        "--train-views", "2", *TINY)
+        result = invoke("train", data, "--out", run, "--epochs", "1",
+                        "--cache-dir", tmp_path / f"cache-{len(histories)}", "--train-views", "2", *TINY)
         assert result.exit_code == 0, result.output
         histories.append([{k: v for k, v in row.items() if k != "seconds"}
                           for row in json.loads((run / "history.json").read_text())])
@@ -142,8 +142,8 @@ def test_training_and_serving_see_the_same_frames_and_model_outputs(trained: Pat
     import torch
 
     from actionrec.runtime.recognizer import Recognizer
-    from actionrec.training.views import ViewDecoder
     from actionrec.training.runs import RunDir
+    from actionrec.training.views import ViewDecoder
     from actionrec.video import stream_prediction_frames
     from actionrec.video.stream import FrameChunk
 
@@ -235,8 +235,8 @@ def _calibrated_backbone_file(path: Path) -> Path:
 def test_frozen_backbone_features_are_cached_and_match_pytorch(workdir: Path, tmp_path: Path):
     import torch
 
-    from actionrec.training.model import ActionModel, ModelConfig, load_backbone_weights
     from actionrec.training.features import feature_extractor
+    from actionrec.training.model import ActionModel, ModelConfig, load_backbone_weights
 
     weights = _calibrated_backbone_file(tmp_path / "backbone.pth")
     run = tmp_path / "frozen"

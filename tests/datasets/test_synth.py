@@ -14,7 +14,6 @@ from actionrec.datasets import synth
 from actionrec.video.encode import write_video
 
 
-
 def small_clip(num_frames: int = 12, width: int = 64, height: int = 48) -> np.ndarray:
     return synth.render_clip("grow", np.random.default_rng(7), width, height, num_frames)
 

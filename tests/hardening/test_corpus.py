@@ -82,7 +82,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "huge-frames.mp4": huge_frames(),
     }
     for name, container, options in (("clip.mp4", "mp4", {"gop": 10, "bframes": True}), ("clip.mov", "mov", {}),
-                                     ("clip.mkv", "matroska", {"audio": True}), ("clip.webm", "webm", {"codec": "libvpx"}),
+                                     ("clip.mkv", "matroska", {"audio": True}),
+                                     ("clip.webm", "webm", {"codec": "libvpx"}),
                                      ("clip.avi", "avi", {"codec": "mpeg4"}), ("clip.ts", "mpegts", {})):
         data = encoded(container, **options)
         files[name] = data

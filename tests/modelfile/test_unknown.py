@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from actionrec.errors import ModelFileError
-from actionrec.runtime.answer import UnknownCheck
 from actionrec.modelfile.unknown import (
     FEATURE_SIMILARITY,
     MAX_PROBABILITY,
@@ -18,6 +17,7 @@ from actionrec.modelfile.unknown import (
     feature_similarity,
     unsure_warning,
 )
+from actionrec.runtime.answer import UnknownCheck
 
 
 def clips_near(direction: np.ndarray, count: int, rng: np.random.Generator, spread: float = 0.3) -> list[np.ndarray]:

@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from actionrec.runtime.frame_batcher import FrameBatcher
 from actionrec.datasets.synth import generate_dataset
+from actionrec.runtime.frame_batcher import FrameBatcher
 from actionrec.testing.processes import serve_command
 
 

@@ -3,11 +3,11 @@ route with its protocol, its limits and its errors."""
 
 from __future__ import annotations
 
-from fractions import Fraction
 import json
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av

@@ -8,8 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from actionrec.modelfile.card import FEATURES_INPUT, INPUT_NAME, OUTPUT_NAME
 from actionrec.errors import ModelFileError
+from actionrec.modelfile.card import FEATURES_INPUT, INPUT_NAME, OUTPUT_NAME
 from actionrec.runtime.network import load_network, read_card
 
 

@@ -30,7 +30,8 @@ def model_and_videos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     root = tmp_path_factory.mktemp("ray")
     model = make_untrained_model(root / "model.onnx", fitted_batch_norm=True)
     generate_dataset(root / "data", clips_per_class=3, seed=9, width=64, height=48)
-    (root / "data" / "grow" / "broken.mp4").write_bytes(next((root / "data" / "grow").glob("*.mp4")).read_bytes()[:2500])
+    whole = next((root / "data" / "grow").glob("*.mp4")).read_bytes()
+    (root / "data" / "grow" / "broken.mp4").write_bytes(whole[:2500])
     return model, root / "data"
 
 
@@ -72,7 +73,8 @@ def test_the_command_writes_the_same_rows_with_ray(model_and_videos, tmp_path: P
 
     model, data = model_and_videos
     runner = CliRunner()
-    here = runner.invoke(app, ["predict", str(model), str(data), "--workers", "0", "--output", str(tmp_path / "a.jsonl")])
+    here = runner.invoke(app, ["predict", str(model), str(data), "--workers", "0",
+                               "--output", str(tmp_path / "a.jsonl")])
     there = runner.invoke(app, ["predict", str(model), str(data), "--ray", "--output", str(tmp_path / "b.jsonl")])
     assert here.exit_code == there.exit_code == 1  # the broken video
     rows = [{json.loads(line)["path"]: json.loads(line) for line in (tmp_path / name).read_text().splitlines()}
@@ -129,9 +131,9 @@ def test_the_training_cache_built_on_ray_equals_the_local_one(model_and_videos, 
     from torchvision.models import mobilenet_v2
 
     from actionrec.datasets import load_dataset
-    from actionrec.training.model import ActionModel, ModelConfig, load_backbone_weights
     from actionrec.training.config import TrainConfig
     from actionrec.training.features import build_cache, extractor_for
+    from actionrec.training.model import ActionModel, ModelConfig, load_backbone_weights
 
     _, data = model_and_videos
     weights = "none"
@@ -154,5 +156,5 @@ def test_the_training_cache_built_on_ray_equals_the_local_one(model_and_videos, 
     (local, usable), (remote, remote_usable) = caches
     assert [s.path for s in usable] == [s.path for s in remote_usable]
     for sample in usable:
-        np.testing.assert_allclose(local.get(sample.path).astype(np.float32), remote.get(sample.path).astype(np.float32),
-                                   atol=1e-2 if frozen else 0)
+        np.testing.assert_allclose(local.get(sample.path).astype(np.float32),
+                                   remote.get(sample.path).astype(np.float32), atol=1e-2 if frozen else 0)

@@ -60,8 +60,8 @@ class SlowServer:
             "from actionrec.serve.settings import ServerSettings\n"
             "from actionrec.testing.faults import decode_with_faults\n"
             "if __name__ == '__main__':  # decode workers start from this file too\n"
-            "    serve(ServerSettings(model_path=os.environ['MODEL'], port=int(os.environ['PORT']), workers=%d,\n"
-            "                         drain_timeout_s=20), decode=decode_with_faults)\n" % workers)
+            "    serve(ServerSettings(model_path=os.environ['MODEL'], port=int(os.environ['PORT']),\n"
+            f"                         workers={workers}, drain_timeout_s=20), decode=decode_with_faults)\n")
         self.tmp = folder / "tmp"
         self.tmp.mkdir()
         self.port = free_port()

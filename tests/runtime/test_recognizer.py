@@ -73,8 +73,8 @@ def test_a_timeline_encoder_keeps_to_its_share_of_the_cores_only_while_it_waits_
     """A chunk that comes late (the decoder is the slower stage) is encoded on the encoder's share of
     the cores (actionrec.runtime.cores): late is a quarter of the last encode's time to go there, a
     fiftieth to stay; chunks that wait for the encoder, and a clip's answer, take every core."""
-    from actionrec.runtime.recognizer import Recognizer
     from actionrec.runtime.prediction import PredictionBuilder
+    from actionrec.runtime.recognizer import Recognizer
 
     recognizer = Recognizer(model_path)
     alongside: list[bool] = []

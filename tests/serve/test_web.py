@@ -394,8 +394,8 @@ def test_teach_mode_from_files_and_camera_then_serves_it_live(camera_browser, te
     assert page.is_disabled("#train-button")  # one action with clips is not enough
     for count in (1, 2):
         action_item(page, "waving").locator("button.record").click()
-        page.wait_for_function(f"() => document.querySelectorAll(\"li[data-action='waving'] .clip\").length === {count}",
-                               timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll(\"li[data-action='waving'] .clip\").length"
+                               f" === {count}", timeout=60_000)
     assert page.is_hidden("#teach-error"), page.inner_text("#teach-error")
     # stopping the camera during the countdown cancels that clip, and keeps nothing
     action_item(page, "waving").locator("button.record").click()

@@ -82,9 +82,9 @@ def test_teaching_runs_without_torch(base_model: Path, examples: Path, tmp_path:
 
 def test_keep_base_keeps_the_base_actions(base_model: Path, examples: Path, tmp_path: Path):
     from actionrec.modelfile.card import update_card
+    from actionrec.modelfile.unknown import FEATURE_SIMILARITY, UnknownRule, unit
     from actionrec.runtime.recognizer import Recognizer
     from actionrec.teaching.flow import teach
-    from actionrec.modelfile.unknown import FEATURE_SIMILARITY, UnknownRule, unit
 
     base = tmp_path / "base.onnx"
     base.write_bytes(base_model.read_bytes())
@@ -132,5 +132,6 @@ def test_a_clip_that_does_not_decode_is_skipped_and_named(base_model: Path, exam
 
 def test_the_command_line_refuses_a_folder_without_actions(base_model: Path, tmp_path: Path):
     (tmp_path / "data" / "wave").mkdir(parents=True)
-    result = CliRunner().invoke(app, ["teach", str(base_model), str(tmp_path / "data"), "--out", str(tmp_path / "m.onnx")])
+    result = CliRunner().invoke(app, ["teach", str(base_model), str(tmp_path / "data"),
+                                      "--out", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2 and "no video clips in this action's folder" in result.output

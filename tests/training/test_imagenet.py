@@ -15,8 +15,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from actionrec.modelfile.card import ModelCard  # noqa: E402
 from actionrec.errors import BackboneWeightsError  # noqa: E402
+from actionrec.modelfile.card import ModelCard  # noqa: E402
 from actionrec.training.model import ActionModel, ModelConfig, load_backbone_weights  # noqa: E402
 from actionrec.video import ClipSpec, read_clip  # noqa: E402
 
@@ -62,8 +62,8 @@ def test_served_frames_match_torchvision_preprocessing_on_real_clips(imagenet_ch
     from PIL import Image
     from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
-    from actionrec.training.export import export_model
     from actionrec.runtime.recognizer import Recognizer
+    from actionrec.training.export import export_model
 
     weights = MobileNet_V2_Weights.IMAGENET1K_V1
     model = ActionModel(ModelConfig(num_classes=2, hidden_size=8))

@@ -38,9 +38,9 @@ def test_a_failing_feature_extractor_says_so_once(tmp_path: Path, monkeypatch):
     pytest.importorskip("torch")
     from rich.console import Console
 
-    from actionrec.training.model import ActionModel, ModelConfig
     from actionrec.training import features
     from actionrec.training.config import TrainConfig
+    from actionrec.training.model import ActionModel, ModelConfig
 
     def broken_exporter(*args, **kwargs):
         raise RuntimeError("no exporter here")

@@ -14,8 +14,8 @@ import pytest
 from actionrec.video import ClipSpec, DecodeLimits, probe, read_clip
 from actionrec.video import decode as decode_module
 from actionrec.video.decode import DecodeOutcome, read_frames
-from actionrec.video.probe import VideoProbe
 from actionrec.video.encode import write_video
+from actionrec.video.probe import VideoProbe
 
 
 def textured_frames(count: int, width: int = 64, height: int = 48, seed: int = 0) -> np.ndarray:
@@ -208,11 +208,15 @@ INDEXED = {  # (how the file is made, whether its index can stand in for reading
     "mpeg4 part 2": (lambda tmp: encoded(codec="mpeg4", gop=12), True),
     "variable frame rate, no B-frames": (lambda tmp: encoded(gop=12, pts_seconds=VFR), True),
     "trimmed by an edit list": (lambda tmp: trimmed(encoded(gop=10)), True),
-    "shown a fixed delay after decoding": (lambda tmp: remuxed(encoded(gop=10), tmp / "delayed.mp4", shift_pts=1024), True),
+    "shown a fixed delay after decoding":
+        (lambda tmp: remuxed(encoded(gop=10), tmp / "delayed.mp4", shift_pts=1024), True),
     "h264, B-frames": (lambda tmp: encoded(gop=12, bframes=True), False),
-    "no list of sync frames (every frame a keyframe, says the index)": (lambda tmp: without_sync_frames(encoded(gop=10)), False),
-    "fragmented": (lambda tmp: remuxed(encoded(gop=10), tmp / "fragmented.mp4", movflags="frag_keyframe+empty_moov"), False),
-    "truncated, its index first": (lambda tmp: remuxed(encoded(gop=10), tmp / "whole.mp4", movflags="faststart")[:150_000], False),
+    "no list of sync frames (every frame a keyframe, says the index)":
+        (lambda tmp: without_sync_frames(encoded(gop=10)), False),
+    "fragmented":
+        (lambda tmp: remuxed(encoded(gop=10), tmp / "fragmented.mp4", movflags="frag_keyframe+empty_moov"), False),
+    "truncated, its index first":
+        (lambda tmp: remuxed(encoded(gop=10), tmp / "whole.mp4", movflags="faststart")[:150_000], False),
 }
 
 

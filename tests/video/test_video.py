@@ -7,7 +7,6 @@ import io
 import numpy as np
 import pytest
 
-from actionrec.video import decode, spec
 from actionrec.errors import (
     EmptyVideoError,
     FrameTooLargeError,
@@ -18,7 +17,7 @@ from actionrec.errors import (
     VideoTooLongError,
 )
 from actionrec.testing.media import encode, frame_number, numbered_frames, video_without_a_decoder
-from actionrec.video import ClipSpec, DecodeLimits, Timeline, read_clip, read_views, sample_indices
+from actionrec.video import ClipSpec, DecodeLimits, Timeline, decode, read_clip, read_views, sample_indices, spec
 
 SPEC = ClipSpec(num_frames=8, image_size=32)
 

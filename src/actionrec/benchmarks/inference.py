@@ -23,6 +23,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import av
@@ -35,6 +36,7 @@ from actionrec.video import probe, stream_prediction_frames
 from actionrec.video.decode import DecodeOutcome, read_frames
 from actionrec.video.probe import VideoProbe
 from actionrec.video.spec import frames_at, sample_indices
+
 
 def _median_seconds(work: Callable[[], object], repeats: int) -> float:
     return _median_wall_and_cpu(work, repeats)[0]
@@ -74,8 +76,8 @@ def compare_models(models: list[Path], video: Path, repeats: int = 5, threads: i
         recognizer.classify(frames[id(recognizer)])
     for _ in range(repeats):
         for recognizer in recognizers:
-            model_times[id(recognizer)].append(_median_seconds(lambda: recognizer.classify(frames[id(recognizer)]), 1))
-            answer_times[id(recognizer)].append(_median_seconds(lambda: recognizer.predict(video), 1))
+            model_times[id(recognizer)].append(_median_seconds(partial(recognizer.classify, frames[id(recognizer)]), 1))
+            answer_times[id(recognizer)].append(_median_seconds(partial(recognizer.predict, video), 1))
     results = []
     for recognizer in recognizers:
         model_s, answer_s = (statistics.median(t[id(recognizer)]) for t in (model_times, answer_times))
@@ -138,8 +140,13 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
     return result
 
 
-def _time_timeline(recognizer: Recognizer, path: Path, video: VideoProbe, read: Callable[[np.ndarray, bool], np.ndarray],
-                   result: dict, repeats: int) -> None:
+def _encode_in_sixteens(recognizer: Recognizer, frames: np.ndarray) -> list[np.ndarray]:
+    """The encoder over `frames`, 16 at a time."""
+    return [recognizer.encode(frames[i : i + 16]) for i in range(0, len(frames), 16)]
+
+
+def _time_timeline(recognizer: Recognizer, path: Path, video: VideoProbe,
+                   read: Callable[[np.ndarray, bool], np.ndarray], result: dict, repeats: int) -> None:
     """The whole-video timeline's seconds, its floor and what the cores allow, into `result`."""
     seconds, cpu, spec = result["seconds"], result["cpu_seconds"], recognizer.spec
     sample_times = recognizer.timeline.sample_times(video.info.duration_s)
@@ -148,8 +155,7 @@ def _time_timeline(recognizer: Recognizer, path: Path, video: VideoProbe, read: 
     encode_s = 0.0
     for start in range(0, len(samples), 64):  # the frames in batches, then the encoder alone on them
         frames = read(samples[start : start + 64], True)
-        encode_s += _median_seconds(lambda: [recognizer.encode(frames[i : i + 16])
-                                             for i in range(0, len(frames), 16)], repeats)
+        encode_s += _median_seconds(partial(_encode_in_sixteens, recognizer, frames), repeats)
     seconds["timeline_encode"] = encode_s
     seconds["timeline_floor"] = seconds["sequential_decode"] + encode_s
     # All of a timeline's work (decoding, converting the samples, encoder, head) done one step

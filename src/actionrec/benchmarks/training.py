@@ -23,8 +23,8 @@ from actionrec.runtime.resources import PeakMemory
 from actionrec.training import devices
 from actionrec.training.config import TrainConfig
 from actionrec.training.data import PREFETCH_BATCHES
-from actionrec.training.features import build_cache, cache_for
 from actionrec.training.devices import Runtime
+from actionrec.training.features import build_cache, cache_for
 from actionrec.training.setup import setup
 from actionrec.training.state import TrainState
 from actionrec.training.steps import Side, epoch_loader, loader_workers, start_state, train_mode, train_step
@@ -48,7 +48,7 @@ class _Utilisation:
             except Exception:  # no NVML (pynvml) here: utilisation stays unknown
                 return
 
-    def __enter__(self) -> "_Utilisation":
+    def __enter__(self) -> _Utilisation:
         if self.runtime.cuda:
             self._thread.start()
         return self

@@ -4,12 +4,15 @@ need neither torch nor the server's packages.
 Defaults live with what they configure (`TrainConfig`, `ServerSettings`); options a user leaves
 out are not passed on, so those defaults, recipes, settings files and ACTIONREC_* variables apply.
 
+Every command, by the module that defines it (tests/cli/test_cli.py checks this table against the
+commands registered below):
+
     training.py      synth, data ucf101, train, evaluate, export
     predicting.py    predict, watch
     serving.py       serve, demo
     teaching.py      teach
     sharing.py       push
-    benchmarking.py  benchmark, benchmark-inputs
+    benchmarking.py  benchmark, benchmark-inputs, benchmark-train, benchmark-serving
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Literal
 
 import typer
 from rich.console import Console
@@ -18,15 +18,15 @@ from actionrec.training.config import PRECISIONS
 
 def benchmark(
     model: Path = typer.Argument(..., help="An exported model.onnx."),
-    videos: List[Path] = typer.Argument(..., help="Videos to measure on (`actionrec benchmark-inputs` makes some)."),
+    videos: list[Path] = typer.Argument(..., help="Videos to measure on (`actionrec benchmark-inputs` makes some)."),
     repeats: int = typer.Option(3, help="Runs per measurement; medians are reported."),
-    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
+    threads: int | None = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
     server: bool = typer.Option(False, "--server", help="Also measure a real server's memory answering timelines."),
-    compare: List[Path] = typer.Option([], "--compare", help="Other model files (e.g. MODEL.int8.onnx) timed side by "
+    compare: list[Path] = typer.Option([], "--compare", help="Other model files (e.g. MODEL.int8.onnx) timed side by "
                                                               "side with MODEL on the first video."),
     http: bool = typer.Option(False, "--http", help="Also time a real server answering the first video: one "
                                                      "client, and 8 at once."),
-    folder: Optional[Path] = typer.Option(None, help="Also time `predict` over the videos of this folder."),
+    folder: Path | None = typer.Option(None, help="Also time `predict` over the videos of this folder."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Time answers and timelines against sequential decoding and their floors, on this machine; the
@@ -56,11 +56,12 @@ def benchmark(
         for name, ratio in result["ratios"].items():
             console.print(f"  {name:<40} {ratio:6.2f}x")
     if compare:
-        console.print(f"\n[bold]models side by side[/bold] on {videos[0]} (medians of {max(5, repeats)} interleaved runs)")
+        console.print(f"\n[bold]models side by side[/bold] on {videos[0]} "
+                      f"(medians of {max(5, repeats)} interleaved runs)")
         table = Table("model", "precision", "network, one clip (ms)", "vs the first", "whole answer (ms)", box=None)
         for entry in results["models"]:
-            table.add_row(entry["model"], entry["precision"], f"{entry['model_ms']:.1f}", f"{entry['model_vs_first']:.2f}x",
-                          f"{entry['answer_ms']:.1f}")
+            table.add_row(entry["model"], entry["precision"], f"{entry['model_ms']:.1f}",
+                          f"{entry['model_vs_first']:.2f}x", f"{entry['answer_ms']:.1f}")
         console.print(table)
     if server:
         memory = results["server"]
@@ -74,10 +75,15 @@ def benchmark(
     _print_speed_table(results["speed_table"])
 
 
-def _measure(recognizer, model: Path, videos: List[Path], repeats: int, threads: Optional[int], server: bool,
-             compare: List[Path], http: bool, folder: Optional[Path]) -> dict:
-    from actionrec.benchmarks.inference import (benchmark_folder, benchmark_http, benchmark_server, benchmark_video,
-                                                compare_models)
+def _measure(recognizer, model: Path, videos: list[Path], repeats: int, threads: int | None, server: bool,
+             compare: list[Path], http: bool, folder: Path | None) -> dict:
+    from actionrec.benchmarks.inference import (
+        benchmark_folder,
+        benchmark_http,
+        benchmark_server,
+        benchmark_video,
+        compare_models,
+    )
     from actionrec.cli.predicting import expand
     from actionrec.runtime.resources import describe_cpu
 
@@ -113,17 +119,17 @@ def benchmark_train(
     frames: int = typer.Option(16, help="Frames per clip."),
     image_size: int = typer.Option(224, help="Frame size in pixels."),
     batch_size: int = typer.Option(32),
-    micro_batch_size: Optional[int] = typer.Option(None, help="Clips per forward/backward pass (default: the batch)."),
+    micro_batch_size: int | None = typer.Option(None, help="Clips per forward/backward pass (default: the batch)."),
     train_views: int = typer.Option(2, help="Views cached per clip (the UCF101 recipe's 2)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     precision: Literal[PRECISIONS] = typer.Option("auto", help="auto: bf16/fp16 on a GPU, fp32 on a CPU."),
-    workers: Optional[int] = typer.Option(None, help="Decoding processes (default: one per core)."),
+    workers: int | None = typer.Option(None, help="Decoding processes (default: one per core)."),
     decode_on_the_fly: bool = typer.Option(False, "--decode-on-the-fly", help="Time steps that decode a fresh view "
                                                                               "each time instead of cached frames."),
     clips: int = typer.Option(200, help="Training clips to cache (0: all)."),
     steps: int = typer.Option(20, help="Training steps to time (after 2 warm-up steps, plus the batches "
                                        "loader processes read ahead)."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default: a temporary one, removed after)."),
+    cache_dir: Path | None = typer.Option(None, help="Cache folder (default: a temporary one, removed after)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Measure training here: clips/s building the cache, steps/s training, memory peaks (and GPU use)."""
@@ -131,8 +137,8 @@ def benchmark_train(
     import shutil
     import tempfile
 
-    from actionrec.runtime.resources import describe_cpu
     from actionrec.benchmarks.training import benchmark_training
+    from actionrec.runtime.resources import describe_cpu
     from actionrec.training.config import TrainConfig
 
     scratch = Path(tempfile.mkdtemp(prefix="actionrec-benchmark-train-"))
@@ -197,7 +203,7 @@ def _gpu_use(phase: dict) -> str:
 def benchmark_serving(
     model: Path = typer.Argument(..., help="An exported model.onnx."),
     video: Path = typer.Argument(..., help="The video every request uploads."),
-    concurrency: List[int] = typer.Option([1, 8, 32], help="Clients at once (repeat the option for several)."),
+    concurrency: list[int] = typer.Option([1, 8, 32], help="Clients at once (repeat the option for several)."),
     requests_per_client: int = typer.Option(4, help="Requests each client sends at each level."),
     workers: int = typer.Option(4, help="The servers' decode workers (they bound how many requests can batch)."),
     window_ms: float = typer.Option(0.0, help="The batching server's collection window."),

@@ -129,8 +129,8 @@ def build_imagenet_base(root: Path, console: Console) -> tuple[Path | None, str 
     paths = DemoPaths(root)
     if paths.imagenet_base.is_file():
         return paths.imagenet_base, None
-    from actionrec.modelfile.card import ModelCard
     from actionrec.errors import BackboneWeightsError
+    from actionrec.modelfile.card import ModelCard
     from actionrec.training.export import export_model
     from actionrec.training.model import ActionModel, ModelConfig, load_backbone_weights
 

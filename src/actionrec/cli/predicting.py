@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Literal
 
 import typer
 from rich.markup import escape
@@ -77,8 +77,8 @@ def _remote_videos(uris: list[str]) -> list[str]:
     return videos
 
 
-def _ray_answers(recognizer, videos: list[Path | str], address: Optional[str], top_k: int,
-                 actors: Optional[int], gpus: float, threads: Optional[int]):
+def _ray_answers(recognizer, videos: list[Path | str], address: str | None, top_k: int,
+                 actors: int | None, gpus: float, threads: int | None):
     from actionrec.runtime.on_ray import check_ray_installed, ray_predict
 
     try:
@@ -124,25 +124,25 @@ def _print_result(result) -> None:
 
 def predict(
     model: Path = typer.Argument(..., help="An exported model.onnx."),
-    sources: List[str] = typer.Argument(..., help="Videos: files, folders (searched recursively) or glob patterns "
+    sources: list[str] = typer.Argument(..., help="Videos: files, folders (searched recursively) or glob patterns "
                                                   "such as 'clips/**/*.mp4'."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many actions to list."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per video, one per line."),
     segments: bool = typer.Option(False, help="Also say where in the video each action happens."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write one row per video to this "
+    output: Path | None = typer.Option(None, "--output", "-o", help="Also write one row per video to this "
                                           "file (.jsonl, .csv or .parquet); a rerun skips the videos it answered or "
                                           "failed on for good, and tries timeouts and lost workers again."),
-    workers: Optional[int] = typer.Option(None, min=0, help="Videos read at once, each in its own process "
+    workers: int | None = typer.Option(None, min=0, help="Videos read at once, each in its own process "
                                           "(default: one per core; 0: all in this process)."),
-    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: the cores, shared among "
+    threads: int | None = typer.Option(None, help="ONNX Runtime threads (default: the cores, shared among "
                                                      "workers)."),
     timeout_s: float = typer.Option(300.0, help="A video that takes longer is stopped and reported."),
     ray: bool = typer.Option(False, "--ray", help="Run as a Ray Data pipeline: decoding as CPU tasks, the model in "
                                                    "a pool of actors (needs the ray extra). SOURCES may also be "
                                                    "object-store URIs Ray reads (s3://, gs://)."),
-    ray_address: Optional[str] = typer.Option(None, help="The Ray cluster to join (default $RAY_ADDRESS, else a "
+    ray_address: str | None = typer.Option(None, help="The Ray cluster to join (default $RAY_ADDRESS, else a "
                                                          "local Ray)."),
-    ray_actors: Optional[int] = typer.Option(None, help="Model actors (default: one per GPU with --ray-gpus, else "
+    ray_actors: int | None = typer.Option(None, help="Model actors (default: one per GPU with --ray-gpus, else "
                                                         "one per two CPUs)."),
     ray_gpus: float = typer.Option(0, help="GPUs per model actor (e.g. 1; 0: CPU actors)."),
     precision: Precision = typer.Option("auto", help="auto: the int8 copy export kept beside MODEL "
@@ -234,13 +234,14 @@ def watch(
                                   help="Play a file at its own speed (default), or read it as fast as possible."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many actions each JSON answer lists."),
     update_interval: float = typer.Option(0.5, help="Longest time between two answers, in seconds."),
-    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
+    threads: int | None = typer.Option(None, help="ONNX Runtime threads (default: all cores)."),
     precision: Precision = typer.Option("auto", help="auto: MODEL's int8 copy where this CPU has VNNI or AMX; "
                                         "fp32: MODEL; int8: the copy."),
 ) -> None:
     """Recognize actions live: a rolling answer as the source plays. Ctrl-C stops."""
     from actionrec.runtime.recognizer import Recognizer
-    from actionrec.runtime.watching import LiveAnswer, watch as watch_source
+    from actionrec.runtime.watching import LiveAnswer
+    from actionrec.runtime.watching import watch as watch_source
 
     seen = {"answers": 0, "action": None}
 

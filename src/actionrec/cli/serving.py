@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import typer
 from rich.markup import escape
@@ -26,45 +26,45 @@ def _setting_help(name: str, text: str = "") -> str:
 
 
 def serve(
-    model: Optional[Path] = typer.Argument(None, help="An exported model.onnx [env ACTIONREC_MODEL].", show_default=False),
-    host: Optional[str] = typer.Option(None, help=_setting_help("host"), show_default=False),
-    port: Optional[int] = typer.Option(None, help=_setting_help("port", "Port to listen on"), show_default=False),
-    max_upload_mb: Optional[float] = typer.Option(None, help=_setting_help("max_upload_mb"), show_default=False),
-    max_duration_s: Optional[float] = typer.Option(None, help=_setting_help("max_duration_s"), show_default=False),
-    decode_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("decode_timeout_s"), show_default=False),
-    workers: Optional[int] = typer.Option(None, help=_setting_help("workers"), show_default=False),
-    threads: Optional[int] = typer.Option(None, help=_setting_help("threads"), show_default=False),
-    max_pending: Optional[int] = typer.Option(None, help=_setting_help("max_pending"), show_default=False),
-    uncertain_below: Optional[float] = typer.Option(None, help=_setting_help("uncertain_below"), show_default=False),
-    max_uploads: Optional[int] = typer.Option(None, help=_setting_help("max_uploads"), show_default=False),
-    upload_budget_mb: Optional[float] = typer.Option(None, help=_setting_help("upload_budget_mb"), show_default=False),
-    max_connections: Optional[int] = typer.Option(None, help=_setting_help("max_connections"), show_default=False),
-    upload_idle_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("upload_idle_timeout_s"),
+    model: Path | None = typer.Argument(None, help="An exported model.onnx [env ACTIONREC_MODEL].", show_default=False),
+    host: str | None = typer.Option(None, help=_setting_help("host"), show_default=False),
+    port: int | None = typer.Option(None, help=_setting_help("port", "Port to listen on"), show_default=False),
+    max_upload_mb: float | None = typer.Option(None, help=_setting_help("max_upload_mb"), show_default=False),
+    max_duration_s: float | None = typer.Option(None, help=_setting_help("max_duration_s"), show_default=False),
+    decode_timeout_s: float | None = typer.Option(None, help=_setting_help("decode_timeout_s"), show_default=False),
+    workers: int | None = typer.Option(None, help=_setting_help("workers"), show_default=False),
+    threads: int | None = typer.Option(None, help=_setting_help("threads"), show_default=False),
+    max_pending: int | None = typer.Option(None, help=_setting_help("max_pending"), show_default=False),
+    uncertain_below: float | None = typer.Option(None, help=_setting_help("uncertain_below"), show_default=False),
+    max_uploads: int | None = typer.Option(None, help=_setting_help("max_uploads"), show_default=False),
+    upload_budget_mb: float | None = typer.Option(None, help=_setting_help("upload_budget_mb"), show_default=False),
+    max_connections: int | None = typer.Option(None, help=_setting_help("max_connections"), show_default=False),
+    upload_idle_timeout_s: float | None = typer.Option(None, help=_setting_help("upload_idle_timeout_s"),
                                                           show_default=False),
-    upload_min_kbps: Optional[float] = typer.Option(None, help=_setting_help("upload_min_kbps"), show_default=False),
-    header_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("header_timeout_s"),
+    upload_min_kbps: float | None = typer.Option(None, help=_setting_help("upload_min_kbps"), show_default=False),
+    header_timeout_s: float | None = typer.Option(None, help=_setting_help("header_timeout_s"),
                                                      show_default=False),
-    drain_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("drain_timeout_s"), show_default=False),
-    allowed_hosts: Optional[str] = typer.Option(None, help=_setting_help("allowed_hosts"), show_default=False),
-    examples: Optional[Path] = typer.Option(None, help=_setting_help("examples_dir"), show_default=False),
-    data_dir: Optional[Path] = typer.Option(None, help=_setting_help("data_dir"), show_default=False),
-    teach_base: Optional[Path] = typer.Option(None, help=_setting_help("teach_base"), show_default=False),
-    teach_max_actions: Optional[int] = typer.Option(None, help=_setting_help("teach_max_actions"), show_default=False),
-    teach_max_clips: Optional[int] = typer.Option(None, help=_setting_help("teach_max_clips"), show_default=False),
-    teach_max_clip_mb: Optional[float] = typer.Option(None, help=_setting_help("teach_max_clip_mb"),
+    drain_timeout_s: float | None = typer.Option(None, help=_setting_help("drain_timeout_s"), show_default=False),
+    allowed_hosts: str | None = typer.Option(None, help=_setting_help("allowed_hosts"), show_default=False),
+    examples: Path | None = typer.Option(None, help=_setting_help("examples_dir"), show_default=False),
+    data_dir: Path | None = typer.Option(None, help=_setting_help("data_dir"), show_default=False),
+    teach_base: Path | None = typer.Option(None, help=_setting_help("teach_base"), show_default=False),
+    teach_max_actions: int | None = typer.Option(None, help=_setting_help("teach_max_actions"), show_default=False),
+    teach_max_clips: int | None = typer.Option(None, help=_setting_help("teach_max_clips"), show_default=False),
+    teach_max_clip_mb: float | None = typer.Option(None, help=_setting_help("teach_max_clip_mb"),
                                                       show_default=False),
-    max_live: Optional[int] = typer.Option(None, help=_setting_help("max_live"), show_default=False),
-    live_idle_timeout_s: Optional[float] = typer.Option(None, help=_setting_help("live_idle_timeout_s"),
+    max_live: int | None = typer.Option(None, help=_setting_help("max_live"), show_default=False),
+    live_idle_timeout_s: float | None = typer.Option(None, help=_setting_help("live_idle_timeout_s"),
                                                         show_default=False),
-    cors_origins: Optional[str] = typer.Option(None, help=_setting_help("cors_origins"), show_default=False),
-    device: Optional[Literal["auto", "cpu", "cuda"]] = typer.Option(None, help=_setting_help("device"),
+    cors_origins: str | None = typer.Option(None, help=_setting_help("cors_origins"), show_default=False),
+    device: Literal["auto", "cpu", "cuda"] | None = typer.Option(None, help=_setting_help("device"),
                                                                     show_default=False),
-    precision: Optional[Literal["auto", "fp32", "int8"]] = typer.Option(None, help=_setting_help("precision"),
+    precision: Literal["auto", "fp32", "int8"] | None = typer.Option(None, help=_setting_help("precision"),
                                                                         show_default=False),
-    batching: Optional[bool] = typer.Option(None, "--batching/--no-batching", help=_setting_help("batching"),
+    batching: bool | None = typer.Option(None, "--batching/--no-batching", help=_setting_help("batching"),
                                             show_default=False),
-    batch_window_ms: Optional[float] = typer.Option(None, help=_setting_help("batch_window_ms"), show_default=False),
-    batch_max_frames: Optional[int] = typer.Option(None, help=_setting_help("batch_max_frames"), show_default=False),
+    batch_window_ms: float | None = typer.Option(None, help=_setting_help("batch_window_ms"), show_default=False),
+    batch_max_frames: int | None = typer.Option(None, help=_setting_help("batch_max_frames"), show_default=False),
 ) -> None:
     """Serve the REST API and the web page. Set ACTIONREC_API_KEY to require a key on prediction routes."""
     # Every option but MODEL and --examples is named as its ServerSettings field.
@@ -107,10 +107,9 @@ def demo(
     console.print(try_line(model, examples, url), markup=False)
     if no_serve:
         return
+    from actionrec.cli.demo import build_imagenet_base
     from actionrec.serve.app import serve as run_server
     from actionrec.serve.settings import ServerSettings
-
-    from actionrec.cli.demo import build_imagenet_base
 
     # The page's Teach mode keeps its example clips and taught models beside the demo's model, and
     # builds on ImageNet features where the weights are at hand (else on the synthetic encoder).

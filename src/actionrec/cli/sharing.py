@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -19,7 +18,7 @@ def push(
     source: Path = typer.Argument(..., help="A run folder with its exported model.onnx, or a model file."),
     repo: str = typer.Argument(..., help="The Hub repository to create or update: OWNER/NAME."),
     private: bool = typer.Option(False, "--private", help="Create the repository private."),
-    dry_run: Optional[Path] = typer.Option(None, "--dry-run", help="Write the files that would be uploaded "
+    dry_run: Path | None = typer.Option(None, "--dry-run", help="Write the files that would be uploaded "
                                                                      "(model.onnx, README.md, report images) to this "
                                                                      "folder, and upload nothing.", show_default=False),
 ) -> None:

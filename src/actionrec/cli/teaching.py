@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -21,7 +20,7 @@ def teach(
     data_dir: Path = typer.Argument(..., help="One folder per action, each with a few clips of it (2-4 s; "
                                               "3-5 clips an action is plenty)."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the new model file (.onnx)."),
-    name: Optional[str] = typer.Option(None, help="The new model's name (default: 'taught')."),
+    name: str | None = typer.Option(None, help="The new model's name (default: 'taught')."),
     keep_base: bool = typer.Option(False, "--keep-base", help="Also keep the base's own actions (from the class "
                                                                "means its card carries)."),
     as_json: bool = typer.Option(False, "--json", help="Print what was taught as one JSON object."),
@@ -29,7 +28,8 @@ def teach(
     """Teach new actions from a few clips each: a new head on BASE's frame features, with its own
     "none of these", written as one model file that predict, watch and serve take. Seconds, on a CPU."""
     try:
-        from actionrec.teaching.flow import examples_in_folder, teach as teach_model
+        from actionrec.teaching.flow import examples_in_folder
+        from actionrec.teaching.flow import teach as teach_model
     except ImportError as exc:
         fail(f"teaching needs the {exc.name} package: install it with `pip install 'actionrec[serve]'`.")
     if out.suffix != ".onnx":
@@ -58,7 +58,7 @@ def teach(
     if as_json:
         console.print_json(json.dumps(result.summary()))
         return
-    for path, why in result.skipped.items():
+    for why in result.skipped.values():
         err_console.print(f"[yellow]skipped[/yellow] {escape(why)}")
     counts = ", ".join(f"{label} ({count})" for label, count in result.clips.items())
     console.print(escape(f"Taught {len(result.clips)} actions from {sum(result.clips.values())} clips: {counts}"))

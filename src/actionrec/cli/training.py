@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Literal, Optional
+from typing import Any, Literal
 
 import typer
 from rich.table import Table
@@ -45,8 +45,8 @@ data_app = typer.Typer(help="Get and check datasets.", no_args_is_help=True)
 def data_ucf101(
     root: Path = typer.Option(..., "--root", help="Folder for UCF101 (archive, UCF-101/, ucfTrainTestlist/)."),
     download: bool = typer.Option(False, "--download", help="Fetch the official archive (~6.9 GB) and split files."),
-    archive: Optional[Path] = typer.Option(None, help="A UCF101.rar you already have (no download)."),
-    splits: Optional[Path] = typer.Option(None, help="A UCF101TrainTestSplits-RecognitionTask.zip you already have."),
+    archive: Path | None = typer.Option(None, help="A UCF101.rar you already have (no download)."),
+    splits: Path | None = typer.Option(None, help="A UCF101TrainTestSplits-RecognitionTask.zip you already have."),
     check_videos: bool = typer.Option(True, help="Open every clip to find unreadable ones (takes a minute)."),
 ) -> None:
     """Download (optional), unpack and check UCF101; prints what is missing or unreadable."""
@@ -79,7 +79,7 @@ def data_ucf101(
 @config_options(TrainConfig, after="out")
 def train(
     given: dict[str, Any],
-    config: Optional[Path] = typer.Option(None, "--config", help="Settings from a file: TOML (TrainConfig's names) "
+    config: Path | None = typer.Option(None, "--config", help="Settings from a file: TOML (TrainConfig's names) "
                                                                   "or a run's config.json. Flags given here win.",
                                           show_default=False),
     resume: bool = typer.Option(False, help="Continue a killed run from its last completed epoch, with the "
@@ -99,7 +99,7 @@ def train(
              f"{config_.out} --resume`.", 130)
 
 
-def _train_config(given: dict[str, Any], config: Optional[Path], resume: bool) -> TrainConfig:
+def _train_config(given: dict[str, Any], config: Path | None, resume: bool) -> TrainConfig:
     """The settings of --config (or, resuming, the run's own config.json), with the flags `given` on top."""
     try:
         settings = read_settings(config) if config else {}
@@ -119,19 +119,19 @@ def _train_config(given: dict[str, Any], config: Optional[Path], resume: bool) -
 def evaluate(
     target: Path = typer.Argument(..., help="A run directory made by `actionrec train`, or an exported MODEL.onnx "
                                             "(evaluated by ONNX Runtime alone: no torch needed)."),
-    data_dir: Optional[Path] = typer.Argument(None, help="The dataset whose validation clips to evaluate on (needed "
+    data_dir: Path | None = typer.Argument(None, help="The dataset whose validation clips to evaluate on (needed "
                                                          "for a model file; for a run, its own by default).",
                                               show_default=False),
-    data: Optional[Path] = typer.Option(None, "--data", help="The same as DATA_DIR, for a run.", hidden=True),
-    compare: List[Path] = typer.Option([], "--compare", help="Model files to evaluate on the same clips (e.g. the "
-                                                              "int8 copy): their accuracy and agreement with the first."),
+    data: Path | None = typer.Option(None, "--data", help="The same as DATA_DIR, for a run.", hidden=True),
+    compare: list[Path] = typer.Option([], "--compare", help="Model files to evaluate on the same clips (e.g. "
+                                       "the int8 copy): their accuracy and agreement with the first."),
     dataset: DatasetKind = typer.Option("folder", help="Kind of DATA_DIR (model files)."),
     split: int = typer.Option(1, help="UCF101 split (model files)."),
     val_fraction: float = typer.Option(0.2, help="Folder datasets without list files: the validation share the "
                                                  "model was trained with (model files)."),
     seed: int = typer.Option(0, help="The seed the model was trained with, which drew the split (model files)."),
-    limit: Optional[int] = typer.Option(None, help="At most this many clips, spread over the classes (model files)."),
-    unknown: List[Path] = typer.Option([], "--unknown", help="Videos (files or folders) of actions the model was not "
+    limit: int | None = typer.Option(None, help="At most this many clips, spread over the classes (model files)."),
+    unknown: list[Path] = typer.Option([], "--unknown", help="Videos (files or folders) of actions the model was not "
                                                               "taught: how many of them, and of the validation clips, "
                                                               "it flags uncertain (model files)."),
     timelines: int = typer.Option(0, help="Also join this many sets of 4 validation clips of different actions end "
@@ -169,8 +169,8 @@ def evaluate(
     console.print(f"Report: {report}")
 
 
-def _evaluate_model_files(models: list[Path], data_dir: Optional[Path], dataset: str, split: int,
-                          val_fraction: float, seed: int, limit: Optional[int], as_json: bool,
+def _evaluate_model_files(models: list[Path], data_dir: Path | None, dataset: str, split: int,
+                          val_fraction: float, seed: int, limit: int | None, as_json: bool,
                           unknown: list[Path] = (), timelines: int = 0, seed_timelines: int = 0) -> None:
     """Torch-free: model files through ONNX Runtime on the dataset's validation clips."""
     import json
@@ -191,13 +191,19 @@ def _evaluate_model_files(models: list[Path], data_dir: Optional[Path], dataset:
 
 
 def _measure_model_files(models: list[Path], data_dir: Path, dataset: str, split: int, val_fraction: float, seed: int,
-                         limit: Optional[int], unknown: list[Path], timelines: int, seed_timelines: int) -> dict:
+                         limit: int | None, unknown: list[Path], timelines: int, seed_timelines: int) -> dict:
     import tempfile
 
     from rich.progress import Progress
 
     from actionrec.cli.predicting import expand
-    from actionrec.evaluation.model_files import evaluate_files, joined_timelines, read_clips, unknown_flags, validation_clips
+    from actionrec.evaluation.model_files import (
+        evaluate_files,
+        joined_timelines,
+        read_clips,
+        unknown_flags,
+        validation_clips,
+    )
     from actionrec.runtime.recognizer import Recognizer
 
     with Progress(console=console, transient=True) as progress:
@@ -263,8 +269,8 @@ def print_comparison(results: dict) -> None:
 
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory made by `actionrec train`."),
-    out: Optional[Path] = typer.Option(None, help="Where to write (default RUN_DIR/model.onnx)."),
-    int8: Optional[bool] = typer.Option(None, "--int8/--no-int8", show_default=False, help="Also write an int8 copy "
+    out: Path | None = typer.Option(None, help="Where to write (default RUN_DIR/model.onnx)."),
+    int8: bool | None = typer.Option(None, "--int8/--no-int8", show_default=False, help="Also write an int8 copy "
                                         "(MODEL.int8.onnx), calibrated on the run's validation clips and compared "
                                         "with the float model on them; it is kept only where the two name the same "
                                         "action on at least 99% of them. Default: yes, where the run's validation "
@@ -326,7 +332,7 @@ def _export_int8(run, path: Path, calibration_clips: int, compare_clips: int, as
                   "this CPU has VNNI or AMX (--precision fp32 keeps the float model).")
 
 
-def _measure_unknown(run, path: Path, limit: Optional[int]) -> None:
+def _measure_unknown(run, path: Path, limit: int | None) -> None:
     """The unknown threshold, measured and written into the card; a warning where it cannot be."""
     from rich.progress import Progress
 

@@ -44,4 +44,5 @@ def load_dataset(
     return folder.load_folder_dataset(root, split=split, val_fraction=val_fraction, seed=seed)
 
 
-__all__ = ["DATASET_KINDS", "DATASET_LIMITS", "DatasetError", "DatasetSplit", "Sample", "clip_group", "evenly", "is_video_file", "load_dataset"]
+__all__ = ["DATASET_KINDS", "DATASET_LIMITS", "DatasetError", "DatasetSplit", "Sample", "clip_group", "evenly",
+           "is_video_file", "load_dataset"]

@@ -9,9 +9,10 @@ and in UCF101's official splits alike.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence, TypeVar
+from typing import TypeVar
 
 from actionrec.video.probe import is_video_name
 from actionrec.video.spec import DecodeLimits

@@ -20,8 +20,8 @@ from actionrec.datasets.base import (
     leaking_groups,
     read_list_file,
 )
-from actionrec.video.probe import VIDEO_EXTENSIONS
 from actionrec.errors import DatasetError
+from actionrec.video.probe import VIDEO_EXTENSIONS
 
 TINY_CLASS_CLIPS = 5
 

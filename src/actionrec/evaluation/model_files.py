@@ -18,9 +18,9 @@ import numpy as np
 
 from actionrec.datasets import DATASET_LIMITS, Sample, evenly, load_dataset
 from actionrec.errors import ModelFileError, VideoError
-from actionrec.runtime.recognizer import Recognizer
 from actionrec.evaluation.scores import compute_metrics
 from actionrec.modelfile.unknown import UnknownRule, calibrate, class_means, unit
+from actionrec.runtime.recognizer import Recognizer
 from actionrec.video import read_clip
 
 JOINED_FPS = 25
@@ -230,7 +230,8 @@ def joined_timelines(recognizer: Recognizer, clips: Clips, folder: Path, *, coun
     results: dict[str, list] = {"evidence": [], "windows": []}
     folder.mkdir(parents=True, exist_ok=True)
     for number in range(count):
-        frames, truth, start = [], [], 0.0
+        frames: list[np.ndarray] = []
+        truth, start = [], 0.0
         for label in rng.permutation(sorted(by_label))[:per_video]:
             sample = by_label[int(label)][rng.integers(len(by_label[int(label)]))]
             with av.open(str(sample.path)) as container:
@@ -247,7 +248,8 @@ def joined_timelines(recognizer: Recognizer, clips: Clips, folder: Path, *, coun
             stream_prediction_frames(video, recognizer.spec, recognizer.limits, recognizer.timeline))
         prediction = builder.finish(done, 1)
         windows = merge_windows([(a, b) for _, a, b in builder.plan.windows], np.concatenate(builder.window_probs),
-                                recognizer.labels, done.info.duration_s) if builder.window_probs else prediction.segments
+                                recognizer.labels, done.info.duration_s) \
+            if builder.window_probs else prediction.segments
         for name, segments in (("evidence", prediction.segments), ("windows", windows)):
             results[name].append(_timeline_score(segments, truth))
         if progress:
@@ -259,7 +261,8 @@ def joined_timelines(recognizer: Recognizer, clips: Clips, folder: Path, *, coun
                          "worst_video_time_right": round(float(min(right for right, _ in scores)), 4),
                          "boundary_error_median_s": round(float(np.median(errors)), 3) if errors else None,
                          "boundary_error_max_s": round(float(max(errors)), 3) if errors else None,
-                         "boundaries_within_0.5s": round(float(np.mean(np.array(errors) <= 0.5)), 4) if errors else None}
+                         "boundaries_within_0.5s":
+                             round(float(np.mean(np.array(errors) <= 0.5)), 4) if errors else None}
     return {"videos": count, "clips_per_video": per_video, **summary}
 
 

@@ -60,7 +60,8 @@ class ModelCard:
     normalization: Normalization = field(default_factory=Normalization)
     precision: str = "fp32"  # "int8": a quantized copy (see `quantization`)
     quantization: dict[str, Any] | None = None
-    unknown: dict[str, Any] | None = None  # the measured "none of these" rule (`actionrec.modelfile.unknown.UnknownRule`)
+    # the measured "none of these" rule (`actionrec.modelfile.unknown.UnknownRule`)
+    unknown: dict[str, Any] | None = None
     sampling: str = SAMPLING_RULE
     format: int = CARD_FORMAT
 

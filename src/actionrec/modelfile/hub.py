@@ -57,7 +57,8 @@ def resolve_model(source: str | os.PathLike) -> Path:
         raise ModelFileError(f"{name}: no such model repository on the Hub, or it is private: check the name, or "
                              "log in (`hf auth login`, or set HF_TOKEN).") from None
     except errors.RevisionNotFoundError:
-        raise ModelFileError(f"{name}: the repository has no revision {revision!r} (a branch, tag or commit).") from None
+        raise ModelFileError(f"{name}: the repository has no revision {revision!r} "
+                             "(a branch, tag or commit).") from None
     except errors.LocalEntryNotFoundError:
         if _cached_without_model(repo_id):
             raise ModelFileError(f"{name}: the repository in this machine's Hugging Face cache has no {MODEL_FILE}. "

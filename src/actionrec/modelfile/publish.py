@@ -76,7 +76,8 @@ def _accuracy(card: Any, metrics: dict) -> tuple[float | None, str]:
     validation = card.validation or {}
     for key in ("val_acc", "val_accuracy", "accuracy"):
         if isinstance(validation.get(key), (int, float)):
-            return float(validation[key]), f"the training run's validation clips at epoch {validation.get('epoch', '?')}"
+            epoch = validation.get("epoch", "?")
+            return float(validation[key]), f"the training run's validation clips at epoch {epoch}"
     taught = card.model.get("taught") or {}
     if isinstance(taught.get("leave_one_out_accuracy"), (int, float)):
         return float(taught["leave_one_out_accuracy"]), "leaving each example clip out in turn"

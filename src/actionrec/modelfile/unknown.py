@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-FEATURE_SIMILARITY, CENTERED_SIMILARITY, MAX_PROBABILITY = "feature_similarity", "centered_similarity", "max_probability"
+FEATURE_SIMILARITY = "feature_similarity"
+CENTERED_SIMILARITY = "centered_similarity"
+MAX_PROBABILITY = "max_probability"
 KNOWN_FLAGGED = 0.05  # share of known clips allowed under the threshold
 DEFAULT_UNCERTAIN_BELOW = 0.5  # max-probability threshold for files without a measured one
 

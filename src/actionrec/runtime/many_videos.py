@@ -42,8 +42,8 @@ def predict_paths(recognizer: Any, paths: Iterable[str | os.PathLike], *, worker
                 yield BatchResult(path, error=str(exc), reason=exc.reason)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    factory = partial(_PathPredictor, type(recognizer), recognizer.model_path, threads, recognizer.limits, recognizer.uncertain_below,
-                      top_k, segments)
+    factory = partial(_PathPredictor, type(recognizer), recognizer.model_path, threads, recognizer.limits,
+                      recognizer.uncertain_below, top_k, segments)
     for path, outcome in GuardedPool(factory, workers, timeout_s).run(paths):
         if outcome.kind == "ok":
             yield BatchResult(path, outcome.value)

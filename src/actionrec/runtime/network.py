@@ -2,9 +2,10 @@
 
 An exported model is one standard ONNX file: frames in, class probabilities out, as any ONNX tool
 runs it. It also names the tensor between its halves, and `load_network` splits it there once, at
-load (`actionrec.modelfile.graph_split`, without the onnx package): the `Encoder` turns frames into per-frame features, the `Head` reads windows of features
-and gives each window's probabilities. A prediction, a timeline, live recognition, Ray actors,
-evaluation and teaching all use the halves; nothing runs the whole graph to get one of them.
+load (`actionrec.modelfile.graph_split`, without the onnx package): the `Encoder` turns frames into
+per-frame features, the `Head` reads windows of features and gives each window's probabilities.
+A prediction, a timeline, live recognition, Ray actors, evaluation and teaching all use the halves;
+nothing runs the whole graph to get one of them.
 
 Files exported before the split (card format 1) have no separable head. They load as an
 `Encoder` that passes frames through and a `Head` that runs the whole graph on them, so the
@@ -22,11 +23,19 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from actionrec.modelfile import graph_split
-from actionrec.modelfile.card import FEATURES_INPUT, FEATURES_OUTPUT, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, WINDOW_OUTPUT, ModelCard
-from actionrec.runtime.cores import encoder_threads_alongside_decoder, usable_physical_cores
 from actionrec.errors import ModelFileError
+from actionrec.modelfile import graph_split
+from actionrec.modelfile.card import (
+    FEATURES_INPUT,
+    FEATURES_OUTPUT,
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    WINDOW_OUTPUT,
+    ModelCard,
+)
 from actionrec.modelfile.hub import resolve_model
+from actionrec.runtime.cores import encoder_threads_alongside_decoder, usable_physical_cores
 
 DEVICES = ("auto", "cpu", "cuda")
 CLIPS_PER_RUN = 8  # whole clips per run of a format-1 graph
@@ -176,7 +185,8 @@ class Head:
     def __call__(self, units: np.ndarray) -> np.ndarray:
         if self.reads_features:
             return self.session.run([self.output], {self.input: np.ascontiguousarray(units, dtype=np.float32)})[0]
-        return np.concatenate([self.session.run([self.output], {self.input: np.ascontiguousarray(units[i:i + CLIPS_PER_RUN])})[0]
+        return np.concatenate([self.session.run([self.output],
+                                                {self.input: np.ascontiguousarray(units[i:i + CLIPS_PER_RUN])})[0]
                                for i in range(0, len(units), CLIPS_PER_RUN)])
 
     def release_memory(self) -> None:

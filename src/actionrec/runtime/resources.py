@@ -56,7 +56,7 @@ class PeakMemory:
             if self._done.wait(self.interval_s):
                 return
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self._thread.start()
         return self
 

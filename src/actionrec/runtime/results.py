@@ -36,8 +36,8 @@ class BatchResult:
     def row(self) -> dict:
         """What a results file keeps of it: the COLUMNS."""
         answer = self.prediction.to_dict() if self.prediction else {}
-        return {"path": str(self.path), **{name: answer.get(name) for name in ("action", "confidence", "top_k", "uncertain")},
-                "error": self.error, "reason": self.reason}
+        kept = {name: answer.get(name) for name in ("action", "confidence", "top_k", "uncertain")}
+        return {"path": str(self.path), **kept, "error": self.error, "reason": self.reason}
 
 
 def result_key(path: Path | str) -> str:

@@ -40,8 +40,8 @@ from actionrec.errors import (
     WorkerLost,
 )
 from actionrec.modelfile.hub import resolve_model
-from actionrec.runtime.recognizer import Recognizer, choose_providers
 from actionrec.runtime.precision import choose_model_file
+from actionrec.runtime.recognizer import Recognizer, choose_providers
 from actionrec.serve import live
 from actionrec.serve.guards import AnswerWhenCutShort, HostCheck, OriginCheck
 from actionrec.serve.logs import SafeLogText, Throttle, configure_logging

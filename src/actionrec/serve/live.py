@@ -14,10 +14,11 @@ The protocol (JSON text messages from the server, binary frames from the client)
    has been seen, then `{"type": "prediction", "action", "confidence", "top_k", "uncertain",
    "time_s", "lag_s"}` (`time_s`: seconds since the stream started).
 5. Anything wrong ends the stream with `{"type": "error", "detail", "reason"}` and a close code:
-   1008 (API key, or a `top_k` that is not a number from 1 to 1000), 1003 (a frame that is not an image), 1009 (a frame over the size limit),
-   1013 (too many live streams: try again later), 4408 (no frame for `live_idle_timeout_s`: text
-   messages do not count). A browser page on another origin than the server's own or one of
-   `--cors-origins` is refused before any of this (close code 1008, `origin_not_allowed`).
+   1008 (API key, or a `top_k` that is not a number from 1 to 1000), 1003 (a frame that is not an
+   image), 1009 (a frame over the size limit), 1013 (too many live streams: try again later), 4408
+   (no frame for `live_idle_timeout_s`: text messages do not count). A browser page on another
+   origin than the server's own or one of `--cors-origins` is refused before any of this (close
+   code 1008, `origin_not_allowed`).
 
 Frames are decoded in the server's decode workers, like uploads: a hostile image costs a worker.
 """
@@ -96,7 +97,7 @@ async def _serve_stream(websocket: WebSocket, service: PredictionService) -> Non
         try:  # only frames count as activity: a client sending text alone cannot hold a live place
             message = await asyncio.wait_for(websocket.receive(),
                                              timeout=max(0.05, idle_s - (time.monotonic() - last_frame)))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await _end(websocket, 4408, f"No frame came for {idle_s:g} s, so the stream was closed.", "idle")
             return
         if message["type"] == "websocket.disconnect":

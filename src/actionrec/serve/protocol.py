@@ -32,7 +32,8 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 MAX_HEAD_BYTES = 64 * 1024  # h11 refuses longer heads itself
-ACCEPT_BACKLOG = 128  # the listening socket's backlog (uvicorn's default, 2048, is also how many asyncio accepts at once)
+# the listening socket's backlog (uvicorn's default, 2048, is also how many asyncio accepts at once)
+ACCEPT_BACKLOG = 128
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _FOLDED = re.compile(rb"\r\n[ \t]")
 

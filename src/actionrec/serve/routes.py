@@ -25,7 +25,7 @@ from __future__ import annotations
 import hmac
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -107,7 +107,7 @@ async def _predict(request: Request, service: PredictionService, *, top_k: int, 
 
 # --------------------------------------------------------------------------- predictions
 
-_answer_doc = dict(response_model=Answer, dependencies=guarded, responses=ERROR_RESPONSES,
+_answer_doc: dict[str, Any] = dict(response_model=Answer, dependencies=guarded, responses=ERROR_RESPONSES,
                    openapi_extra=raw_body_openapi(), tags=["predictions"])
 
 

@@ -76,8 +76,8 @@ class DetailedAnswer(Answer):
                                                  description="`warnings` in the same order, each with its code.")
 
     @classmethod
-    def from_prediction(cls, prediction: Prediction, model: ModelRef, num_labels: int, total_ms: float
-                        ) -> DetailedAnswer:
+    def from_prediction(  # type: ignore[override]  # the detailed answer also needs the request's model and time
+            cls, prediction: Prediction, model: ModelRef, num_labels: int, total_ms: float) -> DetailedAnswer:
         """The answer of /v1/predictions: the prediction's fields as they are (the one place a
         prediction becomes this schema), the total time of the request, the model, and each warning
         with its code: reading the video's first, then the unsure answer's, in words for

@@ -35,8 +35,9 @@ class ServerSettings(BaseSettings):
     max_duration_s: float = Field(600.0, gt=0, description="longer videos get 422")
     decode_timeout_s: float = Field(60.0, gt=0, description="per upload; then 422 and the worker is replaced")
     workers: int = Field(2, ge=1, description="decoding processes (and inference threads)")
-    threads: int | None = Field(None, ge=1, description="ONNX Runtime threads per inference, always (default: every core for a "
-                                   "request alone, half when requests overlap or a timeline waits on its decoder)")
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime threads per inference, always (default: every "
+                                "core for a request alone, half when requests overlap or a timeline waits on its "
+                                "decoder)")
     max_pending: int = Field(8, ge=1, description="predictions (decoding and the model) in progress before 503")
     max_uploads: int = Field(256, ge=1, description="uploads being received at once before 503")
     max_connections: int | None = Field(None, ge=1, description="open connections at once before new ones get "

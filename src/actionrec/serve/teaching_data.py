@@ -301,7 +301,8 @@ class Teaching:
         if self.base_path is not None and Path(self.base_path).resolve() != self.started_path.resolve():
             paths.append((TEACH_BASE_ID, Path(self.base_path)))
         if self.data_dir is not None:
-            paths += [(p.stem, p) for p in sorted((self.data_dir / "models").glob("*.onnx")) if not p.name.startswith(".")]
+            paths += [(p.stem, p) for p in sorted((self.data_dir / "models").glob("*.onnx"))
+                      if not p.name.startswith(".")]
         for model_id, path in paths:
             try:
                 card = read_card(path)

@@ -163,7 +163,7 @@ async def _limited(request: Request, limits: UploadLimits, held: BudgetHold | No
                 chunk = await asyncio.wait_for(chunks.__anext__(), timeout=limits.idle_timeout_s)
             except StopAsyncIteration:
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise _too_slow(limits, total) from None
             total += len(chunk)
             if total > limits.max_bytes:

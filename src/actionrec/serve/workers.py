@@ -262,7 +262,7 @@ class DecodePool:
         while True:
             try:
                 worker = await asyncio.wait_for(self._idle.get(), timeout=max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise DecodersBusy() from None
             if worker.process.is_alive():
                 return worker

@@ -25,19 +25,19 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from actionrec.modelfile.card import ModelCard
 from actionrec.errors import ActionrecError, VideoError
 from actionrec.files import sha256_of
+from actionrec.modelfile.card import ModelCard
+from actionrec.modelfile.unknown import FEATURE_SIMILARITY, UnknownRule
 from actionrec.runtime.recognizer import Recognizer
 from actionrec.teaching.graph import write_taught_graph
 from actionrec.teaching.head import base_center, fit_on_clips, leave_one_out, unknown_rule
-from actionrec.modelfile.unknown import FEATURE_SIMILARITY, UnknownRule
 from actionrec.video import DecodeLimits, read_clip
 
 MAX_ACTIONS = 50
@@ -176,7 +176,8 @@ def teach(base: str | os.PathLike | Recognizer, examples: Mapping[str, Sequence[
     if progress:
         progress("writing", 0, 1)
     write_taught_graph(recognizer.model_path, head, new_card, out)
-    timings = {"reading": round(read_s, 2), "fitting": round(fit_s, 2), "total": round(time.perf_counter() - started, 2)}
+    timings = {"reading": round(read_s, 2), "fitting": round(fit_s, 2),
+               "total": round(time.perf_counter() - started, 2)}
     return TeachResult(out, new_card, counts, skipped, loo, timings)
 
 
@@ -223,7 +224,7 @@ def _taught_card(recognizer: Recognizer, name: str, counts: dict[str, int], base
     num_examples = sum(counts.values())
     taught = {"base": card.name, "base_version": card.version, "base_sha256": sha256_of(recognizer.model_path)[:16],
               "clips": counts, "kept_base_actions": base_labels, "leave_one_out_accuracy": loo}
-    stamp = datetime.now(timezone.utc)
+    stamp = datetime.now(UTC)
     return replace(
         card, name=name, version=stamp.strftime("%Y%m%d-%H%M%S"), labels=labels,
         model=card.model | {"num_classes": len(labels), "temporal": HEAD, "base": f"{card.name} {card.version}",

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from actionrec.errors import ModelFileError
+from actionrec.files import atomic_output
 from actionrec.modelfile.card import (
     FEATURES_INPUT,
     FEATURES_OUTPUT,
@@ -18,8 +20,6 @@ from actionrec.modelfile.card import (
     ModelCard,
     write_card,
 )
-from actionrec.errors import ModelFileError
-from actionrec.files import atomic_output
 from actionrec.teaching.head import LinearHead, pool
 
 

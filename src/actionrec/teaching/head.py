@@ -95,7 +95,8 @@ def leave_one_out(clips_by_class: list[list[np.ndarray]], prototypes: np.ndarray
     order = [(label, i) for label, clips in enumerate(clips_by_class) for i in range(len(clips))]
     right = []
     for label, i in order[:: max(1, -(-len(order) // max_clips))]:
-        rest = [[clip for j, clip in enumerate(clips) if (c, j) != (label, i)] for c, clips in enumerate(clips_by_class)]
+        rest = [[clip for j, clip in enumerate(clips) if (c, j) != (label, i)]
+                for c, clips in enumerate(clips_by_class)]
         head = fit_on_clips(rest, prototypes=prototypes)
         right.append(int(head.probabilities(pool(clips_by_class[label][i])[None])[0].argmax() == label))
     return round(float(np.mean(right)), 4)

@@ -9,8 +9,8 @@ Only `make_untrained_model` needs torch (the train extra), and imports it when c
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 def make_untrained_model(

@@ -46,7 +46,8 @@ def seed_files() -> dict[str, bytes]:
     frames = render_clip("grow", np.random.default_rng(0), width=64, height=48, num_frames=30)
     seeds = {}
     for name, container, options in (("mp4", "mp4", {"gop": 10, "bframes": True}), ("mov", "mov", {"gop": 10}),
-                                      ("mkv", "matroska", {"gop": 10, "audio": True}), ("webm", "webm", {"codec": "libvpx"}),
+                                      ("mkv", "matroska", {"gop": 10, "audio": True}),
+                                      ("webm", "webm", {"codec": "libvpx"}),
                                       ("avi", "avi", {"codec": "mpeg4"}), ("ts", "mpegts", {"gop": 10})):
         buffer = io.BytesIO()
         try:

@@ -77,7 +77,8 @@ def given_or_untrained(model: Path | None, folder: Path) -> Path:
     return make_untrained_model(folder / "model.onnx")
 
 
-def start_server(model: Path, port: int, workers: int, log: Path | None, options: tuple[str, ...] = ()) -> subprocess.Popen:
+def start_server(model: Path, port: int, workers: int, log: Path | None,
+                 options: tuple[str, ...] = ()) -> subprocess.Popen:
     """`actionrec serve` as its own process, free of this one's ACTIONREC_* settings, once ready."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("ACTIONREC_")}
     output = open(log, "wb") if log is not None else subprocess.DEVNULL
@@ -211,11 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     process = start_server(model, port, args.workers, folder / "server.log")
     try:
         time.sleep(1.0)
-        report: dict = {"model": str(model), "workers": args.workers, "memory_before_mb": round(_rss_mb(process.pid), 1)}
+        report: dict = {"model": str(model), "workers": args.workers,
+                        "memory_before_mb": round(_rss_mb(process.pid), 1)}
         report["unloaded_upload_s"] = round(upload_seconds(url, bodies[0][1]), 3)
         report["load"] = asyncio.run(load(url, bodies, args.requests, args.concurrency))
         report["abuse"] = abuse(url, bodies[0][1], args.slow, args.idle)
-        report["abuse"]["ratio_to_unloaded"] = round(report["abuse"]["normal_upload_s"] / report["unloaded_upload_s"], 2)
+        unloaded = report["unloaded_upload_s"]
+        report["abuse"]["ratio_to_unloaded"] = round(report["abuse"]["normal_upload_s"] / unloaded, 2)
         time.sleep(3.0)
         report["memory_after_mb"] = round(_rss_mb(process.pid), 1)
         report["memory_growth_mb"] = round(report["memory_after_mb"] - report["memory_before_mb"], 1)

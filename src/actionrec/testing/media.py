@@ -46,7 +46,7 @@ def action_clip(label: str = "grow", seed: int = 1, num_frames: int = 50, fps: i
 def long_video(seconds: float, fps: int = 25, seed: int = 0, labels: Sequence[str] = LABELS) -> bytes:
     """Actions one after another (`labels` in turn, 2 s each at 25 fps), `seconds` long in all, as MP4."""
     rng = np.random.default_rng(seed)
-    frames = []
+    frames: list[np.ndarray] = []
     total = int(seconds * fps)
     while sum(len(f) for f in frames) < total:
         frames.append(render_clip(labels[len(frames) % len(labels)], rng, width=64, height=48, num_frames=50))

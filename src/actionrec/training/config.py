@@ -17,8 +17,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from actionrec.modelfile.card import TEMPORAL_HEADS
 from actionrec.datasets import DATASET_KINDS, DATASET_LIMITS
+from actionrec.modelfile.card import TEMPORAL_HEADS
 from actionrec.video.spec import ClipSpec
 
 TRAINING_LIMITS = DATASET_LIMITS  # dataset files are trusted more than uploads: long videos are allowed

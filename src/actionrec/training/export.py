@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from actionrec.errors import ExportError
+from actionrec.files import atomic_output
 from actionrec.modelfile.card import (
     FEATURES_INPUT,
     FEATURES_OUTPUT,
@@ -25,8 +27,6 @@ from actionrec.modelfile.card import (
     ModelCard,
     write_card,
 )
-from actionrec.errors import ExportError
-from actionrec.files import atomic_output
 from actionrec.training.model import ActionModel, ExportGraph
 
 DEFAULT_OPSET = 17

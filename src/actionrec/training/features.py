@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -22,17 +21,17 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from actionrec.modelfile.card import FEATURES_OUTPUT, INPUT_NAME
 from actionrec.datasets import Sample
 from actionrec.errors import TrainingError, VideoError
-from actionrec.training.export import to_onnx
 from actionrec.files import atomic_output
-from actionrec.training.model import ActionModel, FrameFeatures
+from actionrec.modelfile.card import FEATURES_OUTPUT, INPUT_NAME
 from actionrec.runtime.network import Encoder
 from actionrec.runtime.processes import GuardedPool, ready_made
 from actionrec.training.cache import ClipCache, default_cache_root, prefetch
 from actionrec.training.config import TrainConfig
 from actionrec.training.devices import Runtime, cores_per_process, gather
+from actionrec.training.export import to_onnx
+from actionrec.training.model import ActionModel, FrameFeatures
 from actionrec.training.views import ViewDecoder
 
 FeatureFunction = Callable[[np.ndarray], np.ndarray]
@@ -120,8 +119,9 @@ def gpu_extractor(model: ActionModel, runtime: Runtime) -> FeatureFunction:
 
 
 class FeatureSource:
-    """How `build_cache` gets frozen-backbone features: `extract`, made once on first use (ONNX Runtime on a CPU, PyTorch on a GPU); `onnx_graph` the exported graph Ray's
-    workers run, whichever device this process uses."""
+    """How `build_cache` gets frozen-backbone features: `extract`, made once on first use (ONNX
+    Runtime on a CPU, PyTorch on a GPU); `onnx_graph` the exported graph Ray's workers run, whichever
+    device this process uses."""
 
     def __init__(self, model: ActionModel, folder: Path, console: Console, runtime: Runtime | None) -> None:
         self.model, self.folder, self.console, self.runtime = model, folder, console, runtime

@@ -10,7 +10,6 @@ Normalisation happens inside the model, so the exported graph takes decoded fram
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
-from actionrec.modelfile.card import IMAGENET_MEAN, IMAGENET_STD, TEMPORAL_HEADS
 from actionrec.errors import BackboneWeightsError
 from actionrec.files import sha256_of
+from actionrec.modelfile.card import IMAGENET_MEAN, IMAGENET_STD, TEMPORAL_HEADS
 
 
 @dataclass

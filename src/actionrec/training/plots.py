@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from actionrec.files import atomic_output
 from actionrec.evaluation.scores import best_epoch_index, finite_number
+from actionrec.files import atomic_output
 
 # Up to this many classes the confusion matrix shows the count in every cell.
 MAX_CLASSES_WITH_COUNTS = 20

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from actionrec.modelfile.card import FEATURES_INPUT, INPUT_NAME, card_of_proto, write_card
 from actionrec.errors import ExportError
 from actionrec.files import atomic_output
+from actionrec.modelfile.card import FEATURES_INPUT, INPUT_NAME, card_of_proto, write_card
 
 QUANTIZED_OPS = ("Conv", "Add", "Clip", "GlobalAveragePool")
 

@@ -16,8 +16,8 @@ import string
 from pathlib import Path
 from typing import Any
 
-from actionrec.files import write_json, write_text
 from actionrec.evaluation.scores import best_epoch_index, finite_number
+from actionrec.files import write_json, write_text
 from actionrec.training.plots import (
     MAX_CLASSES_WITH_COUNTS,
     accuracy_scale,

@@ -11,12 +11,12 @@ from rich.console import Console
 
 from actionrec.datasets import load_dataset
 from actionrec.errors import TrainingError
-from actionrec.files import atomic_output
-from actionrec.training.features import build_cache, extractor_for
 from actionrec.evaluation.scores import compute_metrics
+from actionrec.files import atomic_output
+from actionrec.training.devices import Runtime
+from actionrec.training.features import build_cache, extractor_for
 from actionrec.training.report import write_report
 from actionrec.training.runs import RunDir
-from actionrec.training.devices import Runtime
 from actionrec.training.steps import Side, predict_arrays
 
 

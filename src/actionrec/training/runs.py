@@ -17,25 +17,26 @@ import io
 import json
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from actionrec import __version__
-from actionrec.modelfile.card import ModelCard, update_card
 from actionrec.datasets import evenly
 from actionrec.errors import TrainingError
-from actionrec.training.export import export_model
-from actionrec.files import atomic_output, write_json, write_text
-from actionrec.training.model import ActionModel, ModelConfig
-from actionrec.training.config import TrainConfig
 from actionrec.evaluation.scores import best_epoch_index
+from actionrec.files import atomic_output, write_json, write_text
+from actionrec.modelfile.card import ModelCard, update_card
 from actionrec.modelfile.unknown import UnknownRule
+from actionrec.training.config import TrainConfig
+from actionrec.training.export import export_model
+from actionrec.training.model import ActionModel, ModelConfig
 
 
 class RunDir:
@@ -139,7 +140,7 @@ class RunDir:
 
     def model_card(self) -> ModelCard:
         saved, config = self.saved, self.config
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return ModelCard(
             name=self.path.resolve().name,
             version=now.strftime("%Y%m%d.%H%M%S"),
@@ -199,9 +200,9 @@ class RunDir:
         where the two name the same action on at least `MIN_AGREEMENT` of the clips; else it is
         removed and None is returned. The comparison is also written to the run."""
         from actionrec.evaluation.model_files import evaluate_files, rule_on_clips, validation_clips
-        from actionrec.runtime.recognizer import Recognizer
         from actionrec.runtime.network import read_card
         from actionrec.runtime.precision import MIN_AGREEMENT
+        from actionrec.runtime.recognizer import Recognizer
         from actionrec.training.quantize import quantize_model
 
         config = self.config

@@ -10,11 +10,11 @@ from rich.console import Console
 
 from actionrec.datasets import DatasetSplit, load_dataset
 from actionrec.errors import TrainingError
-from actionrec.training.model import ActionModel, ModelConfig, load_backbone_weights
 from actionrec.training import devices
 from actionrec.training.config import TrainConfig
-from actionrec.training.features import FeatureSource, extractor_for
 from actionrec.training.devices import Runtime
+from actionrec.training.features import FeatureSource, extractor_for
+from actionrec.training.model import ActionModel, ModelConfig, load_backbone_weights
 
 
 @dataclass

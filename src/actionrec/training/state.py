@@ -16,10 +16,10 @@ from rich.console import Console
 from torch import nn
 
 from actionrec.errors import TrainingError
-from actionrec.training.model import ActionModel
 from actionrec.training.config import RUNTIME_SETTINGS, TrainConfig
-from actionrec.training.runs import RunDir
 from actionrec.training.devices import Runtime
+from actionrec.training.model import ActionModel
+from actionrec.training.runs import RunDir
 
 
 @dataclass

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from actionrec.datasets import Sample
-from actionrec.training.model import ActionModel
 from actionrec.training import devices
 from actionrec.training.cache import ClipCache
 from actionrec.training.config import TrainConfig
@@ -30,6 +29,7 @@ from actionrec.training.data import (
     validation_batches,
 )
 from actionrec.training.devices import Runtime, gather
+from actionrec.training.model import ActionModel
 from actionrec.training.state import TrainState
 from actionrec.training.views import EpochView
 

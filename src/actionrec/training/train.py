@@ -27,9 +27,9 @@ from actionrec.training import devices
 from actionrec.training.advice import overfitting_advice
 from actionrec.training.config import TrainConfig
 from actionrec.training.data import steps_per_epoch
+from actionrec.training.devices import Runtime, barrier, gather
 from actionrec.training.features import build_cache, progress_bar
 from actionrec.training.runs import RunDir
-from actionrec.training.devices import Runtime, barrier, gather
 from actionrec.training.setup import Setup, setup
 from actionrec.training.state import Progress, TrainState, fingerprint, rng_states, saved_settings
 from actionrec.training.state import resume as resume_state
@@ -90,8 +90,9 @@ def _sides(config: TrainConfig, ready: Setup, console: Console, runtime: Runtime
     """Both sides of the split, cached (or, decoding on the fly, the training side as it is)."""
     sides = []
     skipped: dict[Path, str] = {}
-    for name, samples, views, what in (("training", ready.dataset.train, config.train_views, "Caching training clips"),
-                                       ("validation", ready.dataset.val, config.test_views, "Caching validation clips")):
+    for name, samples, views, what in (
+            ("training", ready.dataset.train, config.train_views, "Caching training clips"),
+            ("validation", ready.dataset.val, config.test_views, "Caching validation clips")):
         if name == "training" and config.on_the_fly:
             sides.append(Side(samples, None, 1))
             continue

@@ -14,8 +14,8 @@ exactly the frames it was trained on.
 from actionrec.errors import VideoError
 from actionrec.video.decode import read_clip, read_views
 from actionrec.video.probe import VideoProbe, VideoSource, probe
-from actionrec.video.stream import stream_prediction_frames
 from actionrec.video.spec import SAMPLING_RULE, Clip, ClipSpec, DecodeLimits, Timeline, VideoInfo, sample_indices
+from actionrec.video.stream import stream_prediction_frames
 
 __all__ = [
     "Clip",

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import av
 import numpy as np
@@ -301,4 +300,5 @@ def read_image(data: bytes, image_size: int, limits: DecodeLimits = DecodeLimits
         return checked_model_input(frame, image_size, limits, "The camera frame", hint)
 
 
-__all__ = ["DecodeOutcome", "checked_model_input", "read_clip", "read_frames", "read_image", "read_views", "to_model_input"]
+__all__ = ["DecodeOutcome", "checked_model_input", "read_clip", "read_frames", "read_image", "read_views",
+           "to_model_input"]

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -34,7 +34,7 @@ from actionrec.errors import (
 from actionrec.video.image_header import HEADER_BYTES, check_image_header
 from actionrec.video.spec import DecodeLimits, VideoInfo, span
 
-VideoSource = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
+VideoSource = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
 
 # What counts as a video file where folders are searched (datasets, `actionrec predict FOLDER`).
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -174,8 +174,9 @@ def _size(source: VideoSource) -> int | None:
 def _probe_container(container: av.container.InputContainer, name: str, limits: DecodeLimits,
                      size: int | None = None) -> VideoProbe:
     stream = _video_stream(container, name, limits)
-    demuxed, checked = _demuxed(container, stream), []
-    packets = _indexed_packets(container, stream, size, demuxed, checked) or _read_packets(itertools.chain(checked, demuxed), name)
+    demuxed, checked = _demuxed(container, stream), list[av.Packet]()
+    packets = (_indexed_packets(container, stream, size, demuxed, checked)
+               or _read_packets(itertools.chain(checked, demuxed), name))
     pts, times = _frame_times(packets, stream)
     duration = span(times)
     rate = _stream_rate(stream)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 
@@ -62,7 +61,7 @@ class FramesDone:
     decode_ms: float
 
 
-PredictionMessage = Union[FramePlan, FrameChunk, ClipReplanned, FramesDone]
+PredictionMessage = FramePlan | FrameChunk | ClipReplanned | FramesDone
 
 
 def stream_prediction_frames(source: VideoSource, spec: ClipSpec, limits: DecodeLimits,
