@@ -90,7 +90,8 @@ def test_api_docs_work_offline(untrained_model: Path, tmp_path: Path) -> None:
 
 def test_the_options_are_made_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every ServerSettings field but the model, the key and the note is an option; a flag beats its
-    variable, which beats the default; --examples names examples_dir."""
+    variable, which beats the default; --examples names examples_dir; --help names each default and
+    variable."""
     from typer.testing import CliRunner
 
     import actionrec.serve.app
@@ -110,4 +111,6 @@ def test_the_options_are_made_from_the_settings(monkeypatch: pytest.MonkeyPatch)
     settings = started[0]
     assert (settings.workers, settings.max_pending, settings.max_uploads) == (3, 4, 256)
     assert settings.examples_dir == Path("ex") and settings.batching is False and settings.model_path == Path("m.onnx")
+    shown = " ".join(CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert "[default: 2; env ACTIONREC_WORKERS]" in shown and "ONNX Runtime threads" in shown  # not taken for markup
 

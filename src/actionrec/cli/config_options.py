@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 import typer
+from rich.markup import escape  # Typer reads help as Rich markup, where [...] is a style
 
 
 def config_options(settings: type, *, after: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -84,7 +85,8 @@ def _model_field(name: str, info: Any, prefix: str) -> _Field:
     variable, then the field's default, which --help names after the help."""
     default = info.get_default(call_default_factory=True)
     shown = "none" if default in (None, []) else default
-    text = f"{(info.description or '').capitalize()} [default: {shown}; env {prefix}{name.upper()}]"
+    description = info.description or ""
+    text = description[:1].upper() + description[1:] + escape(f" [default: {shown}; env {prefix}{name.upper()}]")
     return _Field(name, info.annotation, None, {**(info.json_schema_extra or {}), "help": text, "shown_default": False})
 
 

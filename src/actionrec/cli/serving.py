@@ -16,7 +16,7 @@ from actionrec.errors import ActionrecError
 
 def _serve(
     given: dict[str, Any],
-    model: Optional[Path] = typer.Argument(None, help="An exported model.onnx [env ACTIONREC_MODEL].", show_default=False),
+    model: Optional[Path] = typer.Argument(None, help=r"An exported model.onnx \[env ACTIONREC_MODEL].", show_default=False),
 ) -> None:
     """Serve the REST API and the web page. Set ACTIONREC_API_KEY to require a key on prediction routes."""
     needs_serving_extra()
@@ -31,7 +31,7 @@ def _serve(
 
 
 def _serve_without_the_extra(
-    model: Optional[Path] = typer.Argument(None, help="An exported model.onnx [env ACTIONREC_MODEL].", show_default=False),
+    model: Optional[Path] = typer.Argument(None, help=r"An exported model.onnx \[env ACTIONREC_MODEL].", show_default=False),
 ) -> None:
     """Serve the REST API and the web page: needs the serve extra (pip install 'actionrec\\[serve]'), which
     lists the options."""
