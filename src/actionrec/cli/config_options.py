@@ -49,7 +49,7 @@ def config_options(settings: type, *, after: str | None = None) -> Callable[[Cal
         @functools.wraps(command)
         def with_settings(typer_context: typer.Context, **values: Any) -> Any:
             given = {name: str(value) if isinstance(value, Path) else value for name, value in values.items()
-                     if name in names and typer_context.get_parameter_source(name).name != "DEFAULT"}
+                     if name in names and getattr(typer_context.get_parameter_source(name), "name", None) != "DEFAULT"}
             return command(given, **{parameter.name: values[parameter.name] for parameter in own})
 
         context = inspect.Parameter("typer_context", inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -76,8 +76,9 @@ def _fields(settings: type) -> list[_Field]:
         hints = get_type_hints(settings)
         return [_Field(field.name, hints[field.name], None if field.default is dataclasses.MISSING else field.default,
                        field.metadata) for field in dataclasses.fields(settings)]
-    prefix = settings.model_config.get("env_prefix", "")  # type: ignore[attr-defined]
-    return [_model_field(name, info, prefix) for name, info in settings.model_fields.items()]  # type: ignore[attr-defined]
+    model: Any = settings  # a pydantic-settings model
+    prefix = model.model_config.get("env_prefix", "")
+    return [_model_field(name, info, prefix) for name, info in model.model_fields.items()]
 
 
 def _model_field(name: str, info: Any, prefix: str) -> _Field:

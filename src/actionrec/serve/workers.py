@@ -193,7 +193,7 @@ class DecodePool:
         return len(self._all)
 
     def pids(self) -> set[int]:
-        return {worker.process.pid for worker in self._all}
+        return {worker.process.pid for worker in self._all if worker.process.pid is not None}
 
     def _start_one(self) -> DecodeProcess | None:
         worker = DecodeProcess(self._context)
