@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from actionrec.datasets.synth import render_clip
+from actionrec.modelfile.card import TEMPORAL_HEADS
 from actionrec.video.encode import write_video
 
 pytest.importorskip("huggingface_hub", reason="the hub extra is not installed (pip install 'actionrec[hub]')")
@@ -121,6 +122,7 @@ def test_push_writes_the_card_it_would_upload(model: Path, tmp_path: Path):
     assert metric["type"] == "accuracy" and metric["value"] == 0.9375 and "48 held-out clips" in metric["name"]
     assert all(label in readme for label in LABELS) and 'Recognizer("hf://someone/colours")' in readme
     assert "![Confusion matrix](confusion.png)" in readme
+    assert "lstm" in header["tags"] and f"then {TEMPORAL_HEADS['lstm']}." in readme  # the head, from the registry
 
     missing = CliRunner().invoke(app, ["push", str(tmp_path), "someone/colours", "--dry-run", str(out)])
     assert missing.exit_code == 1 and "no model.onnx there" in missing.output

@@ -4,6 +4,7 @@ it, and the API docs work offline."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import subprocess
@@ -87,3 +88,31 @@ def test_api_docs_work_offline(untrained_model: Path, tmp_path: Path) -> None:
         assert "/static/docs/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
         for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
             assert httpx.get(f"{url}/static/docs/{asset}").status_code == 200
+
+
+def test_the_options_are_made_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ServerSettings field but the model, the key and the note is an option; a flag beats its
+    variable, which beats the default; --examples names examples_dir; --help names each default and
+    variable."""
+    from typer.testing import CliRunner
+
+    import actionrec.serve.app
+    from actionrec.cli import app
+    from actionrec.serve.settings import ServerSettings
+
+    started: list[ServerSettings] = []
+    monkeypatch.setattr(actionrec.serve.app, "serve", started.append)
+    for name in [name for name in os.environ if name.startswith("ACTIONREC_")]:
+        monkeypatch.delenv(name)
+    command = next(command for command in app.registered_commands if command.name == "serve")
+    options = set(inspect.signature(command.callback).parameters) - {"typer_context", "model"}
+    assert options == set(ServerSettings.model_fields) - {"model_path", "api_key", "teach_note"}
+    result = CliRunner().invoke(app, ["serve", "m.onnx", "--workers", "3", "--examples", "ex", "--no-batching"],
+                                env={"ACTIONREC_WORKERS": "5", "ACTIONREC_MAX_PENDING": "4"})
+    assert result.exit_code == 0, result.output
+    settings = started[0]
+    assert (settings.workers, settings.max_pending, settings.max_uploads) == (3, 4, 256)
+    assert settings.examples_dir == Path("ex") and settings.batching is False and settings.model_path == Path("m.onnx")
+    shown = " ".join(CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert "[default: 2; env ACTIONREC_WORKERS]" in shown and "ONNX Runtime threads" in shown  # not taken for markup
+

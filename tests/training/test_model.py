@@ -58,3 +58,15 @@ def test_a_failing_feature_extractor_says_so_once(tmp_path: Path, monkeypatch):
     output = console.export_text()
     assert output.count("ONNX Runtime cannot extract the frame features") == 1
     assert "no exporter here" in output and "slower" in output
+
+
+def test_one_head_module_for_each_registered_head():
+    """The heads training builds, `train --temporal`'s choices and the card's registry are one list."""
+    pytest.importorskip("torch")
+    from actionrec.modelfile.card import TEMPORAL_HEADS
+    from actionrec.training.config import TrainConfig
+    from actionrec.training.model import HEADS
+
+    assert HEADS.keys() == TEMPORAL_HEADS.keys()
+    with pytest.raises(ValueError, match="'lstm' or 'mean'"):
+        TrainConfig(data_dir="data", out="run", temporal="gru")

@@ -30,7 +30,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for command in (training.synth, training.train, training.evaluate, training.export, predicting.predict,
-                predicting.watch, teaching.teach, sharing.push, serving.serve, serving.demo, benchmarking.benchmark):
+                predicting.watch, teaching.teach, sharing.push):
+    app.command()(command)
+app.command("serve", context_settings=serving.SERVE_CONTEXT)(serving.serve)  # its options are made, see serving.py
+for command in (serving.demo, benchmarking.benchmark):
     app.command()(command)
 app.command("benchmark-inputs")(benchmarking.benchmark_inputs)
 app.command("benchmark-train")(benchmarking.benchmark_train)

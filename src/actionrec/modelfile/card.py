@@ -25,7 +25,13 @@ CARD_FORMAT = 2  # 2: the graph also runs its two halves apart (FEATURES_*, WIND
 INPUT_NAME, OUTPUT_NAME = "frames", "probabilities"
 # Format 2 graphs: frames -> FEATURES_OUTPUT (per frame), and the head alone: FEATURES_INPUT -> WINDOW_OUTPUT.
 FEATURES_INPUT, FEATURES_OUTPUT, WINDOW_OUTPUT = "features", "frame_features", "window_probabilities"
-TEMPORAL_HEADS = ("lstm", "mean")  # what reads the sequence of frame features: an LSTM, or their mean
+# The temporal heads training can build (what reads the sequence of frame features), each with what
+# it is: `train --temporal` offers these names, training/model.py has one module for each, and a
+# model's Hub page says what its head is. A taught model's head is its own (`taught_linear`).
+TEMPORAL_HEADS: dict[str, str] = {
+    "lstm": "an LSTM reading the frame features in order",
+    "mean": "the mean of the frame features, then an MLP (the order-blind baseline)",
+}
 
 # ImageNet statistics, applied inside the model graph on 0..255 RGB; recorded in every card so
 # other runtimes can reproduce them.

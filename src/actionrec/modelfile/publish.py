@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from actionrec.errors import ModelFileError
+from actionrec.modelfile.card import TEMPORAL_HEADS
 from actionrec.modelfile.hub import EXTRA, MODEL_FILE
 from actionrec.runtime.recognizer import read_card
 
@@ -23,10 +24,11 @@ def model_card_text(model: Path, repo_id: str, run_dir: Path | None = None, lice
     taught = card.model.get("taught")
     weights = str(card.model.get("backbone_weights") or "")
     base_model = "torchvision mobilenet_v2 (IMAGENET1K_V1)" if weights.startswith("imagenet") else None
+    head = card.model.get("temporal")
+    reads = TEMPORAL_HEADS.get(str(head)) or f"{head or 'a temporal head'} over the frames"
     header: dict[str, Any] = {
         "library_name": "actionrec", "pipeline_tag": "video-classification", "license": license_id,
-        "tags": ["action-recognition", "onnx", "mobilenet_v2", "lstm" if card.model.get("temporal") == "lstm"
-                 else str(card.model.get("temporal") or "video")],
+        "tags": ["action-recognition", "onnx", "mobilenet_v2", str(head or "video")],  # lstm, mean, taught_linear
     }
     if card.dataset:
         header["datasets"] = [card.dataset]
@@ -46,7 +48,7 @@ def model_card_text(model: Path, repo_id: str, run_dir: Path | None = None, lice
              f"- Input: {card.num_frames} frames of {card.image_size} x {card.image_size}, sampled as the model "
              "file's card says (`actionrec` reads it; no settings to copy).",
              f"- Network: MobileNetV2 per frame ({weights or 'weights not recorded'}), then "
-             f"{card.model.get('temporal', 'a temporal head')} over the frames.",
+             f"{reads}.",
              f"- Base model: {base_model or 'none recorded'}."]
     if taught:
         lines.append(f"- Taught on {taught.get('base')} from {sum(taught.get('clips', {}).values())} example clips "

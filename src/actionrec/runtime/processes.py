@@ -5,8 +5,10 @@
 whose handling crashes the child (a segfault inside FFmpeg) or overruns `timeout_s` comes back as
 an outcome saying so, and a fresh child takes the dead one's place; the batch goes on.
 
-The server has its own pool (`actionrec.serve.workers`), shaped for an event loop and for results
-that stream back in chunks.
+The server has its own pool (`actionrec.serve.workers.DecodePool`): long-lived workers shared by
+requests on an event loop, each job's results streamed back in chunks, failures told apart as the
+HTTP answers need (docs/contributing.md, "Two guarded pools", says why it is not this one). Both
+start their children with `worker_context` and `start_child`.
 """
 
 from __future__ import annotations
@@ -17,12 +19,37 @@ import signal
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from actionrec.errors import VideoError
+
+
+def worker_context(preload: Sequence[str] = ()) -> BaseContext:
+    """How worker processes start: from a fork server where there is one (a clean, single-threaded
+    process; plain fork is unsafe in a parent that runs threads), else spawned. `preload`: modules
+    the fork server imports once, so that each child (a replacement too) starts in milliseconds."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    if preload:
+        context.set_forkserver_preload(list(preload))
+    return context
+
+
+def start_child(context: BaseContext, target: Callable[..., None], *args: Any,
+                name: str | None = None) -> tuple[Connection, BaseProcess]:
+    """A daemon child running `target(its end of a pipe, *args)`, and the parent's end. The child's
+    end is closed here, so that the parent's death reads as EOF in the child."""
+    conn, child_end = context.Pipe()
+    process = context.Process(target=target, args=(child_end, *args), name=name, daemon=True)  # type: ignore[attr-defined]
+    process.start()
+    child_end.close()
+    return conn, process
 
 
 @dataclass(frozen=True)
@@ -76,11 +103,8 @@ def _same(value: Any) -> Any:
 
 
 class _Child:
-    def __init__(self, context: multiprocessing.context.BaseContext, factory: Callable) -> None:
-        self.conn, child_end = context.Pipe()
-        self.process = context.Process(target=_child, args=(child_end, factory), daemon=True)
-        self.process.start()
-        child_end.close()
+    def __init__(self, context: BaseContext, factory: Callable) -> None:
+        self.conn, self.process = start_child(context, _child, factory)
         self.item: Any = None
         self.started = time.monotonic()  # when it started, then when it was given its item
         self.ready = False
@@ -96,8 +120,7 @@ class _Child:
 class GuardedPool:
     def __init__(self, factory: Callable[[], Callable[[Any], Any]], workers: int, timeout_s: float | None = None,
                  start_timeout_s: float = 120.0) -> None:
-        methods = multiprocessing.get_all_start_methods()
-        self.context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        self.context = worker_context()
         self.factory, self.workers, self.timeout_s = factory, max(1, workers), timeout_s
         self.start_timeout_s = start_timeout_s
 

@@ -4,6 +4,7 @@
     workers.py   decode worker processes that may crash or hang on a hostile file
     service.py   PredictionService: the model, the workers, the bound on requests in progress
     uploads.py   taking an upload off the wire: type, size limit, budget, raw body or multipart
+    deps.py      the routes' dependencies: the service, the teaching state, the API key check
     routes.py    the routes, as an APIRouter that gets the service as a dependency
     live.py      WebSocket /v1/live; teaching.py: example clips, jobs and models in --data-dir
     schemas.py   the answers' pydantic models, the error body, OpenAPI details

@@ -51,8 +51,8 @@ from actionrec.serve.routes import WEB_DIR, router
 from actionrec.serve.schemas import error_answer
 from actionrec.serve.service import PredictionService
 from actionrec.serve.settings import ServerSettings
-from actionrec.serve.teaching import Teaching
 from actionrec.serve.teaching import router as teaching_router
+from actionrec.serve.teaching_data import Teaching
 from actionrec.serve.workers import DecodeFunction
 from actionrec.video import DecodeLimits, stream_prediction_frames
 

@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from actionrec.errors import ActionrecError, DecodersBusy, WorkerLost
 from actionrec.runtime.watching import LiveRecognizer
-from actionrec.serve.routes import key_problem
+from actionrec.serve.deps import key_problem
 from actionrec.serve.service import PredictionService
 from actionrec.video.decode import read_image
 

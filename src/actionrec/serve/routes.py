@@ -1,4 +1,4 @@
-"""The HTTP routes. Each receives the prediction service as a dependency; failures are raised as
+"""The HTTP routes. Each receives the prediction service as a dependency (see `deps`); failures are raised as
 this package's errors and turned into answers by the app's exception handlers.
 
     GET  /                  the web page (static files from actionrec/serve/web)
@@ -22,18 +22,17 @@ without naming it), and `warning_details` (each warning with a code).
 
 from __future__ import annotations
 
-import hmac
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from actionrec.errors import RequestError, VideoError
 from actionrec.runtime.recognizer import Prediction
 from actionrec.runtime.resources import cpu_facts
+from actionrec.serve.deps import Service, guarded
 from actionrec.serve.schemas import (
     ERROR_RESPONSES,
     V1_ERROR_RESPONSES,
@@ -58,40 +57,6 @@ PAGE_HEADERS = {
 }
 
 
-def get_service(request: Request) -> PredictionService:
-    return request.app.state.service
-
-
-Service = Annotated[PredictionService, Depends(get_service)]
-
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The server's API key.")
-_bearer = HTTPBearer(auto_error=False, description="The server's API key as a bearer token.")
-
-
-def key_problem(given: str | None, expected: bytes | None) -> str | None:
-    """What is wrong with the key a request gave (None when nothing is), compared in constant time."""
-    if expected is None:
-        return None
-    if given is None:
-        return "This server needs an API key: send it in the X-API-Key header or as 'Authorization: Bearer KEY'."
-    if not hmac.compare_digest(given.encode(), expected):
-        return "The API key is wrong. Check it and try again."
-    return None
-
-
-async def require_api_key(
-    service: Service,
-    header_key: Annotated[str | None, Depends(_api_key_header)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    given = header_key or (credentials.credentials if credentials else None)
-    problem = key_problem(given, service.settings.api_key_bytes)
-    if problem is not None:
-        raise RequestError(401, problem, "api_key_missing" if given is None else "api_key_wrong",
-                           {"WWW-Authenticate": "Bearer"})
-
-
-guarded = [Depends(require_api_key)]
 router = APIRouter()
 
 

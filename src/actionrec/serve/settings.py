@@ -1,7 +1,8 @@
 """Deployment settings of the server, in one place: defaults, validation, ACTIONREC_* variables.
 
 Each setting is a field of `ServerSettings`; its environment variable is ``ACTIONREC_`` plus
-the field name in capitals (the model: ``ACTIONREC_MODEL``). `actionrec serve` passes only
+the field name in capitals (the model: ``ACTIONREC_MODEL``). `actionrec serve` makes its
+options from these fields (their `json_schema_extra` says where an option differs) and passes only
 the flags a user gave, so a flag beats its variable, which beats the default.
 """
 
@@ -15,6 +16,10 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "ACTIONREC_"
+# How `actionrec serve` offers a field (see actionrec.cli.config_options); every other field is an
+# option named after it, whose help is its description.
+NOT_AN_OPTION: dict[str, Any] = {"cli": False}
+TEXT: dict[str, Any] = {"type": str}  # a comma-separated list, given as one value
 
 
 @dataclass(frozen=True)
@@ -28,9 +33,9 @@ class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
 
     model_path: Path | None = Field(None, validation_alias=AliasChoices("model_path", "ACTIONREC_MODEL"),
-                                    description="the exported model.onnx to serve")
+                                    description="the exported model.onnx to serve", json_schema_extra=NOT_AN_OPTION)
     host: str = Field("127.0.0.1", description="interface to listen on (0.0.0.0 for all)")
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
     max_upload_mb: float = Field(100.0, gt=0, description="larger bodies get 413")
     max_duration_s: float = Field(600.0, gt=0, description="longer videos get 422")
     decode_timeout_s: float = Field(60.0, gt=0, description="per upload; then 422 and the worker is replaced")
@@ -39,40 +44,45 @@ class ServerSettings(BaseSettings):
                                 "core for a request alone, half when requests overlap or a timeline waits on its "
                                 "decoder)")
     max_pending: int = Field(8, ge=1, description="predictions (decoding and the model) in progress before 503")
-    max_uploads: int = Field(256, ge=1, description="uploads being received at once before 503")
-    max_connections: int | None = Field(None, ge=1, description="open connections at once before new ones get "
-                                        "503 (default: what the descriptor limit leaves after uploads and workers)")
-    upload_budget_mb: float = Field(2048.0, gt=0, description="megabytes of uploads in progress at once (arriving, "
-                                    "or on disk awaiting their answer) before 503; kept under 90% of the temporary "
-                                    "folder's free space at start")
-    upload_idle_timeout_s: float = Field(10.0, gt=0, description="an upload that sends nothing for this long gets 408")
-    upload_min_kbps: float = Field(32.0, ge=0, description="after the idle timeout, an upload averaging less "
-                                                           "than this many KB/s gets 408")
-    drain_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, how long requests in progress may take "
-                                                           "to finish")
-    header_timeout_s: float = Field(10.0, gt=0, description="a connection that has not sent a whole request's "
-                                                            "headers within this is closed")
-    allowed_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Host header values served (comma-separated; * for any); default: "
-                                          "localhost names when listening on loopback, else any")
     uncertain_below: float | None = Field(None, ge=0, le=1, description="flag answers uncertain under this top "
                                           "confidence instead of the threshold the model file carries (0.5 for "
                                           "files without one)")
+    max_uploads: int = Field(256, ge=1, description="uploads being received at once before 503")
+    upload_budget_mb: float = Field(2048.0, gt=0, description="megabytes of uploads in progress at once (arriving, "
+                                    "or on disk awaiting their answer) before 503; kept under 90% of the temporary "
+                                    "folder's free space at start")
+    max_connections: int | None = Field(None, ge=1, description="open connections at once before new ones get "
+                                        "503 (default: what the descriptor limit leaves after uploads and workers)")
+    upload_idle_timeout_s: float = Field(10.0, gt=0, description="an upload that sends nothing for this long gets 408")
+    upload_min_kbps: float = Field(32.0, ge=0, description="after the idle timeout, an upload averaging less "
+                                                           "than this many KB/s gets 408")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection that has not sent a whole request's "
+                                                            "headers within this is closed")
+    drain_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, how long requests in progress may take "
+                                                           "to finish")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host header values served (comma-separated; * for any); default: "
+                                          "localhost names when listening on loopback, else any",
+        json_schema_extra=TEXT)
     examples_dir: Path | None = Field(None, description="a folder of example videos the page offers to try "
-                                                        "(the demo's held-out clips)")
+                                                        "(the demo's held-out clips)",
+                                      json_schema_extra={"flags": ["--examples"]})
     data_dir: Path | None = Field(None, description="a folder for teaching: example clips, jobs and taught models "
                                   "are kept there (teaching is off without it)")
     teach_base: Path | None = Field(None, description="the model whose encoder teaching reuses (default: the "
                                     "served model; a frozen ImageNet one suits best)")
-    teach_note: str | None = Field(None, description="a note the Teach mode shows (why teaching is limited here)")
+    teach_note: str | None = Field(None, description="a note the Teach mode shows (why teaching is limited here)",
+                                   json_schema_extra=NOT_AN_OPTION)
     teach_max_actions: int = Field(20, ge=2, le=50, description="actions a server holds example clips of")
     teach_max_clips: int = Field(20, ge=1, le=50, description="example clips an action")
     teach_max_clip_mb: float = Field(50.0, gt=0, description="larger example clips get 413")
     max_live: int = Field(4, ge=0, description="live camera streams (WebSocket /v1/live) at once")
     live_idle_timeout_s: float = Field(30.0, gt=0, description="a live stream with no frame for this long is closed")
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="comma-separated origins allowed to call the API from a browser")
-    api_key: SecretStr | None = Field(None, description="when set, prediction routes and /metrics need it")
+        default_factory=list, description="comma-separated origins allowed to call the API from a browser",
+        json_schema_extra=TEXT)
+    api_key: SecretStr | None = Field(None, description="when set, prediction routes and /metrics need it",
+                                   json_schema_extra=NOT_AN_OPTION)  # a flag would show it in `ps`
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs: cuda needs "
                                                    "onnxruntime-gpu; auto takes a GPU when it is there")
     precision: Literal["auto", "fp32", "int8"] = Field("auto", description="auto: the model's int8 copy (MODEL.int8."

@@ -22,23 +22,15 @@ process, and the server goes on answering. Behind the API key when one is set.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
 from actionrec.errors import RequestError
 from actionrec.serve import uploads
-from actionrec.serve.routes import guarded
+from actionrec.serve.deps import TeachingDep, guarded
 from actionrec.serve.schemas import ERROR_RESPONSES, raw_body_openapi
-from actionrec.serve.teaching_data import Teaching  # also imported from here by the app
 
-
-def get_teaching(request: Request) -> Teaching:
-    return request.app.state.teaching
-
-
-TeachingDep = Annotated[Teaching, Depends(get_teaching)]
 router = APIRouter(dependencies=guarded, tags=["teaching"], responses=ERROR_RESPONSES)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import resource
 import signal
 import time
@@ -19,6 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
 from typing import Any, TypeVar
 
 from actionrec.errors import (
@@ -29,6 +29,7 @@ from actionrec.errors import (
     VideoError,
     WorkerLost,
 )
+from actionrec.runtime.processes import start_child, worker_context
 
 T = TypeVar("T")
 
@@ -117,12 +118,8 @@ def _suspended(pid: int | None) -> bool:
 class DecodeProcess:
     """One worker process and its pipe. Blocking methods: call them from a thread."""
 
-    def __init__(self, context: multiprocessing.context.BaseContext) -> None:
-        self.conn, child_end = context.Pipe()
-        self.process = context.Process(target=_decode_worker_main, args=(child_end,), name="actionrec-decode",
-                                       daemon=True)
-        self.process.start()
-        child_end.close()  # so that the parent's death reads as EOF in the child
+    def __init__(self, context: BaseContext) -> None:
+        self.conn, self.process = start_child(context, _decode_worker_main, name="actionrec-decode")
         self.idle = True  # False while a job's replies are still coming
 
     def wait_ready(self, timeout: float) -> bool:
@@ -174,16 +171,6 @@ class DecodeProcess:
         self.conn.close()
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Workers fork from a clean, single-threaded server process that has this module loaded, so
-    a replacement starts in milliseconds; plain fork is unsafe here (the server runs threads)."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        return context
-    return multiprocessing.get_context("spawn")
-
-
 class DecodePool:
     """A fixed number of decode worker processes; one that crashes or hangs is killed and replaced.
 
@@ -194,7 +181,7 @@ class DecodePool:
     def __init__(self, size: int, timeout_s: float) -> None:
         self.size = size
         self.timeout_s = timeout_s
-        self._context = _worker_context()
+        self._context = worker_context(preload=[__name__])  # a replacement starts in milliseconds
         self._threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="decode-wait")
         self._idle: asyncio.Queue[DecodeProcess] = asyncio.Queue()
         self._all: set[DecodeProcess] = set()
@@ -206,7 +193,7 @@ class DecodePool:
         return len(self._all)
 
     def pids(self) -> set[int]:
-        return {worker.process.pid for worker in self._all}
+        return {worker.process.pid for worker in self._all if worker.process.pid is not None}
 
     def _start_one(self) -> DecodeProcess | None:
         worker = DecodeProcess(self._context)

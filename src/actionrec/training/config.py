@@ -125,7 +125,7 @@ class TrainConfig:
         if self.dataset not in DATASET_KINDS:
             raise ValueError(f"--dataset must be 'folder' or 'ucf101', not {self.dataset!r}.")
         if self.temporal not in TEMPORAL_HEADS:
-            raise ValueError(f"--temporal must be 'lstm' or 'mean', not {self.temporal!r}.")
+            raise ValueError(f"--temporal must be {' or '.join(map(repr, TEMPORAL_HEADS))}, not {self.temporal!r}.")
         if self.shift is None:
             self.shift = DEFAULT_SHIFT if self.end_to_end else 0.0
         if not 0 <= self.shift < 0.5:

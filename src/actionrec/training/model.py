@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlparse
 
 import torch
@@ -28,7 +27,7 @@ from actionrec.modelfile.card import IMAGENET_MEAN, IMAGENET_STD, TEMPORAL_HEADS
 @dataclass
 class ModelConfig:
     num_classes: int
-    temporal: Literal["lstm", "mean"] = "lstm"
+    temporal: str = "lstm"  # a name in TEMPORAL_HEADS
     hidden_size: int = 512
     dropout: float = 0.5
     width_mult: float = 1.0
@@ -89,6 +88,10 @@ class MeanHead(nn.Module):
         return self.mlp(features.mean(dim=1))
 
 
+HEADS: dict[str, type[nn.Module]] = {"lstm": LSTMHead, "mean": MeanHead}  # one module for each of TEMPORAL_HEADS
+assert HEADS.keys() == TEMPORAL_HEADS.keys(), "training/model.py needs one head module for each of TEMPORAL_HEADS"
+
+
 class ActionModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -97,7 +100,7 @@ class ActionModel(nn.Module):
         network = mobilenet_v2(weights=None, width_mult=config.width_mult)
         self.backbone = network.features
         self.num_features: int = network.last_channel
-        head = {"lstm": LSTMHead, "mean": MeanHead}[config.temporal]
+        head = HEADS[config.temporal]
         self.head = head(self.num_features, config.num_classes, config.hidden_size, config.dropout)
 
     def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
