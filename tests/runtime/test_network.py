@@ -9,8 +9,8 @@ import onnxruntime as ort
 import pytest
 
 from actionrec.errors import ModelFileError
-from actionrec.modelfile.card import FEATURES_INPUT, INPUT_NAME, OUTPUT_NAME
-from actionrec.runtime.network import load_network, read_card
+from actionrec.modelfile.card import FEATURES_INPUT, INPUT_NAME, OUTPUT_NAME, read_card
+from actionrec.runtime.network import load_network
 
 
 @pytest.fixture(scope="module")

@@ -3,20 +3,25 @@
 An exported `model.onnx` carries one metadata entry (key `actionrec`, JSON) with the labels, the
 clip it expects (frames, size), the normalisation inside the graph, the sampling rule, and facts
 about training. A server needs nothing but the file: `ModelCard.from_json` reads and checks that
-entry, `ModelCard.to_json` writes it. No torch, no ONNX Runtime here.
+entry, `ModelCard.to_json` writes it; `read_card` reads it from a file's metadata alone, without
+reading its graph. No torch, no ONNX Runtime, no onnx package here (`update_card` imports onnx).
 
 It also carries the measured rule for "none of these" (`unknown`, see `actionrec.modelfile.unknown`).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from actionrec.errors import ModelFileError
 from actionrec.files import atomic_output
+from actionrec.modelfile import graph_split
+from actionrec.modelfile.hub import resolve_model
 from actionrec.modelfile.unknown import UnknownRule
 from actionrec.video.spec import SAMPLING_RULE, ClipSpec
 
@@ -166,6 +171,27 @@ class ModelCard:
             sampling=str(data.get("sampling") or SAMPLING_RULE),
             format=data["format"] if isinstance(data.get("format"), int) else 1,
         )
+
+
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """The card a model file (or a Hub name, hf://OWNER/NAME, which it downloads) carries: labels,
+    frames, input size, ... Read from the file's metadata alone, skipping its graph: no ONNX Runtime
+    session, no onnx package."""
+    path = resolve_model(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file. Export one with `actionrec export RUN_DIR`.")
+    with open(path, "rb") as file:
+        return card_of_file(file, path)
+
+
+def card_of_file(file: io.BufferedIOBase | io.BytesIO, source: str | os.PathLike) -> ModelCard:
+    """The card in a model file opened for reading (or io.BytesIO of its bytes); `source` names it."""
+    try:
+        raw = graph_split.metadata(file).get(METADATA_KEY)  # type: ignore[arg-type]
+    except graph_split.CannotSplit as exc:
+        raise ModelFileError(f"{source}: this is not an ONNX model file ({exc}). "
+                             "Export one with `actionrec export RUN_DIR`.") from None
+    return ModelCard.from_json(raw, str(source))
 
 
 def write_card(model: Any, card: ModelCard) -> None:

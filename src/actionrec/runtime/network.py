@@ -14,6 +14,7 @@ code above sees the same two calls whatever the file.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Callable
@@ -29,10 +30,10 @@ from actionrec.modelfile.card import (
     FEATURES_INPUT,
     FEATURES_OUTPUT,
     INPUT_NAME,
-    METADATA_KEY,
     OUTPUT_NAME,
     WINDOW_OUTPUT,
     ModelCard,
+    card_of_file,
 )
 from actionrec.modelfile.hub import resolve_model
 from actionrec.runtime.cores import encoder_threads_alongside_decoder, usable_physical_cores
@@ -79,16 +80,6 @@ def open_session(model: Path | bytes, source: Path, options: ort.SessionOptions 
                                     providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelFileError(f"{source}: ONNX Runtime cannot load this file ({exc}).") from None
-
-
-def card_of(session: ort.InferenceSession, path: Path) -> ModelCard:
-    return ModelCard.from_json(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), str(path))
-
-
-def read_card(path: str | os.PathLike) -> ModelCard:
-    """The card an exported model carries (labels, frames, input size, ...)."""
-    path = resolve_model(path)
-    return card_of(open_session(path, path), path)
 
 
 def _release(session: ort.InferenceSession, output: str, feed: dict[str, np.ndarray]) -> None:
@@ -221,15 +212,15 @@ def load_network(path: str | os.PathLike, *, threads: int | None = None, device:
     providers = choose_providers(device)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file. Export one with `actionrec export RUN_DIR`.")
-    halves = split_graph(path.read_bytes(), path)
+    model_bytes = path.read_bytes()
+    card = card_of_file(io.BytesIO(model_bytes), path)  # read once, before any session
+    halves = split_graph(model_bytes, path)
     if halves is None:  # exported before the split: one graph, frames -> probabilities
         whole = open_session(path, path, session_options(threads), providers)
-        card = card_of(whole, path)
         encoder = Encoder(None, card.image_size)
         head = Head(whole, False, (card.num_frames, card.image_size, card.image_size, 3))
     else:
         encoder_session = open_session(halves[0], path, session_options(threads), providers)
-        card = card_of(encoder_session, path)
         encoder = Encoder(encoder_session, card.image_size, _narrow_encoder(halves[0], path, threads, providers))
         head_session = open_session(halves[1], path, session_options(threads), providers)
         head = Head(head_session, True, (card.num_frames, int(head_session.get_inputs()[0].shape[2])))

@@ -33,12 +33,12 @@ from typing import TypeVar
 import numpy as np
 
 from actionrec.errors import UndecodableVideoError
-from actionrec.modelfile.card import ModelCard
+from actionrec.modelfile.card import ModelCard, read_card
 from actionrec.modelfile.unknown import MAX_PROBABILITY, UnknownRule
 from actionrec.runtime.answer import ScoredAction, UnknownCheck
 from actionrec.runtime.frame_batcher import FrameBatcher
 from actionrec.runtime.many_videos import predict_paths
-from actionrec.runtime.network import DEVICES, choose_providers, load_network, read_card
+from actionrec.runtime.network import DEVICES, choose_providers, load_network
 from actionrec.runtime.prediction import WINDOW_BATCH, Prediction, PredictionBuilder
 from actionrec.runtime.results import BatchResult
 from actionrec.video import ClipSpec, DecodeLimits, Timeline, VideoSource, stream_prediction_frames
