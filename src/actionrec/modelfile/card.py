@@ -23,10 +23,10 @@ from actionrec.files import atomic_output
 from actionrec.modelfile import graph_split
 from actionrec.modelfile.hub import resolve_model
 from actionrec.modelfile.unknown import UnknownRule
-from actionrec.video.spec import SAMPLING_RULE, ClipSpec
+from actionrec.video.spec import SAMPLING_RULE, SAMPLING_VERSION, ClipSpec
 
 METADATA_KEY = "actionrec"
-CARD_FORMAT = 2  # 2: the graph also runs its two halves apart (FEATURES_*, WINDOW_OUTPUT)
+CARD_FORMAT = 2  # 2: the graph also runs its two halves apart (FEATURES_*, WINDOW_OUTPUT); 1 is refused at load
 INPUT_NAME, OUTPUT_NAME = "frames", "probabilities"
 # Format 2 graphs: frames -> FEATURES_OUTPUT (per frame), and the head alone: FEATURES_INPUT -> WINDOW_OUTPUT.
 FEATURES_INPUT, FEATURES_OUTPUT, WINDOW_OUTPUT = "features", "frame_features", "window_probabilities"
@@ -67,7 +67,8 @@ class ModelCard:
     quantization: dict[str, Any] | None = None
     # the measured "none of these" rule (`actionrec.modelfile.unknown.UnknownRule`)
     unknown: dict[str, Any] | None = None
-    sampling: str = SAMPLING_RULE
+    sampling: str = SAMPLING_RULE  # the rule in words, for people and other runtimes
+    sampling_version: int = SAMPLING_VERSION  # the rule's version: checked at load
     format: int = CARD_FORMAT
 
     @property
@@ -122,6 +123,7 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> ModelCard:
+        card_format, sampling_version = _contract(data, source)
         for key in ("labels", "num_frames", "image_size"):
             if key not in data:
                 raise _damaged(source, f"no {key!r}")
@@ -169,7 +171,8 @@ class ModelCard:
             quantization=data.get("quantization") if isinstance(data.get("quantization"), dict) else None,
             unknown=unknown,
             sampling=str(data.get("sampling") or SAMPLING_RULE),
-            format=data["format"] if isinstance(data.get("format"), int) else 1,
+            sampling_version=sampling_version,
+            format=card_format,
         )
 
 
@@ -216,6 +219,32 @@ def update_card(path: Path, **changes: Any) -> ModelCard:
 def card_of_proto(model: Any, source: str) -> ModelCard:
     """The card in an ONNX model's (a ModelProto's) metadata; `source` names it in errors."""
     return ModelCard.from_json(next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None), source)
+
+
+def _contract(data: dict[str, Any], source: str) -> tuple[int, int]:
+    """(card format, sampling version) of a card, refused unless this actionrec reads them: a file
+    from before the two halves (format 1), or one whose frames were sampled by another rule. A card
+    with no sampling version was written before it was recorded, when version 1 was the rule."""
+    card_format = data.get("format", 1)
+    if not isinstance(card_format, int) or isinstance(card_format, bool):
+        raise _damaged(source, f"'format' must be a whole number, not {card_format!r}")
+    if card_format < 2:
+        raise ModelFileError(
+            f"{source} was exported by actionrec before 0.2 (card format {card_format}: one graph, without "
+            "the encoder and head this actionrec runs apart), which this actionrec no longer reads: re-export "
+            "it with `actionrec export RUN_DIR` or re-teach it with `actionrec teach`.")
+    version = data.get("sampling_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _damaged(source, f"'sampling_version' must be a whole number, not {version!r}")
+    if version != SAMPLING_VERSION:
+        todo = ("upgrade actionrec (`pip install -U actionrec`) to run it" if version > SAMPLING_VERSION else
+                "run it with the actionrec that exported it, or train it again and re-export it with "
+                "`actionrec export RUN_DIR`")
+        raise ModelFileError(
+            f"{source}: its frames are sampled by sampling rule version {version}, and this actionrec "
+            f"implements version {SAMPLING_VERSION} only, so it would see clips unlike those it was trained "
+            f"on: {todo}.")
+    return card_format, version
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -18,6 +18,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+# The version of the sampling rule below (`sample_indices`, `segment_targets`, `Timeline`): a model
+# card records it, a file sampled by another version is refused at load, and training's cache keys
+# include it. Change it whenever the frames a clip is sampled into change.
+SAMPLING_VERSION = 1
 SAMPLING_RULE = (
     "split the clip's time span into num_frames equal segments and take the frame shown at each "
     "segment's centre (training: a random moment inside each segment); frames are RGB, the shorter "
