@@ -92,6 +92,19 @@ def test_the_inference_layer_reaches_no_training_or_dataset_code():
                 if name.startswith(("actionrec.training", "actionrec.datasets"))}
 
 
+def test_model_files_sit_below_the_runtime():
+    """A model file's card is read without ONNX Runtime: nothing in modelfile/ reaches runtime/ (the
+    package's root, which names Recognizer only when asked for it, is not followed)."""
+    graph = import_graph()
+    reachable, stack = set(), [name for name in graph if name.startswith("actionrec.modelfile")]
+    while stack:
+        name = stack.pop()
+        if name not in reachable and name != "actionrec":
+            reachable.add(name)
+            stack.extend(graph.get(name, ()))
+    assert not {name for name in reachable if name.startswith("actionrec.runtime")}
+
+
 def test_evaluating_model_files_reaches_no_training_code():
     assert not {name for name in reachable_from(("actionrec.evaluation",))
                 if name.startswith("actionrec.training")}

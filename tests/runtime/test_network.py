@@ -9,8 +9,8 @@ import onnxruntime as ort
 import pytest
 
 from actionrec.errors import ModelFileError
-from actionrec.modelfile.card import FEATURES_INPUT, INPUT_NAME, OUTPUT_NAME
-from actionrec.runtime.network import load_network, read_card
+from actionrec.modelfile.card import FEATURES_INPUT, INPUT_NAME, OUTPUT_NAME, read_card
+from actionrec.runtime.network import load_network
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,6 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_halves_are_separate_sessions_that_answer_as_the_whole_graph(model_file: Path):
     network = load_network(model_file)
-    assert network.encoder.gives_features and network.head.reads_features
     assert [i.name for i in network.encoder.session.get_inputs()] == [INPUT_NAME]
     assert [i.name for i in network.head.session.get_inputs()] == [FEATURES_INPUT]  # no frames fed beside it
     whole = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])

@@ -66,6 +66,27 @@ def test_auto_picks_only_a_measured_copy_of_this_very_export_and_never_on_a_gpu(
     assert stale.path == model and "another export" in stale.why
 
 
+def test_choosing_reads_cards_without_sessions_and_the_load_opens_one_per_half(model: Path, monkeypatch):
+    import onnxruntime as ort
+
+    from actionrec.runtime.recognizer import Recognizer
+
+    copy = with_copy(model, agreement=1.0)
+    made: list[object] = []
+    real = ort.InferenceSession
+
+    def counted(*args, **kwargs):
+        made.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", counted)
+    choice = choose_model_file(model, "auto", int8_pays=True)
+    assert choice.path == copy and made == []  # both cards read from the files' metadata alone
+    recognizer = Recognizer(choice.path, threads=1)
+    assert len(made) == 2 and all(isinstance(graph, bytes) for graph in made)  # the encoder's, the head's
+    assert recognizer.card.precision == "int8"
+
+
 def test_predict_says_which_copy_it_ran(model: Path, tmp_path: Path):
     from actionrec.testing.media import action_clip
 

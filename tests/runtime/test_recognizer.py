@@ -1,5 +1,5 @@
 """The Recognizer (ONNX Runtime): each sampled frame read and encoded once, windows classified from
-shared features over the whole video, memory bounded, models exported before the split still served,
+shared features over the whole video, memory bounded, models exported before the split refused,
 damaged model metadata named, a failing prediction leaving no thread behind, and `predict_many`."""
 
 from __future__ import annotations
@@ -126,7 +126,6 @@ def test_windows_from_shared_features_match_the_whole_network(model_path: Path):
     from actionrec.runtime.recognizer import Recognizer
 
     recognizer = Recognizer(model_path)
-    assert recognizer.split
     data = long_video(12)
     plan, builder, _ = builder_after(recognizer, data)
     probs = np.concatenate(builder.window_probs)
@@ -209,19 +208,15 @@ def legacy_model(path: Path, image_size: int = 48) -> Path:
     return path
 
 
-def test_models_exported_before_the_split_still_load_and_predict(tmp_path: Path):
-    from actionrec.runtime.recognizer import WINDOW_BATCH, Recognizer
+def test_models_exported_before_the_split_are_refused_saying_what_to_do(tmp_path: Path):
+    from actionrec.modelfile.card import read_card
+    from actionrec.runtime.recognizer import Recognizer
 
-    recognizer = Recognizer(legacy_model(tmp_path / "old.onnx"))
-    assert not recognizer.split and recognizer.card.format == 1
-    assert recognizer.timeline.window_s == pytest.approx(3.0)  # no training-clip duration recorded
-    data = long_video(20)
-    prediction = recognizer.predict(data, top_k=2)
-    assert prediction.action in LABELS and len(prediction.top_k) == 2
-    timeline = recognizer.predict(data, segments=True)
-    assert timeline.segments[0].start_s == 0 and timeline.segments[-1].end_s == pytest.approx(20, abs=0.05)
-    _, builder, held = builder_after(recognizer, data)
-    assert held <= recognizer.spec.num_frames + WINDOW_BATCH * recognizer.timeline.stride + 16  # bounded frames
+    old = legacy_model(tmp_path / "old.onnx")
+    for load in (Recognizer, read_card):
+        with pytest.raises(ModelFileError, match=r"old.onnx was exported by actionrec before 0.2 .*"
+                                                 r"re-export it with `actionrec export RUN_DIR` or re-teach it"):
+            load(old)
 
 
 # --------------------------------------------------------------------------- model files and failures

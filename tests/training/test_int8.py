@@ -88,7 +88,7 @@ def test_evaluating_a_model_file_needs_its_dataset(run: Path):
 
 
 def test_export_writes_the_int8_copy_by_default_and_keeps_it_only_where_it_agrees(run: Path):
-    from actionrec.runtime.network import read_card
+    from actionrec.modelfile.card import read_card
     from actionrec.runtime.precision import MIN_AGREEMENT
 
     exported = run_cli("export", run, "--calibration-clips", "6")

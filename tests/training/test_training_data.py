@@ -17,6 +17,20 @@ from actionrec.training.cache import ClipCache  # noqa: E402
 from actionrec.training.data import CachedViews, Shard, epoch_batches, loader  # noqa: E402
 
 
+def test_the_cache_key_holds_the_sampling_version(tmp_path: Path, monkeypatch):
+    """Frames or features sampled by another rule are never read back from the cache."""
+    from actionrec.training.config import TrainConfig
+    from actionrec.training.features import cache_for
+    from actionrec.video import spec
+
+    config = TrainConfig(data_dir=str(tmp_path), out=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"), frames=4,
+                         image_size=32)
+    now = cache_for(config, 1, "mobilenet_v2-none").folder
+    assert cache_for(config, 1, "mobilenet_v2-none").folder == now
+    monkeypatch.setattr(spec, "SAMPLING_VERSION", spec.SAMPLING_VERSION + 1)
+    assert cache_for(config, 1, "mobilenet_v2-none").folder != now
+
+
 def test_batches_stream_from_the_cache_files_without_holding_the_split(tmp_path: Path):
     """An epoch over 240 cached clips (56 MB) holds a few batches at a time, not the split."""
     clips, views, shape = 240, 2, (8, 64, 64, 3)

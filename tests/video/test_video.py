@@ -67,6 +67,17 @@ def test_timeline_windows_are_sampled_like_training_clips():
         np.testing.assert_allclose(window, spec.segment_targets(start, start + timeline.window_s, 8))
 
 
+def test_a_live_window_is_a_timeline_window_however_often_it_answers():
+    timeline = Timeline.for_clips(num_frames=4, clip_duration_s=3.0)  # a sample every 0.75 s
+    assert timeline.live(1.0) == spec.LiveSampling(0.75, 1, 4)
+    live = timeline.live(0.5)  # twice as many samples, every other one read
+    assert (live.step_s, live.every, live.span) == (0.375, 2, 7)
+    window = live.window(np.arange(20) * live.step_s)
+    assert window == [4.875, 5.625, 6.375, 7.125] and window[-1] - window[0] == pytest.approx(3 * timeline.interval_s)
+    with pytest.raises(ValueError, match="more than 0 s"):
+        timeline.live(0)
+
+
 def test_reads_from_path_bytes_and_file_object_alike(numbered_clip):
     from_path = read_clip(numbered_clip, SPEC)
     data = numbered_clip.read_bytes()

@@ -3,25 +3,30 @@
 An exported `model.onnx` carries one metadata entry (key `actionrec`, JSON) with the labels, the
 clip it expects (frames, size), the normalisation inside the graph, the sampling rule, and facts
 about training. A server needs nothing but the file: `ModelCard.from_json` reads and checks that
-entry, `ModelCard.to_json` writes it. No torch, no ONNX Runtime here.
+entry, `ModelCard.to_json` writes it; `read_card` reads it from a file's metadata alone, without
+reading its graph. No torch, no ONNX Runtime, no onnx package here (`update_card` imports onnx).
 
 It also carries the measured rule for "none of these" (`unknown`, see `actionrec.modelfile.unknown`).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from actionrec.errors import ModelFileError
 from actionrec.files import atomic_output
+from actionrec.modelfile import graph_split
+from actionrec.modelfile.hub import resolve_model
 from actionrec.modelfile.unknown import UnknownRule
-from actionrec.video.spec import SAMPLING_RULE, ClipSpec
+from actionrec.video.spec import SAMPLING_RULE, SAMPLING_VERSION, ClipSpec
 
 METADATA_KEY = "actionrec"
-CARD_FORMAT = 2  # 2: the graph also runs its two halves apart (FEATURES_*, WINDOW_OUTPUT)
+CARD_FORMAT = 2  # 2: the graph also runs its two halves apart (FEATURES_*, WINDOW_OUTPUT); 1 is refused at load
 INPUT_NAME, OUTPUT_NAME = "frames", "probabilities"
 # Format 2 graphs: frames -> FEATURES_OUTPUT (per frame), and the head alone: FEATURES_INPUT -> WINDOW_OUTPUT.
 FEATURES_INPUT, FEATURES_OUTPUT, WINDOW_OUTPUT = "features", "frame_features", "window_probabilities"
@@ -68,7 +73,8 @@ class ModelCard:
     quantization: dict[str, Any] | None = None
     # the measured "none of these" rule (`actionrec.modelfile.unknown.UnknownRule`)
     unknown: dict[str, Any] | None = None
-    sampling: str = SAMPLING_RULE
+    sampling: str = SAMPLING_RULE  # the rule in words, for people and other runtimes
+    sampling_version: int = SAMPLING_VERSION  # the rule's version: checked at load
     format: int = CARD_FORMAT
 
     @property
@@ -123,6 +129,7 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> ModelCard:
+        card_format, sampling_version = _contract(data, source)
         for key in ("labels", "num_frames", "image_size"):
             if key not in data:
                 raise _damaged(source, f"no {key!r}")
@@ -170,8 +177,30 @@ class ModelCard:
             quantization=data.get("quantization") if isinstance(data.get("quantization"), dict) else None,
             unknown=unknown,
             sampling=str(data.get("sampling") or SAMPLING_RULE),
-            format=data["format"] if isinstance(data.get("format"), int) else 1,
+            sampling_version=sampling_version,
+            format=card_format,
         )
+
+
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """The card a model file (or a Hub name, hf://OWNER/NAME, which it downloads) carries: labels,
+    frames, input size, ... Read from the file's metadata alone, skipping its graph: no ONNX Runtime
+    session, no onnx package."""
+    path = resolve_model(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file. Export one with `actionrec export RUN_DIR`.")
+    with open(path, "rb") as file:
+        return card_of_file(file, path)
+
+
+def card_of_file(file: io.BufferedIOBase | io.BytesIO, source: str | os.PathLike) -> ModelCard:
+    """The card in a model file opened for reading (or io.BytesIO of its bytes); `source` names it."""
+    try:
+        raw = graph_split.metadata(file).get(METADATA_KEY)  # type: ignore[arg-type]
+    except graph_split.CannotSplit as exc:
+        raise ModelFileError(f"{source}: this is not an ONNX model file ({exc}). "
+                             "Export one with `actionrec export RUN_DIR`.") from None
+    return ModelCard.from_json(raw, str(source))
 
 
 def write_card(model: Any, card: ModelCard) -> None:
@@ -196,6 +225,32 @@ def update_card(path: Path, **changes: Any) -> ModelCard:
 def card_of_proto(model: Any, source: str) -> ModelCard:
     """The card in an ONNX model's (a ModelProto's) metadata; `source` names it in errors."""
     return ModelCard.from_json(next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None), source)
+
+
+def _contract(data: dict[str, Any], source: str) -> tuple[int, int]:
+    """(card format, sampling version) of a card, refused unless this actionrec reads them: a file
+    from before the two halves (format 1), or one whose frames were sampled by another rule. A card
+    with no sampling version was written before it was recorded, when version 1 was the rule."""
+    card_format = data.get("format", 1)
+    if not isinstance(card_format, int) or isinstance(card_format, bool):
+        raise _damaged(source, f"'format' must be a whole number, not {card_format!r}")
+    if card_format < 2:
+        raise ModelFileError(
+            f"{source} was exported by actionrec before 0.2 (card format {card_format}: one graph, without "
+            "the encoder and head this actionrec runs apart), which this actionrec no longer reads: re-export "
+            "it with `actionrec export RUN_DIR` or re-teach it with `actionrec teach`.")
+    version = data.get("sampling_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _damaged(source, f"'sampling_version' must be a whole number, not {version!r}")
+    if version != SAMPLING_VERSION:
+        todo = ("upgrade actionrec (`pip install -U actionrec`) to run it" if version > SAMPLING_VERSION else
+                "run it with the actionrec that exported it, or train it again and re-export it with "
+                "`actionrec export RUN_DIR`")
+        raise ModelFileError(
+            f"{source}: its frames are sampled by sampling rule version {version}, and this actionrec "
+            f"implements version {SAMPLING_VERSION} only, so it would see clips unlike those it was trained "
+            f"on: {todo}.")
+    return card_format, version
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -10,13 +10,18 @@ file's other fields (opsets, metadata, ...).
 Field numbers are those of onnx/onnx.proto: ModelProto.graph = 7; GraphProto node = 1,
 initializer = 5, input = 11, output = 12, value_info = 13; NodeProto input = 1, output = 2,
 op_type = 4; TensorProto dims = 1, data_type = 2, name = 8, data_location = 14; ValueInfoProto
-name = 1.
+name = 1; ModelProto.metadata_props = 14, StringStringEntryProto key = 1, value = 2.
+
+`metadata` reads the file's metadata alone (a model's card) without reading its graph, and
+without ONNX Runtime: it skips over every other field.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 CONTROL_FLOW = {"If", "Loop", "Scan"}  # their subgraphs read outer names this walk does not follow
 
@@ -61,6 +66,47 @@ def _fields(data: bytes) -> Iterator[tuple[int, int | bytes, bytes]]:
         yield number, value, data[start:at]
 
 
+def metadata(file: BinaryIO) -> dict[str, str]:
+    """A model's metadata_props by key, from a binary file (or io.BytesIO) at its start: every other
+    field, the graph above all, is skipped unread."""
+    start = file.tell()
+    size = file.seek(0, os.SEEK_END)
+    file.seek(start)
+    found: dict[str, str] = {}
+    while (key := _read_varint(file, at_end_ok=True)) is not None:
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _read_varint(file)
+        elif wire in (1, 5):
+            file.seek(8 if wire == 1 else 4, os.SEEK_CUR)
+        elif wire == 2:
+            length = _read_varint(file)
+            if number != 14:
+                file.seek(length, os.SEEK_CUR)
+            else:
+                entry = {n: _text(v) for n, v, _ in _fields(file.read(length)) if n in (1, 2)}
+                found[entry.get(1, "")] = entry.get(2, "")
+        else:
+            raise CannotSplit(f"wire type {wire}")
+        if file.tell() > size:
+            raise CannotSplit("truncated field")
+    return found
+
+
+def _read_varint(file: BinaryIO, at_end_ok: bool = False) -> int | None:
+    value = shift = 0
+    while True:
+        byte = file.read(1)
+        if not byte:
+            if at_end_ok and shift == 0:
+                return None
+            raise CannotSplit("truncated varint")
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+
+
 def _encode_varint(value: int) -> bytes:
     out = bytearray()
     while True:
@@ -75,7 +121,10 @@ def _message(number: int, payload: bytes) -> bytes:
 
 
 def _text(value: int | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else ""
+    try:
+        return value.decode() if isinstance(value, bytes) else ""
+    except UnicodeDecodeError:
+        raise CannotSplit("a name that is not UTF-8") from None
 
 
 @dataclass

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from actionrec.errors import ModelFileError
-from actionrec.modelfile.card import TEMPORAL_HEADS
+from actionrec.modelfile.card import TEMPORAL_HEADS, read_card
 from actionrec.modelfile.hub import EXTRA, MODEL_FILE
-from actionrec.runtime.recognizer import read_card
 
 
 def model_card_text(model: Path, repo_id: str, run_dir: Path | None = None, license_id: str = "apache-2.0") -> str:

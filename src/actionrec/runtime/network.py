@@ -5,15 +5,14 @@ runs it. It also names the tensor between its halves, and `load_network` splits 
 load (`actionrec.modelfile.graph_split`, without the onnx package): the `Encoder` turns frames into
 per-frame features, the `Head` reads windows of features and gives each window's probabilities.
 A prediction, a timeline, live recognition, Ray actors, evaluation and teaching all use the halves;
-nothing runs the whole graph to get one of them.
-
-Files exported before the split (card format 1) have no separable head. They load as an
-`Encoder` that passes frames through and a `Head` that runs the whole graph on them, so the
-code above sees the same two calls whatever the file.
+nothing runs the whole graph to get one of them. Files exported before the split (card format 1,
+before actionrec 0.2) are refused when their card is read (`actionrec.modelfile.card`): they are to
+be exported again.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Callable
@@ -29,16 +28,14 @@ from actionrec.modelfile.card import (
     FEATURES_INPUT,
     FEATURES_OUTPUT,
     INPUT_NAME,
-    METADATA_KEY,
-    OUTPUT_NAME,
     WINDOW_OUTPUT,
     ModelCard,
+    card_of_file,
 )
 from actionrec.modelfile.hub import resolve_model
 from actionrec.runtime.cores import encoder_threads_alongside_decoder, usable_physical_cores
 
 DEVICES = ("auto", "cpu", "cuda")
-CLIPS_PER_RUN = 8  # whole clips per run of a format-1 graph
 
 
 def choose_providers(device: str) -> list[str]:
@@ -81,16 +78,6 @@ def open_session(model: Path | bytes, source: Path, options: ort.SessionOptions 
         raise ModelFileError(f"{source}: ONNX Runtime cannot load this file ({exc}).") from None
 
 
-def card_of(session: ort.InferenceSession, path: Path) -> ModelCard:
-    return ModelCard.from_json(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), str(path))
-
-
-def read_card(path: str | os.PathLike) -> ModelCard:
-    """The card an exported model carries (labels, frames, input size, ...)."""
-    path = resolve_model(path)
-    return card_of(open_session(path, path), path)
-
-
 def _release(session: ort.InferenceSession, output: str, feed: dict[str, np.ndarray]) -> None:
     """One small run that shrinks the session's memory arena back (the next run takes it again)."""
     options = ort.RunOptions()
@@ -100,28 +87,25 @@ def _release(session: ort.InferenceSession, output: str, feed: dict[str, np.ndar
 
 class Encoder:
     """Frames -> the features the head reads: `encoder(frames)` with (n, S, S, 3) uint8 frames gives
-    (n, F) float32. For a file exported before the split the "features" are the frames themselves
-    (`gives_features` is False): its head reads whole clips.
+    (n, F) float32.
 
     On a CPU, with `make_narrow`, a run that shares the cores (`alongside_decoding`: the decoder is
     the slower stage; or started while another run is under way, which keeps its session) goes to
     a second session on half the cores, made at first need, so that the stages running together do
     not fight over every core (see `actionrec.runtime.cores`); a run alone takes them all."""
 
-    def __init__(self, session: ort.InferenceSession | None, image_size: int = 224,
+    def __init__(self, session: ort.InferenceSession, image_size: int = 224,
                  make_narrow: Callable[[], ort.InferenceSession] | None = None) -> None:
         self.session = session
-        self.gives_features = session is not None
         self._make_narrow = make_narrow
         self._narrow: ort.InferenceSession | None = None
         self._lock = threading.Lock()  # guards the count of runs under way
         self._making = threading.Lock()  # one thread makes the narrow session
         self._running = 0
-        if session is not None:
-            self.output = session.get_outputs()[0].name
-            frames = next(i for i in session.get_inputs() if i.name == INPUT_NAME)
-            # Files exported with free height and width release memory on a 32-pixel frame.
-            self._smallest = image_size if isinstance(frames.shape[2], int) else min(32, image_size)
+        self.output = session.get_outputs()[0].name
+        frames = next(i for i in session.get_inputs() if i.name == INPUT_NAME)
+        # Files exported with free height and width release memory on a 32-pixel frame.
+        self._smallest = image_size if isinstance(frames.shape[2], int) else min(32, image_size)
 
     @classmethod
     def from_file(cls, path: Path, options: ort.SessionOptions | None = None,
@@ -131,14 +115,10 @@ class Encoder:
         return cls(open_session(path, path, options, providers))
 
     def __call__(self, frames: np.ndarray, *, alongside_decoding: bool = False) -> np.ndarray:
-        if self.session is None:
-            return frames
         return self._run(np.ascontiguousarray(frames[None]), alongside_decoding)[0]
 
     def encode_clips(self, clips: np.ndarray) -> np.ndarray:
         """(N, T, S, S, 3) clips -> (N, T, F) in one run."""
-        if self.session is None:
-            return clips
         return self._run(np.ascontiguousarray(clips), False)
 
     def _run(self, frames: np.ndarray, alongside_decoding: bool) -> np.ndarray:
@@ -165,33 +145,25 @@ class Encoder:
         return self._narrow if self._narrow is not None else self.session
 
     def release_memory(self) -> None:
-        if self.session is not None:
-            feed = {INPUT_NAME: np.zeros((1, 1, self._smallest, self._smallest, 3), np.uint8)}
-            for session in (self.session, self._narrow):
-                if session is not None:
-                    _release(session, self.output, feed)
+        feed = {INPUT_NAME: np.zeros((1, 1, self._smallest, self._smallest, 3), np.uint8)}
+        for session in (self.session, self._narrow):
+            if session is not None:
+                _release(session, self.output, feed)
 
 
 class Head:
-    """Windows of encoded frames -> each window's class probabilities: (W, T, F) -> (W, classes). For a
-    file exported before the split, whole clips (W, T, S, S, 3) through the whole graph."""
+    """Windows of encoded frames -> each window's class probabilities: (W, T, F) -> (W, classes)."""
 
-    def __init__(self, session: ort.InferenceSession, reads_features: bool, window_shape: tuple[int, ...]) -> None:
+    def __init__(self, session: ort.InferenceSession, window_shape: tuple[int, int]) -> None:
         self.session = session
-        self.reads_features = reads_features
-        self.input, self.output = (FEATURES_INPUT, WINDOW_OUTPUT) if reads_features else (INPUT_NAME, OUTPUT_NAME)
-        self.window_shape = window_shape  # one window: (T, F), or (T, S, S, 3)
+        self.input, self.output = FEATURES_INPUT, WINDOW_OUTPUT
+        self.window_shape = window_shape  # one window: (T, F)
 
     def __call__(self, units: np.ndarray) -> np.ndarray:
-        if self.reads_features:
-            return self.session.run([self.output], {self.input: np.ascontiguousarray(units, dtype=np.float32)})[0]
-        return np.concatenate([self.session.run([self.output],
-                                                {self.input: np.ascontiguousarray(units[i:i + CLIPS_PER_RUN])})[0]
-                               for i in range(0, len(units), CLIPS_PER_RUN)])
+        return self.session.run([self.output], {self.input: np.ascontiguousarray(units, dtype=np.float32)})[0]
 
     def release_memory(self) -> None:
-        dtype = np.float32 if self.reads_features else np.uint8
-        _release(self.session, self.output, {self.input: np.zeros((1, *self.window_shape), dtype)})
+        _release(self.session, self.output, {self.input: np.zeros((1, *self.window_shape), np.float32)})
 
 
 @dataclass
@@ -204,7 +176,7 @@ class Network:
     path: Path
     device: str  # "cuda" when the sessions run on the CUDA provider, else "cpu"
 
-    def classify(self, clips: np.ndarray, batch_size: int = CLIPS_PER_RUN) -> np.ndarray:
+    def classify(self, clips: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """(N, T, S, S, 3) uint8 clips -> (N, classes) probabilities: both halves."""
         return np.concatenate([self.head(self.encoder.encode_clips(clips[i:i + batch_size]))
                                for i in range(0, len(clips), batch_size)])
@@ -221,20 +193,14 @@ def load_network(path: str | os.PathLike, *, threads: int | None = None, device:
     providers = choose_providers(device)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file. Export one with `actionrec export RUN_DIR`.")
-    halves = split_graph(path.read_bytes(), path)
-    if halves is None:  # exported before the split: one graph, frames -> probabilities
-        whole = open_session(path, path, session_options(threads), providers)
-        card = card_of(whole, path)
-        encoder = Encoder(None, card.image_size)
-        head = Head(whole, False, (card.num_frames, card.image_size, card.image_size, 3))
-    else:
-        encoder_session = open_session(halves[0], path, session_options(threads), providers)
-        card = card_of(encoder_session, path)
-        encoder = Encoder(encoder_session, card.image_size, _narrow_encoder(halves[0], path, threads, providers))
-        head_session = open_session(halves[1], path, session_options(threads), providers)
-        head = Head(head_session, True, (card.num_frames, int(head_session.get_inputs()[0].shape[2])))
-    on_gpu = encoder.session is not None and encoder.session.get_providers()[0] == "CUDAExecutionProvider"
-    on_gpu = on_gpu or head.session.get_providers()[0] == "CUDAExecutionProvider"
+    model_bytes = path.read_bytes()
+    card = card_of_file(io.BytesIO(model_bytes), path)  # read once, before any session
+    encoder_graph, head_graph = split_graph(model_bytes, path)
+    encoder_session = open_session(encoder_graph, path, session_options(threads), providers)
+    encoder = Encoder(encoder_session, card.image_size, _narrow_encoder(encoder_graph, path, threads, providers))
+    head_session = open_session(head_graph, path, session_options(threads), providers)
+    head = Head(head_session, (card.num_frames, int(head_session.get_inputs()[0].shape[2])))
+    on_gpu = "CUDAExecutionProvider" in (encoder.session.get_providers()[0], head.session.get_providers()[0])
     return Network(encoder, head, card, path, "cuda" if on_gpu else "cpu")
 
 
@@ -248,13 +214,14 @@ def _narrow_encoder(graph: bytes, path: Path, threads: int | None,
     return lambda: open_session(graph, path, session_options(narrow), providers)
 
 
-def split_graph(model_bytes: bytes, source: Path) -> tuple[bytes, bytes] | None:
+def split_graph(model_bytes: bytes, source: Path) -> tuple[bytes, bytes]:
     """(encoder graph, head graph) of an exported model's bytes, each a standalone ONNX model with the
-    file's metadata; None for a file exported before the split (no `features` input)."""
+    file's metadata."""
     try:
         inputs, outputs = graph_split.names(model_bytes)
         if FEATURES_INPUT not in inputs or not {FEATURES_OUTPUT, WINDOW_OUTPUT} <= outputs:
-            return None
+            raise graph_split.CannotSplit(f"no {FEATURES_INPUT!r} input, or no {FEATURES_OUTPUT!r} and "
+                                          f"{WINDOW_OUTPUT!r} outputs")
         return (graph_split.cut(model_bytes, INPUT_NAME, FEATURES_OUTPUT),
                 graph_split.cut(model_bytes, FEATURES_INPUT, WINDOW_OUTPUT))
     except graph_split.CannotSplit as exc:

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from actionrec.errors import VideoError
-from actionrec.modelfile.card import ModelCard
+from actionrec.modelfile.card import ModelCard, read_card
 from actionrec.runtime.answer import Prediction, VideoFacts
-from actionrec.runtime.network import Encoder, open_session, read_card
+from actionrec.runtime.network import Encoder, open_session
 from actionrec.runtime.recognizer import Recognizer
 from actionrec.runtime.results import BatchResult
 from actionrec.video import ClipSpec, DecodeLimits, read_clip

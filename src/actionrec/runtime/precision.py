@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from actionrec.errors import ModelFileError
+from actionrec.modelfile.card import read_card
 from actionrec.modelfile.hub import resolve_model
-from actionrec.runtime.network import read_card
 from actionrec.runtime.resources import cpu_facts
 
 PRECISIONS = ("auto", "fp32", "int8")

@@ -15,7 +15,7 @@ import numpy as np
 from actionrec.errors import UndecodableVideoError
 from actionrec.runtime.answer import Prediction, ScoredAction, UnknownCheck, VideoFacts
 from actionrec.runtime.network import Encoder
-from actionrec.runtime.segments import SampleEvidence, Segment, merge_windows
+from actionrec.runtime.segments import SampleEvidence, Segment
 from actionrec.video import ClipSpec, Timeline
 from actionrec.video.stream import FrameChunk, FramePlan, FramesDone
 
@@ -60,10 +60,9 @@ class PredictionBuilder:
             self.positions.setdefault(int(index), []).append(position)
         self.ready = 0  # samples 0..ready-1 are in
         self.next_window = 0
-        # What each sample's windows and own frame say; models exported before the split, whose
-        # frames cannot be read alone, get windows merged by their centres instead.
+        # What each sample's windows and own frame say.
         self.evidence = SampleEvidence(len(plan.samples), len(stages.labels), stages.spec.num_frames) \
-            if self.timeline and stages.encoder.gives_features else None
+            if self.timeline else None
         self.window_probs: list[np.ndarray] = []
         self.inference_s = 0.0
         self.added_at: float | None = None  # when the last chunk was done with
@@ -146,11 +145,9 @@ class PredictionBuilder:
             windows = self.plan.windows[: self.next_window]
             whole = self.next_window == len(self.plan.windows)  # else the stream broke before the last window
             end_s = done.info.duration_s if whole else windows[-1][2]
-            if self.evidence is not None:
-                covered = windows[-1][0] + self.stages.spec.num_frames
-                return self.evidence.segments(self.stages.timeline.interval_s, end_s, self.stages.labels, covered)
-            return merge_windows([(start, end) for _, start, end in windows], np.concatenate(self.window_probs),
-                                 self.stages.labels, end_s)
+            assert self.evidence is not None  # a timeline gathers it
+            covered = windows[-1][0] + self.stages.spec.num_frames
+            return self.evidence.segments(self.stages.timeline.interval_s, end_s, self.stages.labels, covered)
         if self.plan.timeline:  # shorter than one window (or broken before one): the clip is the timeline
             return [Segment(0.0, round(done.info.duration_s, 3), best.action, best.confidence)]
         return None

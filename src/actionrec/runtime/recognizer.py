@@ -33,12 +33,12 @@ from typing import TypeVar
 import numpy as np
 
 from actionrec.errors import UndecodableVideoError
-from actionrec.modelfile.card import ModelCard
+from actionrec.modelfile.card import ModelCard, read_card
 from actionrec.modelfile.unknown import MAX_PROBABILITY, UnknownRule
 from actionrec.runtime.answer import ScoredAction, UnknownCheck
 from actionrec.runtime.frame_batcher import FrameBatcher
 from actionrec.runtime.many_videos import predict_paths
-from actionrec.runtime.network import DEVICES, choose_providers, load_network, read_card
+from actionrec.runtime.network import DEVICES, choose_providers, load_network
 from actionrec.runtime.prediction import WINDOW_BATCH, Prediction, PredictionBuilder
 from actionrec.runtime.results import BatchResult
 from actionrec.video import ClipSpec, DecodeLimits, Timeline, VideoSource, stream_prediction_frames
@@ -77,7 +77,7 @@ class Recognizer:
         self.limits = limits
         self.uncertain_below = uncertain_below
         rule = self.card.unknown_rule
-        if uncertain_below is not None or rule is None or (rule.needs_features and not self.split):
+        if uncertain_below is not None or rule is None:
             rule = UnknownRule(MAX_PROBABILITY, 0.5 if uncertain_below is None else uncertain_below)
         self.unknown_rule: UnknownRule = rule
         self.timeline = Timeline.for_clips(self.spec.num_frames, self.card.clip_duration_s or LEGACY_WINDOW_S)
@@ -89,11 +89,6 @@ class Recognizer:
     @property
     def version(self) -> str:
         return self.card.version
-
-    @property
-    def split(self) -> bool:
-        """Whether the file runs in two halves (exported after the split): its encoder gives features."""
-        return self.encoder.gives_features
 
     def describe(self) -> dict:
         """The model's public facts, as `GET /v1/model` shows them."""
@@ -113,21 +108,18 @@ class Recognizer:
     # -- the stages: encode, classify, answer --------------------------------------------------
 
     def encode(self, frames: np.ndarray, *, alongside_decoding: bool = False) -> np.ndarray:
-        """(n, S, S, 3) frames -> what the head reads for each: (n, features), or the frames
-        themselves for a model exported before the split. With batching on, together with the
-        frames other threads are encoding. `alongside_decoding`: the video's next frames are being
+        """(n, S, S, 3) frames -> what the head reads for each: (n, features). With batching on,
+        together with the frames other threads are encoding. `alongside_decoding`: the video's next frames are being
         decoded meanwhile, more slowly than the encoder works, so the encoder keeps to its share
         of the cores (actionrec.runtime.cores)."""
-        if self.batcher is not None and self.encoder.gives_features:
+        if self.batcher is not None:
             return self.batcher.encode(frames)
         return self.encoder(frames, alongside_decoding=alongside_decoding)
 
     def enable_batching(self, window_s: float = 0.0, max_frames: int = 64) -> None:
         """Encode frames of concurrent predictions together (see `actionrec.runtime.frame_batcher`): more
-        answers a second under load, on a GPU above all. Models exported before the split run
-        unbatched."""
-        if self.encoder.gives_features:
-            self.batcher = FrameBatcher(self.encoder, window_s=window_s, max_frames=max_frames)
+        answers a second under load, on a GPU above all."""
+        self.batcher = FrameBatcher(self.encoder, window_s=window_s, max_frames=max_frames)
 
     def head(self, units: np.ndarray) -> np.ndarray:
         """(W, T, ...) encoded frames -> (W, classes) probabilities."""
@@ -141,10 +133,10 @@ class Recognizer:
              ) -> tuple[list[ScoredAction], UnknownCheck]:
         """One clip's probabilities -> its `top_k` actions, most likely first, and whether it shows
         none of them (see `actionrec.modelfile.unknown`) from its (T, F) frame `features` (what
-        `encode` gave; None for models exported before the split)."""
+        `encode` gave)."""
         order = np.argsort(-probs)[: max(1, min(top_k, len(self.labels)))]
         top = [ScoredAction(self.labels[i], round(float(probs[i]), 4)) for i in order]
-        return top, UnknownCheck(**self.unknown_rule.check(probs, features if self.split else None))
+        return top, UnknownCheck(**self.unknown_rule.check(probs, features))
 
     def release_memory(self) -> None:
         """Give back the memory ONNX Runtime keeps between runs (about 180 MB after a 16 x 224

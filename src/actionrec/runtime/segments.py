@@ -102,9 +102,9 @@ def most_likely_labels(scores: np.ndarray, switch_cost: float) -> np.ndarray:
 
 def merge_windows(bounds: list[tuple[float, float]], probs: np.ndarray, labels: list[str],
                   duration_s: float) -> list[Segment]:
-    """A timeline from windows alone, for models exported before the split (whose frames cannot be
-    read one by one): each window owns the time nearest its centre, and runs of windows with the
-    same best action become one segment (confidence: their mean)."""
+    """A timeline from windows alone, the rule before the samples' evidence (evaluation scores both):
+    each window owns the time nearest its centre, and runs of windows with the same best action
+    become one segment (confidence: their mean)."""
     centres = [(start + end) / 2 for start, end in bounds]
     segments: list[Segment] = []
     confidences: list[float] = []

@@ -3,10 +3,11 @@
 Frames arrive at the source's rate (25 or 30 a second); the model needs only its sampling rate
 (its frame count over its training clips' typical duration). `LiveRecognizer` takes a frame
 whenever a sample is due, encodes it at once, keeps the last window of encoded frames in a ring,
-and answers from the newest window. When samples fall further apart than the wanted update
-interval, it samples at a finer step and reads every k-th one, so the answer changes at least
-that often while every window still spans what a training clip spanned. The answer lags the
-newest frame by one encoder run and one head run.
+and answers from the newest window. The steps are the model's timeline's (`Timeline.live` in
+`actionrec.video.spec`, the one definition of sampling): when samples fall further apart than the
+wanted update interval, it samples at a finer step and reads every k-th one, so the answer
+changes at least that often while every window still spans what a training clip spanned. The
+answer lags the newest frame by one encoder run and one head run.
 
 `watch` runs it on a source opened with PyAV: `actionrec watch SOURCE`, and the server's
 WebSocket route, feed it frames.
@@ -14,7 +15,6 @@ WebSocket route, feed it frames.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -49,15 +49,12 @@ class LiveRecognizer:
     """Samples frames as they arrive and answers from the newest window of them."""
 
     def __init__(self, recognizer: Recognizer, update_interval_s: float = 0.5, top_k: int = 3) -> None:
-        if not update_interval_s > 0:
-            raise ValueError(f"the update interval must be more than 0 s, not {update_interval_s}")
         self.recognizer = recognizer
         self.top_k = top_k
-        interval = recognizer.timeline.interval_s  # a training clip's time between two sampled frames
-        self.substeps = max(1, math.ceil(interval / update_interval_s - 1e-9))
-        self.step_s = interval / self.substeps
+        self.sampling = recognizer.timeline.live(update_interval_s)  # ValueError unless above 0 s
+        self.substeps, self.step_s = self.sampling.every, self.sampling.step_s
         self.window = recognizer.spec.num_frames
-        self.units: deque[np.ndarray] = deque(maxlen=(self.window - 1) * self.substeps + 1)
+        self.units: deque[np.ndarray] = deque(maxlen=self.sampling.span)
         self.next_sample_s: float | None = None
 
     def due(self, time_s: float) -> bool:
@@ -76,7 +73,7 @@ class LiveRecognizer:
         self.units.append(self.recognizer.encode(image[None])[0])
         if len(self.units) < self.units.maxlen:
             return None
-        window = np.stack(list(self.units)[:: self.substeps])[None]
+        window = np.stack(self.sampling.window(self.units))[None]
         top, check = self.recognizer.rank(self.recognizer.head(window)[0], self.top_k, window[0])
         return LiveAnswer(round(time_s, 3), top[0].action, top[0].confidence, top, check.unknown,
                           round(time.monotonic() - arrived, 4))

@@ -119,7 +119,7 @@ class Teaching:
         return found
 
     def _base_card(self):
-        from actionrec.runtime.recognizer import read_card
+        from actionrec.modelfile.card import read_card
 
         return read_card(self.base_path)
 
@@ -293,7 +293,7 @@ class Teaching:
         return path
 
     def models(self) -> dict:
-        from actionrec.runtime.recognizer import read_card
+        from actionrec.modelfile.card import read_card
 
         served = self.service.recognizer.model_path
         listed = []

@@ -38,7 +38,7 @@ from actionrec.modelfile.unknown import FEATURE_SIMILARITY, UnknownRule
 from actionrec.runtime.recognizer import Recognizer
 from actionrec.teaching.graph import write_taught_graph
 from actionrec.teaching.head import base_center, fit_on_clips, leave_one_out, unknown_rule
-from actionrec.video import DecodeLimits, read_clip
+from actionrec.video import SAMPLING_RULE, SAMPLING_VERSION, DecodeLimits, read_clip
 
 MAX_ACTIONS = 50
 MAX_CLIPS_PER_ACTION = 50
@@ -104,7 +104,7 @@ def examples_in_folder(folder: str | os.PathLike) -> dict[str, list[Path]]:
 
 def check_base(recognizer: Recognizer) -> None:
     """TeachError unless `recognizer`'s model can lend its encoder: a file with two halves."""
-    if not recognizer.encoder.gives_features or not recognizer.card.num_features:
+    if not recognizer.card.num_features:
         raise TeachError(f"{recognizer.model_path}: this model was exported before its encoder could run alone, so "
                          "it cannot be taught. Export it again with this version (`actionrec export RUN_DIR`).")
 
@@ -232,5 +232,5 @@ def _taught_card(recognizer: Recognizer, name: str, counts: dict[str, int], base
         dataset=f"taught: {num_examples} example clips of {len(counts)} actions", validation=None,
         exported_at=stamp.isoformat(timespec="seconds"),
         clip_duration_s=round(float(np.median(durations)), 3) if durations else card.clip_duration_s,
-        unknown=rule.to_dict(),
+        unknown=rule.to_dict(), sampling=SAMPLING_RULE, sampling_version=SAMPLING_VERSION,  # its clips' sampling
     )

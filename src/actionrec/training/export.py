@@ -28,6 +28,7 @@ from actionrec.modelfile.card import (
     write_card,
 )
 from actionrec.training.model import ActionModel, ExportGraph
+from actionrec.video.spec import SAMPLING_RULE, SAMPLING_VERSION
 
 DEFAULT_OPSET = 17
 
@@ -41,7 +42,8 @@ def export_model(model: ActionModel, card: ModelCard, out: str | Path, *, opset:
     import onnx
     from onnx import numpy_helper
 
-    card = replace(card, num_features=model.num_features)
+    # Clips are sampled by this actionrec's rule, whatever card was given: the card says which.
+    card = replace(card, num_features=model.num_features, sampling=SAMPLING_RULE, sampling_version=SAMPLING_VERSION)
     frames, size = card.num_frames, card.image_size
     graph_module = ExportGraph(model).eval()
     example = (torch.randint(0, 256, (2, frames, size, size, 3), dtype=torch.uint8,

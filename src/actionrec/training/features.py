@@ -33,6 +33,7 @@ from actionrec.training.devices import Runtime, cores_per_process, gather
 from actionrec.training.export import to_onnx
 from actionrec.training.model import ActionModel, FrameFeatures
 from actionrec.training.views import ViewDecoder
+from actionrec.video import spec as sampling
 
 FeatureFunction = Callable[[np.ndarray], np.ndarray]
 
@@ -152,6 +153,7 @@ def extractor_folder(config: TrainConfig, backbone_id: str) -> Path:
 def cache_for(config: TrainConfig, views: int, backbone_id: str) -> ClipCache:
     settings = {
         "spec": config.spec.to_dict(),
+        "sampling_version": sampling.SAMPLING_VERSION,  # another rule never reuses these frames or features
         "views": views,
         "flip": config.flip,
         "seed": config.seed,

@@ -200,7 +200,7 @@ class RunDir:
         where the two name the same action on at least `MIN_AGREEMENT` of the clips; else it is
         removed and None is returned. The comparison is also written to the run."""
         from actionrec.evaluation.model_files import evaluate_files, rule_on_clips, validation_clips
-        from actionrec.runtime.network import read_card
+        from actionrec.modelfile.card import read_card
         from actionrec.runtime.precision import MIN_AGREEMENT
         from actionrec.runtime.recognizer import Recognizer
         from actionrec.training.quantize import quantize_model

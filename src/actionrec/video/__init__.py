@@ -14,7 +14,16 @@ exactly the frames it was trained on.
 from actionrec.errors import VideoError
 from actionrec.video.decode import read_clip, read_views
 from actionrec.video.probe import VideoProbe, VideoSource, probe
-from actionrec.video.spec import SAMPLING_RULE, Clip, ClipSpec, DecodeLimits, Timeline, VideoInfo, sample_indices
+from actionrec.video.spec import (
+    SAMPLING_RULE,
+    SAMPLING_VERSION,
+    Clip,
+    ClipSpec,
+    DecodeLimits,
+    Timeline,
+    VideoInfo,
+    sample_indices,
+)
 from actionrec.video.stream import stream_prediction_frames
 
 __all__ = [
@@ -22,6 +31,7 @@ __all__ = [
     "ClipSpec",
     "DecodeLimits",
     "SAMPLING_RULE",
+    "SAMPLING_VERSION",
     "VideoError",
     "Timeline",
     "VideoInfo",

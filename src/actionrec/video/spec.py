@@ -15,9 +15,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
+T = TypeVar("T")
+
+# The version of the sampling rule below (`sample_indices`, `segment_targets`, `Timeline`): a model
+# card records it, a file sampled by another version is refused at load, and training's cache keys
+# include it. Change it whenever the frames a clip is sampled into change.
+SAMPLING_VERSION = 1
 SAMPLING_RULE = (
     "split the clip's time span into num_frames equal segments and take the frame shown at each "
     "segment's centre (training: a random moment inside each segment); frames are RGB, the shorter "
@@ -173,6 +180,16 @@ class Timeline:
             return np.zeros(0)
         return (np.arange(count) + 0.5) * self.interval_s
 
+    def live(self, update_interval_s: float) -> LiveSampling:
+        """This grid followed as a live source plays: a sample every `interval_s`, or where that is
+        longer than `update_interval_s` (the longest wait for a new answer), every `interval_s / k`,
+        k the fewest parts that bring it within; each window then reads every k-th sample, so it
+        still spans what a training clip spans."""
+        if not update_interval_s > 0:
+            raise ValueError(f"the update interval must be more than 0 s, not {update_interval_s}")
+        every = max(1, math.ceil(self.interval_s / update_interval_s - 1e-9))
+        return LiveSampling(self.interval_s / every, every, self.frames_per_window)
+
     def windows(self, num_samples: int) -> list[int]:
         """The first sample of each window; the last window ends with the last sample."""
         if num_samples < self.frames_per_window:
@@ -182,3 +199,23 @@ class Timeline:
         if starts[-1] != last:
             starts.append(last)
         return starts
+
+
+@dataclass(frozen=True)
+class LiveSampling:
+    """A `Timeline` followed live (`Timeline.live`): a sample every `step_s`, and the newest window
+    the `frames_per_window` samples `every` apart that end with the newest sample."""
+
+    step_s: float
+    every: int
+    frames_per_window: int
+
+    @property
+    def span(self) -> int:
+        """How many of the latest samples a window reaches over, the newest included."""
+        return (self.frames_per_window - 1) * self.every + 1
+
+    def window(self, samples: Sequence[T]) -> list[T]:
+        """The newest window's samples, oldest first, from the latest `span` (or more) samples."""
+        return list(samples)[-self.span :: self.every]
+
