@@ -62,6 +62,34 @@ def test_no_import_cycles():
     assert not cycles, cycles
 
 
+# The package's rooms, lowest floor first: a room imports only from the floors below it.
+FLOORS = (
+    ("errors", "files"),
+    ("video", "client"),
+    ("datasets", "modelfile"),
+    ("runtime",),
+    ("evaluation", "teaching"),
+    ("serve", "training"),
+    ("testing",),
+    ("benchmarks",),
+    ("cli",),
+)
+
+
+def room_of(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else ""
+
+
+def test_every_room_imports_only_from_the_floors_below_it():
+    floor = {room: level for level, rooms in enumerate(FLOORS) for room in rooms}
+    rooms = {room_of(name) for name in import_graph()} - {"", "__main__"}
+    assert rooms == set(floor), f"a room without a floor, or a floor without a room: {rooms ^ set(floor)}"
+    upward = sorted(f"{name} imports {imported}" for name, imports in import_graph().items() if room_of(name) in floor
+                    for imported in imports if room_of(imported) in floor
+                    and room_of(imported) != room_of(name) and floor[room_of(imported)] >= floor[room_of(name)])
+    assert not upward
+
+
 def test_serving_modules_reach_neither_torch_nor_training_code():
     reachable = reachable_from(SERVING)
     assert not [name for name in reachable if name.startswith(("actionrec.training", "actionrec.datasets"))]
@@ -90,19 +118,6 @@ def reachable_from(prefixes: tuple[str, ...]) -> set[str]:
 def test_the_inference_layer_reaches_no_training_or_dataset_code():
     assert not {name for name in reachable_from(INFERENCE)
                 if name.startswith(("actionrec.training", "actionrec.datasets"))}
-
-
-def test_model_files_sit_below_the_runtime():
-    """A model file's card is read without ONNX Runtime: nothing in modelfile/ reaches runtime/ (the
-    package's root, which names Recognizer only when asked for it, is not followed)."""
-    graph = import_graph()
-    reachable, stack = set(), [name for name in graph if name.startswith("actionrec.modelfile")]
-    while stack:
-        name = stack.pop()
-        if name not in reachable and name != "actionrec":
-            reachable.add(name)
-            stack.extend(graph.get(name, ()))
-    assert not {name for name in reachable if name.startswith("actionrec.runtime")}
 
 
 def test_evaluating_model_files_reaches_no_training_code():
