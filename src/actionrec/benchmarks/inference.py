@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any, TypedDict
 
 import av
 import numpy as np
@@ -78,7 +79,7 @@ def compare_models(models: list[Path], video: Path, repeats: int = 5, threads: i
         for recognizer in recognizers:
             model_times[id(recognizer)].append(_median_seconds(partial(recognizer.classify, frames[id(recognizer)]), 1))
             answer_times[id(recognizer)].append(_median_seconds(partial(recognizer.predict, video), 1))
-    results = []
+    results: list[dict[str, Any]] = []
     for recognizer in recognizers:
         model_s, answer_s = (statistics.median(t[id(recognizer)]) for t in (model_times, answer_times))
         results.append({"model": str(recognizer.model_path), "precision": recognizer.card.precision,
@@ -204,7 +205,18 @@ def benchmark_folder(recognizer: Recognizer, videos: list[Path], workers: int | 
             "clips_per_s": round(len(videos) / seconds, 2), "workers": workers or os.cpu_count()}
 
 
-def speed_table(results: dict) -> list[dict]:
+class SpeedRow(TypedDict):
+    """One line of the speed table: a figure, its ratio to what it is compared `of`, and the floor
+    or ceiling the ratio is asked to keep (an operator and a number), if any."""
+
+    what: str
+    figure: str
+    ratio: float | None
+    of: str
+    target: tuple[str, float] | None
+
+
+def speed_table(results: dict) -> list[SpeedRow]:
     """The figures a user feels, each as a ratio to its floor measured in the same run: `results`
     as `actionrec benchmark` gathers them (videos: a short clip first, a long video last)."""
     short, long = results["videos"][0], results["videos"][-1]
@@ -212,8 +224,8 @@ def speed_table(results: dict) -> list[dict]:
     # Answers a second the cores allow when each answer's decoding and network share them.
     cpu = short["cpu_seconds"]
     cores_rate = short["cores"] / (cpu["clip_read"] + min(cpu["clip_network"], cpu["clip_network_sharing_cores"]))
-    rows = [{"what": "the network alone on one clip", "figure": f"{network_s * 1000:.1f} ms", "ratio": None,
-             "of": "-", "target": None}]
+    rows: list[SpeedRow] = [{"what": "the network alone on one clip", "figure": f"{network_s * 1000:.1f} ms",
+                             "ratio": None, "of": "-", "target": None}]
     for entry in results.get("models", [])[1:]:
         rows.append({"what": f"the network alone, {entry['precision']}", "figure": f"{entry['model_ms']:.1f} ms",
                      "ratio": entry["model_vs_first"], "of": "the first model's", "target": None})

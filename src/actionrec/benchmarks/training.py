@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from actionrec.datasets import evenly
 from actionrec.errors import TrainingError
 from actionrec.runtime.resources import PeakMemory
 from actionrec.training import devices
-from actionrec.training.config import TrainConfig
+from actionrec.training.config import TrainConfig, resolved
 from actionrec.training.data import PREFETCH_BATCHES
 from actionrec.training.devices import Runtime
 from actionrec.training.features import build_cache, cache_for
@@ -37,7 +38,8 @@ class _Utilisation:
     """The GPU's mean utilisation (%) while a phase runs, sampled through NVML (None without it)."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self.runtime, self.samples = runtime, []
+        self.runtime = runtime
+        self.samples: list[float] = []
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -94,22 +96,24 @@ def benchmark_training(config: TrainConfig, steps: int = 20, clips: int | None =
     runtime = devices.start(config)
     try:
         ready = setup(config, console, runtime)
-        samples = evenly(ready.dataset.train, clips)
+        samples = list(evenly(ready.dataset.train, clips))
         config.resolve_schedule(len(ready.dataset.train))  # the batch training would use
+        views = resolved(config.train_views, "train_views")
         on_the_fly = config.on_the_fly
-        missing = 0 if on_the_fly else len(cache_for(config, config.train_views, ready.backbone_id).missing(
+        missing = 0 if on_the_fly else len(cache_for(config, views, ready.backbone_id).missing(
             [s.path for s in samples]))
         with PeakMemory() as cache_memory, _Utilisation(runtime) as cache_gpu:
             started = time.perf_counter()
+            failed: dict[Path, str]
             if on_the_fly:  # nothing to cache: training steps decode
                 cache, usable, failed = None, samples, {}
             else:
-                cache, usable, failed = build_cache(config, samples, config.train_views, ready.backbone_id, console,
+                cache, usable, failed = build_cache(config, samples, views, ready.backbone_id, console,
                                                     "Caching training clips", ready.extractor, runtime)
             cache_seconds = time.perf_counter() - started
         if not usable:
             raise TrainingError(f"none of the {len(samples)} training clips could be read: nothing to time.")
-        side = Side(usable, cache, 1 if cache is None else config.train_views)
+        side = Side(usable, cache, 1 if cache is None else views)
         with PeakMemory() as train_memory, _Utilisation(runtime) as train_gpu:
             train_seconds, timed_clips = _time_steps(start_state(ready.model, config, runtime, max(1, steps)), side,
                                                      config, runtime, steps, train_gpu)
@@ -117,11 +121,12 @@ def benchmark_training(config: TrainConfig, steps: int = 20, clips: int | None =
         devices.stop(runtime)
 
     steps_per_s = steps / train_seconds
+    batch_size = resolved(config.batch_size, "batch_size")
     built = missing - len(failed)
     result: dict[str, Any] = {
         "runtime": runtime.describe(),
         "settings": {"frames": config.frames, "image_size": config.image_size, "end_to_end": config.end_to_end,
-                     "batch_size": config.batch_size, "micro_batch_size": config.micro_batch_size,
+                     "batch_size": batch_size, "micro_batch_size": config.micro_batch_size,
                      "train_views": config.train_views, "workers": config.workers, "decode_on_the_fly": on_the_fly},
         "cache": None if on_the_fly else {
             "clips": built, "already_cached": len(samples) - missing, "failed": len(failed),
@@ -130,7 +135,7 @@ def benchmark_training(config: TrainConfig, steps: int = 20, clips: int | None =
         "training": {"steps": steps, "seconds": round(train_seconds, 2), "steps_per_s": round(steps_per_s, 3),
                      "clips_per_s": round(timed_clips / train_seconds, 2),
                      "peak_rss_mb": round(train_memory.total_mb), "gpu_utilisation_pct": train_gpu.mean},
-        "projected_ucf101_split1_epoch_s": round(UCF101_SPLIT1_TRAINING_CLIPS / config.batch_size / steps_per_s),
+        "projected_ucf101_split1_epoch_s": round(UCF101_SPLIT1_TRAINING_CLIPS / batch_size / steps_per_s),
     }
     if runtime.cuda:
         result["training"]["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated(runtime.device) / 2**20)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from actionrec.cli.common import console, fail, needs_serving_extra, needs_training_extra
-from actionrec.datasets import DATASET_KINDS
+from actionrec.datasets import DatasetKind
 from actionrec.errors import ActionrecError
-from actionrec.training.config import PRECISIONS
+from actionrec.training.config import TrainingPrecision
 
 
 def benchmark(
@@ -87,8 +87,9 @@ def _measure(recognizer, model: Path, videos: list[Path], repeats: int, threads:
     from actionrec.cli.predicting import expand
     from actionrec.runtime.resources import describe_cpu
 
-    results = {"machine": describe_cpu(), "model": str(model), "threads": threads or "onnxruntime default",
-               "videos": [benchmark_video(recognizer, video, repeats) for video in videos]}
+    results: dict[str, Any] = {"machine": describe_cpu(), "model": str(model),
+                               "threads": threads or "onnxruntime default",
+                               "videos": [benchmark_video(recognizer, video, repeats) for video in videos]}
     if compare:
         results["models"] = compare_models([model, *compare], videos[0], max(5, repeats), threads)
     if server:
@@ -111,7 +112,7 @@ def _print_speed_table(rows: list[dict]) -> None:
 
 def benchmark_train(
     data_dir: Path = typer.Argument(..., help="Dataset root (folder per class, or UCF101 with --dataset ucf101)."),
-    dataset: Literal[DATASET_KINDS] = typer.Option("folder", help="Dataset kind."),
+    dataset: DatasetKind = typer.Option("folder", help="Dataset kind."),
     finetune: bool = typer.Option(True, "--finetune/--frozen", help="Train the backbone too (frames cached), or "
                                                                      "the head on cached frozen features."),
     backbone_weights: str = typer.Option("none", help="imagenet | none | PATH (the figures do not depend on it)."),
@@ -122,7 +123,7 @@ def benchmark_train(
     micro_batch_size: int | None = typer.Option(None, help="Clips per forward/backward pass (default: the batch)."),
     train_views: int = typer.Option(2, help="Views cached per clip (the UCF101 recipe's 2)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    precision: Literal[PRECISIONS] = typer.Option("auto", help="auto: bf16/fp16 on a GPU, fp32 on a CPU."),
+    precision: TrainingPrecision = typer.Option("auto", help="auto: bf16/fp16 on a GPU, fp32 on a CPU."),
     workers: int | None = typer.Option(None, help="Decoding processes (default: one per core)."),
     decode_on_the_fly: bool = typer.Option(False, "--decode-on-the-fly", help="Time steps that decode a fresh view "
                                                                               "each time instead of cached frames."),
@@ -139,7 +140,7 @@ def benchmark_train(
 
     from actionrec.benchmarks.training import benchmark_training
     from actionrec.runtime.resources import describe_cpu
-    from actionrec.training.config import TrainConfig
+    from actionrec.training.config import TrainConfig, resolved
 
     scratch = Path(tempfile.mkdtemp(prefix="actionrec-benchmark-train-"))
     try:
@@ -161,7 +162,7 @@ def benchmark_train(
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    _print_training_benchmark(result, config.batch_size)
+    _print_training_benchmark(result, resolved(config.batch_size, "batch_size"))
 
 
 def _print_training_benchmark(result: dict, batch_size: int) -> None:

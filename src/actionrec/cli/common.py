@@ -3,6 +3,8 @@ that an optional part of the package is installed."""
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -33,7 +35,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 EXIT_FAILED, EXIT_USAGE, EXIT_NOTHING_RAN = 1, 2, 3
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> None:
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     err_console.print(f"[red]error:[/red] {escape(message)}")  # messages name extras like actionrec[serve]
     raise typer.Exit(code)
 

@@ -15,6 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -30,7 +31,7 @@ from actionrec.training.config import TrainConfig, read_settings
 # 8 frames x 10 epochs 49%, 4 x 20 85%, 4 x 20 with shifts 94-95%).
 DEMO_CLIPS_PER_CLASS = 80
 EXAMPLES_PER_CLASS = 2
-DEMO_TRAINING = dict(
+DEMO_TRAINING: dict[str, Any] = dict(
     frames=4,
     image_size=32,
     width_mult=1.0,

@@ -243,16 +243,18 @@ def watch(
     from actionrec.runtime.watching import LiveAnswer
     from actionrec.runtime.watching import watch as watch_source
 
-    seen = {"answers": 0, "action": None}
+    answers = 0
+    last_action: str | None = None
 
     def on_answer(answer: LiveAnswer) -> None:
+        nonlocal answers, last_action
         if as_json:
             print(json.dumps(answer.to_dict()), flush=True)
-        elif answer.action != seen["action"]:
+        elif answer.action != last_action:
             flag = "  [yellow](uncertain)[/yellow]" if answer.uncertain else ""
             console.print(f"{answer.time_s:8.1f} s  [bold]{answer.action}[/bold] ({answer.confidence:.0%}){flag}")
-        seen["answers"] += 1
-        seen["action"] = answer.action
+        answers += 1
+        last_action = answer.action
 
     def on_event(kind: str, text: str) -> None:
         if as_json:
@@ -267,4 +269,4 @@ def watch(
     except (ActionrecError, ValueError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        on_event("stopped", f"stopped after {seen['answers']} answers")
+        on_event("stopped", f"stopped after {answers} answers")

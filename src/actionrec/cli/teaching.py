@@ -67,8 +67,9 @@ def teach(
     if result.loo_accuracy is not None:
         console.print(f"Leaving each clip out in turn, the others named it right {result.loo_accuracy:.0%} of the "
                       "time (an estimate from few clips: try it on new ones).")
-    rule = result.card.unknown_rule
-    console.print(f"None of these: answers under {rule.threshold:.3f} in similarity to the taught clips are flagged "
-                  "uncertain.")
+    rule = result.card.unknown_rule  # a taught card always has one
+    if rule is not None:
+        console.print(f"None of these: answers under {rule.threshold:.3f} in similarity to the taught clips are "
+                      "flagged uncertain.")
     console.print(escape(f"Wrote {out} in {result.timings_s['total']:.1f} s. Try it: actionrec predict {out} "
                          "VIDEO, or actionrec serve " + str(out)))

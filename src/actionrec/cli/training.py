@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from actionrec.cli.common import EXIT_USAGE, console, fail, needs_training_extra
 from actionrec.cli.config_options import config_options
-from actionrec.datasets import DATASET_KINDS
+from actionrec.datasets import DatasetKind
 from actionrec.errors import ActionrecError
 from actionrec.training.config import TrainConfig, read_settings
-
-DatasetKind = Literal[DATASET_KINDS]  # choices Click checks (exit code 2) and lists in --help
 
 
 def synth(
@@ -171,7 +170,7 @@ def evaluate(
 
 def _evaluate_model_files(models: list[Path], data_dir: Path | None, dataset: str, split: int,
                           val_fraction: float, seed: int, limit: int | None, as_json: bool,
-                          unknown: list[Path] = (), timelines: int = 0, seed_timelines: int = 0) -> None:
+                          unknown: Sequence[Path] = (), timelines: int = 0, seed_timelines: int = 0) -> None:
     """Torch-free: model files through ONNX Runtime on the dataset's validation clips."""
     import json
 
@@ -191,7 +190,7 @@ def _evaluate_model_files(models: list[Path], data_dir: Path | None, dataset: st
 
 
 def _measure_model_files(models: list[Path], data_dir: Path, dataset: str, split: int, val_fraction: float, seed: int,
-                         limit: int | None, unknown: list[Path], timelines: int, seed_timelines: int) -> dict:
+                         limit: int | None, unknown: Sequence[Path], timelines: int, seed_timelines: int) -> dict:
     import tempfile
 
     from rich.progress import Progress

@@ -13,19 +13,20 @@ Two kinds:
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, get_args
 
 from actionrec.datasets import folder, ucf101
 from actionrec.datasets.base import DATASET_LIMITS, DatasetSplit, Sample, clip_group, evenly, is_video_file
 from actionrec.errors import DatasetError
 
-DATASET_KINDS = ("folder", "ucf101")
+DatasetKind = Literal["folder", "ucf101"]
+DATASET_KINDS: tuple[DatasetKind, ...] = get_args(DatasetKind)
 
 
 def load_dataset(
     root: str | os.PathLike,
     *,
-    kind: Literal["folder", "ucf101"] = "folder",
+    kind: DatasetKind = "folder",
     split: int = 1,
     val_fraction: float = 0.2,
     seed: int = 0,

@@ -50,6 +50,7 @@ def _fields(data: bytes) -> Iterator[tuple[int, int | bytes, bytes]]:
         start = at
         key, at = _varint(data, at)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, at = _varint(data, at)
         elif wire == 1:
@@ -120,6 +121,13 @@ def _message(number: int, payload: bytes) -> bytes:
     return _encode_varint(number << 3 | 2) + _encode_varint(len(payload)) + payload
 
 
+def _message_bytes(value: int | bytes, what: str) -> bytes:
+    """The bytes of a field that must hold a message; CannotSplit where it holds a number."""
+    if not isinstance(value, bytes):
+        raise CannotSplit(f"its {what} is not a message")
+    return value
+
+
 def _text(value: int | bytes) -> str:
     try:
         return value.decode() if isinstance(value, bytes) else ""
@@ -141,11 +149,11 @@ def _read_graph(payload: bytes) -> _Graph:
     graph = _Graph()
     for number, value, raw in _fields(payload):
         if number == 1:
-            node = list(_fields(value))
+            node = list(_fields(_message_bytes(value, "node")))
             graph.nodes.append((raw, [_text(v) for n, v, _ in node if n == 1], [_text(v) for n, v, _ in node if n == 2],
                                 next((_text(v) for n, v, _ in node if n == 4), "")))
         elif number == 5:
-            tensor = list(_fields(value))
+            tensor = list(_fields(_message_bytes(value, "initializer")))
             if any(n == 14 and v == 1 for n, v, _ in tensor):
                 raise CannotSplit("its weights are stored outside the file (external data)")
             name = next((_text(v) for n, v, _ in tensor if n == 8), "")
@@ -159,7 +167,7 @@ def _read_graph(payload: bytes) -> _Graph:
             data_type = next((v for n, v, _ in tensor if n == 2 and isinstance(v, int)), 1)
             graph.initializers[name] = (raw, dims, data_type)
         elif number in (11, 12):
-            name = next((_text(v) for n, v, _ in _fields(value) if n == 1), "")
+            name = next((_text(v) for n, v, _ in _fields(_message_bytes(value, "input or output")) if n == 1), "")
             graph.values[name] = raw
             (graph.inputs if number == 11 else graph.outputs).add(name)
         elif number in (2, 10, 16):  # its name, doc string, metadata; value_info is inferred again

@@ -32,10 +32,10 @@ class _PathPredictor:
 def predict_paths(recognizer: Any, paths: Iterable[str | os.PathLike], *, workers: int | None = None, top_k: int = 5,
                   segments: bool = False, timeout_s: float | None = 300.0) -> Iterator[BatchResult]:
     """`recognizer.predict_many(paths, ...)` (a `Recognizer`; see there)."""
-    paths = [Path(path) for path in paths]
+    videos = [Path(path) for path in paths]
     workers = os.cpu_count() or 1 if workers is None else workers
-    if workers <= 1 or len(paths) <= 1:
-        for path in paths:
+    if workers <= 1 or len(videos) <= 1:
+        for path in videos:
             try:
                 yield BatchResult(path, recognizer.predict(path, top_k=top_k, segments=segments))
             except VideoError as exc:
@@ -44,7 +44,7 @@ def predict_paths(recognizer: Any, paths: Iterable[str | os.PathLike], *, worker
     threads = max(1, (os.cpu_count() or 1) // workers)
     factory = partial(_PathPredictor, type(recognizer), recognizer.model_path, threads, recognizer.limits,
                       recognizer.uncertain_below, top_k, segments)
-    for path, outcome in GuardedPool(factory, workers, timeout_s).run(paths):
+    for path, outcome in GuardedPool(factory, workers, timeout_s).run(videos):
         if outcome.kind == "ok":
             yield BatchResult(path, outcome.value)
         else:

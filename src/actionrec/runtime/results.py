@@ -46,7 +46,8 @@ def result_key(path: Path | str) -> str:
 
 
 def _row_key(row: dict) -> str:
-    return result_key(row.get("path") or row.get("file"))
+    path = row.get("path") or row.get("file")
+    return result_key(str(path)) if path else ""  # a row that names no video matches none
 
 
 def read_rows(path: Path) -> list[dict]:

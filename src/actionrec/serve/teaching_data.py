@@ -23,13 +23,16 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
 from actionrec.errors import ModelFileError, RequestError
 from actionrec.serve import uploads
 from actionrec.serve.durable import durable_write, read_json, write_json
+
+if TYPE_CHECKING:
+    from actionrec.modelfile.card import ModelCard
 
 log = logging.getLogger("actionrec.server")
 
@@ -118,9 +121,11 @@ class Teaching:
                 found[folder.name] = sorted(clips, key=lambda c: c.get("added_at", 0))
         return found
 
-    def _base_card(self):
+    def _base_card(self) -> ModelCard:
         from actionrec.modelfile.card import read_card
 
+        if self.base_path is None:
+            raise RequestError(409, "This server was given no model file to teach from.", "teaching_off")
         return read_card(self.base_path)
 
     def about(self) -> dict[str, Any]:
@@ -296,7 +301,7 @@ class Teaching:
         from actionrec.modelfile.card import read_card
 
         served = self.service.recognizer.model_path
-        listed = []
+        listed: list[dict[str, Any]] = []
         paths = [(BASE_ID, self.started_path)]
         if self.base_path is not None and Path(self.base_path).resolve() != self.started_path.resolve():
             paths.append((TEACH_BASE_ID, Path(self.base_path)))

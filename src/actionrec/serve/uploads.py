@@ -18,7 +18,7 @@ import shutil
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -150,7 +150,7 @@ async def save_video(request: Request, limits: UploadLimits, folder: Path, held:
 
 
 async def _limited(request: Request, limits: UploadLimits, held: BudgetHold | None, copies: int = 1
-                   ) -> AsyncIterator[bytes]:
+                   ) -> AsyncGenerator[bytes, None]:
     """The body's chunks, abandoned as soon as they pass the size limit or the budget, stall, or
     come too slowly: the last `idle_timeout_s` must always have brought `min_rate` bytes a second,
     so a client cannot send fast at first and then hold its place with a byte now and then."""
@@ -208,7 +208,7 @@ def _too_slow(limits: UploadLimits, received: int) -> UploadError:
                        "upload_timeout", {"Connection": "close"})
 
 
-async def _save_multipart_file(request: Request, body: AsyncIterator[bytes], path: Path) -> None:
+async def _save_multipart_file(request: Request, body: AsyncGenerator[bytes, None], path: Path) -> None:
     """The `file` field of a multipart body, copied to `path`."""
     parser = UploadForm(request.headers, body, max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES)
     try:

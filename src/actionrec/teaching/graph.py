@@ -6,6 +6,7 @@ arithmetic before it is kept.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,11 +74,12 @@ def _head_nodes(source: str, output: str, prefix: str, axes_as_input: bool) -> l
     from onnx import helper
 
     mean_inputs = [source] + ([f"{prefix}_axes"] if axes_as_input else [])
-    mean_kwargs = {} if axes_as_input else {"axes": [1]}
+    mean_kwargs: dict[str, Any] = {} if axes_as_input else {"axes": [1]}
+    norm_kwargs: dict[str, Any] = {} if axes_as_input else {"axes": [-1]}
     return [
         helper.make_node("ReduceMean", mean_inputs, [f"{prefix}_mean"], keepdims=0, **mean_kwargs),
         helper.make_node("ReduceL2", [f"{prefix}_mean"] + ([f"{prefix}_axes_last"] if axes_as_input else []),
-                         [f"{prefix}_norm"], keepdims=1, **({} if axes_as_input else {"axes": [-1]})),
+                         [f"{prefix}_norm"], keepdims=1, **norm_kwargs),
         helper.make_node("Max", [f"{prefix}_norm", "taught_eps"], [f"{prefix}_norm_safe"]),
         helper.make_node("Div", [f"{prefix}_mean", f"{prefix}_norm_safe"], [f"{prefix}_pooled"]),
         helper.make_node("Gemm", [f"{prefix}_pooled", "taught_weights", "taught_bias"], [f"{prefix}_logits"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 
 def make_untrained_model(
@@ -18,7 +19,7 @@ def make_untrained_model(
     labels: Sequence[str] = ("grow", "shrink", "brighten", "darken"),
     num_frames: int = 4,
     image_size: int = 32,
-    temporal: str = "lstm",
+    temporal: Literal["lstm", "mean"] = "lstm",
     seed: int = 0,
     width_mult: float = 0.35,
     hidden_size: int = 32,

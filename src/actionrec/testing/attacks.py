@@ -26,6 +26,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -51,7 +52,10 @@ def png_bomb(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
-def peak_while(work: Callable[[], object], sample: Callable[[], float]) -> tuple[float, object]:
+_Result = TypeVar("_Result")
+
+
+def peak_while(work: Callable[[], _Result], sample: Callable[[], float]) -> tuple[float, _Result]:
     """(the largest `sample()` seen every 50 ms while `work()` ran, what `work()` returned)."""
     peak = [sample()]
     done = threading.Event()
@@ -134,7 +138,8 @@ def trickle(url: str, port: int, clip: bytes, clients: int = 4, limit_s: float =
 
     threading.Thread(target=send_a_byte_now_and_then, daemon=True).start()
     started = time.monotonic()
-    tries, status = 0, 0
+    tries = 0
+    status: int | str = 0  # the HTTP status, or the name of the error that ended the request
     try:
         while time.monotonic() - started < limit_s:
             tries += 1

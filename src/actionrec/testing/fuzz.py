@@ -135,7 +135,8 @@ def _child(conn: Connection) -> None:
 class GuardedReader:
     """A child process that reads videos; a crash or a hang costs the child, never the caller."""
 
-    def __init__(self, context: multiprocessing.context.BaseContext, timeout_s: float) -> None:
+    def __init__(self, context: multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext,
+                 timeout_s: float) -> None:
         self.context, self.timeout_s = context, timeout_s
         self._start()
 
@@ -170,8 +171,8 @@ class GuardedReader:
 def fuzz(count: int, seed: int = 0, timeout_s: float = 10.0, findings: Path | None = None,
          progress: bool = False) -> Counter:
     """Read `count` mutated inputs in a guarded child; returns the outcomes counted by kind."""
-    context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
-                                          else "spawn")
+    context = multiprocessing.get_context("forkserver") if "forkserver" in multiprocessing.get_all_start_methods() \
+        else multiprocessing.get_context("spawn")
     reader = GuardedReader(context, timeout_s)
     counts: Counter = Counter()
     started = time.monotonic()

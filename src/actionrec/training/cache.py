@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -66,8 +67,14 @@ class ClipCache:
         return np.load(self.path_for(video), mmap_mode="r")
 
 
-def prefetch(items: list, load: Callable, depth: int = 2) -> Iterator[tuple[object, object]]:
-    """Yield (item, load(item)) with loading done ahead in a thread (PyAV releases the GIL)."""
+_Item = TypeVar("_Item")
+_Loaded = TypeVar("_Loaded")
+
+
+def prefetch(items: list[_Item], load: Callable[[_Item], _Loaded], depth: int = 2
+             ) -> Iterator[tuple[_Item, _Loaded | Exception]]:
+    """Yield (item, load(item)) with loading done ahead in a thread (PyAV releases the GIL); where
+    loading raised an Exception, (item, that exception)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -79,7 +86,7 @@ def prefetch(items: list, load: Callable, depth: int = 2) -> Iterator[tuple[obje
             yield item, result
 
 
-def _safe(load: Callable, item: object) -> object:
+def _safe(load: Callable[[_Item], _Loaded], item: _Item) -> _Loaded | Exception:
     try:
         return load(item)
     except Exception as exc:  # handed to the consumer, which decides what is fatal

@@ -15,15 +15,16 @@ import os
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar, get_args
 
-from actionrec.datasets import DATASET_KINDS, DATASET_LIMITS
+from actionrec.datasets import DATASET_KINDS, DATASET_LIMITS, DatasetKind
 from actionrec.modelfile.card import TEMPORAL_HEADS
 from actionrec.video.spec import ClipSpec
 
 TRAINING_LIMITS = DATASET_LIMITS  # dataset files are trusted more than uploads: long videos are allowed
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TrainingPrecision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[TrainingPrecision, ...] = get_args(TrainingPrecision)
 DEFAULT_SHIFT = 0.125
 # Settings that say where a run goes and what memory it takes, not what it learns: a run may resume
 # under other values of these.
@@ -68,7 +69,7 @@ class TrainConfig:
                              "needed with --config or --resume when they give it).", argument=True, path=True)
     out: str = _setting(help="Run directory to write the model, config and metrics into.", flags=("--out", "-o"),
                         path=True)
-    dataset: str = _setting("folder", "Dataset kind.", choices=DATASET_KINDS)
+    dataset: DatasetKind = _setting("folder", "Dataset kind.", choices=DATASET_KINDS)
     split: int = _setting(1, "UCF101's official split (1, 2 or 3), or the number in a folder's "
                           "trainlistNN/testlistNN.")
     val_fraction: float = _setting(0.2, "Folder datasets without train.txt/test.txt: the share of each class "
@@ -85,8 +86,8 @@ class TrainConfig:
     label_smoothing: float = _setting(0.1, "Label smoothing of the loss.", cli=False)
     backbone_weights: str = _setting("imagenet", "imagenet | none (random: trains end to end) | PATH to "
                                      "MobileNetV2 weights.")
-    temporal: str = _setting("lstm", "What reads the frame features: an LSTM, or their mean (the order-blind "
-                             "baseline).", choices=TEMPORAL_HEADS)
+    temporal: Literal["lstm", "mean"] = _setting("lstm", "What reads the frame features: an LSTM, or their mean "
+                                                 "(the order-blind baseline).", choices=TEMPORAL_HEADS)
     finetune: bool = _setting(False, "Train the backbone too (implied by --backbone-weights none).")
     width_mult: float = _setting(1.0, "MobileNetV2 width multiplier (ImageNet weights exist for 1.0 only).")
     hidden_size: int = _setting(512, "LSTM / MLP hidden size.")
@@ -169,6 +170,17 @@ class TrainConfig:
     def default(cls, name: str) -> Any:
         """The default of a field (None where the dataset's recipe decides)."""
         return next(f.default for f in fields(cls) if f.name == name)
+
+
+_Value = TypeVar("_Value")
+
+
+def resolved(value: _Value | None, setting: str) -> _Value:
+    """A setting that defaults to None until its dataset's recipe (in TrainConfig.__post_init__) or
+    `TrainConfig.resolve_schedule` fills it in, read where that has happened."""
+    if value is None:
+        raise RuntimeError(f"the training setting {setting!r} is read before the recipe or the schedule set it")
+    return value
 
 
 def read_settings(path: str | os.PathLike) -> dict[str, Any]:

@@ -197,6 +197,7 @@ def build_cache(
                 if error is not None:
                     failures[video] = error
                 else:
+                    assert frames is not None  # _decoded yields either frames or an error
                     pending.append((video, frames))
                 if len(pending) >= batch:
                     _store(cache, pending, extract)

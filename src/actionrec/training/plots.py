@@ -135,8 +135,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import PercentFormatter
 
-    epochs = [finite_number(entry.get("epoch")) for entry in history]
-    epochs = [epoch if epoch is not None else i + 1 for i, epoch in enumerate(epochs)]
+    numbers = [finite_number(entry.get("epoch")) for entry in history]
+    epochs = [epoch if epoch is not None else i + 1 for i, epoch in enumerate(numbers)]
     scale = accuracy_scale(series(history, "train_acc") + series(history, "val_acc"))
     best = best_epoch_index(history)
 

@@ -13,6 +13,7 @@ from actionrec.datasets import load_dataset
 from actionrec.errors import TrainingError
 from actionrec.evaluation.scores import compute_metrics
 from actionrec.files import atomic_output
+from actionrec.training.config import resolved
 from actionrec.training.devices import Runtime
 from actionrec.training.features import build_cache, extractor_for
 from actionrec.training.report import write_report
@@ -36,11 +37,12 @@ def evaluate_run(
             f"{config.data_dir}: its classes differ from the ones this model was trained on "
             f"({len(dataset.classes)} vs {len(labels)}); evaluate on a dataset with the same class folders."
         )
-    cache, samples, _ = build_cache(config, dataset.val, config.test_views, run.backbone_id, console,
+    views = resolved(config.test_views, "test_views")
+    cache, samples, _ = build_cache(config, dataset.val, views, run.backbone_id, console,
                                     "Caching evaluation clips", extractor_for(config, model, run.backbone_id, console))
     if not samples:
         raise TrainingError(f"{config.data_dir}: no readable validation clips to evaluate on.")
-    probs = predict_arrays(model, Side(samples, cache, config.test_views), config, Runtime())
+    probs = predict_arrays(model, Side(samples, cache, views), config, Runtime())
     metrics = compute_metrics(probs, np.array([sample.label for sample in samples]), labels)
 
     best = run.best_epoch() or {}

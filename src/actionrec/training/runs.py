@@ -34,7 +34,7 @@ from actionrec.evaluation.scores import best_epoch_index
 from actionrec.files import atomic_output, write_json, write_text
 from actionrec.modelfile.card import ModelCard, update_card
 from actionrec.modelfile.unknown import UnknownRule
-from actionrec.training.config import TrainConfig
+from actionrec.training.config import TrainConfig, resolved
 from actionrec.training.export import export_model
 from actionrec.training.model import ActionModel, ModelConfig
 
@@ -182,7 +182,7 @@ class RunDir:
         config = self.config
         if config.end_to_end:
             return None
-        cache = cache_for(config, config.train_views, self.backbone_id)
+        cache = cache_for(config, resolved(config.train_views, "train_views"), self.backbone_id)
 
         def features(video: Path) -> Any:
             try:
@@ -212,7 +212,7 @@ class RunDir:
                                  limit=compare_clips, progress=progress)
         calibration = evenly(clips.frames, calibration_clips)
         out = model_path.with_name(model_path.stem + ".int8.onnx")
-        quantize_model(model_path, calibration, out,
+        quantize_model(model_path, list(calibration), out,
                        calibrated_on=f"{len(calibration)} validation clips of {config.data_dir}")
         fp32_rule = fp32.card.unknown_rule
         if fp32_rule is not None and fp32_rule.means is not None:  # its own threshold, on the same clips

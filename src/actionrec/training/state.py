@@ -148,7 +148,10 @@ def differences(run: RunDir, config: TrainConfig, labels: list[str]) -> str:
 def rng_states() -> dict:
     """Every random state the next epoch draws from (dropout uses torch's global one), in types
     torch.load(weights_only=True) accepts, so a resumed run continues exactly as it would have."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    legacy = np.random.get_state(legacy=True)
+    if not isinstance(legacy, tuple):  # a tuple wherever np.random runs on MT19937, as it always has
+        raise RuntimeError("numpy's global random state is not MT19937's: it cannot be saved for resuming")
+    kind, keys, position, has_gauss, gauss = legacy
     states = {
         "torch": torch.get_rng_state(),
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": position,

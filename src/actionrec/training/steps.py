@@ -17,7 +17,7 @@ from torch import nn
 from actionrec.datasets import Sample
 from actionrec.training import devices
 from actionrec.training.cache import ClipCache
-from actionrec.training.config import TrainConfig
+from actionrec.training.config import TrainConfig, resolved
 from actionrec.training.data import (
     CachedViews,
     FreshViews,
@@ -78,7 +78,7 @@ def configure_optimizer(model: ActionModel, config: TrainConfig, steps_per_epoch
         backbone_lr = config.lr if config.backbone_weights == "none" else config.lr * BACKBONE_LR_FACTOR
         groups.append({"params": list(model.backbone.parameters()), "lr": backbone_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    total = steps_per_epoch * config.epochs
+    total = steps_per_epoch * resolved(config.epochs, "epochs")
     warmup = min(steps_per_epoch, total // 10 + 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, warmup))
     return optimizer, scheduler
@@ -119,7 +119,7 @@ def epoch_loader(side: Side, config: TrainConfig, epoch: int, generator: torch.G
     """(frames or features, labels, size of the global batch) for this rank's part of each batch of
     the epoch, read ahead by loader workers."""
     keys = training_keys(len(side.samples), side.views, epoch, generator, side.cache is None)
-    batches = epoch_batches(keys, config.batch_size, Shard(runtime.rank, runtime.world))
+    batches = epoch_batches(keys, resolved(config.batch_size, "batch_size"), Shard(runtime.rank, runtime.world))
     dataset = CachedViews(side.cache, side.samples) if side.cache is not None else \
         FreshViews(side.samples, EpochView(config.spec, config.seed, bool(config.flip)))
     parts = loader(dataset, [part for part, _ in batches], loader_workers(config, runtime), runtime.cuda)
@@ -142,11 +142,11 @@ def train_step(state: TrainState, batch: torch.Tensor, target: torch.Tensor, glo
     loss_sum = correct = torch.zeros((), device=batch.device)
     size = config.micro_batch_size or len(batch)
     starts = range(0, len(batch), size)
+    ddp = state.step if isinstance(state.step, nn.parallel.DistributedDataParallel) else None
     for start in starts:
         last = start == starts[-1]
         # Ranks exchange gradients once per step, after its last micro-batch.
-        distributed = isinstance(state.step, nn.parallel.DistributedDataParallel)
-        with nullcontext() if last or not distributed else state.step.no_sync():
+        with nullcontext() if last or ddp is None else ddp.no_sync():
             with runtime.autocast():
                 logits = state.step(batch[start : start + size])
             part = target[start : start + size]
@@ -192,7 +192,8 @@ def predict_arrays(model: ActionModel, side: Side, config: TrainConfig, runtime:
     assert side.cache is not None
     model.eval()
     shard = Shard(runtime.rank, runtime.world)
-    batches = validation_batches(len(side.samples), config.micro_batch_size or config.batch_size, shard)
+    size = config.micro_batch_size or resolved(config.batch_size, "batch_size")
+    batches = validation_batches(len(side.samples), size, shard)
     mine: list[np.ndarray] = []
     forward = StepModule(model, config.end_to_end)
     workers = loader_workers(config, runtime)
@@ -201,8 +202,8 @@ def predict_arrays(model: ActionModel, side: Side, config: TrainConfig, runtime:
             flat = to_device(arrays.reshape(-1, *arrays.shape[2:]), runtime)
             with runtime.autocast():
                 logits = forward(flat)
-            probs = torch.softmax(logits.float(), dim=-1).reshape(len(arrays), arrays.shape[1], -1).mean(dim=1)
-            mine.append(probs.cpu().numpy())
+            clip_probs = torch.softmax(logits.float(), dim=-1).reshape(len(arrays), arrays.shape[1], -1).mean(dim=1)
+            mine.append(clip_probs.cpu().numpy())
     classes = model.config.num_classes
     parts = gather(runtime, np.concatenate(mine) if mine else np.zeros((0, classes), np.float32))
     probs = np.empty((len(side.samples), classes), np.float32)

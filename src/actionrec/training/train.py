@@ -25,7 +25,7 @@ from rich.markup import escape
 from actionrec.errors import TrainingError
 from actionrec.training import devices
 from actionrec.training.advice import overfitting_advice
-from actionrec.training.config import TrainConfig
+from actionrec.training.config import TrainConfig, resolved
 from actionrec.training.data import steps_per_epoch
 from actionrec.training.devices import Runtime, barrier, gather
 from actionrec.training.features import build_cache, progress_bar
@@ -68,8 +68,8 @@ def _train(config: TrainConfig, resume: bool, console: Console, runtime: Runtime
     train_side, val_side, skipped = _sides(config, ready, console, runtime)
     _resolve_schedule(config, run, len(train_side.samples), resume, console)
     classes = ready.dataset.classes
-    state = start_state(ready.model, config, runtime, steps_per_epoch(len(train_side.samples), config.batch_size),
-                        fingerprint(config, classes))
+    steps = steps_per_epoch(len(train_side.samples), resolved(config.batch_size, "batch_size"))
+    state = start_state(ready.model, config, runtime, steps, fingerprint(config, classes))
     if resume:
         resume_state(run, state, config, classes, console, runtime)
     if runtime.main:
@@ -91,8 +91,8 @@ def _sides(config: TrainConfig, ready: Setup, console: Console, runtime: Runtime
     sides = []
     skipped: dict[Path, str] = {}
     for name, samples, views, what in (
-            ("training", ready.dataset.train, config.train_views, "Caching training clips"),
-            ("validation", ready.dataset.val, config.test_views, "Caching validation clips")):
+            ("training", ready.dataset.train, resolved(config.train_views, "train_views"), "Caching training clips"),
+            ("validation", ready.dataset.val, resolved(config.test_views, "test_views"), "Caching validation clips")):
         if name == "training" and config.on_the_fly:
             sides.append(Side(samples, None, 1))
             continue
@@ -116,18 +116,20 @@ def _resolve_schedule(config: TrainConfig, run: RunDir, clips: int, resume: bool
         config.epochs = config.epochs or saved.get("epochs")
         config.batch_size = config.batch_size or saved.get("batch_size")
     config.resolve_schedule(clips)
-    console.print(f"{config.epochs} epochs of batches of {config.batch_size} "
-                  f"({steps_per_epoch(clips, config.batch_size) * config.epochs} optimiser steps)")
+    epochs, batch_size = resolved(config.epochs, "epochs"), resolved(config.batch_size, "batch_size")
+    console.print(f"{epochs} epochs of batches of {batch_size} "
+                  f"({steps_per_epoch(clips, batch_size) * epochs} optimiser steps)")
 
 
 def _epochs(state: TrainState, run: RunDir, train_side: Side, val_side: Side, config: TrainConfig, console: Console,
             runtime: Runtime) -> None:
     """The epochs from where `state` stands to the last, each saved as it ends."""
     advised = False
-    print_every = math.ceil(config.epochs / 20)
+    epochs = resolved(config.epochs, "epochs")
+    print_every = math.ceil(epochs / 20)
     with progress_bar(console) as bar:
-        task = bar.add_task("Training", total=config.epochs, completed=state.progress.epoch, status="")
-        for epoch in range(state.progress.epoch + 1, config.epochs + 1):
+        task = bar.add_task("Training", total=epochs, completed=state.progress.epoch, status="")
+        for epoch in range(state.progress.epoch + 1, epochs + 1):
             started = time.perf_counter()
             train_loss, train_acc = train_epoch(state, train_side, config, epoch, runtime)
             val_loss, val_acc = validate(state.model, val_side, config, runtime)
@@ -144,8 +146,8 @@ def _epochs(state: TrainState, run: RunDir, train_side: Side, val_side: Side, co
             status = (f"loss {row['train_loss']:.3f} acc {row['train_acc']:.1%} | "
                       f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.1%}")
             bar.update(task, advance=1, status=status)
-            if epoch % print_every == 0 or epoch == config.epochs:  # about 20 lines however long the run
-                bar.console.print(f"epoch {epoch:3d}/{config.epochs}  {status}  ({row['seconds']:.1f} s)")
+            if epoch % print_every == 0 or epoch == epochs:  # about 20 lines however long the run
+                bar.console.print(f"epoch {epoch:3d}/{epochs}  {status}  ({row['seconds']:.1f} s)")
             if not advised and (advice := _advice(state.progress, train_side, config)):
                 bar.console.print(f"[yellow]note:[/yellow] {escape(advice)}")
                 advised = True
@@ -165,4 +167,4 @@ def _save_epoch(state: TrainState, run: RunDir, row: dict, runtime: Runtime) -> 
 
 def _advice(progress: Progress, side: Side, config: TrainConfig, final: bool = False) -> str | None:
     return overfitting_advice(progress.history, len(side.samples), config.end_to_end, bool(config.flip), final,
-                              config.shift)
+                              resolved(config.shift, "shift"))

@@ -78,6 +78,8 @@ def _add_video_stream(container: av.container.OutputContainer, codec: str, frame
                       time_base: Fraction, width: int, height: int, bframes: bool,
                       rotation: int | None, gop: int | None, open_gop: bool) -> av.video.stream.VideoStream:
     video = container.add_stream(codec, rate=frame_rate)
+    if not isinstance(video, av.video.stream.VideoStream):
+        raise ValueError(f"codec {codec!r} is not a video codec")
     video.width, video.height = width, height
     supported = [f.name for f in (video.codec_context.codec.video_formats or [])]
     video.pix_fmt = "yuv420p" if not supported or "yuv420p" in supported else supported[0]
@@ -85,7 +87,7 @@ def _add_video_stream(container: av.container.OutputContainer, codec: str, frame
     video.time_base = time_base
     max_b_frames = 2 if bframes else 0
     if video.codec_context.name == "libx264":
-        options = {"preset": "ultrafast", "crf": "20", "bf": str(max_b_frames)}
+        options: dict[str, object] = {"preset": "ultrafast", "crf": "20", "bf": str(max_b_frames)}
         # Without b-adapt=0 x264 may decide that no frame is worth a B-frame.
         x264 = (["b-adapt=0"] if bframes else []) + (["open-gop=1"] if open_gop else [])
         if x264:
@@ -144,7 +146,7 @@ def write_video(frames: np.ndarray, dest: str | os.PathLike | BinaryIO, fps: flo
             tone = _Tone(container, float(pts[-1] * time_base) + frame_duration) if audio else None
             _encode_frames(container, video, frames, pts, time_base, frame_duration, tone)
     except BaseException:
-        if is_path:
+        if isinstance(dest, (str, os.PathLike)):
             Path(dest).unlink(missing_ok=True)
         raise
 

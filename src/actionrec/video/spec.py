@@ -115,7 +115,7 @@ def frames_at(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def sample_indices(
-    times: Sequence[float],
+    times: Sequence[float] | np.ndarray,
     num_frames: int,
     rng: np.random.Generator | None = None,
     start: float | None = None,
