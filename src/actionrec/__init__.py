@@ -6,7 +6,7 @@ and changes nothing in the process (the `actionrec` command sets what it needs w
 
 from actionrec.errors import ActionrecError, ModelFileError, VideoError
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def __getattr__(name: str):

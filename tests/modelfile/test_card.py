@@ -72,6 +72,33 @@ def test_a_file_from_before_the_two_halves_is_refused_saying_what_to_do():
     from actionrec.modelfile.card import ModelCard
 
     for data in (card_data(format=1), card_data(format=None)):  # format 1, or written before the format was
-        with pytest.raises(ModelFileError, match=r"old.onnx was exported by actionrec before 0.2 .*"
+        with pytest.raises(ModelFileError, match=r"old.onnx was exported by an older actionrec .*"
                                                  r"`actionrec export RUN_DIR` or re-teach it"):
             ModelCard.from_dict(data, "old.onnx")
+
+
+def test_a_file_from_a_newer_actionrec_is_refused_saying_to_upgrade():
+    from actionrec.modelfile.card import CARD_FORMAT, ModelCard
+
+    with pytest.raises(ModelFileError, match=rf"new.onnx was written by a newer actionrec \(card format "
+                                             rf"{CARD_FORMAT + 1}.*upgrade actionrec"):
+        ModelCard.from_dict(card_data(format=CARD_FORMAT + 1), "new.onnx")
+
+
+@pytest.mark.parametrize("normalization", [{"mean": 5}, {"std": ["a", "b", "c"]}, {"mean": [1, 2]},
+                                           {"scale": None}, {"in_graph": "yes"}])
+def test_a_damaged_normalization_is_named_not_a_traceback(normalization: dict):
+    from actionrec.modelfile.card import ModelCard
+
+    with pytest.raises(ModelFileError, match=r"odd.onnx: .*'normalization' must give three means"):
+        ModelCard.from_dict(card_data(normalization=normalization), "odd.onnx")
+
+
+def test_damaged_protobuf_is_refused_at_once_whatever_its_size(tmp_path: Path):
+    """A run of continuation bytes is not a number: refused after ten bytes, not read quadratically."""
+    for name, data, why in (("endless", b"\xff" * 2_000_000, "a varint longer than 10 bytes"),
+                            ("empty", b"", "no graph")):
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(data)
+        with pytest.raises(ModelFileError, match=rf"{name}.onnx: this is not an ONNX model file \({why}\)"):
+            read_card(path)

@@ -214,7 +214,7 @@ def test_models_exported_before_the_split_are_refused_saying_what_to_do(tmp_path
 
     old = legacy_model(tmp_path / "old.onnx")
     for load in (Recognizer, read_card):
-        with pytest.raises(ModelFileError, match=r"old.onnx was exported by actionrec before 0.2 .*"
+        with pytest.raises(ModelFileError, match=r"old.onnx was exported by an older actionrec .*"
                                                  r"re-export it with `actionrec export RUN_DIR` or re-teach it"):
             load(old)
 

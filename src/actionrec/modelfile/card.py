@@ -167,12 +167,7 @@ class ModelCard:
             exported_at=data.get("exported_at"),
             clip_duration_s=None if clip_duration is None else float(clip_duration),
             num_features=data.get("num_features") if isinstance(data.get("num_features"), int) else None,
-            normalization=Normalization(
-                mean=tuple(normalization.get("mean", IMAGENET_MEAN)),
-                std=tuple(normalization.get("std", IMAGENET_STD)),
-                scale=normalization.get("scale", 255),
-                in_graph=normalization.get("in_graph", True),
-            ) if isinstance(normalization, dict) else Normalization(),
+            normalization=_normalization(normalization, source),
             precision=str(data.get("precision") or "fp32"),
             quantization=data.get("quantization") if isinstance(data.get("quantization"), dict) else None,
             unknown=unknown,
@@ -236,9 +231,13 @@ def _contract(data: dict[str, Any], source: str) -> tuple[int, int]:
         raise _damaged(source, f"'format' must be a whole number, not {card_format!r}")
     if card_format < 2:
         raise ModelFileError(
-            f"{source} was exported by actionrec before 0.2 (card format {card_format}: one graph, without "
-            "the encoder and head this actionrec runs apart), which this actionrec no longer reads: re-export "
-            "it with `actionrec export RUN_DIR` or re-teach it with `actionrec teach`.")
+            f"{source} was exported by an older actionrec (card format {card_format}: one graph, without "
+            "the encoder and head this actionrec runs apart), which actionrec 0.3 and later no longer read: "
+            "re-export it with `actionrec export RUN_DIR` or re-teach it with `actionrec teach`.")
+    if card_format > CARD_FORMAT:
+        raise ModelFileError(
+            f"{source} was written by a newer actionrec (card format {card_format}; this one reads format "
+            f"{CARD_FORMAT}): upgrade actionrec (`pip install -U actionrec`) to run it.")
     version = data.get("sampling_version", 1)
     if not isinstance(version, int) or isinstance(version, bool):
         raise _damaged(source, f"'sampling_version' must be a whole number, not {version!r}")
@@ -251,6 +250,19 @@ def _contract(data: dict[str, Any], source: str) -> tuple[int, int]:
             f"implements version {SAMPLING_VERSION} only, so it would see clips unlike those it was trained "
             f"on: {todo}.")
     return card_format, version
+
+
+def _normalization(given: Any, source: str) -> Normalization:
+    if not isinstance(given, dict):
+        return Normalization()
+    mean, std = given.get("mean", IMAGENET_MEAN), given.get("std", IMAGENET_STD)
+    scale, in_graph = given.get("scale", 255), given.get("in_graph", True)
+    numbers = [*mean, *std, scale] if isinstance(mean, (list, tuple)) and isinstance(std, (list, tuple)) else [None]
+    if len(numbers) != 7 or not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers) \
+            or not isinstance(in_graph, bool):
+        raise _damaged(source, "'normalization' must give three means, three deviations, a scale and whether "
+                               f"the graph applies them, not {given!r}")
+    return Normalization(mean=tuple(mean), std=tuple(std), scale=scale, in_graph=in_graph)
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -30,9 +30,12 @@ class CannotSplit(ValueError):
     """The file is not a protobuf this module can cut (damaged, or a form it does not handle)."""
 
 
+MAX_VARINT_BYTES = 10  # a 64-bit value; a longer run of continuation bytes is damage, not a number
+
+
 def _varint(data: bytes, at: int) -> tuple[int, int]:
     value = shift = 0
-    while True:
+    for _ in range(MAX_VARINT_BYTES):
         if at >= len(data):
             raise CannotSplit("truncated varint")
         byte = data[at]
@@ -41,6 +44,7 @@ def _varint(data: bytes, at: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, at
         shift += 7
+    raise CannotSplit(f"a varint longer than {MAX_VARINT_BYTES} bytes")
 
 
 def _fields(data: bytes) -> Iterator[tuple[int, int | bytes, bytes]]:
@@ -74,7 +78,8 @@ def metadata(file: BinaryIO) -> dict[str, str]:
     size = file.seek(0, os.SEEK_END)
     file.seek(start)
     found: dict[str, str] = {}
-    while (key := _read_varint(file, at_end_ok=True)) is not None:
+    has_graph = False
+    while (key := _read_key(file)) is not None:
         number, wire = key >> 3, key & 7
         if wire == 0:
             _read_varint(file)
@@ -82,6 +87,7 @@ def metadata(file: BinaryIO) -> dict[str, str]:
             file.seek(8 if wire == 1 else 4, os.SEEK_CUR)
         elif wire == 2:
             length = _read_varint(file)
+            has_graph |= number == 7
             if number != 14:
                 file.seek(length, os.SEEK_CUR)
             else:
@@ -91,21 +97,31 @@ def metadata(file: BinaryIO) -> dict[str, str]:
             raise CannotSplit(f"wire type {wire}")
         if file.tell() > size:
             raise CannotSplit("truncated field")
+    if not has_graph:
+        raise CannotSplit("no graph")
     return found
 
 
-def _read_varint(file: BinaryIO, at_end_ok: bool = False) -> int | None:
+def _read_key(file: BinaryIO) -> int | None:
+    """A field's key, or None at the end of the file."""
+    first = file.read(1)
+    if not first:
+        return None
+    file.seek(-1, os.SEEK_CUR)
+    return _read_varint(file)
+
+
+def _read_varint(file: BinaryIO) -> int:
     value = shift = 0
-    while True:
+    for _ in range(MAX_VARINT_BYTES):
         byte = file.read(1)
         if not byte:
-            if at_end_ok and shift == 0:
-                return None
             raise CannotSplit("truncated varint")
         value |= (byte[0] & 0x7F) << shift
         if byte[0] < 0x80:
             return value
         shift += 7
+    raise CannotSplit(f"a varint longer than {MAX_VARINT_BYTES} bytes")
 
 
 def _encode_varint(value: int) -> bytes:
