@@ -11,13 +11,13 @@ from actionrec.errors import ModelFileError
 from actionrec.modelfile.unknown import (
     FEATURE_SIMILARITY,
     MAX_PROBABILITY,
+    UnknownCheck,
     UnknownRule,
     calibrate,
     class_means,
     feature_similarity,
     unsure_warning,
 )
-from actionrec.runtime.answer import UnknownCheck
 
 
 def clips_near(direction: np.ndarray, count: int, rng: np.random.Generator, spread: float = 0.3) -> list[np.ndarray]:
@@ -34,7 +34,7 @@ def test_clips_unlike_every_class_score_low_and_the_threshold_flags_five_percent
     assert rule.score == FEATURE_SIMILARITY and rule.calibrated_on == "120 validation clips of test"
     assert 0.03 <= rule.known_flagged <= 0.07
     unknown = clips_near(np.eye(8)[5] * 5, 40, rng)
-    assert np.mean([rule.check(None, clip)["unknown"] for clip in unknown]) == 1.0
+    assert np.mean([rule.check(None, clip).unknown for clip in unknown]) == 1.0
     assert feature_similarity(known[0][1], means) > rule.threshold > feature_similarity(unknown[0], means)
 
 
@@ -57,10 +57,10 @@ def test_a_rule_travels_in_the_card_and_damage_is_named():
 
 
 def test_the_warning_says_why_in_words():
-    check = {"score": FEATURE_SIMILARITY, "value": 0.52, "threshold": 0.74, "unknown": True}
+    check = UnknownCheck(score=FEATURE_SIMILARITY, value=0.52, threshold=0.74, unknown=True)
     text = unsure_warning(check, 0.91, 6)
     assert text.startswith("The model is unsure") and "0.52" in text and "6 actions" in text
-    by_confidence = unsure_warning({"score": MAX_PROBABILITY, "value": 0.3, "threshold": 0.5, "unknown": True}, 0.3, 4)
+    by_confidence = unsure_warning(UnknownCheck(MAX_PROBABILITY, 0.3, 0.5, True), 0.3, 4)
     assert "30% confidence, under 50%" in by_confidence
 
 

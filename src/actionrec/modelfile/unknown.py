@@ -66,6 +66,16 @@ def threshold_for(scores: np.ndarray, known_flagged: float = KNOWN_FLAGGED) -> f
     return float(np.quantile(np.asarray(scores, dtype=np.float64), known_flagged))
 
 
+@dataclass(frozen=True)
+class UnknownCheck:
+    """The rule applied to one clip: `unknown` when `value` (the `score`) is under `threshold`."""
+
+    score: str
+    value: float
+    threshold: float
+    unknown: bool
+
+
 @dataclass
 class UnknownRule:
     """When an answer counts as "none of these": its `score` under `threshold`."""
@@ -99,11 +109,11 @@ class UnknownRule:
             return centered_similarity(features, self.means, self.center)
         return feature_similarity(features, self.means)
 
-    def check(self, probs: np.ndarray, features: np.ndarray | None) -> dict[str, Any]:
-        """{"score", "value", "threshold", "unknown"} of one clip."""
+    def check(self, probs: np.ndarray, features: np.ndarray | None) -> UnknownCheck:
+        """The rule applied to one clip."""
         value = self.value(probs, features)
-        return {"score": self.score, "value": round(value, 4), "threshold": round(self.threshold, 4),
-                "unknown": value < self.threshold}
+        return UnknownCheck(score=self.score, value=round(value, 4), threshold=round(self.threshold, 4),
+                            unknown=value < self.threshold)
 
     def describe(self) -> dict[str, Any]:
         """What a model's facts show of it (no class means)."""
@@ -165,14 +175,14 @@ def calibrate(means: np.ndarray, known: Iterable[tuple[np.ndarray, np.ndarray]],
     return rule
 
 
-def unsure_warning(check: dict[str, Any], confidence: float, num_labels: int) -> str:
-    """The words for an answer flagged unknown (`check` as `UnknownRule.check` gives it)."""
-    if check["score"] == FEATURE_SIMILARITY:
-        why = (f"the video looks unlike the clips it learned from (similarity {check['value']:.2f}, where "
-               f"{1 - KNOWN_FLAGGED:.0%} of clips of its own actions score {check['threshold']:.2f} or more)")
-    elif check["score"] == CENTERED_SIMILARITY:
-        why = (f"the video looks unlike the example clips it was taught (similarity {check['value']:.2f}, "
-               f"under {check['threshold']:.2f})")
+def unsure_warning(check: UnknownCheck, confidence: float, num_labels: int) -> str:
+    """The words for an answer flagged unknown."""
+    if check.score == FEATURE_SIMILARITY:
+        why = (f"the video looks unlike the clips it learned from (similarity {check.value:.2f}, where "
+               f"{1 - KNOWN_FLAGGED:.0%} of clips of its own actions score {check.threshold:.2f} or more)")
+    elif check.score == CENTERED_SIMILARITY:
+        why = (f"the video looks unlike the example clips it was taught (similarity {check.value:.2f}, "
+               f"under {check.threshold:.2f})")
     else:
-        why = f"its best guess has {confidence:.0%} confidence, under {check['threshold']:.0%}"
+        why = f"its best guess has {confidence:.0%} confidence, under {check.threshold:.0%}"
     return f"The model is unsure: {why}. The video may show none of the {num_labels} actions this model knows."

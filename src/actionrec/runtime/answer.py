@@ -1,5 +1,5 @@
 """The answer of a prediction, typed once: `Prediction` and its parts (`ScoredAction`, `VideoFacts`,
-`UnknownCheck`, and the timeline's `Segment`s).
+the model file's `UnknownCheck`, and the timeline's `Segment`s).
 
 Every reader takes these values; `Prediction.to_dict()` is the one form they take outside Python
 (results files, `actionrec predict --json`, what Ray sends back), and `Prediction.from_dict` reads it
@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from actionrec.modelfile.unknown import UnknownCheck
 from actionrec.runtime.segments import Segment
 from actionrec.video.spec import VideoInfo
 
@@ -23,17 +24,6 @@ class ScoredAction:
 
     action: str
     confidence: float
-
-
-@dataclass(frozen=True)
-class UnknownCheck:
-    """Whether the video shows none of the model's actions: `unknown` when `value` (the `score`:
-    see `actionrec.modelfile.unknown`) is under `threshold`."""
-
-    score: str
-    value: float
-    threshold: float
-    unknown: bool
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from actionrec.errors import VideoError
-from actionrec.runtime.prediction import Prediction
+from actionrec.runtime.answer import Prediction
 from actionrec.runtime.processes import GuardedPool
 from actionrec.runtime.results import BatchResult
 from actionrec.video import DecodeLimits

@@ -136,7 +136,7 @@ class Recognizer:
         `encode` gave)."""
         order = np.argsort(-probs)[: max(1, min(top_k, len(self.labels)))]
         top = [ScoredAction(self.labels[i], round(float(probs[i]), 4)) for i in order]
-        return top, UnknownCheck(**self.unknown_rule.check(probs, features))
+        return top, self.unknown_rule.check(probs, features)
 
     def release_memory(self) -> None:
         """Give back the memory ONNX Runtime keeps between runs (about 180 MB after a 16 x 224

@@ -12,7 +12,7 @@ from typing import Any
 
 from actionrec.errors import ActionrecError
 from actionrec.files import atomic_output
-from actionrec.runtime.prediction import Prediction
+from actionrec.runtime.answer import Prediction
 
 # A results row: each column and its type in a Parquet file (`top_k` is JSON text outside JSON lines).
 COLUMNS = {"path": "string", "action": "string", "confidence": "float64", "top_k": "string", "uncertain": "bool_",

@@ -30,7 +30,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from actionrec.errors import RequestError, VideoError
-from actionrec.runtime.recognizer import Prediction
+from actionrec.runtime.answer import Prediction
 from actionrec.runtime.resources import cpu_facts
 from actionrec.serve.deps import Service, guarded
 from actionrec.serve.schemas import (

@@ -84,8 +84,8 @@ class DetailedAnswer(Answer):
         `num_labels` actions."""
         answer = prediction.to_dict()
         notes = [WarningDetail(code="decoding", text=text) for text in prediction.warnings]
-        if prediction.uncertain:
-            notes.append(WarningDetail(code="unsure", text=unsure_warning(answer["unknown_check"],
+        if prediction.uncertain and prediction.unknown_check is not None:  # uncertain comes from the check
+            notes.append(WarningDetail(code="unsure", text=unsure_warning(prediction.unknown_check,
                                                                           prediction.confidence, num_labels)))
         return cls(**answer | {"message": "Success", "segments": answer["segments"] or None,
                                "timings_ms": answer["timings_ms"] | {"total": round(total_ms, 1)}, "model": model,

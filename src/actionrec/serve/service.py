@@ -31,7 +31,8 @@ from actionrec.errors import (
     VideoError,
     WorkerLost,
 )
-from actionrec.runtime.recognizer import Prediction, Recognizer
+from actionrec.runtime.answer import Prediction
+from actionrec.runtime.recognizer import Recognizer
 from actionrec.runtime.resources import cpu_facts, describe_cpu
 from actionrec.serve import uploads
 from actionrec.serve.metrics import Metrics
