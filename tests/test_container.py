@@ -67,6 +67,7 @@ def test_the_image_runs_as_a_user_behind_an_init_with_a_health_check(dockerfile:
 
 
 @pytest.mark.slow
+@pytest.mark.server
 @pytest.mark.parametrize("dockerfile", DOCKERFILES[:1], ids=lambda path: path.name)
 def test_the_entrypoint_serves_passes_its_health_check_and_drains_on_sigterm(dockerfile: Path, model_path: Path,
                                                                               tmp_path: Path):

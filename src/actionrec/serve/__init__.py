@@ -6,12 +6,15 @@
     uploads.py   taking an upload off the wire: type, size limit, budget, raw body or multipart
     deps.py      the routes' dependencies: the service, the teaching state, the API key check
     routes.py    the routes, as an APIRouter that gets the service as a dependency
-    live.py      WebSocket /v1/live; teaching.py: example clips, jobs and models in --data-dir
+    live.py      WebSocket /v1/live
+    teaching.py  the teach routes; teaching_data.py: example clips, jobs and models in --data-dir
     schemas.py   the answers' pydantic models, the error body, OpenAPI details
     guards.py    Host and Origin checks, the answer of a request cut short at shutdown
     protocol.py  uvicorn's HTTP/1.1 protocol with header timeouts, a connection cap, framing checks
     logs.py      log lines made safe (control characters, keys) and bounded (repeats)
     metrics.py   Prometheus metrics and the per-request log line
     app.py       create_app (wiring, error answers) and serve (uvicorn)
+    apidoc.py    the HTTP API reference page, written from the OpenAPI schema
+    durable.py   files in --data-dir written so that a kill at any moment loses nothing
     web/         the page: static HTML, CSS and ES modules, fully offline
 """
