@@ -68,7 +68,8 @@ def threshold_for(scores: np.ndarray, known_flagged: float = KNOWN_FLAGGED) -> f
 
 @dataclass(frozen=True)
 class UnknownCheck:
-    """The rule applied to one clip: `unknown` when `value` (the `score`) is under `threshold`."""
+    """Whether a clip shows none of the model's actions: `unknown` when `value` (by the `score`:
+    `feature_similarity`, `centered_similarity` or `max_probability`) is under `threshold`."""
 
     score: str
     value: float

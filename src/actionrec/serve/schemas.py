@@ -1,5 +1,6 @@
 """The API's answers as pydantic models, each made from a prediction in one place (`from_prediction`),
-the body every error has, and how raw-body requests and errors are documented."""
+the body every error has, and how raw-body requests and errors are documented. The answer's parts
+(scored actions, segments, video facts, the unknown check) are the prediction's own typed values."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from actionrec.errors import VideoError
-from actionrec.modelfile.unknown import unsure_warning
-from actionrec.runtime.answer import Prediction
+from actionrec.modelfile.unknown import UnknownCheck, unsure_warning
+from actionrec.runtime.answer import Prediction, ScoredAction, VideoFacts
+from actionrec.runtime.segments import Segment
 
 RETRY_AFTER_S = 2
 
@@ -25,28 +27,6 @@ class Answer(BaseModel):
     @classmethod
     def from_prediction(cls, prediction: Prediction) -> Answer:
         return cls(action=prediction.action, confidence=prediction.confidence, message="Success")
-
-
-class ScoredAction(BaseModel):
-    action: str
-    confidence: float
-
-
-class TimelineSegment(BaseModel):
-    start_s: float
-    end_s: float
-    action: str
-    confidence: float
-
-
-class UnknownCheck(BaseModel):
-    """Whether the video shows none of the model's actions: `unknown` when `value` (the `score`:
-    `feature_similarity` or `max_probability`) is under `threshold`."""
-
-    score: str
-    value: float
-    threshold: float
-    unknown: bool
 
 
 class ModelRef(BaseModel):
@@ -65,8 +45,8 @@ class WarningDetail(BaseModel):
 
 class DetailedAnswer(Answer):
     top_k: list[ScoredAction]
-    segments: list[TimelineSegment] | None
-    video: dict[str, Any]
+    segments: list[Segment] | None
+    video: VideoFacts
     timings_ms: dict[str, float]
     model: ModelRef
     uncertain: bool
