@@ -122,12 +122,26 @@ def test_push_writes_the_card_it_would_upload(model: Path, tmp_path: Path):
     assert metric["type"] == "accuracy" and metric["value"] == 0.9375 and "48 held-out clips" in metric["name"]
     assert all(label in readme for label in LABELS) and 'Recognizer("hf://someone/colours")' in readme
     assert "![Confusion matrix](confusion.png)" in readme
-    assert "lstm" in header["tags"] and f"then {TEMPORAL_HEADS['lstm']}." in readme  # the head, from the registry
+    assert "lstm" in header["tags"] and f"then {TEMPORAL_HEADS['lstm'].description}." in readme  # from the table
 
     missing = CliRunner().invoke(app, ["push", str(tmp_path), "someone/colours", "--dry-run", str(out)])
     assert missing.exit_code == 1 and "no model.onnx there" in missing.output
     wrong = CliRunner().invoke(app, ["push", str(run), "not a repo", "--dry-run", str(out)])
     assert wrong.exit_code == 2 and "OWNER/NAME" in wrong.output
+
+
+def test_a_taught_models_page_says_what_its_head_is(model: Path, tmp_path: Path):
+    from actionrec.modelfile.card import read_card, update_card
+    from actionrec.modelfile.publish import model_card_text
+    from actionrec.teaching.flow import HEAD
+
+    assert HEAD in TEMPORAL_HEADS and not TEMPORAL_HEADS[HEAD].trainable  # `teach` makes it, `train` does not
+    taught = tmp_path / "taught.onnx"
+    shutil.copyfile(model, taught)
+    update_card(taught, model=read_card(taught).model | {"temporal": HEAD})
+    readme = model_card_text(taught, "someone/taught")
+    assert f"then {TEMPORAL_HEADS[HEAD].description}." in readme and "over the frames" not in readme
+    assert HEAD in card_header(readme)["tags"]
 
 
 def test_push_hands_those_files_to_huggingface_hub(model: Path, monkeypatch, tmp_path: Path):

@@ -3,6 +3,7 @@ feature extractor that cannot run in ONNX Runtime falls back to PyTorch, saying 
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -60,13 +61,21 @@ def test_a_failing_feature_extractor_says_so_once(tmp_path: Path, monkeypatch):
     assert "no exporter here" in output and "slower" in output
 
 
-def test_one_head_module_for_each_registered_head():
-    """The heads training builds, `train --temporal`'s choices and the card's registry are one list."""
+def test_one_head_module_for_each_trainable_head():
+    """The heads training builds, `train --temporal`'s choices and the card's table of heads agree: the
+    table's trainable heads; `taught_linear` (made by `teach` alone) is not offered."""
     pytest.importorskip("torch")
-    from actionrec.modelfile.card import TEMPORAL_HEADS
+    from actionrec.modelfile.card import TEMPORAL_HEADS, TRAINABLE_HEADS
     from actionrec.training.config import TrainConfig
-    from actionrec.training.model import HEADS
+    from actionrec.training.model import HEADS, ModelConfig
 
-    assert HEADS.keys() == TEMPORAL_HEADS.keys()
-    with pytest.raises(ValueError, match="'lstm' or 'mean'"):
-        TrainConfig(data_dir="data", out="run", temporal="gru")
+    assert HEADS.keys() == set(TRAINABLE_HEADS) == {name for name, head in TEMPORAL_HEADS.items() if head.trainable}
+    assert "taught_linear" in TEMPORAL_HEADS and "taught_linear" not in TRAINABLE_HEADS
+    option = next(field for field in fields(TrainConfig) if field.name == "temporal").metadata
+    assert tuple(option["choices"]) == TRAINABLE_HEADS  # what `train --temporal` accepts and --help lists
+    assert all(TEMPORAL_HEADS[name].description in option["help"] for name in TRAINABLE_HEADS)
+    for wrong in ("gru", "taught_linear"):
+        with pytest.raises(ValueError, match="'lstm' or 'mean'"):
+            TrainConfig(data_dir="data", out="run", temporal=wrong)
+        with pytest.raises(ValueError, match="one of lstm, mean"):
+            ModelConfig(num_classes=2, temporal=wrong)

@@ -30,13 +30,27 @@ CARD_FORMAT = 2  # 2: the graph also runs its two halves apart (FEATURES_*, WIND
 INPUT_NAME, OUTPUT_NAME = "frames", "probabilities"
 # Format 2 graphs: frames -> FEATURES_OUTPUT (per frame), and the head alone: FEATURES_INPUT -> WINDOW_OUTPUT.
 FEATURES_INPUT, FEATURES_OUTPUT, WINDOW_OUTPUT = "features", "frame_features", "window_probabilities"
-# The temporal heads training can build (what reads the sequence of frame features), each with what
-# it is: `train --temporal` offers these names, training/model.py has one module for each, and a
-# model's Hub page says what its head is. A taught model's head is its own (`taught_linear`).
-TEMPORAL_HEADS: dict[str, str] = {
-    "lstm": "an LSTM reading the frame features in order",
-    "mean": "the mean of the frame features, then an MLP (the order-blind baseline)",
+
+
+@dataclass(frozen=True)
+class TemporalHead:
+    """A temporal head (what reads the sequence of frame features): what it is, as a model's Hub page
+    and `train --help` say, and whether `actionrec train` builds it (else only `teach` makes it)."""
+
+    description: str
+    trainable: bool
+
+
+# The one table of temporal heads, by the name a card records (`model.temporal`). `train --temporal`
+# offers the trainable ones and training/model.py has one module for each; `taught_linear` is the head
+# `actionrec teach` fits with NumPy (actionrec.teaching.head).
+TEMPORAL_HEADS: dict[str, TemporalHead] = {
+    "lstm": TemporalHead("an LSTM reading the frame features in order", trainable=True),
+    "mean": TemporalHead("the mean of the frame features, then an MLP (the order-blind baseline)", trainable=True),
+    "taught_linear": TemporalHead("a linear classifier on the mean of the frame features, fitted to example "
+                                  "clips by `actionrec teach`", trainable=False),
 }
+TRAINABLE_HEADS: tuple[str, ...] = tuple(name for name, head in TEMPORAL_HEADS.items() if head.trainable)
 
 # ImageNet statistics, applied inside the model graph on 0..255 RGB; recorded in every card so
 # other runtimes can reproduce them.

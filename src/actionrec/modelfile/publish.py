@@ -24,7 +24,8 @@ def model_card_text(model: Path, repo_id: str, run_dir: Path | None = None, lice
     weights = str(card.model.get("backbone_weights") or "")
     base_model = "torchvision mobilenet_v2 (IMAGENET1K_V1)" if weights.startswith("imagenet") else None
     head = card.model.get("temporal")
-    reads = TEMPORAL_HEADS.get(str(head)) or f"{head or 'a temporal head'} over the frames"
+    known = TEMPORAL_HEADS.get(str(head))
+    reads = known.description if known else f"{head or 'a temporal head'} over the frames"
     header: dict[str, Any] = {
         "library_name": "actionrec", "pipeline_tag": "video-classification", "license": license_id,
         "tags": ["action-recognition", "onnx", "mobilenet_v2", str(head or "video")],  # lstm, mean, taught_linear

@@ -45,7 +45,7 @@ MAX_CLIPS_PER_ACTION = 50
 MAX_CLIP_S = 60.0  # an example is a short clip of the action; longer ones are refused
 MAX_NAME = 40
 NAME_PATTERN = re.compile(r"^[\w][\w .'&+-]*$")  # letters, digits, _, and spaces . ' & + - inside
-HEAD = "taught_linear"
+HEAD = "taught_linear"  # its name in the card's TEMPORAL_HEADS
 
 
 class TeachError(ActionrecError, ValueError):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from actionrec.datasets import DATASET_KINDS, DATASET_LIMITS, DatasetKind
-from actionrec.modelfile.card import TEMPORAL_HEADS
+from actionrec.modelfile.card import TEMPORAL_HEADS, TRAINABLE_HEADS
 from actionrec.video.spec import ClipSpec
 
 TRAINING_LIMITS = DATASET_LIMITS  # dataset files are trusted more than uploads: long videos are allowed
@@ -86,8 +86,8 @@ class TrainConfig:
     label_smoothing: float = _setting(0.1, "Label smoothing of the loss.", cli=False)
     backbone_weights: str = _setting("imagenet", "imagenet | none (random: trains end to end) | PATH to "
                                      "MobileNetV2 weights.")
-    temporal: Literal["lstm", "mean"] = _setting("lstm", "What reads the frame features: an LSTM, or their mean "
-                                                 "(the order-blind baseline).", choices=TEMPORAL_HEADS)
+    temporal: str = _setting("lstm", "What reads the frame features. " + "; ".join(
+        f"{name}: {TEMPORAL_HEADS[name].description}" for name in TRAINABLE_HEADS) + ".", choices=TRAINABLE_HEADS)
     finetune: bool = _setting(False, "Train the backbone too (implied by --backbone-weights none).")
     width_mult: float = _setting(1.0, "MobileNetV2 width multiplier (ImageNet weights exist for 1.0 only).")
     hidden_size: int = _setting(512, "LSTM / MLP hidden size.")
@@ -125,8 +125,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_KINDS:
             raise ValueError(f"--dataset must be 'folder' or 'ucf101', not {self.dataset!r}.")
-        if self.temporal not in TEMPORAL_HEADS:
-            raise ValueError(f"--temporal must be {' or '.join(map(repr, TEMPORAL_HEADS))}, not {self.temporal!r}.")
+        if self.temporal not in TRAINABLE_HEADS:
+            raise ValueError(f"--temporal must be {' or '.join(map(repr, TRAINABLE_HEADS))}, not {self.temporal!r}.")
         if self.shift is None:
             self.shift = DEFAULT_SHIFT if self.end_to_end else 0.0
         if not 0 <= self.shift < 0.5:

@@ -21,20 +21,20 @@ from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
 from actionrec.errors import BackboneWeightsError
 from actionrec.files import sha256_of
-from actionrec.modelfile.card import IMAGENET_MEAN, IMAGENET_STD, TEMPORAL_HEADS
+from actionrec.modelfile.card import IMAGENET_MEAN, IMAGENET_STD, TRAINABLE_HEADS
 
 
 @dataclass
 class ModelConfig:
     num_classes: int
-    temporal: str = "lstm"  # a name in TEMPORAL_HEADS
+    temporal: str = "lstm"  # a name in TRAINABLE_HEADS
     hidden_size: int = 512
     dropout: float = 0.5
     width_mult: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.temporal not in TEMPORAL_HEADS:
-            raise ValueError(f"temporal head must be one of {', '.join(TEMPORAL_HEADS)}, not {self.temporal!r}")
+        if self.temporal not in TRAINABLE_HEADS:
+            raise ValueError(f"temporal head must be one of {', '.join(TRAINABLE_HEADS)}, not {self.temporal!r}")
         if self.num_classes < 1 or self.hidden_size < 1 or self.width_mult <= 0 or not 0 <= self.dropout < 1:
             raise ValueError(f"invalid model settings: {self}")
 
@@ -88,8 +88,8 @@ class MeanHead(nn.Module):
         return self.mlp(features.mean(dim=1))
 
 
-HEADS: dict[str, type[nn.Module]] = {"lstm": LSTMHead, "mean": MeanHead}  # one module for each of TEMPORAL_HEADS
-assert HEADS.keys() == TEMPORAL_HEADS.keys(), "training/model.py needs one head module for each of TEMPORAL_HEADS"
+# One module for each of the card's TRAINABLE_HEADS (tests/training/test_model.py checks).
+HEADS: dict[str, type[nn.Module]] = {"lstm": LSTMHead, "mean": MeanHead}
 
 
 class ActionModel(nn.Module):

@@ -1,6 +1,7 @@
 """A run directory: what training writes, and what evaluation and export read back.
 
-    config.json        everything needed to rebuild the model and reproduce the run
+    config.json        everything needed to rebuild the model and reproduce the run, and the version
+                       of the frame sampling its clips were cached with (resume and export check it)
     model.safetensors  the best epoch's weights (by validation accuracy)
     history.json/.csv  per-epoch loss, accuracy, learning rate and time
     labels.txt         the class names, one per line, in label order
@@ -37,6 +38,7 @@ from actionrec.modelfile.unknown import UnknownRule
 from actionrec.training.config import TrainConfig, resolved
 from actionrec.training.export import export_model
 from actionrec.training.model import ActionModel, ModelConfig
+from actionrec.video import spec as sampling
 
 
 class RunDir:
@@ -60,6 +62,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_path, {
             "actionrec_version": __version__,
+            "sampling_version": sampling.SAMPLING_VERSION,  # what its cached frames and features were sampled by
             "train": asdict(config),
             "model": model_config.to_dict(),
             "spec": config.spec.to_dict(),
@@ -122,6 +125,28 @@ class RunDir:
         model.load_state_dict(load_file(str(self.weights_path)))
         return model.eval()
 
+    def check_sampling(self, doing: str) -> None:
+        """Refuse to `doing` ("resume", "export") a run whose clips were sampled by another version of
+        the frame sampling than this actionrec's: its weights learnt from frames unlike those it would
+        now be given. A config.json without the field (written before it was recorded) counts as
+        version 1; a folder without one holds no run to check."""
+        try:
+            saved = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        version = saved.get("sampling_version", 1) if isinstance(saved, dict) else 1
+        current = sampling.SAMPLING_VERSION
+        if version == current:
+            return
+        todo = ("start a new run with another --out" if doing == "resume" else
+                "train a new run (`actionrec train DATA_DIR --out NEW_RUN`) and export that")
+        if isinstance(version, int) and version > current:
+            todo = f"upgrade actionrec (`pip install -U actionrec`) to {doing} it, or {todo}"
+        raise TrainingError(
+            f"{self.path} was trained on clips sampled by version {version!r} of the frame sampling, and this "
+            f"actionrec samples by version {current}: it would see clips unlike those it learnt from, so it "
+            f"cannot be {'resumed' if doing == 'resume' else 'exported'}. To go on, {todo}.")
+
     def history(self) -> list[dict]:
         return json.loads(self.history_path.read_text()) if self.history_path.is_file() else []
 
@@ -156,7 +181,10 @@ class RunDir:
         )
 
     def export(self, out: str | os.PathLike | None = None, **options: Any) -> Path:
-        """Write the run's model as ONNX (default RUN_DIR/model.onnx), checked against PyTorch."""
+        """Write the run's model as ONNX (default RUN_DIR/model.onnx), checked against PyTorch; refused
+        for a run trained on another version of the frame sampling (see `check_sampling`)."""
+        self.saved  # noqa: B018 - a folder that holds no run says so first
+        self.check_sampling("export")
         return export_model(self.load_model(), self.model_card(), Path(out) if out else self.model_path, **options)
 
     def measure_unknown(self, model_path: Path, *, limit: int | None = 500,

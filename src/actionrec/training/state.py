@@ -20,6 +20,7 @@ from actionrec.training.config import RUNTIME_SETTINGS, TrainConfig
 from actionrec.training.devices import Runtime
 from actionrec.training.model import ActionModel
 from actionrec.training.runs import RunDir
+from actionrec.video import spec as sampling
 
 
 @dataclass
@@ -116,7 +117,12 @@ def settings(config: TrainConfig) -> dict:
 
 
 def fingerprint(config: TrainConfig, labels: list[str]) -> str:
-    return hashlib.sha1(json.dumps([settings(config), labels], sort_keys=True).encode()).hexdigest()
+    """Of the settings, the classes and the frame sampling's version (left out at version 1, so the
+    runs made before it was included keep theirs): a state saved under another one is not resumed."""
+    made = [settings(config), labels]
+    if sampling.SAMPLING_VERSION != 1:
+        made.append({"sampling_version": sampling.SAMPLING_VERSION})
+    return hashlib.sha1(json.dumps(made, sort_keys=True).encode()).hexdigest()
 
 
 def saved_settings(run: RunDir) -> dict:

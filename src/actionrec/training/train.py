@@ -60,6 +60,8 @@ def train(config: TrainConfig, *, resume: bool = False, console: Console | None 
 
 def _train(config: TrainConfig, resume: bool, console: Console, runtime: Runtime) -> Run:
     run = RunDir(config.out)
+    if resume:  # before any clip is decoded: a run sampled otherwise cannot go on
+        run.check_sampling("resume")
     if runtime.main:
         run.path.mkdir(parents=True, exist_ok=True)
     console.print(f"Training on {runtime.device} ({runtime.precision}" +
