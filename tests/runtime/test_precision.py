@@ -69,22 +69,33 @@ def test_auto_picks_only_a_measured_copy_of_this_very_export_and_never_on_a_gpu(
 def test_choosing_reads_cards_without_sessions_and_the_load_opens_one_per_half(model: Path, monkeypatch):
     import onnxruntime as ort
 
+    from actionrec.modelfile.card import ModelCard
     from actionrec.runtime.recognizer import Recognizer
 
     copy = with_copy(model, agreement=1.0)
     made: list[object] = []
     real = ort.InferenceSession
+    cards_read: list[str] = []
+    read = ModelCard.from_json.__func__  # type: ignore[attr-defined]
 
     def counted(*args, **kwargs):
         made.append(args[0])
         return real(*args, **kwargs)
 
+    def counted_read(cls, raw, source):
+        cards_read.append(Path(source).name)
+        return read(cls, raw, source)
+
     monkeypatch.setattr(ort, "InferenceSession", counted)
+    monkeypatch.setattr(ModelCard, "from_json", classmethod(counted_read))
     choice = choose_model_file(model, "auto", int8_pays=True)
     assert choice.path == copy and made == []  # both cards read from the files' metadata alone
-    recognizer = Recognizer(choice.path, threads=1)
+    assert sorted(cards_read) == ["model.int8.onnx", "model.onnx"] and choice.card.precision == "int8"
+    recognizer = Recognizer(choice.path, threads=1, card=choice.card)
     assert len(made) == 2 and all(isinstance(graph, bytes) for graph in made)  # the encoder's, the head's
-    assert recognizer.card.precision == "int8"
+    assert len(cards_read) == 2 and recognizer.card is choice.card  # each file's card read once
+    assert Recognizer(model, threads=1).card.precision == "fp32"  # given no card, it reads the file's
+    assert cards_read[2:] == ["model.onnx"]
 
 
 def test_predict_says_which_copy_it_ran(model: Path, tmp_path: Path):
