@@ -45,8 +45,9 @@ def choose_model_file(model: str | os.PathLike, precision: str = "auto", *, int8
     """The model file to run for `model` (a path or Hub name) at `precision`: "fp32" the file as
     given, "int8" its int8 copy, "auto" the int8 copy where the model runs on a CPU with VNNI or
     AMX and export kept one for this very model, else the file as given. A file that is itself
-    int8 runs as given. Each file's card is read once, from its metadata alone, and comes with the
-    choice."""
+    int8 runs as given. "auto" runs the file as given where the int8 copy cannot be read (and says
+    why); "int8" fails then, with the copy's error. Each file's card is read once, from its
+    metadata alone, and comes with the choice."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     path = resolve_model(model)
@@ -64,7 +65,10 @@ def choose_model_file(model: str | os.PathLike, precision: str = "auto", *, int8
         return ModelChoice(path, given, "no int8 copy beside it", card)
     if on_gpu:
         return ModelChoice(path, given, "it runs on the GPU, where the float model is the one to run", card)
-    copied = read_card(copy)
+    try:
+        copied = read_card(copy)
+    except (ModelFileError, OSError) as exc:  # the float model still runs: the copy is only a faster way
+        return ModelChoice(path, given, f"its int8 copy cannot be run ({exc})", card)
     why_not = _why_not_the_copy(card, copy, copied, int8_pays)
     if why_not:
         return ModelChoice(path, given, why_not, card)
