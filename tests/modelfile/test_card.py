@@ -41,7 +41,7 @@ def test_a_damaged_or_missing_file_says_which_and_what_to_do(model_file: Path, t
 
 def card_data(**changes: object) -> dict:
     data = {"format": 2, "name": "m", "version": "1", "labels": ["a", "b"], "num_frames": 4, "image_size": 32,
-            "sampling_version": 1}
+            "sampling_version": 1, "num_features": 8}
     return {key: value for key, value in (data | changes).items() if value is not None}
 
 
@@ -92,6 +92,17 @@ def test_a_damaged_normalization_is_named_not_a_traceback(normalization: dict):
 
     with pytest.raises(ModelFileError, match=r"odd.onnx: .*'normalization' must give three means"):
         ModelCard.from_dict(card_data(normalization=normalization), "odd.onnx")
+
+
+def test_a_card_without_its_features_count_is_damaged():
+    from actionrec.modelfile.card import ModelCard
+
+    assert ModelCard.from_dict(card_data(), "model.onnx").num_features == 8
+    for features in (None, 0, -3, 2.5, True, "8"):
+        with pytest.raises(ModelFileError, match=r"odd.onnx: the 'actionrec' metadata is damaged \('num_features'.*"
+                                                 "positive whole number") as refused:
+            ModelCard.from_dict(card_data(num_features=features), "odd.onnx")
+        assert "actionrec export RUN_DIR" in str(refused.value)
 
 
 def test_damaged_protobuf_is_refused_at_once_whatever_its_size(tmp_path: Path):

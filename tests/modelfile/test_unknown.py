@@ -44,7 +44,8 @@ def test_a_rule_travels_in_the_card_and_damage_is_named():
     rng = np.random.default_rng(1)
     rule = UnknownRule(FEATURE_SIMILARITY, 0.61, class_means([clips_near(np.ones(6), 3, rng)] * 2),
                        known_flagged=0.05, calibrated_on="40 validation clips of x")
-    card = ModelCard(name="m", version="1", labels=["a", "b"], num_frames=4, image_size=32, unknown=rule.to_dict())
+    card = ModelCard(name="m", version="1", labels=["a", "b"], num_frames=4, image_size=32, num_features=6,
+                     unknown=rule.to_dict())
     again = ModelCard.from_json(card.to_json(), "m.onnx").unknown_rule
     assert again.threshold == 0.61 and again.calibrated_on == rule.calibrated_on
     assert np.allclose(again.means, rule.means, atol=1e-3)  # stored as float16

@@ -66,25 +66,52 @@ def test_auto_picks_only_a_measured_copy_of_this_very_export_and_never_on_a_gpu(
     assert stale.path == model and "another export" in stale.why
 
 
+@pytest.mark.parametrize("spoil", ["garbage", "format 1", "sampling"])
+def test_auto_runs_the_float_model_where_the_copy_cannot_be_read(model: Path, spoil: str):
+    from actionrec.modelfile.card import update_card
+
+    copy = with_copy(model, agreement=1.0)
+    if spoil == "garbage":
+        copy.write_bytes(b"not a model")
+    else:
+        update_card(copy, **({"format": 1} if spoil == "format 1" else {"sampling_version": 99}))
+    with pytest.raises(ModelFileError) as refused:
+        choose_model_file(model, "int8")  # asked for explicitly: the copy's error
+    choice = choose_model_file(model, "auto", int8_pays=True)
+    assert choice.path == model and choice.precision == "fp32" and choice.card.precision == "fp32"
+    assert choice.why == f"its int8 copy cannot be run ({refused.value})"
+
+
 def test_choosing_reads_cards_without_sessions_and_the_load_opens_one_per_half(model: Path, monkeypatch):
     import onnxruntime as ort
 
+    from actionrec.modelfile.card import ModelCard
     from actionrec.runtime.recognizer import Recognizer
 
     copy = with_copy(model, agreement=1.0)
     made: list[object] = []
     real = ort.InferenceSession
+    cards_read: list[str] = []
+    read = ModelCard.from_json.__func__  # type: ignore[attr-defined]
 
     def counted(*args, **kwargs):
         made.append(args[0])
         return real(*args, **kwargs)
 
+    def counted_read(cls, raw, source):
+        cards_read.append(Path(source).name)
+        return read(cls, raw, source)
+
     monkeypatch.setattr(ort, "InferenceSession", counted)
+    monkeypatch.setattr(ModelCard, "from_json", classmethod(counted_read))
     choice = choose_model_file(model, "auto", int8_pays=True)
     assert choice.path == copy and made == []  # both cards read from the files' metadata alone
-    recognizer = Recognizer(choice.path, threads=1)
+    assert sorted(cards_read) == ["model.int8.onnx", "model.onnx"] and choice.card.precision == "int8"
+    recognizer = Recognizer(choice.path, threads=1, card=choice.card)
     assert len(made) == 2 and all(isinstance(graph, bytes) for graph in made)  # the encoder's, the head's
-    assert recognizer.card.precision == "int8"
+    assert len(cards_read) == 2 and recognizer.card is choice.card  # each file's card read once
+    assert Recognizer(model, threads=1).card.precision == "fp32"  # given no card, it reads the file's
+    assert cards_read[2:] == ["model.onnx"]
 
 
 def test_predict_says_which_copy_it_ran(model: Path, tmp_path: Path):
@@ -98,6 +125,12 @@ def test_predict_says_which_copy_it_ran(model: Path, tmp_path: Path):
     assert "running model.int8.onnx (int8): asked for" in " ".join(result.stderr.split())
     quiet = run_cli("predict", model, clip, "--precision", "fp32", "--json")
     assert quiet.returncode == 0 and "running model.onnx (fp32)" in " ".join(quiet.stderr.split())
+    int8_copy_of(model).write_bytes(b"damaged")
+    fallen_back = run_cli("predict", model, clip, "--json")
+    assert fallen_back.returncode == 0, fallen_back.stderr
+    assert "running model.onnx (fp32): its int8 copy cannot be run" in " ".join(fallen_back.stderr.split())
+    refused = run_cli("predict", model, clip, "--precision", "int8")
+    assert refused.returncode == 3 and "not an ONNX model file" in " ".join(refused.stderr.split())
 
 
 def test_the_server_serves_the_copy_it_picked(model: Path):
@@ -113,3 +146,18 @@ def test_the_server_serves_the_copy_it_picked(model: Path):
     with TestClient(app) as client:
         assert client.get("/v1/model").json()["precision"] == "int8"
     assert app.state.teaching.base_path == model  # taught models start from the float model
+
+
+def test_the_server_serves_the_float_model_where_the_copy_cannot_be_read(model: Path, caplog):
+    from fastapi.testclient import TestClient
+
+    from actionrec.serve.app import create_app
+    from actionrec.serve.settings import ServerSettings
+
+    with_copy(model).write_bytes(b"damaged")
+    settings = ServerSettings(model_path=model, workers=1, allowed_hosts=["testserver"], data_dir=model.parent / "data")
+    with caplog.at_level("INFO", logger="actionrec.server"):
+        app = create_app(settings)
+    assert "running model.onnx (fp32): its int8 copy cannot be run" in caplog.text
+    with TestClient(app) as client:
+        assert client.get("/v1/model").json()["precision"] == "fp32"

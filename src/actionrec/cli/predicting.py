@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
 from rich.markup import escape
@@ -18,6 +18,10 @@ from actionrec.cli.common import EXIT_NOTHING_RAN, EXIT_USAGE, console, err_cons
 from actionrec.errors import ActionrecError
 from actionrec.runtime.results import BatchResult, ResultsFile, result_key, still_to_do
 from actionrec.video.probe import VIDEO_EXTENSIONS, is_video_name
+
+if TYPE_CHECKING:
+    from actionrec.runtime.precision import ModelChoice
+    from actionrec.runtime.recognizer import Recognizer
 
 
 def expand(sources: list[str]) -> list[Path]:
@@ -93,14 +97,22 @@ def _ray_answers(recognizer, videos: list[Path | str], address: str | None, top_
 Precision = Literal["auto", "fp32", "int8"]
 
 
-def _chosen_model(model: Path, precision: str) -> Path:
+def _load_chosen(model: Path, precision: str, threads: int | None) -> Recognizer:
+    """The model file `--precision` picks, loaded; which one and why goes to stderr when there was a choice."""
+    from actionrec.runtime.recognizer import Recognizer
+
+    choice = _chosen_model(model, precision)
+    return Recognizer(choice.path, threads=threads, card=choice.card)
+
+
+def _chosen_model(model: Path, precision: str) -> ModelChoice:
     """The model file `--precision` picks; which one and why goes to stderr when there was a choice."""
     from actionrec.runtime.precision import choose_model_file, int8_copy_of
 
     choice = choose_model_file(model, precision)
     if precision != "auto" or choice.path != Path(model) or int8_copy_of(Path(model)).is_file():
         err_console.print(f"[dim]{escape(choice.describe())}[/dim]")
-    return choice.path
+    return choice
 
 
 def _print_result(result) -> None:
@@ -151,11 +163,9 @@ def predict(
 ) -> None:
     """Say which action each video shows. Exit code 0: all answered; 1: some could not be read; 2: a
     wrong command line; 3: nothing could run (the model)."""
-    from actionrec.runtime.recognizer import Recognizer
-
     videos = _videos(sources, ray, segments)
     try:
-        recognizer = Recognizer(_chosen_model(model, precision), threads=threads)
+        recognizer = _load_chosen(model, precision, threads)
     except ActionrecError as exc:
         fail(str(exc), EXIT_NOTHING_RAN)
     skipped, kept_rows = 0, None
@@ -239,7 +249,6 @@ def watch(
                                         "fp32: MODEL; int8: the copy."),
 ) -> None:
     """Recognize actions live: a rolling answer as the source plays. Ctrl-C stops."""
-    from actionrec.runtime.recognizer import Recognizer
     from actionrec.runtime.watching import LiveAnswer
     from actionrec.runtime.watching import watch as watch_source
 
@@ -263,7 +272,7 @@ def watch(
             err_console.print(f"[dim]{text}[/dim]")
 
     try:
-        recognizer = Recognizer(_chosen_model(model, precision), threads=threads)
+        recognizer = _load_chosen(model, precision, threads)
         watch_source(recognizer, source, on_answer, on_event, realtime=realtime, update_interval_s=update_interval,
                      top_k=top_k)
     except (ActionrecError, ValueError) as exc:

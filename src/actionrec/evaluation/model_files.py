@@ -148,7 +148,7 @@ def measure_unknown_rule(recognizer: Recognizer, data_dir: str | os.PathLike, *,
             yield clip_evidence(recognizer, frames)
 
     means = class_means([[features for _, features in evidence(means_from[label])] or
-                         [np.zeros((1, recognizer.card.num_features or 1), np.float32)]
+                         [np.zeros((1, recognizer.card.num_features), np.float32)]
                          for label in range(len(recognizer.labels))])
     cached.clear()  # validation clips are read as a prediction reads them
     return calibrate(means, evidence(validation), f"validation clips of {Path(data_dir).name}")

@@ -81,7 +81,9 @@ class ModelCard:
     versions: dict[str, str] = field(default_factory=dict)
     exported_at: str | None = None
     clip_duration_s: float | None = None  # typical duration of the training clips: a timeline window's length
-    num_features: int | None = None  # per-frame features between the two halves
+    # per-frame features between the two halves: every file's card has them; 0 only in a card not
+    # exported yet (export sets it, and a file whose card lacks it is refused as damaged)
+    num_features: int = 0
     normalization: Normalization = field(default_factory=Normalization)
     precision: str = "fp32"  # "int8": a quantized copy (see `quantization`)
     quantization: dict[str, Any] | None = None
@@ -144,6 +146,10 @@ class ModelCard:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> ModelCard:
         card_format, sampling_version = _contract(data, source)
+        num_features = data.get("num_features")
+        if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features < 1:
+            raise _damaged(source, "'num_features' (the features a frame between the two halves) must be a positive "
+                                   f"whole number, not {num_features!r}")
         for key in ("labels", "num_frames", "image_size"):
             if key not in data:
                 raise _damaged(source, f"no {key!r}")
@@ -161,8 +167,7 @@ class ModelCard:
         unknown = data.get("unknown") if isinstance(data.get("unknown"), dict) else None
         if unknown is not None:
             try:
-                UnknownRule.from_dict(unknown, len(labels),
-                                      data.get("num_features") if isinstance(data.get("num_features"), int) else None)
+                UnknownRule.from_dict(unknown, len(labels), num_features)
             except (ValueError, KeyError, TypeError) as exc:
                 raise _damaged(source, f"'unknown': {exc}") from None
         clip_duration = data.get("clip_duration_s")
@@ -180,7 +185,7 @@ class ModelCard:
             versions=_mapping(data.get("versions")),
             exported_at=data.get("exported_at"),
             clip_duration_s=None if clip_duration is None else float(clip_duration),
-            num_features=data.get("num_features") if isinstance(data.get("num_features"), int) else None,
+            num_features=num_features,
             normalization=_normalization(normalization, source),
             precision=str(data.get("precision") or "fp32"),
             quantization=data.get("quantization") if isinstance(data.get("quantization"), dict) else None,

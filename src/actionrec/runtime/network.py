@@ -187,14 +187,18 @@ class Network:
         self.head.release_memory()
 
 
-def load_network(path: str | os.PathLike, *, threads: int | None = None, device: str = "cpu") -> Network:
-    """Load a model file (or a Hub name, hf://OWNER/NAME, which it downloads) in its two halves."""
+def load_network(path: str | os.PathLike, *, threads: int | None = None, device: str = "cpu",
+                 card: ModelCard | None = None) -> Network:
+    """Load a model file (or a Hub name, hf://OWNER/NAME, which it downloads) in its two halves;
+    `card`: the file's card where the caller has read it already (`choose_model_file` has), else it
+    is read here."""
     path = resolve_model(path)
     providers = choose_providers(device)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file. Export one with `actionrec export RUN_DIR`.")
     model_bytes = path.read_bytes()
-    card = card_of_file(io.BytesIO(model_bytes), path)  # read once, before any session
+    if card is None:
+        card = card_of_file(io.BytesIO(model_bytes), path)  # read once, before any session
     encoder_graph, head_graph = split_graph(model_bytes, path)
     encoder_session = open_session(encoder_graph, path, session_options(threads), providers)
     encoder = Encoder(encoder_session, card.image_size, _narrow_encoder(encoder_graph, path, threads, providers))

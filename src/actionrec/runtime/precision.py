@@ -4,7 +4,9 @@ int8 convolutions are fast where the CPU has VNNI or AMX instructions and can be
 where it has only AVX2 (measured in docs/train.md). `actionrec export` keeps an int8 copy
 (MODEL.int8.onnx) only when it agrees with the float model on at least `MIN_AGREEMENT` of the
 run's validation clips; `choose_model_file` then picks it on a CPU where it pays, and says which
-copy it picked and why, for `serve`, `predict` and `watch` to show.
+copy it picked and why, for `serve`, `predict` and `watch` to show, with the card it read from that
+file's metadata: passed on to `Recognizer(choice.path, card=choice.card)`, the file's card is read
+once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from actionrec.errors import ModelFileError
-from actionrec.modelfile.card import read_card
+from actionrec.modelfile.card import ModelCard, read_card
 from actionrec.modelfile.hub import resolve_model
 from actionrec.runtime.resources import cpu_facts
 
@@ -32,6 +34,7 @@ class ModelChoice:
     path: Path
     precision: str  # "fp32" or "int8"
     why: str
+    card: ModelCard  # the card of the file at `path`
 
     def describe(self) -> str:
         return f"running {self.path.name} ({self.precision}): {self.why}"
@@ -42,36 +45,47 @@ def choose_model_file(model: str | os.PathLike, precision: str = "auto", *, int8
     """The model file to run for `model` (a path or Hub name) at `precision`: "fp32" the file as
     given, "int8" its int8 copy, "auto" the int8 copy where the model runs on a CPU with VNNI or
     AMX and export kept one for this very model, else the file as given. A file that is itself
-    int8 runs as given."""
+    int8 runs as given. "auto" runs the file as given where the int8 copy cannot be read (and says
+    why); "int8" fails then, with the copy's error. Each file's card is read once, from its
+    metadata alone, and comes with the choice."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     path = resolve_model(model)
     card = read_card(path)
     given = card.precision
     if given == "int8" or precision == "fp32":
-        return ModelChoice(path, given, "the file given" + (" is int8" if given == "int8" else ""))
+        return ModelChoice(path, given, "the file given" + (" is int8" if given == "int8" else ""), card)
     copy = int8_copy_of(path)
     if precision == "int8":
         if not copy.is_file():
             raise ModelFileError(f"{copy}: no int8 copy beside {path.name}. Write one with `actionrec export "
                                  "RUN_DIR --int8`, or use --precision fp32.")
-        return ModelChoice(copy, "int8", "asked for")
+        return ModelChoice(copy, "int8", "asked for", read_card(copy))
     if not copy.is_file():
-        return ModelChoice(path, given, "no int8 copy beside it")
+        return ModelChoice(path, given, "no int8 copy beside it", card)
     if on_gpu:
-        return ModelChoice(path, given, "it runs on the GPU, where the float model is the one to run")
-    copied = read_card(copy)
+        return ModelChoice(path, given, "it runs on the GPU, where the float model is the one to run", card)
+    try:
+        copied = read_card(copy)
+    except (ModelFileError, OSError) as exc:  # the float model still runs: the copy is only a faster way
+        return ModelChoice(path, given, f"its int8 copy cannot be run ({exc})", card)
+    why_not = _why_not_the_copy(card, copy, copied, int8_pays)
+    if why_not:
+        return ModelChoice(path, given, why_not, card)
+    return ModelChoice(copy, "int8", "this CPU has VNNI or AMX, where int8 runs faster; --precision fp32 "
+                                     "runs the float model", copied)
+
+
+def _why_not_the_copy(card: ModelCard, copy: Path, copied: ModelCard, int8_pays: bool | None) -> str | None:
+    """Why `auto` runs the float model (its card `card`) rather than its int8 copy `copy` (its card
+    `copied`); None where the copy is the one to run."""
     if (copied.name, copied.exported_at) != (card.name, card.exported_at):
-        return ModelChoice(path, given, f"{copy.name} was made from another export of it; `actionrec export` "
-                                        "writes a new one")
+        return f"{copy.name} was made from another export of it; `actionrec export` writes a new one"
     agreement = (copied.quantization or {}).get("agreement_with_fp32")
     if not isinstance(agreement, (int, float)):
-        return ModelChoice(path, given, f"{copy.name} does not say how often it agrees with it; `actionrec export` "
-                                        "measures that")
+        return f"{copy.name} does not say how often it agrees with it; `actionrec export` measures that"
     if agreement < MIN_AGREEMENT:
-        return ModelChoice(path, given, f"{copy.name} agrees with it on only {agreement:.1%} of its validation clips")
+        return f"{copy.name} agrees with it on only {agreement:.1%} of its validation clips"
     if not (cpu_facts()["int8_pays"] if int8_pays is None else int8_pays):
-        return ModelChoice(path, given, f"this CPU has no VNNI or AMX, where {copy.name} would be slower; "
-                                        "--precision int8 runs it anyway")
-    return ModelChoice(copy, "int8", "this CPU has VNNI or AMX, where int8 runs faster; --precision fp32 "
-                                     "runs the float model")
+        return f"this CPU has no VNNI or AMX, where {copy.name} would be slower; --precision int8 runs it anyway"
+    return None

@@ -63,10 +63,12 @@ class Recognizer:
         limits: DecodeLimits = DecodeLimits(),
         uncertain_below: float | None = None,
         device: str = "cpu",
+        card: ModelCard | None = None,
     ) -> None:
         """`uncertain_below`: flag answers whose top probability is under this, in place of the
-        rule the file carries (see `actionrec.modelfile.unknown`; files without one flag under 0.5)."""
-        self.network = load_network(model_path, threads=threads, device=device)  # a file, or a Hub name
+        rule the file carries (see `actionrec.modelfile.unknown`; files without one flag under 0.5).
+        `card`: the file's card where it was read already (`choose_model_file`'s), else read here."""
+        self.network = load_network(model_path, threads=threads, device=device, card=card)  # a file, or a Hub name
         self.model_path = self.network.path
         self.encoder, self._head = self.network.encoder, self.network.head
         self.device = self.network.device

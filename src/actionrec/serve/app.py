@@ -74,7 +74,7 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
         on_gpu = choose_providers(settings.device)[0] == "CUDAExecutionProvider"
         choice = choose_model_file(settings.model_path, settings.precision, on_gpu=on_gpu)
         log.info("model: %s", choice.describe())
-        recognizer = Recognizer(choice.path, threads=settings.threads,
+        recognizer = Recognizer(choice.path, threads=settings.threads, card=choice.card,
                                 limits=DecodeLimits(max_duration_s=settings.max_duration_s),
                                 uncertain_below=settings.uncertain_below, device=settings.device)
         if settings.batching or (settings.batching is None and recognizer.device == "cuda"):

@@ -102,13 +102,6 @@ def examples_in_folder(folder: str | os.PathLike) -> dict[str, list[Path]]:
     return examples
 
 
-def check_base(recognizer: Recognizer) -> None:
-    """TeachError unless `recognizer`'s model can lend its encoder: a file with two halves."""
-    if not recognizer.card.num_features:
-        raise TeachError(f"{recognizer.model_path}: this model was exported before its encoder could run alone, so "
-                         "it cannot be taught. Export it again with this version (`actionrec export RUN_DIR`).")
-
-
 # --------------------------------------------------------------------------- reading the examples
 
 
@@ -148,7 +141,6 @@ def teach(base: str | os.PathLike | Recognizer, examples: Mapping[str, Sequence[
     model to `out`. Raises TeachError for examples that cannot teach (with what to do)."""
     started = time.perf_counter()
     recognizer = base if isinstance(base, Recognizer) else Recognizer(base)
-    check_base(recognizer)
     names = _checked_names(examples)
     base_labels, prototypes = _kept_base(recognizer, names, keep_base)
     if len(names) + len(base_labels) < 2:

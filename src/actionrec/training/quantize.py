@@ -44,7 +44,7 @@ def quantize_model(model_path: Path, clips: list[np.ndarray], out: Path, *, cali
     if not backbone:
         raise ExportError(f"{model_path}: found no backbone convolutions to quantize; was it made by "
                           "`actionrec export`?")
-    no_features = np.zeros((1, card.num_frames, card.num_features or 1), np.float32)
+    no_features = np.zeros((1, card.num_frames, card.num_features), np.float32)
 
     class Clips(CalibrationDataReader):
         def __init__(self) -> None:
