@@ -128,7 +128,7 @@ async def _serve_stream(websocket: WebSocket, service: PredictionService) -> Non
             return
         answer = await run_in_threadpool(live.add, image, arrived - started, arrived)
         if answer is None:
-            await websocket.send_json({"type": "warming_up", "frames": len(live.units), "needed": live.units.maxlen})
+            await websocket.send_json({"type": "warming_up", "frames": len(live.units), "needed": live.sampling.span})
         else:
             await websocket.send_json({"type": "prediction", **answer.to_dict()})
         last_frame = time.monotonic()  # the wait for the next frame starts once this one is answered
