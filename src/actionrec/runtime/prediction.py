@@ -53,7 +53,8 @@ class PredictionBuilder:
         self.stages = stages
         self.plan = plan
         self.timeline = bool(plan.windows)
-        self.clip = {int(i): None for i in plan.clip}  # frame index -> its frame (or features)
+        # frame index -> its frame (or features), None until it comes
+        self.clip: dict[int, np.ndarray | None] = {int(i): None for i in plan.clip}
         self.samples: dict[int, np.ndarray] = {}  # sample position -> its encoded frame
         self.positions: dict[int, list[int]] = {}  # frame index -> sample positions it serves
         for position, index in enumerate(plan.samples):
@@ -128,9 +129,10 @@ class PredictionBuilder:
         started = time.perf_counter()
         self._classify_windows(final=True)
         clip = [self.clip[int(i)] for i in self.plan.clip]
-        if any(unit is None for unit in clip):
+        units = [unit for unit in clip if unit is not None]
+        if len(units) < len(clip):
             raise UndecodableVideoError("the video's frames stopped before the end of the reading")
-        stacked = np.stack(clip)
+        stacked = np.stack(units)
         top, check = self.stages.rank(self.stages.head(stacked[None])[0], top_k, stacked)
         segments = self._segments(done, top[0])
         self.inference_s += time.perf_counter() - started

@@ -52,8 +52,7 @@ class LiveRecognizer:
         self.recognizer = recognizer
         self.top_k = top_k
         self.sampling = recognizer.timeline.live(update_interval_s)  # ValueError unless above 0 s
-        self.substeps, self.step_s = self.sampling.every, self.sampling.step_s
-        self.window = recognizer.spec.num_frames
+        self.step_s = self.sampling.step_s
         self.units: deque[np.ndarray] = deque(maxlen=self.sampling.span)
         self.next_sample_s: float | None = None
 
@@ -71,7 +70,7 @@ class LiveRecognizer:
         # Catch up without a burst of samples after a stall: the next one is due one step on.
         self.next_sample_s = max(self.next_sample_s + self.step_s, time_s + self.step_s / 2)
         self.units.append(self.recognizer.encode(image[None])[0])
-        if len(self.units) < self.units.maxlen:
+        if len(self.units) < self.sampling.span:
             return None
         window = np.stack(self.sampling.window(self.units))[None]
         top, check = self.recognizer.rank(self.recognizer.head(window)[0], self.top_k, window[0])

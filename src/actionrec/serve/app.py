@@ -153,7 +153,8 @@ def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_answer(exc.status_code, str(exc.detail), reason, exc.headers)
+        headers = None if exc.headers is None else dict(exc.headers)
+        return error_answer(exc.status_code, str(exc.detail), reason, headers)
 
     app.add_exception_handler(RequestError, request_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -181,7 +182,8 @@ def serve(settings: ServerSettings, *, decode: DecodeFunction = stream_predictio
     config = uvicorn.Config(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
                             http=guarded_protocol(settings.header_timeout_s), loop="asyncio", timeout_keep_alive=5,
                             backlog=ACCEPT_BACKLOG,
-                            timeout_graceful_shutdown=settings.drain_timeout_s)
+                            # uvicorn hands it to asyncio.timeout, which takes a float; only its annotation says int
+                            timeout_graceful_shutdown=settings.drain_timeout_s)  # type: ignore[arg-type]
     # After uvicorn's logging setup; on the loggers that write request lines (a filter on a parent
     # logger does not see its children's records).
     for name in ("uvicorn.error", "uvicorn.access", "actionrec.server"):
@@ -207,7 +209,7 @@ class _Server(uvicorn.Server):
             await super().startup(sockets)
             return
         try:
-            sockets = listening_sockets(self.config.host, self.config.port, self.max_connections)
+            sockets = list(listening_sockets(self.config.host, self.config.port, self.max_connections))
         except OSError as exc:
             self._cannot_listen(exc)
         try:

@@ -31,10 +31,11 @@ import time
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
-from actionrec.errors import ActionrecError, DecodersBusy, WorkerLost
+from actionrec.errors import DecodeCrashed, DecodeFailed, DecodersBusy, DecodeTimedOut, VideoError, WorkerLost
 from actionrec.runtime.watching import LiveRecognizer
 from actionrec.serve.deps import key_problem
 from actionrec.serve.service import PredictionService
+from actionrec.serve.workers import Job
 from actionrec.video.decode import read_image
 
 MAX_FRAME_BYTES = 4 * 1024 * 1024
@@ -114,7 +115,7 @@ async def _serve_stream(websocket: WebSocket, service: PredictionService) -> Non
         if not live.due(arrived - started):
             await websocket.send_json({"type": "skipped"})
             continue
-        job = (read_image, (data, recognizer.spec.image_size, recognizer.limits), {})
+        job: Job = (read_image, (data, recognizer.spec.image_size, recognizer.limits), {})
         try:  # a frame waits for a worker only briefly: better to skip it than to fall behind
             image = await service.pool.run(job, next, wait_s=LIVE_WORKER_WAIT_S)
         except DecodersBusy:
@@ -123,12 +124,13 @@ async def _serve_stream(websocket: WebSocket, service: PredictionService) -> Non
         except WorkerLost as exc:  # not the frame's fault: the client may connect again
             await _end(websocket, 1013, str(exc), exc.reason)
             return
-        except ActionrecError as exc:  # the frame's: not an image, or one the decoder failed on
+        # The frame's fault: not an image, or one the decoder failed on (all else a decode worker raises).
+        except (VideoError, DecodeCrashed, DecodeFailed, DecodeTimedOut) as exc:
             await _end(websocket, 1003, str(exc), exc.reason)
             return
         answer = await run_in_threadpool(live.add, image, arrived - started, arrived)
         if answer is None:
-            await websocket.send_json({"type": "warming_up", "frames": len(live.units), "needed": live.units.maxlen})
+            await websocket.send_json({"type": "warming_up", "frames": len(live.units), "needed": live.sampling.span})
         else:
             await websocket.send_json({"type": "prediction", **answer.to_dict()})
         last_frame = time.monotonic()  # the wait for the next frame starts once this one is answered

@@ -45,6 +45,9 @@ class ModelConfig:
 class FramePreprocess(nn.Module):
     """uint8 (B, T, H, W, 3) RGB -> float (B*T, 3, H, W), scaled to [0, 1] and ImageNet-normalised."""
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
