@@ -104,9 +104,11 @@ class UnknownRule:
         """The clip's score: `probs` its class probabilities, `features` its (T, F) frame features."""
         if self.score == MAX_PROBABILITY:
             return float(np.max(probs))
-        if features is None:
-            raise ValueError("this rule scores frame features, and none were given")
+        if features is None or self.means is None:
+            raise ValueError("this rule scores frame features against class means, and one was not given")
         if self.score == CENTERED_SIMILARITY:
+            if self.center is None:
+                raise ValueError("centered_similarity needs its center")
             return centered_similarity(features, self.means, self.center)
         return feature_similarity(features, self.means)
 
