@@ -308,6 +308,30 @@ def test_v1_segments_timeline(server: Server, long_clip: bytes) -> None:
         assert before["action"] != after["action"]  # runs of one action are merged
 
 
+def test_an_answer_names_the_model_that_made_it_when_the_served_model_is_switched_meanwhile(
+        server: Server, clip: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    service = server.client.app.state.service  # type: ignore[attr-defined]
+    recognizer = service.recognizer
+    predict_stream = recognizer.predict_stream
+
+    def switched_while_predicting(*args, **kwargs):
+        prediction = predict_stream(*args, **kwargs)
+        service.recognizer = SimpleNamespace(name="switched-in", version="9", labels=["only"])
+        return prediction
+
+    monkeypatch.setattr(recognizer, "predict_stream", switched_while_predicting)
+    try:
+        response = post_video(server.url + "/v1/predictions", clip)
+    finally:
+        service.recognizer = recognizer
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == {"name": "untrained-test-model", "version": recognizer.version}
+    assert body["action"] in LABELS
+
+
 def test_model_and_service_routes(server: Server) -> None:
     model = http_get(server.url + "/v1/model").json()
     assert model["labels"] == LABELS

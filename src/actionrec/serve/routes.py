@@ -31,6 +31,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from actionrec.errors import RequestError, VideoError
 from actionrec.runtime.answer import Prediction
+from actionrec.runtime.recognizer import Recognizer
 from actionrec.runtime.resources import cpu_facts
 from actionrec.serve.deps import Service, guarded
 from actionrec.serve.schemas import (
@@ -61,13 +62,14 @@ router = APIRouter()
 
 
 async def _predict(request: Request, service: PredictionService, *, top_k: int, segments: bool,
-                   allow_multipart: bool = False) -> tuple[Prediction, float]:
-    """One upload through decode and inference; returns the prediction and the total milliseconds."""
+                   allow_multipart: bool = False) -> tuple[Prediction, Recognizer, float]:
+    """One upload through decode and inference; returns the prediction, the recognizer that made it
+    and the total milliseconds."""
     started = time.perf_counter()
     async with service.received_upload(request, service.settings.max_upload_bytes, allow_multipart) as video:
         async with service.slot():  # taken once the body is in
-            prediction = await service.predict(video, top_k=top_k, segments=segments)
-    return prediction, (time.perf_counter() - started) * 1000
+            prediction, recognizer = await service.predict(video, top_k=top_k, segments=segments)
+    return prediction, recognizer, (time.perf_counter() - started) * 1000
 
 
 # --------------------------------------------------------------------------- predictions
@@ -78,7 +80,7 @@ _answer_doc: dict[str, Any] = dict(response_model=Answer, dependencies=guarded, 
 
 @router.post("/", summary="Which action a video shows (raw bytes in)", **_answer_doc)
 async def predict_root(request: Request, service: Service) -> Answer:
-    prediction, _ = await _predict(request, service, top_k=1, segments=False)
+    prediction, _, _ = await _predict(request, service, top_k=1, segments=False)
     return Answer.from_prediction(prediction)
 
 
@@ -97,11 +99,10 @@ async def predict_v1(
     segments: bool = Query(False, description="Also classify sliding windows: a timeline of actions."),
 ) -> DetailedAnswer | JSONResponse:
     try:
-        prediction, total_ms = await _predict(request, service, top_k=top_k, segments=segments,
-                                              allow_multipart=True)
+        prediction, recognizer, total_ms = await _predict(request, service, top_k=top_k, segments=segments,
+                                                          allow_multipart=True)
     except VideoError as exc:  # the answer it gets on every route, plus `problem`
         return video_problem_answer(exc, UPLOAD_NAME)
-    recognizer = service.recognizer
     return DetailedAnswer.from_prediction(prediction, ModelRef(name=recognizer.name, version=recognizer.version),
                                           len(recognizer.labels), total_ms)
 

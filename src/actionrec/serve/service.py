@@ -147,8 +147,9 @@ class PredictionService:
         except Exception:  # a missed release costs memory, not answers
             log.exception("could not give back the model's working memory")
 
-    async def predict(self, video: Path, *, top_k: int, segments: bool) -> Prediction:
-        """Predict from an uploaded video file (which stays for the caller to delete)."""
+    async def predict(self, video: Path, *, top_k: int, segments: bool) -> tuple[Prediction, Recognizer]:
+        """Predict from an uploaded video file (which stays for the caller to delete); with the
+        prediction, the recognizer that made it (the served model may be switched meanwhile)."""
         recognizer = self.recognizer
         job = (self.decode, (str(video), recognizer.spec, recognizer.limits, recognizer.timeline if segments else None),
                {"name": UPLOAD_NAME})
@@ -166,7 +167,7 @@ class PredictionService:
         prediction = await self._decoded(job, consume)
         self.metrics.stage("decode", prediction.timings_ms["decode"] / 1000)
         self.metrics.stage("inference", prediction.timings_ms["inference"] / 1000)
-        return prediction
+        return prediction, recognizer
 
 
     async def _decoded(self, job: tuple, consume: Callable[[Iterator], T]) -> T:
