@@ -143,7 +143,8 @@ class Teaching:
                                                    and rule.score == FEATURE_SIMILARITY}}
 
     def limits(self) -> dict[str, Any]:
-        from actionrec.teaching.flow import MAX_CLIP_S, MAX_NAME
+        from actionrec.teaching.flow import MAX_CLIP_S
+        from actionrec.teaching.names import MAX_NAME
 
         return {"max_actions": self.settings.teach_max_actions, "max_clips_per_action": self.settings.teach_max_clips,
                 "max_clip_mb": self.settings.teach_max_clip_mb, "max_clip_s": MAX_CLIP_S, "max_name": MAX_NAME}
