@@ -80,17 +80,26 @@ def test_teaching_runs_without_torch(base_model: Path, examples: Path, tmp_path:
     assert summary["labels"] == ["blue", "red"] and out.is_file()
 
 
-def test_keep_base_keeps_the_base_actions(base_model: Path, examples: Path, tmp_path: Path):
+def with_class_means(base_model: Path, tmp_path: Path) -> Path:
+    """A copy of the base whose card has class means of its actions, as keep_base needs."""
     from actionrec.modelfile.card import update_card
     from actionrec.modelfile.unknown import FEATURE_SIMILARITY, UnknownRule, unit
     from actionrec.runtime.recognizer import Recognizer
-    from actionrec.teaching.flow import teach
 
     base = tmp_path / "base.onnx"
     base.write_bytes(base_model.read_bytes())
     recognizer = Recognizer(base)
     means = unit(np.random.default_rng(0).random((len(recognizer.labels), recognizer.card.num_features)))
     update_card(base, unknown=UnknownRule(FEATURE_SIMILARITY, 0.5, means).to_dict())
+    return base
+
+
+def test_keep_base_keeps_the_base_actions(base_model: Path, examples: Path, tmp_path: Path):
+    from actionrec.runtime.recognizer import Recognizer
+    from actionrec.teaching.flow import teach
+
+    base = with_class_means(base_model, tmp_path)
+    recognizer = Recognizer(base)
     result = teach(base, {"red": sorted((examples / "red").iterdir()), "blue": sorted((examples / "blue").iterdir())},
                    tmp_path / "kept.onnx", keep_base=True)
     assert Recognizer(result.path).labels == ["red", "blue", *recognizer.labels]
@@ -102,6 +111,8 @@ def test_keep_base_keeps_the_base_actions(base_model: Path, examples: Path, tmp_
     ("absurd_name", "characters a name cannot have"),
     ("long_name", "keep it to 40"),
     ("same_name", "same name"),
+    ("look_alike_names", "same name"),
+    ("keep_base_look_alike", "one of the base's own actions"),
     ("no_clip_reads", "No clip of 'blue' could be read"),
     ("keep_base_without_means", "--keep-base needs the class means"),
 ])
@@ -113,11 +124,29 @@ def test_bad_examples_get_clear_errors(base_model: Path, examples: Path, tmp_pat
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(500))
     cases = {"one_action": {"red": red}, "empty_name": {"red": red, "  ": red}, "absurd_name": {"red": red, "<b>": red},
              "long_name": {"red": red, "x" * 41: red}, "same_name": {"red": red, "RED": red},
+             "look_alike_names": {"r\u0435d": red, "\uff52\uff45\uff44": red},  # Cyrillic e; fullwidth
+             "keep_base_look_alike": {"red": red, "GR\u043eW": red},  # a base action, Cyrillic o
              "no_clip_reads": {"red": red, "blue": [broken]}, "keep_base_without_means": {"red": red, "blue": red}}
     out = tmp_path / "out.onnx"
+    base = base_model
+    if problem == "keep_base_look_alike":
+        base = with_class_means(base_model, tmp_path)
     with pytest.raises(TeachError, match=words):
-        teach(base_model, cases[problem], out, keep_base=problem == "keep_base_without_means")
+        teach(base, cases[problem], out, keep_base=problem.startswith("keep_base"))
     assert not out.exists()  # nothing half-written
+
+
+def test_an_action_no_clip_of_which_reads_is_named_with_its_own_clip(base_model: Path, examples: Path,
+                                                                     tmp_path: Path):
+    from actionrec.teaching.flow import TeachError, teach
+
+    blue_broken, red_broken = tmp_path / "blue-broken.mp4", tmp_path / "red-broken.mp4"
+    for path in (blue_broken, red_broken):
+        path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(500))
+    blue = sorted((examples / "blue").iterdir())
+    with pytest.raises(TeachError, match="No clip of 'red' could be read") as refused:
+        teach(base_model, {"blue": [blue_broken, *blue], "red": [red_broken]}, tmp_path / "out.onnx")
+    assert "red-broken.mp4" in str(refused.value) and "blue-broken.mp4" not in str(refused.value)
 
 
 def test_a_clip_that_does_not_decode_is_skipped_and_named(base_model: Path, examples: Path, tmp_path: Path):

@@ -7,7 +7,8 @@
     deps.py      the routes' dependencies: the service, the teaching state, the API key check
     routes.py    the routes, as an APIRouter that gets the service as a dependency
     live.py      WebSocket /v1/live
-    teaching.py  the teach routes; teaching_data.py: example clips, jobs and models in --data-dir
+    teaching.py  the teach routes; teaching_data.py: example clips, jobs and models in --data-dir;
+                 teach_jobs.py: a job's snapshot of the clips, and the process that teaches on it
     schemas.py   the answers' pydantic models, the error body, OpenAPI details
     guards.py    Host and Origin checks, the answer of a request cut short at shutdown
     protocol.py  uvicorn's HTTP/1.1 protocol with header timeouts, a connection cap, framing checks

@@ -4,6 +4,8 @@ switch of the served model without a restart (`actionrec.serve.teaching` is the 
     examples/ACTION/ID.EXT + ID.json   a clip, and its facts written after it (a clip without its
                                        facts was never acknowledged, and is not listed)
     jobs/ID.json                       each teaching job's state, written at every step
+    jobs/ID/                           the clips a running job teaches on, as they were when it
+                                       started (`actionrec.serve.teach_jobs`)
     models/ID.onnx                     taught models (written whole, then renamed into place)
     served.json                        the model being served, restored at start
 
@@ -11,6 +13,11 @@ Files are written under a temporary name, flushed to disk and renamed (`actionre
 so a server killed at any moment keeps every clip and job it acknowledged; a job cut short is
 started again when the server comes back. Teaching runs in a child process: a clip that crashes the
 decoder costs that process, and the server goes on answering.
+
+Action names are compared by `actionrec.teaching.names.name_key` (case, width and look-alike
+letters aside), and kept as written first. The limits on actions and clips are checked when a
+clip is sent (before its body is read) and again as it is counted, right before it is written:
+uploads sent at once cannot all pass a check made before any of them was written.
 """
 
 from __future__ import annotations
@@ -18,10 +25,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import re
 import shutil
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +37,8 @@ from fastapi import Request
 from actionrec.errors import ModelFileError, RequestError
 from actionrec.serve import uploads
 from actionrec.serve.durable import durable_write, read_json, write_json
+from actionrec.serve.teach_jobs import has_snapshot, take_snapshot, teach_in_child
+from actionrec.teaching.names import TeachError, check_action_name, model_id_for, name_key, valid_id
 
 if TYPE_CHECKING:
     from actionrec.modelfile.card import ModelCard
@@ -38,32 +47,6 @@ log = logging.getLogger("actionrec.server")
 
 BASE_ID, TEACH_BASE_ID = "base", "teach-base"
 RUNNING = ("queued", "reading", "fitting", "writing")
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
-
-
-def _teach_in_child(base: str, examples: dict[str, list[str]], out: str, name: str, keep_base: bool,
-                    job_file: str) -> None:
-    """What the teaching process runs: `teach`, its progress and its outcome written to `job_file`."""
-    from actionrec.errors import ActionrecError
-    from actionrec.teaching.flow import teach
-
-    job = read_json(Path(job_file)) or {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        job.update(state=stage, done=done, total=total, updated_at=time.time())
-        write_json(Path(job_file), job)
-
-    try:
-        result = teach(base, examples, out, name=name, keep_base=keep_base, progress=progress)
-    except ActionrecError as exc:
-        job.update(state="failed", error=str(exc), reason=getattr(exc, "reason", "cannot_teach"))
-    except Exception as exc:  # noqa: BLE001  the server logs it; the job says it failed
-        job.update(state="failed", error=f"Teaching failed unexpectedly ({type(exc).__name__}: {exc}).",
-                   reason="teach_failed")
-    else:
-        job.update(state="done", model=Path(out).stem, result=result.summary() | {"model": Path(out).stem})
-    job["updated_at"] = time.time()
-    write_json(Path(job_file), job)
 
 
 class Teaching:
@@ -78,6 +61,7 @@ class Teaching:
         self.note = getattr(self.settings, "teach_note", None)
         self.running: asyncio.Task | None = None
         self.switching = asyncio.Lock()
+        self.writing: Counter[Path] = Counter()  # clips being written, by their action's folder
         if data_dir is not None:
             for sub in ("examples", "jobs", "models"):
                 (data_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -93,20 +77,45 @@ class Teaching:
             raise RequestError(409, "This server was given no model file to teach from.", "teaching_off")
         return self.data_dir
 
-    def _action_dir(self, action: str, create: bool = False) -> Path:
-        from actionrec.teaching.flow import TeachError, check_action_name
-
+    def _checked_name(self, action: str) -> str:
         try:
-            name = check_action_name(action)
+            return check_action_name(action)
         except TeachError as exc:
             raise RequestError(422, str(exc), "invalid_action_name") from None
-        examples = self._require() / "examples"
-        for existing in examples.iterdir():
-            if existing.is_dir() and existing.name.lower() == name.lower():
-                return existing
-        if not create:
-            raise RequestError(404, f"No action named {name!r} has example clips.", "not_found")
-        return examples / name
+
+    def _folders(self) -> dict[str, Path]:
+        """{name key: the action's folder}; of look-alike folders (an older server's), the first by name."""
+        found: dict[str, Path] = {}
+        for folder in sorted((self._require() / "examples").iterdir()):
+            if folder.is_dir():
+                found.setdefault(name_key(folder.name), folder)
+        return found
+
+    def _action_dir(self, action: str) -> Path:
+        folder = self._folders().get(name_key(self._checked_name(action)))
+        if folder is None:
+            raise RequestError(404, f"No action named {action!r} has example clips.", "not_found")
+        return folder
+
+    def _room_for(self, action: str) -> Path:
+        """The folder a new clip of `action` goes to (an action's look-alike names share the one
+        written first); 409 when the server holds its limit of actions, or the action its limit of
+        clips, counting the clips being written. No await inside: check and count are one step."""
+        name = self._checked_name(action)
+        key = name_key(name)
+        writing = {name_key(folder.name): folder for folder in self.writing}
+        folder = self._folders().get(key) or writing.get(key) or self._require() / "examples" / name
+        counts = Counter({name_key(action): len(clips) for action, clips in self.examples().items()})
+        for being_written, count in self.writing.items():
+            counts[name_key(being_written.name)] += count
+        if not counts[key] and len(+counts) >= self.settings.teach_max_actions:
+            raise RequestError(409, f"This server holds {len(+counts)} actions already, its limit. Remove one "
+                                    "(DELETE /v1/teach/examples/ACTION) before adding another.", "too_many_actions")
+        if counts[key] >= self.settings.teach_max_clips:
+            raise RequestError(409, f"{folder.name!r} has {counts[key]} clips already, the limit for an action. "
+                                    "Remove one before adding another; a few good clips teach as well as many.",
+                               "too_many_clips")
+        return folder
 
     def examples(self) -> dict[str, list[dict]]:
         """{action: its acknowledged clips' facts}, actions by name."""
@@ -143,7 +152,8 @@ class Teaching:
                                                    and rule.score == FEATURE_SIMILARITY}}
 
     def limits(self) -> dict[str, Any]:
-        from actionrec.teaching.flow import MAX_CLIP_S, MAX_NAME
+        from actionrec.teaching.flow import MAX_CLIP_S
+        from actionrec.teaching.names import MAX_NAME
 
         return {"max_actions": self.settings.teach_max_actions, "max_clips_per_action": self.settings.teach_max_clips,
                 "max_clip_mb": self.settings.teach_max_clip_mb, "max_clip_s": MAX_CLIP_S, "max_name": MAX_NAME}
@@ -151,33 +161,36 @@ class Teaching:
     # -- examples ----------------------------------------------------------------------------
 
     async def add_example(self, request: Request, action: str) -> dict:
-        folder = self._action_dir(action, create=True)
-        existing = self.examples()
-        here = next((clips for name, clips in existing.items() if name.lower() == folder.name.lower()), [])
-        if not here and len(existing) >= self.settings.teach_max_actions:
-            raise RequestError(409, f"This server holds {len(existing)} actions already, its limit. Remove one "
-                                    "(DELETE /v1/teach/examples/ACTION) before adding another.", "too_many_actions")
-        if len(here) >= self.settings.teach_max_clips:
-            raise RequestError(409, f"{folder.name!r} has {len(here)} clips already, the limit for an action. "
-                                    "Remove one before adding another; a few good clips teach as well as many.",
-                               "too_many_clips")
+        self._room_for(action)  # refused before the body is read when the limits are reached already
         max_bytes = int(self.settings.teach_max_clip_mb * 1024 * 1024)
         async with self.service.received_upload(request, max_bytes, allow_multipart=True) as video:
             async with self.service.slot():
                 duration = await self.service.check_clip(video)
-            clip_id = uuid.uuid4().hex[:12]
-            file_name = f"{clip_id}{_suffix(request)}"
-            facts = {"id": clip_id, "action": folder.name, "file": file_name, "bytes": video.stat().st_size,
-                     "duration_s": round(duration, 3), "added_at": time.time()}
+            folder = self._room_for(action)  # again, and counted at once: other uploads may have come in
+            self.writing[folder] += 1
             try:
-                folder.mkdir(parents=True, exist_ok=True)
-                await asyncio.to_thread(durable_write, folder / file_name, lambda tmp: shutil.copyfile(video, tmp))
-                await asyncio.to_thread(write_json, folder / f"{clip_id}.json", facts)  # acknowledged from here
-            except OSError as exc:
-                (folder / file_name).unlink(missing_ok=True)
-                log.warning("an example clip could not be kept in %s (%s)", folder, exc)
-                raise uploads.storage_failure(exc) from None
-        log.info("example clip %s of %r kept (%d bytes, %.1f s)", clip_id, folder.name, facts["bytes"], duration)
+                facts = await self._keep(video, folder, _suffix(request), duration)
+            finally:
+                self.writing[folder] -= 1
+                if not self.writing[folder]:
+                    del self.writing[folder]
+        log.info("example clip %s of %r kept (%d bytes, %.1f s)", facts["id"], folder.name, facts["bytes"], duration)
+        return facts
+
+    async def _keep(self, video: Path, folder: Path, suffix: str, duration: float) -> dict:
+        """Write the clip, then its facts (it is acknowledged from there); 507 when the disk refuses."""
+        clip_id = uuid.uuid4().hex[:12]
+        file_name = f"{clip_id}{suffix}"
+        facts = {"id": clip_id, "action": folder.name, "file": file_name, "bytes": video.stat().st_size,
+                 "duration_s": round(duration, 3), "added_at": time.time()}
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(durable_write, folder / file_name, lambda tmp: shutil.copyfile(video, tmp))
+            await asyncio.to_thread(write_json, folder / f"{clip_id}.json", facts)  # acknowledged from here
+        except OSError as exc:
+            (folder / file_name).unlink(missing_ok=True)
+            log.warning("an example clip could not be kept in %s (%s)", folder, exc)
+            raise uploads.storage_failure(exc) from None
         return facts
 
     def remove_example(self, action: str, clip_id: str | None) -> dict:
@@ -186,7 +199,7 @@ class Teaching:
             shutil.rmtree(folder)
             return {"removed": folder.name}
         facts_path = folder / f"{clip_id}.json"
-        facts = read_json(facts_path) if ID_PATTERN.match(clip_id) else None
+        facts = read_json(facts_path) if valid_id(clip_id) else None
         if facts is None:
             raise RequestError(404, f"{folder.name!r} has no clip {clip_id!r}.", "not_found")
         facts_path.unlink()  # unlisted from here; then the clip itself
@@ -203,14 +216,12 @@ class Teaching:
         return sorted(found, key=lambda job: job.get("created_at", 0), reverse=True)
 
     def job(self, job_id: str) -> dict:
-        job = read_json(self._require() / "jobs" / f"{job_id}.json") if ID_PATTERN.match(job_id) else None
+        job = read_json(self._require() / "jobs" / f"{job_id}.json") if valid_id(job_id) else None
         if job is None:
             raise RequestError(404, f"No teaching job {job_id!r}.", "not_found")
         return job
 
     def start_job(self, name: str | None, keep_base: bool) -> dict:
-        from actionrec.teaching.flow import TeachError, check_action_name
-
         root = self._require()
         if self.running is not None and not self.running.done():
             raise RequestError(409, "The server is teaching already; follow that job (GET /v1/teach/jobs) and "
@@ -225,25 +236,38 @@ class Teaching:
                                     f"{len(examples)} ({', '.join(examples) or 'none'}). Add clips of another "
                                     "(one may be 'nothing', standing still).", "too_few_actions")
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        model_id = f"{re.sub(r'[^A-Za-z0-9._-]+', '-', name).strip('-').lower() or 'taught'}-{stamp}"
-        job = {"id": uuid.uuid4().hex[:12], "state": "queued", "done": 0,
+        model_id = model_id_for(name, stamp)
+        job_id = uuid.uuid4().hex[:12]
+        job = {"id": job_id, "state": "queued", "done": 0,
                "total": sum(len(clips) for clips in examples.values()), "name": name, "keep_base": keep_base,
                "model": model_id, "created_at": time.time(), "updated_at": time.time(),
                "actions": {action: len(clips) for action, clips in examples.items()}}
-        write_json(root / "jobs" / f"{job['id']}.json", job)  # acknowledged from here
+        try:  # the clips as they are now: a DELETE during the job does not change what it teaches on
+            take_snapshot(root / "examples", root / "jobs" / job_id, examples)
+        except OSError as exc:
+            log.warning("a teaching job's clips could not be kept in %s (%s)", root / "jobs", exc)
+            raise uploads.storage_failure(exc) from None
+        write_json(root / "jobs" / f"{job_id}.json", job)  # acknowledged from here
         self.running = asyncio.get_running_loop().create_task(self._run(job))
         return job
 
     async def _run(self, job: dict) -> None:
-        root = self._require()
-        job_file = root / "jobs" / f"{job['id']}.json"
-        examples = {action: [str(root / "examples" / action / clip["file"]) for clip in clips]
-                    for action, clips in self.examples().items()}
+        root = self._require().absolute()
+        job_file, snapshot = root / "jobs" / f"{job['id']}.json", root / "jobs" / job["id"]
+        if not has_snapshot(snapshot):  # a job an older server started: the clips as they are now
+            try:
+                await asyncio.to_thread(take_snapshot, root / "examples", snapshot, self.examples())
+            except OSError as exc:
+                log.warning("teaching job %s: its clips could not be kept in %s (%s)", job["id"], snapshot, exc)
+                write_json(job_file, job | {"state": "failed", "reason": "teach_failed", "updated_at": time.time(),
+                                            "error": f"The job's clips could not be kept ({exc.strerror}). Free "
+                                                     "some disk space and start it again."})
+                return
         out = root / "models" / f"{job['model']}.onnx"
         context = multiprocessing.get_context("spawn")
-        process = context.Process(target=_teach_in_child, name="actionrec-teach", daemon=True,
-                                  args=(str(self.base_path), examples, str(out), job["name"], job["keep_base"],
-                                        str(job_file)))
+        process = context.Process(target=teach_in_child, name="actionrec-teach", daemon=True,
+                                  args=(str(self.base_path), str(snapshot), str(out), job["name"], job["keep_base"],
+                                        str(job_file), str(root)))
         started = time.perf_counter()
         process.start()
         try:
@@ -257,6 +281,7 @@ class Teaching:
                          error=f"The teaching process stopped unexpectedly (exit code {process.exitcode}). Start "
                                "again; if it fails again, a clip may be damaged: remove the last ones added.")
             write_json(job_file, final)
+        await asyncio.to_thread(shutil.rmtree, snapshot, True)
         log.info("teaching job %s %s in %.1f s%s", job["id"], final["state"], time.perf_counter() - started,
                  f": {final.get('error')}" if final["state"] == "failed" else f": model {final.get('model')}")
 
@@ -275,6 +300,7 @@ class Teaching:
         for job in cut_short[1:]:
             job.update(state="failed", reason="teach_failed", error="The server stopped during this job.")
             write_json(self.data_dir / "jobs" / f"{job['id']}.json", job)
+            shutil.rmtree(self.data_dir / "jobs" / job["id"], ignore_errors=True)
         if cut_short and self.base_path is not None:
             job = cut_short[0] | {"state": "queued", "done": 0, "restarted": True}
             write_json(self.data_dir / "jobs" / f"{job['id']}.json", job)
@@ -292,7 +318,7 @@ class Teaching:
             return self.started_path
         if model_id == TEACH_BASE_ID and self.base_path is not None:
             return self.base_path
-        path = self.data_dir / "models" / f"{model_id}.onnx" if self.data_dir and ID_PATTERN.match(model_id) else None
+        path = self.data_dir / "models" / f"{model_id}.onnx" if self.data_dir and valid_id(model_id) else None
         if path is None or not path.is_file():
             raise RequestError(404, f"No model {model_id!r} on this server (GET /v1/models lists them).", "not_found")
         return path
@@ -307,7 +333,7 @@ class Teaching:
             paths.append((TEACH_BASE_ID, Path(self.base_path)))
         if self.data_dir is not None:
             paths += [(p.stem, p) for p in sorted((self.data_dir / "models").glob("*.onnx"))
-                      if not p.name.startswith(".")]
+                      if valid_id(p.stem)]  # what model_path takes; not a file being written (".NAME")
         for model_id, path in paths:
             try:
                 card = read_card(path)

@@ -21,7 +21,6 @@ Runtime runs it.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,27 +30,20 @@ from typing import Any
 
 import numpy as np
 
-from actionrec.errors import ActionrecError, VideoError
+from actionrec.errors import VideoError
 from actionrec.files import sha256_of
 from actionrec.modelfile.card import ModelCard
 from actionrec.modelfile.unknown import FEATURE_SIMILARITY, UnknownRule
 from actionrec.runtime.recognizer import Recognizer
 from actionrec.teaching.graph import write_taught_graph
 from actionrec.teaching.head import base_center, fit_on_clips, leave_one_out, unknown_rule
+from actionrec.teaching.names import TeachError, check_action_name, name_key
 from actionrec.video import SAMPLING_RULE, SAMPLING_VERSION, DecodeLimits, read_clip
 
 MAX_ACTIONS = 50
 MAX_CLIPS_PER_ACTION = 50
 MAX_CLIP_S = 60.0  # an example is a short clip of the action; longer ones are refused
-MAX_NAME = 40
-NAME_PATTERN = re.compile(r"^[\w][\w .'&+-]*$")  # letters, digits, _, and spaces . ' & + - inside
 HEAD = "taught_linear"  # its name in the card's TEMPORAL_HEADS
-
-
-class TeachError(ActionrecError, ValueError):
-    """The examples cannot teach a model: too few, unreadable, badly named, or a base that cannot be taught."""
-
-    reason = "cannot_teach"
 
 
 @dataclass
@@ -70,20 +62,6 @@ class TeachResult:
 
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-def check_action_name(name: str) -> str:
-    """`name`, stripped, or TeachError saying what a name may be."""
-    stripped = " ".join(str(name).split())
-    if not stripped:
-        raise TeachError("An action's name is empty. Name it, e.g. 'squat' or 'waving'.")
-    if len(stripped) > MAX_NAME:
-        raise TeachError(f"The action name {stripped[:MAX_NAME]!r}... is {len(stripped)} characters long; "
-                         f"keep it to {MAX_NAME}.")
-    if not NAME_PATTERN.match(stripped):
-        raise TeachError(f"The action name {stripped!r} has characters a name cannot have: use letters, digits, "
-                         "spaces and _ . ' & + - (not starting with a sign).")
-    return stripped
 
 
 def examples_in_folder(folder: str | os.PathLike) -> dict[str, list[Path]]:
@@ -146,10 +124,11 @@ def teach(base: str | os.PathLike | Recognizer, examples: Mapping[str, Sequence[
     if len(names) + len(base_labels) < 2:
         raise TeachError("One action cannot be taught alone: a model tells actions apart. Give clips of at least "
                          "two actions (one may be 'nothing', you standing still).")
-    features, skipped, durations = read_examples(recognizer, dict(zip(names, examples.values())), progress=progress)
+    by_name = dict(zip(names, examples.values()))
+    features, skipped, durations = read_examples(recognizer, by_name, progress=progress)
     empty = [label for label in names if not features[label]]
-    if empty:
-        why = next((reason for path, reason in skipped.items()), "")
+    if empty:  # why the first of its own clips could not be read
+        why = next((skipped[str(clip)] for clip in by_name[empty[0]] if str(clip) in skipped), "")
         raise TeachError(f"No clip of {empty[0]!r} could be read" + (f" ({why})" if why else "") +
                          ". Give it at least one clip that plays.")
     read_s = time.perf_counter() - started
@@ -176,8 +155,9 @@ def teach(base: str | os.PathLike | Recognizer, examples: Mapping[str, Sequence[
 def _checked_names(examples: Mapping[str, Sequence[str | os.PathLike]]) -> list[str]:
     """The actions' names, checked, or TeachError for names that clash or too many actions or clips."""
     names = [check_action_name(label) for label in examples]
-    if len(set(n.lower() for n in names)) != len(names):
-        raise TeachError("Two actions have the same name (names are compared ignoring case). Name each once.")
+    if len(set(map(name_key, names))) != len(names):
+        raise TeachError("Two actions have the same name (names are compared ignoring case, width and letters "
+                         "that look alike). Name each once.")
     if len(names) > MAX_ACTIONS:
         raise TeachError(f"{len(names)} actions: at most {MAX_ACTIONS} can be taught at once.")
     too_many = [label for label, clips in examples.items() if len(clips) > MAX_CLIPS_PER_ACTION]
@@ -201,7 +181,7 @@ def _kept_base(recognizer: Recognizer, names: list[str], keep_base: bool) -> tup
                          "measured). Teach from the trained base, with every action's clips, or without "
                          "--keep-base.")
     base_labels = list(recognizer.labels)
-    clash = [n for n in names if n.lower() in {b.lower() for b in base_labels}]
+    clash = [n for n in names if name_key(n) in set(map(name_key, base_labels))]
     if clash:
         raise TeachError(f"{clash[0]!r} is one of the base's own actions: with --keep-base, name new actions "
                          "differently (or teach without --keep-base).")
