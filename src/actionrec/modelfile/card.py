@@ -52,6 +52,14 @@ TEMPORAL_HEADS: dict[str, TemporalHead] = {
 }
 TRAINABLE_HEADS: tuple[str, ...] = tuple(name for name, head in TEMPORAL_HEADS.items() if head.trainable)
 
+# What a card may hold: real ones are far under. A 101-class card with 1280-feature class means
+# is about 350 KB, nearly all of it the means; everything else (what GET /v1/model shows, with no
+# key) is a few KB. A clip's size is bounded so that a card cannot ask for gigabytes of frames.
+MAX_CARD_BYTES = 4 * 1024 * 1024  # the whole card: about 1200 classes of 1280-feature means
+MAX_SHOWN_CARD_BYTES = 64 * 1024  # the card without the unknown rule's class means
+MAX_NUM_FRAMES = 128
+MAX_CLIP_PIXELS = 16 * 1024 * 1024  # num_frames x image_size^2: 16 frames of 1024 x 1024, 128 of 362 x 362
+
 # ImageNet statistics, applied inside the model graph on 0..255 RGB; recorded in every card so
 # other runtimes can reproduce them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -135,13 +143,21 @@ class ModelCard:
                 f"{source}: this ONNX file has no '{METADATA_KEY}' metadata (labels, frames, input size), "
                 "so it was not made by `actionrec export`. Export the model with that command."
             )
+        if len(raw) > MAX_CARD_BYTES:
+            raise _damaged(source, f"{len(raw) / 1024 / 1024:.1f} MB, where a card is at most "
+                                   f"{MAX_CARD_BYTES // 1024 // 1024} MB")
         try:
             data = json.loads(raw)
         except ValueError as exc:
             raise _damaged(source, f"not JSON: {exc}") from None
+        except RecursionError:
+            raise _damaged(source, "nested too deep to be a card") from None
         if not isinstance(data, dict):
             raise _damaged(source, "not a JSON object")
-        return cls.from_dict(data, source)
+        try:
+            return cls.from_dict(data, source)
+        except RecursionError:  # what was just deep enough to read may be too deep to measure
+            raise _damaged(source, "nested too deep to be a card") from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> ModelCard:
@@ -159,10 +175,8 @@ class ModelCard:
         for key in ("num_frames", "image_size"):
             if not isinstance(data[key], int) or isinstance(data[key], bool):
                 raise _damaged(source, f"{key!r} must be a whole number, not {data[key]!r}")
-        try:
-            ClipSpec(data["num_frames"], data["image_size"])
-        except ValueError as exc:
-            raise _damaged(source, str(exc)) from None
+        _check_clip(data["num_frames"], data["image_size"], source)
+        _check_shown_size(data, source)
         normalization = data.get("normalization") or {}
         unknown = data.get("unknown") if isinstance(data.get("unknown"), dict) else None
         if unknown is not None:
@@ -269,6 +283,28 @@ def _contract(data: dict[str, Any], source: str) -> tuple[int, int]:
             f"implements version {SAMPLING_VERSION} only, so it would see clips unlike those it was trained "
             f"on: {todo}.")
     return card_format, version
+
+
+def _check_clip(num_frames: int, image_size: int, source: str) -> None:
+    """Refuse a clip no model of this package uses, before anything is allocated for it."""
+    try:
+        ClipSpec(num_frames, image_size)
+    except ValueError as exc:
+        raise _damaged(source, str(exc)) from None
+    if num_frames > MAX_NUM_FRAMES:
+        raise _damaged(source, f"'num_frames' is {num_frames}, and a clip is at most {MAX_NUM_FRAMES} frames")
+    if num_frames * image_size ** 2 > MAX_CLIP_PIXELS:
+        raise _damaged(source, f"a clip of {num_frames} frames of {image_size} x {image_size} pixels, where a clip "
+                               f"is at most {MAX_CLIP_PIXELS:,} pixels (16 frames of 1024 x 1024)")
+
+
+def _check_shown_size(data: dict[str, Any], source: str) -> None:
+    """Refuse a card whose parts other than the unknown rule (which GET /v1/model shows without a key,
+    labels above all) are too large to show."""
+    shown = len(json.dumps({key: value for key, value in data.items() if key != "unknown"}))
+    if shown > MAX_SHOWN_CARD_BYTES:
+        raise _damaged(source, f"{shown // 1024} KB besides the unknown rule, where a card's labels and facts "
+                               f"take at most {MAX_SHOWN_CARD_BYTES // 1024} KB")
 
 
 def _normalization(given: Any, source: str) -> Normalization:

@@ -12,6 +12,10 @@ initializer = 5, input = 11, output = 12, value_info = 13; NodeProto input = 1, 
 op_type = 4; TensorProto dims = 1, data_type = 2, name = 8, data_location = 14; ValueInfoProto
 name = 1; ModelProto.metadata_props = 14, StringStringEntryProto key = 1, value = 2.
 
+`refuse_external_data` walks the whole model (every graph, subgraph and function) for a tensor whose
+bytes are in another file: ONNX Runtime would read that file, relative to the working directory
+when a graph is loaded from bytes, and no model file may read files.
+
 `metadata` reads the file's metadata alone (a model's card) without reading its graph, and
 without ONNX Runtime: it skips over every other field.
 """
@@ -151,6 +155,45 @@ def _text(value: int | bytes) -> str:
         raise CannotSplit("a name that is not UTF-8") from None
 
 
+MAX_GRAPH_DEPTH = 32  # subgraphs within subgraphs: exported and taught models have none
+
+# Where a message holds tensors, sparse tensors and graphs, by field number (onnx/onnx.proto).
+_TENSORS = {"model": (), "training": (), "function": (), "graph": (5,), "node": (), "attribute": (5, 10),
+            "sparse": (1, 2)}
+_SPARSE = {"graph": (15,), "attribute": (22, 23)}
+_GRAPHS = {"model": (7,), "training": (1, 2), "attribute": (6, 11)}
+_INNER = {"model": {25: "function", 20: "training"}, "graph": {1: "node"}, "function": {7: "node", 11: "attribute"},
+          "node": {5: "attribute"}}
+
+
+def refuse_external_data(model: bytes) -> None:
+    """CannotSplit where any tensor in `model` (initializers, sparse initializers, Constant nodes'
+    and other attributes, in the graph, its subgraphs and functions) keeps its bytes in another file."""
+    _walk(model, "model", 0)
+
+
+def _walk(message: bytes, kind: str, depth: int) -> None:
+    if depth > MAX_GRAPH_DEPTH:
+        raise CannotSplit(f"graphs nested over {MAX_GRAPH_DEPTH} deep")
+    for number, value, _ in _fields(message):
+        if not isinstance(value, bytes):
+            continue
+        if number in _TENSORS.get(kind, ()):
+            _check_tensor(value)
+        elif number in _SPARSE.get(kind, ()):
+            _walk(value, "sparse", depth)
+        elif number in _GRAPHS.get(kind, ()):
+            _walk(value, "graph", depth + 1)
+        elif number in _INNER.get(kind, {}):
+            _walk(value, _INNER[kind][number], depth + 1 if kind == "model" else depth)
+
+
+def _check_tensor(tensor: bytes) -> None:
+    for number, value, _ in _fields(tensor):
+        if number == 13 or (number == 14 and value == 1):  # external_data, or data_location EXTERNAL
+            raise CannotSplit("it reads another file (external data): a model file must hold all its weights itself")
+
+
 @dataclass
 class _Graph:
     other: list[bytes] = field(default_factory=list)  # its name, doc string, metadata: kept as they are
@@ -170,8 +213,9 @@ def _read_graph(payload: bytes) -> _Graph:
                                 next((_text(v) for n, v, _ in node if n == 4), "")))
         elif number == 5:
             tensor = list(_fields(_message_bytes(value, "initializer")))
-            if any(n == 14 and v == 1 for n, v, _ in tensor):
-                raise CannotSplit("its weights are stored outside the file (external data)")
+            if any(n == 13 or (n == 14 and v == 1) for n, v, _ in tensor):
+                raise CannotSplit("it reads another file (external data): a model file must hold all its weights "
+                                  "itself")
             name = next((_text(v) for n, v, _ in tensor if n == 8), "")
             dims = [v for n, v, _ in tensor if n == 1 and isinstance(v, int)]
             for n, v, _ in tensor:  # packed dims

@@ -21,6 +21,7 @@ Scores:
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -148,8 +149,11 @@ class UnknownRule:
                 raise ValueError(f"a center shaped {center.shape} for class means shaped "
                                  f"{None if means is None else means.shape}")
         threshold = data.get("threshold")
-        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
-            raise ValueError(f"threshold must be a number, not {threshold!r}")
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, not {threshold!r}")
+        for name, array in (("class means", means), ("center", center)):
+            if array is not None and not np.isfinite(array).all():
+                raise ValueError(f"its {name} must be finite numbers, and some are not")
         return cls(score=str(data.get("score")), threshold=float(threshold), means=means, center=center,
                    known_flagged=data.get("known_flagged"), calibrated_on=data.get("calibrated_on"))
 

@@ -191,21 +191,67 @@ def load_network(path: str | os.PathLike, *, threads: int | None = None, device:
                  card: ModelCard | None = None) -> Network:
     """Load a model file (or a Hub name, hf://OWNER/NAME, which it downloads) in its two halves;
     `card`: the file's card where the caller has read it already (`choose_model_file` has), else it
-    is read here."""
+    is read here. Any failure to load the file is a ModelFileError that names it."""
     path = resolve_model(path)
     providers = choose_providers(device)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file. Export one with `actionrec export RUN_DIR`.")
+    try:
+        return _load(path, threads, providers, card)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # a file from a stranger: whatever it does to a loader is its fault, said as such
+        raise ModelFileError(f"{path}: this model file cannot be loaded ({type(exc).__name__}: {exc}). "
+                             "Export it again with `actionrec export RUN_DIR`.") from None
+
+
+def _load(path: Path, threads: int | None, providers: list[str], card: ModelCard | None) -> Network:
     model_bytes = path.read_bytes()
     if card is None:
         card = card_of_file(io.BytesIO(model_bytes), path)  # read once, before any session
     encoder_graph, head_graph = split_graph(model_bytes, path)
     encoder_session = open_session(encoder_graph, path, session_options(threads), providers)
-    encoder = Encoder(encoder_session, card.image_size, _narrow_encoder(encoder_graph, path, threads, providers))
     head_session = open_session(head_graph, path, session_options(threads), providers)
-    head = Head(head_session, (card.num_frames, int(head_session.get_inputs()[0].shape[2])))
+    check_halves(encoder_session, head_session, card, path)
+    encoder = Encoder(encoder_session, card.image_size, _narrow_encoder(encoder_graph, path, threads, providers))
+    head = Head(head_session, (card.num_frames, card.num_features))
     on_gpu = "CUDAExecutionProvider" in (encoder.session.get_providers()[0], head.session.get_providers()[0])
     return Network(encoder, head, card, path, "cuda" if on_gpu else "cpu")
+
+
+def check_halves(encoder: ort.InferenceSession, head: ort.InferenceSession, card: ModelCard, path: Path) -> None:
+    """ModelFileError where the card disagrees with the graph: the frames the encoder takes, the
+    features between the halves, the classes the head gives (a free dimension agrees with any)."""
+    frames = next((i for i in encoder.get_inputs() if i.name == INPUT_NAME), None)
+    features_in = next((i for i in head.get_inputs() if i.name == FEATURES_INPUT), None)
+    if frames is None or features_in is None or len(frames.shape) != 5 or len(features_in.shape) != 3 \
+            or frames.type != "tensor(uint8)" or len(encoder.get_outputs()[0].shape) != 3:
+        raise ModelFileError(f"{path}: its graph does not take {INPUT_NAME!r} (batch, time, height, width, 3) uint8 "
+                             f"frames and {FEATURES_INPUT!r} (windows, time, features), as an exported model does. "
+                             "Export it again with `actionrec export RUN_DIR`.")
+    said = {"frames a clip": (card.num_frames, features_in.shape[1]),
+            "features a frame": (card.num_features, features_in.shape[2]),
+            "features a frame out of the encoder": (card.num_features, encoder.get_outputs()[0].shape[2]),
+            "pixels high": (card.image_size, frames.shape[2]), "pixels wide": (card.image_size, frames.shape[3]),
+            "colour channels": (3, frames.shape[4])}
+    _refuse_unlike(said, path)
+    # The classes: one window of zeros through the head (its output's width may be a free dimension).
+    feed = {FEATURES_INPUT: np.zeros((1, card.num_frames, card.num_features), np.float32)}
+    probabilities = head.run([WINDOW_OUTPUT], feed)[0]
+    if probabilities.ndim != 2:
+        raise ModelFileError(f"{path}: its head gives {WINDOW_OUTPUT!r} shaped {probabilities.shape}, not (windows, "
+                             "classes). Export it again with `actionrec export RUN_DIR`.")
+    _refuse_unlike({"labels": (len(card.labels), probabilities.shape[1])}, path)
+
+
+def _refuse_unlike(said: dict[str, tuple[int, object]], path: Path) -> None:
+    """ModelFileError naming each count the card (first) and the graph (second, a name or None where
+    the dimension is free) give unlike."""
+    wrong = [f"its card says {card_says} {what}, its graph {graph_has}" + (" classes" if what == "labels" else "")
+             for what, (card_says, graph_has) in said.items() if isinstance(graph_has, int) and graph_has != card_says]
+    if wrong:
+        raise ModelFileError(f"{path}: its card does not match its graph ({'; '.join(wrong)}), so it cannot "
+                             "answer. Export it again with `actionrec export RUN_DIR`.")
 
 
 def _narrow_encoder(graph: bytes, path: Path, threads: int | None,
@@ -222,6 +268,7 @@ def split_graph(model_bytes: bytes, source: Path) -> tuple[bytes, bytes]:
     """(encoder graph, head graph) of an exported model's bytes, each a standalone ONNX model with the
     file's metadata."""
     try:
+        graph_split.refuse_external_data(model_bytes)
         inputs, outputs = graph_split.names(model_bytes)
         if FEATURES_INPUT not in inputs or not {FEATURES_OUTPUT, WINDOW_OUTPUT} <= outputs:
             raise graph_split.CannotSplit(f"no {FEATURES_INPUT!r} input, or no {FEATURES_OUTPUT!r} and "

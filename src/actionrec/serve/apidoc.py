@@ -28,6 +28,8 @@ REASONS: list[tuple[str, str, str]] = [
     ("upload_timeout", "408", "The body stalled, or its last `--upload-idle-timeout-s` brought less than "
                               "`--upload-min-kbps`."),
     ("teaching_off", "409", "The server was started without `--data-dir`."),
+    ("teach_base_unusable", "409", "The teaching base (`--teach-base`) cannot be read any more: replaced or "
+                                   "deleted since the server started."),
     ("teaching_busy", "409", "A teaching job is running: follow it, then start again."),
     ("too_many_actions", "409", "The server holds `--teach-max-actions` actions already."),
     ("too_many_clips", "409", "The action has `--teach-max-clips` clips already."),
@@ -46,7 +48,8 @@ REASONS: list[tuple[str, str, str]] = [
     ("invalid_action_name", "422", "An action name that is empty, too long or has characters a name cannot have."),
     ("invalid_model_name", "422", "A taught model's name that a name cannot be."),
     ("too_few_actions", "422", "Teaching needs clips of at least two actions."),
-    ("model_unusable", "422", "The model file chosen to serve cannot be loaded."),
+    ("model_unusable", "422", "The model file chosen to serve cannot be loaded: damaged, not an exported "
+                              "model, its card unlike its graph, or it reads another file."),
     ("internal_error", "500", "The model failed on frames that decoded fine: a server fault, in its log."),
     ("busy", "503", "Every place for work is taken (`--max-pending`, `--max-uploads`): retry after `Retry-After`."),
     ("worker_lost", "503", "A decode worker was killed or suspended from outside: not the file's fault; retry."),

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 import uvicorn
@@ -40,6 +41,7 @@ from actionrec.errors import (
     WorkerLost,
 )
 from actionrec.modelfile.hub import resolve_model
+from actionrec.runtime.network import load_network
 from actionrec.runtime.precision import choose_model_file
 from actionrec.runtime.recognizer import Recognizer, choose_providers
 from actionrec.serve import live
@@ -79,9 +81,11 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
                                 uncertain_below=settings.uncertain_below, device=settings.device)
         if settings.batching or (settings.batching is None and recognizer.device == "cuda"):
             recognizer.enable_batching(settings.batch_window_ms / 1000, settings.batch_max_frames)
-    service = PredictionService(recognizer, settings, decode)
     # Taught models start from the float model, whichever copy is served.
     teach_base = resolve_model(settings.teach_base or settings.model_path or recognizer.model_path)
+    if settings.teach_base is not None:
+        check_teach_base(teach_base)
+    service = PredictionService(recognizer, settings, decode)
     teaching = Teaching(service, settings.data_dir, teach_base)
 
     @asynccontextmanager
@@ -113,6 +117,15 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
     app.add_middleware(AnswerWhenCutShort)
     app.add_middleware(RequestLogMiddleware, metrics=service.metrics)
     return app
+
+
+def check_teach_base(path: Path) -> None:
+    """A teaching base given apart from the served model loads now, or the server does not start:
+    ModelFileError naming the setting and what is wrong with the file."""
+    try:
+        load_network(path, threads=1)
+    except ModelFileError as exc:
+        raise ModelFileError(f"--teach-base (ACTIONREC_TEACH_BASE): {exc}") from None
 
 
 def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:
@@ -156,7 +169,11 @@ def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:
         headers = None if exc.headers is None else dict(exc.headers)
         return error_answer(exc.status_code, str(exc.detail), reason, headers)
 
+    async def model_file_error(_request: Request, exc: Exception) -> JSONResponse:  # a model that did not load
+        return error_answer(422, str(exc), "model_unusable")
+
     app.add_exception_handler(RequestError, request_error)
+    app.add_exception_handler(ModelFileError, model_file_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
 

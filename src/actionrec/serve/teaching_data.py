@@ -135,15 +135,23 @@ class Teaching:
 
         if self.base_path is None:
             raise RequestError(409, "This server was given no model file to teach from.", "teaching_off")
-        return read_card(self.base_path)
+        try:
+            return read_card(self.base_path)
+        except ModelFileError as exc:  # checked at start: changed since
+            log.warning("the teaching base cannot be read: %s", exc)
+            raise RequestError(409, f"{exc} Teaching is off until the file is put back; the served model still "
+                                    "answers.", "teach_base_unusable") from None
 
     def about(self) -> dict[str, Any]:
         """What the page shows of teaching here: what it builds on, and any note from the operator."""
         from actionrec.modelfile.unknown import FEATURE_SIMILARITY
 
-        card = self._base_card() if self.base_path is not None else None
+        try:
+            card, error = (self._base_card() if self.base_path is not None else None), None
+        except RequestError as exc:
+            card, error = None, str(exc)
         rule = None if card is None else card.unknown_rule
-        return {"enabled": self.data_dir is not None and card is not None, "note": self.note,
+        return {"enabled": self.data_dir is not None and card is not None, "note": self.note, "error": error,
                 "base": None if card is None else {"name": card.name, "version": card.version,
                                                    "backbone_weights": card.model.get("backbone_weights"),
                                                    "labels": card.labels,
