@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from actionrec.errors import ModelFileError
+from actionrec.modelfile.graph_split import _encode_varint
 from actionrec.runtime.network import load_network
 
 onnx = pytest.importorskip("onnx")
@@ -176,11 +177,11 @@ def test_a_malformed_teaching_base_of_600_kb_is_refused_quickly(model_file: Path
     headers, inner = [], 0
     while inner < 600_000:
         for key in (0x32, 0x2A, 0x0A):  # AttributeProto.g, NodeProto.attribute, GraphProto.node
-            headers.append(bytes([key]) + _varint(inner))
+            headers.append(bytes([key]) + _encode_varint(inner))
             inner += len(headers[-1])
     graphs = {"nested": b"".join(reversed(headers)), "endless": b"\x0a\x80" + b"\xff" * 600_000}
     for name, graph in graphs.items():
-        data = b"\x3a" + _varint(len(graph)) + graph + b"\x72" + _varint(len(entry)) + entry
+        data = b"\x3a" + _encode_varint(len(graph)) + graph + b"\x72" + _encode_varint(len(entry)) + entry
         (tmp_path / f"{name}.onnx").write_bytes(data)
         started = time.perf_counter()
         with pytest.raises(ModelFileError, match=rf"{name}.onnx"):
@@ -188,14 +189,6 @@ def test_a_malformed_teaching_base_of_600_kb_is_refused_quickly(model_file: Path
                                       teach_base=tmp_path / f"{name}.onnx"))
         assert time.perf_counter() - started < 1.0
 
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def test_a_teaching_base_damaged_after_start_is_answered_in_json(model_file: Path, tmp_path: Path):

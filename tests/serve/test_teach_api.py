@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from actionrec.testing.media import COLOURS, colour_clip
-from actionrec.testing.processes import free_port, serve_command
+from actionrec.testing.processes import free_port, serve_command, wait_for_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -38,16 +38,6 @@ def clips(tmp_path_factory) -> dict[str, list[bytes]]:
 def add(url: str, action: str, body: bytes, **headers) -> httpx.Response:
     return httpx.post(f"{url}/v1/teach/examples", params={"action": action}, content=body,
                       headers={"Content-Type": "video/mp4", **headers}, timeout=60)
-
-
-def wait_for(url: str, job_id: str, timeout_s: float = 120) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{url}/v1/teach/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed"):
-            return job
-        time.sleep(0.3)
-    pytest.fail(f"job {job_id} did not finish: {job}")
 
 
 def test_teach_switch_and_download(base_model: Path, clips, tmp_path: Path):
@@ -74,7 +64,7 @@ def test_teach_switch_and_download(base_model: Path, clips, tmp_path: Path):
         assert started.status_code == 202, started.text
         busy = httpx.post(f"{url}/v1/teach/jobs", json={})
         assert busy.status_code == 409 and busy.json()["reason"] == "teaching_busy"
-        job = wait_for(url, started.json()["id"])
+        job = wait_for_job(lambda route: httpx.get(url + route).json(), started.json()["id"])
         assert job["state"] == "done", job
         assert job["result"]["clips"] == {"blue": 2, "red": 3}
         models = httpx.get(f"{url}/v1/models").json()
@@ -123,7 +113,7 @@ def test_a_server_killed_mid_teach_finishes_the_job_when_back(base_model: Path, 
         os.killpg(process.pid, signal.SIGKILL)  # the server and its teaching process, at once
         process.wait()
     with serve_command([str(base_model), "--data-dir", str(data)], tmp_path / "server2.log") as url:
-        job = wait_for(url, job_id)
+        job = wait_for_job(lambda route: httpx.get(url + route).json(), job_id)
         assert job["state"] == "done" and job.get("restarted"), job
         assert job["result"]["clips"] == {"blue": 2, "red": 2}
 
@@ -153,7 +143,8 @@ def test_a_server_can_teach_on_another_base(base_model: Path, clips, tmp_path: P
         for name in ("red", "blue"):
             for body in clips[name][:2]:
                 assert add(url, name, body).status_code == 201
-        job = wait_for(url, httpx.post(f"{url}/v1/teach/jobs", json={}).json()["id"])
+        job_id = httpx.post(f"{url}/v1/teach/jobs", json={}).json()["id"]
+        job = wait_for_job(lambda route: httpx.get(url + route).json(), job_id)
         assert job["state"] == "done", job
         assert [m["id"] for m in httpx.get(f"{url}/v1/models").json()["models"]] == ["base", "teach-base", job["model"]]
         assert httpx.post(f"{url}/v1/models/{job['model']}/serve").json()["model"]["num_frames"] == 4

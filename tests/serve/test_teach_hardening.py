@@ -6,7 +6,6 @@ Each test failed before its fix. In process (the app under a test client), reque
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from actionrec.testing.media import COLOURS, colour_clip
+from actionrec.testing.processes import wait_for_job
 
 pytest.importorskip("torch", reason="making the base model needs the train extra (torch)")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -54,16 +54,6 @@ def at_once(client: TestClient, uploads: list[tuple[str, bytes]]) -> list[httpx.
 
 def listed(client: TestClient) -> list[tuple[str, int]]:
     return [(a["action"], len(a["clips"])) for a in client.get("/v1/teach/examples").json()["actions"]]
-
-
-def wait_for(client: TestClient, job_id: str, timeout_s: float = 180) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/teach/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed"):
-            return job
-        time.sleep(0.3)
-    pytest.fail(f"job {job_id} did not finish: {job}")
 
 
 def test_the_limits_hold_for_uploads_sent_at_once(base_model: Path, clips, tmp_path: Path):
@@ -108,7 +98,7 @@ def test_a_job_works_on_the_clips_it_started_with_and_shows_no_server_paths(base
         started = client.post("/v1/teach/jobs", json={"name": "_private"})
         assert started.status_code == 202, started.text
         assert client.delete("/v1/teach/examples/green").status_code == 200  # during the job
-        job = wait_for(client, started.json()["id"])
+        job = wait_for_job(lambda route: client.get(route).json(), started.json()["id"])
         assert job["state"] == "done", job
         assert job["result"]["clips"] == {"blue": 2, "green": 2, "red": 1}
         assert list(job["result"]["skipped"]) == [f"red/{damaged.name}"]
@@ -133,7 +123,7 @@ def test_a_failed_job_names_the_clip_of_the_action_that_failed(base_model: Path,
         blue[0].write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(3000))  # blue keeps one clip that reads
         for path in red:
             path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(3000))
-        job = wait_for(client, client.post("/v1/teach/jobs", json={}).json()["id"])
+        job = wait_for_job(lambda route: client.get(route).json(), client.post("/v1/teach/jobs", json={}).json()["id"])
         assert job["state"] == "failed" and "'red'" in job["error"], job
         assert blue[0].name not in job["error"] and any(path.name in job["error"] for path in red), job["error"]
         assert str(data) not in json.dumps(job) and str(data.resolve()) not in json.dumps(job)

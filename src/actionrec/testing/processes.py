@@ -7,9 +7,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from actionrec.testing.loadtest import free_port
 
@@ -90,3 +91,16 @@ def alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return status.exists() and "State:\tZ" not in status.read_text()
+
+
+def wait_for_job(get_json: Callable[[str], Any], job_id: str, timeout_s: float = 180) -> dict:
+    """A teaching job's record once it is done or failed; `get_json(path)` reads a route's JSON (from a
+    real server or an in-process client). AssertionError when it is still running at `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    job: dict = {}
+    while time.monotonic() < deadline:
+        job = get_json(f"/v1/teach/jobs/{job_id}")
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
