@@ -114,6 +114,26 @@ def test_choosing_reads_cards_without_sessions_and_the_load_opens_one_per_half(m
     assert cards_read[2:] == ["model.onnx"]
 
 
+def test_auto_runs_the_float_model_where_the_copy_reads_but_does_not_load(model: Path):
+    """A copy whose card reads but whose graph ONNX Runtime refuses: auto loads the float model instead."""
+    import onnx
+
+    from actionrec.runtime.precision import load_chosen
+    from actionrec.runtime.recognizer import Recognizer
+
+    copy = with_copy(model, agreement=1.0)
+    graph = onnx.load(copy)
+    graph.graph.node[0].op_type = "NoSuchOperator"
+    onnx.save(graph, copy)
+    choice = choose_model_file(model, "auto", int8_pays=True)
+    assert choice.path == copy  # its card reads, so it is chosen
+    recognizer, loaded = load_chosen(choice, lambda chosen: Recognizer(chosen.path, card=chosen.card))
+    assert recognizer.model_path == model and loaded.path == model and loaded.precision == "fp32"
+    assert loaded.why.startswith("its int8 copy cannot be run (") and "model.int8.onnx" in loaded.why
+    with pytest.raises(ModelFileError, match="model.int8.onnx"):  # asked for explicitly: the copy's error
+        load_chosen(choose_model_file(model, "int8"), lambda chosen: Recognizer(chosen.path, card=chosen.card))
+
+
 def test_predict_says_which_copy_it_ran(model: Path, tmp_path: Path):
     from actionrec.testing.media import action_clip
 

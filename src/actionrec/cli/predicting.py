@@ -20,7 +20,6 @@ from actionrec.runtime.results import BatchResult, ResultsFile, result_key, stil
 from actionrec.video.probe import VIDEO_EXTENSIONS, is_video_name
 
 if TYPE_CHECKING:
-    from actionrec.runtime.precision import ModelChoice
     from actionrec.runtime.recognizer import Recognizer
 
 
@@ -99,20 +98,14 @@ Precision = Literal["auto", "fp32", "int8"]
 
 def _load_chosen(model: Path, precision: str, threads: int | None) -> Recognizer:
     """The model file `--precision` picks, loaded; which one and why goes to stderr when there was a choice."""
+    from actionrec.runtime.precision import choose_model_file, int8_copy_of, load_chosen
     from actionrec.runtime.recognizer import Recognizer
 
-    choice = _chosen_model(model, precision)
-    return Recognizer(choice.path, threads=threads, card=choice.card)
-
-
-def _chosen_model(model: Path, precision: str) -> ModelChoice:
-    """The model file `--precision` picks; which one and why goes to stderr when there was a choice."""
-    from actionrec.runtime.precision import choose_model_file, int8_copy_of
-
-    choice = choose_model_file(model, precision)
+    recognizer, choice = load_chosen(choose_model_file(model, precision),
+                                     lambda chosen: Recognizer(chosen.path, threads=threads, card=chosen.card))
     if precision != "auto" or choice.path != Path(model) or int8_copy_of(Path(model)).is_file():
         err_console.print(f"[dim]{escape(choice.describe())}[/dim]")
-    return choice
+    return recognizer
 
 
 def _print_result(result) -> None:

@@ -12,8 +12,10 @@ once.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from actionrec.errors import ModelFileError
 from actionrec.modelfile.card import ModelCard, read_card
@@ -22,6 +24,7 @@ from actionrec.runtime.resources import cpu_facts
 
 PRECISIONS = ("auto", "fp32", "int8")
 MIN_AGREEMENT = 0.99  # of validation clips on which the int8 copy must name the float model's action
+T = TypeVar("T")
 
 
 def int8_copy_of(path: Path) -> Path:
@@ -35,9 +38,22 @@ class ModelChoice:
     precision: str  # "fp32" or "int8"
     why: str
     card: ModelCard  # the card of the file at `path`
+    fallback: ModelChoice | None = None  # auto's float model, where the int8 copy it chose fails to load
 
     def describe(self) -> str:
         return f"running {self.path.name} ({self.precision}): {self.why}"
+
+
+def load_chosen(choice: ModelChoice, load: Callable[[ModelChoice], T]) -> tuple[T, ModelChoice]:
+    """`load(choice)`, and the choice it loaded: where "auto" chose the int8 copy and the copy cannot be
+    loaded (its card reads, its graph does not), the float model instead, saying why."""
+    try:
+        return load(choice), choice
+    except ModelFileError as exc:
+        if choice.fallback is None:
+            raise
+        fallback = replace(choice.fallback, why=f"its int8 copy cannot be run ({exc})")
+        return load(fallback), fallback
 
 
 def choose_model_file(model: str | os.PathLike, precision: str = "auto", *, int8_pays: bool | None = None,
@@ -73,7 +89,7 @@ def choose_model_file(model: str | os.PathLike, precision: str = "auto", *, int8
     if why_not:
         return ModelChoice(path, given, why_not, card)
     return ModelChoice(copy, "int8", "this CPU has VNNI or AMX, where int8 runs faster; --precision fp32 "
-                                     "runs the float model", copied)
+                                     "runs the float model", copied, fallback=ModelChoice(path, given, "", card))
 
 
 def _why_not_the_copy(card: ModelCard, copy: Path, copied: ModelCard, int8_pays: bool | None) -> str | None:

@@ -42,7 +42,7 @@ from actionrec.errors import (
 )
 from actionrec.modelfile.hub import resolve_model
 from actionrec.runtime.network import load_network
-from actionrec.runtime.precision import choose_model_file
+from actionrec.runtime.precision import choose_model_file, load_chosen
 from actionrec.runtime.recognizer import Recognizer, choose_providers
 from actionrec.serve import live
 from actionrec.serve.guards import AnswerWhenCutShort, HostCheck, OriginCheck
@@ -74,11 +74,13 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
             raise ModelFileError("No model to serve: pass the path of an exported model.onnx "
                                  "(or set ACTIONREC_MODEL).")
         on_gpu = choose_providers(settings.device)[0] == "CUDAExecutionProvider"
-        choice = choose_model_file(settings.model_path, settings.precision, on_gpu=on_gpu)
+        loaded, choice = load_chosen(
+            choose_model_file(settings.model_path, settings.precision, on_gpu=on_gpu),
+            lambda chosen: Recognizer(chosen.path, threads=settings.threads, card=chosen.card,
+                                      limits=DecodeLimits(max_duration_s=settings.max_duration_s),
+                                      uncertain_below=settings.uncertain_below, device=settings.device))
         log.info("model: %s", choice.describe())
-        recognizer = Recognizer(choice.path, threads=settings.threads, card=choice.card,
-                                limits=DecodeLimits(max_duration_s=settings.max_duration_s),
-                                uncertain_below=settings.uncertain_below, device=settings.device)
+        recognizer = loaded
         if settings.batching or (settings.batching is None and recognizer.device == "cuda"):
             recognizer.enable_batching(settings.batch_window_ms / 1000, settings.batch_max_frames)
     # Taught models start from the float model, whichever copy is served.
