@@ -43,7 +43,7 @@ def card_data(**changes: object) -> dict:
 
 
 @pytest.mark.parametrize("changes", [{"num_frames": 100_000}, {"num_frames": 10**9}, {"image_size": 10**6},
-                                     {"num_frames": 128, "image_size": 1024}])
+                                     {"num_frames": 128, "image_size": 1024}, {"num_frames": 16, "image_size": 1024}])
 def test_clips_past_sane_bounds_are_refused_by_the_card_check(changes: dict):
     started = time.perf_counter()
     with pytest.raises(ModelFileError, match=r"big.onnx: the 'actionrec' metadata is damaged .*(at most|between)"):
@@ -64,6 +64,14 @@ def test_a_deeply_nested_card_is_damage_not_a_recursion_error(model_file: Path, 
     assert result.returncode == 3 and "Traceback" not in result.stderr and "deep.onnx" in result.stderr
 
 
+def test_a_card_json_can_read_but_too_deep_to_copy_or_show_is_damage():
+    """700 levels: json.loads reads it, copying it (dataclasses.asdict for GET /v1/model) would not."""
+    data = card_data(model=json.loads('{"a": ' * 700 + "1" + "}" * 700))
+    with pytest.raises(ModelFileError, match=r"odd.onnx: the 'actionrec' metadata is damaged \(nested more than 32"):
+        ModelCard.from_json(json.dumps(data), "odd.onnx")
+    assert ModelCard.from_json(json.dumps(card_data(model={"a": {"b": {"c": 1}}})), "fine.onnx").model
+
+
 def test_a_card_past_its_size_limit_is_refused(model_file: Path, tmp_path: Path):
     from actionrec.modelfile.card import MAX_CARD_BYTES
 
@@ -79,6 +87,9 @@ def test_what_a_model_says_of_itself_stays_small(model_file: Path, tmp_path: Pat
     big = {"model": {"notes": "x" * 300_000}}
     with pytest.raises(ModelFileError, match=rf"wordy.onnx: .*{MAX_SHOWN_CARD_BYTES // 1024} KB"):
         read_card(hostile(model_file, tmp_path / "wordy.onnx", card=big))
+    shown_rule = {"unknown": {"score": "max_probability", "threshold": 0.5, "calibrated_on": "x" * 300_000}}
+    with pytest.raises(ModelFileError, match=rf"chatty.onnx: .*{MAX_SHOWN_CARD_BYTES // 1024} KB"):
+        read_card(hostile(model_file, tmp_path / "chatty.onnx", card=shown_rule))
 
 
 def test_a_real_sized_card_with_class_means_is_read():

@@ -56,9 +56,12 @@ TRAINABLE_HEADS: tuple[str, ...] = tuple(name for name, head in TEMPORAL_HEADS.i
 # is about 350 KB, nearly all of it the means; everything else (what GET /v1/model shows, with no
 # key) is a few KB. A clip's size is bounded so that a card cannot ask for gigabytes of frames.
 MAX_CARD_BYTES = 4 * 1024 * 1024  # the whole card: about 1200 classes of 1280-feature means
-MAX_SHOWN_CARD_BYTES = 64 * 1024  # the card without the unknown rule's class means
+MAX_SHOWN_CARD_BYTES = 64 * 1024  # the card without the unknown rule's class means and center
 MAX_NUM_FRAMES = 128
-MAX_CLIP_PIXELS = 16 * 1024 * 1024  # num_frames x image_size^2: 16 frames of 1024 x 1024, 128 of 362 x 362
+# num_frames x image_size^2: 16 frames of 512 x 512, 64 of 256 x 256. An encoder's activations for one
+# 1024 x 1024 frame of MobileNetV2 took about 250 MB, so a clip this size stays near a gigabyte.
+MAX_CLIP_PIXELS = 16 * 512 * 512
+MAX_CARD_DEPTH = 32  # a real card is four levels deep
 
 # ImageNet statistics, applied inside the model graph on 0..255 RGB; recorded in every card so
 # other runtimes can reproduce them.
@@ -154,10 +157,9 @@ class ModelCard:
             raise _damaged(source, "nested too deep to be a card") from None
         if not isinstance(data, dict):
             raise _damaged(source, "not a JSON object")
-        try:
-            return cls.from_dict(data, source)
-        except RecursionError:  # what was just deep enough to read may be too deep to measure
-            raise _damaged(source, "nested too deep to be a card") from None
+        if _depth(data) > MAX_CARD_DEPTH:  # what JSON can read may still be too deep to copy or show
+            raise _damaged(source, f"nested more than {MAX_CARD_DEPTH} deep, where a card is a few levels deep")
+        return cls.from_dict(data, source)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> ModelCard:
@@ -295,13 +297,29 @@ def _check_clip(num_frames: int, image_size: int, source: str) -> None:
         raise _damaged(source, f"'num_frames' is {num_frames}, and a clip is at most {MAX_NUM_FRAMES} frames")
     if num_frames * image_size ** 2 > MAX_CLIP_PIXELS:
         raise _damaged(source, f"a clip of {num_frames} frames of {image_size} x {image_size} pixels, where a clip "
-                               f"is at most {MAX_CLIP_PIXELS:,} pixels (16 frames of 1024 x 1024)")
+                               f"is at most {MAX_CLIP_PIXELS:,} pixels (16 frames of 512 x 512)")
+
+
+def _depth(value: Any) -> int:
+    """How deeply a JSON value nests, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_CARD_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
 
 
 def _check_shown_size(data: dict[str, Any], source: str) -> None:
-    """Refuse a card whose parts other than the unknown rule (which GET /v1/model shows without a key,
-    labels above all) are too large to show."""
-    shown = len(json.dumps({key: value for key, value in data.items() if key != "unknown"}))
+    """Refuse a card whose parts other than the unknown rule's class means and center (what GET
+    /v1/model shows without a key: labels, facts, the rule's description) are too large to show."""
+    unknown = data.get("unknown")
+    unknown = unknown if isinstance(unknown, dict) else {}
+    described = {key: value for key, value in unknown.items() if key not in ("means", "center")}
+    shown = len(json.dumps({key: value for key, value in data.items() if key != "unknown"} | {"unknown": described}))
     if shown > MAX_SHOWN_CARD_BYTES:
         raise _damaged(source, f"{shown // 1024} KB besides the unknown rule, where a card's labels and facts "
                                f"take at most {MAX_SHOWN_CARD_BYTES // 1024} KB")
