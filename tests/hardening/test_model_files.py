@@ -161,8 +161,11 @@ def test_a_bad_teaching_base_stops_the_server_from_starting(model_file: Path, tm
         settings = ServerSettings(model_path=model_file, workers=1, data_dir=tmp_path / "data", teach_base=base)
         with pytest.raises(ModelFileError, match=rf"--teach-base \(ACTIONREC_TEACH_BASE\): {base}"):
             create_app(settings)
+    create_app(ServerSettings(model_path=model_file, workers=1, teach_base=tmp_path / "truncated.onnx"))  # no data
+    # dir: teaching is off, the base is not read, and predictions are served
     result = subprocess.run([sys.executable, "-m", "actionrec.cli", "serve", str(model_file), "--teach-base",
-                             str(tmp_path / "truncated.onnx"), "--port", "1"], capture_output=True, text=True)
+                             str(tmp_path / "truncated.onnx"), "--data-dir", str(tmp_path / "data"), "--port", "1"],
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--teach-base" in result.stderr and "truncated.onnx" in result.stderr
 

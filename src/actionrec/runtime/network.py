@@ -198,11 +198,12 @@ def load_network(path: str | os.PathLike, *, threads: int | None = None, device:
         raise ModelFileError(f"{path}: no such model file. Export one with `actionrec export RUN_DIR`.")
     try:
         return _load(path, threads, providers, card)
-    except ModelFileError:
+    except (ModelFileError, MemoryError, OSError):  # the file's own fault, said already; or the machine's
         raise
-    except Exception as exc:  # a file from a stranger: whatever it does to a loader is its fault, said as such
+    except Exception as exc:  # a file from a stranger: whatever else it does to a loader is its fault
         raise ModelFileError(f"{path}: this model file cannot be loaded ({type(exc).__name__}: {exc}). "
-                             "Export it again with `actionrec export RUN_DIR`.") from None
+                             "Export it again with `actionrec export RUN_DIR`, or ask whoever made it "
+                             "for one this actionrec reads.") from None
 
 
 def _load(path: Path, threads: int | None, providers: list[str], card: ModelCard | None) -> Network:

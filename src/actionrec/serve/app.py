@@ -85,7 +85,7 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
             recognizer.enable_batching(settings.batch_window_ms / 1000, settings.batch_max_frames)
     # Taught models start from the float model, whichever copy is served.
     teach_base = resolve_model(settings.teach_base or settings.model_path or recognizer.model_path)
-    if settings.teach_base is not None:
+    if settings.teach_base is not None and settings.data_dir is not None:  # teaching is off without a data dir
         check_teach_base(teach_base)
     service = PredictionService(recognizer, settings, decode)
     teaching = Teaching(service, settings.data_dir, teach_base)

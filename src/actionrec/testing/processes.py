@@ -100,7 +100,7 @@ def wait_for_job(get_json: Callable[[str], Any], job_id: str, timeout_s: float =
     job: dict = {}
     while time.monotonic() < deadline:
         job = get_json(f"/v1/teach/jobs/{job_id}")
-        if job["state"] in ("done", "failed"):
+        if job.get("state") in ("done", "failed"):
             return job
         time.sleep(0.3)
     raise AssertionError(f"job {job_id} did not finish: {job}")
