@@ -136,3 +136,17 @@ def test_a_model_id_is_one_its_routes_take(name: str, prefix: str):
 
     model_id = model_id_for(name, "20250101-000000")
     assert valid_id(model_id) and model_id.startswith(prefix), model_id
+
+
+def test_a_delete_takes_the_folder_of_exactly_its_name_where_an_older_server_kept_look_alikes(
+        base_model: Path, clips, tmp_path: Path):
+    import shutil
+
+    data = tmp_path / "data"
+    with teaching_client(base_model, data) as client:
+        assert add(client, "walk", clips["red"][0]).status_code == 201
+        examples = data / "examples"
+        shutil.copytree(examples / "walk", examples / "wаlk")  # a Cyrillic а, as an older server stored it
+        assert client.delete("/v1/teach/examples/wаlk").status_code == 200
+        assert (examples / "walk").is_dir() and not (examples / "wаlk").exists()
+        assert listed(client) == [("walk", 1)]

@@ -92,7 +92,11 @@ class Teaching:
         return found
 
     def _action_dir(self, action: str) -> Path:
-        folder = self._folders().get(name_key(self._checked_name(action)))
+        """The folder of `action`: the one of exactly that name where there is one (an older server may
+        hold look-alikes side by side, and a DELETE must not take another's clips), else its look-alike."""
+        name = self._checked_name(action)
+        exact = self._require() / "examples" / name
+        folder = exact if exact.is_dir() else self._folders().get(name_key(name))
         if folder is None:
             raise RequestError(404, f"No action named {action!r} has example clips.", "not_found")
         return folder
