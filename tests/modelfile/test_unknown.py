@@ -11,6 +11,7 @@ from actionrec.errors import ModelFileError
 from actionrec.modelfile.unknown import (
     FEATURE_SIMILARITY,
     MAX_PROBABILITY,
+    SIMILARITY_AND_CONFIDENCE,
     UnknownCheck,
     UnknownRule,
     calibrate,
@@ -36,6 +37,29 @@ def test_clips_unlike_every_class_score_low_and_the_threshold_flags_five_percent
     unknown = clips_near(np.eye(8)[5] * 5, 40, rng)
     assert np.mean([rule.check(None, clip).unknown for clip in unknown]) == 1.0
     assert feature_similarity(known[0][1], means) > rule.threshold > feature_similarity(unknown[0], means)
+
+
+def test_low_confidence_is_evidence_too():
+    """With probabilities, export's rule adds the similarity and the confidence, each in standard
+    deviations over the known clips: a clip that looks like known footage but gives no action much
+    probability (four known actions side by side) scores low; known clips flagged stay near 5%."""
+    rng = np.random.default_rng(2)
+    directions = np.eye(8)[:3] * 5
+    means = class_means([clips_near(d, 20, rng) for d in directions])
+    known = [(np.array([rng.uniform(0.6, 0.99), 0.0, 0.0]), clip) for d in directions for clip in clips_near(d, 40, rng)]
+    rule = calibrate(means, known, "validation clips of test")
+    assert rule.score == SIMILARITY_AND_CONFIDENCE and rule.has_training_means
+    assert 0.03 <= rule.known_flagged <= 0.07
+    like_known = known[0][1]
+    assert not rule.check(np.array([0.95, 0.03, 0.02]), like_known).unknown
+    unsure = rule.check(np.array([0.4, 0.3, 0.3]), like_known)
+    assert unsure.unknown and "no action stands out" in unsure_warning(unsure, 0.4, 3)
+    again = UnknownRule.from_dict(rule.to_dict(), 3, 8)
+    assert again.scales == rule.scales and again.value(np.array([0.4, 0.3, 0.3]), like_known) == pytest.approx(
+        rule.value(np.array([0.4, 0.3, 0.3]), like_known))
+    for damaged in ({"similarity": [0.5, 0.0], "confidence": [0.9, 0.1]}, {"similarity": [0.5, 0.1]}, "x"):
+        with pytest.raises(ValueError, match="scales|standard deviation"):
+            UnknownRule.from_dict(rule.to_dict() | {"scales": damaged}, 3, 8)
 
 
 def test_a_rule_travels_in_the_card_and_damage_is_named():

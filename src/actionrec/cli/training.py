@@ -13,6 +13,7 @@ from actionrec.cli.common import EXIT_USAGE, console, fail, needs_training_extra
 from actionrec.cli.config_options import config_options
 from actionrec.datasets import DatasetKind
 from actionrec.errors import ActionrecError
+from actionrec.modelfile.unknown import SIMILARITY_AND_CONFIDENCE
 from actionrec.training.config import TrainConfig, read_settings
 
 
@@ -344,5 +345,6 @@ def _measure_unknown(run, path: Path, limit: int | None) -> None:
         console.print(f"[yellow]warning:[/yellow] the unknown threshold was not measured ({exc}); answers under "
                       "0.5 confidence are flagged uncertain.")
         return
-    console.print(f"Unknown actions: answers scoring under {rule.threshold:.3f} in feature similarity are flagged "
+    score = "similarity and confidence together" if rule.score == SIMILARITY_AND_CONFIDENCE else "feature similarity"
+    console.print(f"Unknown actions: answers scoring under {rule.threshold:.3f} in {score} are flagged "
                   f"uncertain ({rule.known_flagged:.1%} of {rule.calibrated_on} are).")

@@ -148,8 +148,6 @@ class Teaching:
 
     def about(self) -> dict[str, Any]:
         """What the page shows of teaching here: what it builds on, and any note from the operator."""
-        from actionrec.modelfile.unknown import FEATURE_SIMILARITY
-
         try:
             card, error = (self._base_card() if self.base_path is not None else None), None
         except RequestError as exc:
@@ -161,7 +159,7 @@ class Teaching:
                                                    "labels": card.labels,
                                                    # keep_base needs the class means of the base's own clips
                                                    "can_keep_actions": rule is not None
-                                                   and rule.score == FEATURE_SIMILARITY}}
+                                                   and rule.has_training_means}}
 
     def limits(self) -> dict[str, Any]:
         from actionrec.teaching.flow import MAX_CLIP_S

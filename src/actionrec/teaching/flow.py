@@ -33,7 +33,7 @@ import numpy as np
 from actionrec.errors import VideoError
 from actionrec.files import sha256_of
 from actionrec.modelfile.card import ModelCard
-from actionrec.modelfile.unknown import FEATURE_SIMILARITY, UnknownRule
+from actionrec.modelfile.unknown import UnknownRule
 from actionrec.runtime.recognizer import Recognizer
 from actionrec.teaching.graph import write_taught_graph
 from actionrec.teaching.head import base_center, fit_on_clips, leave_one_out, unknown_rule
@@ -174,7 +174,7 @@ def _kept_base(recognizer: Recognizer, names: list[str], keep_base: bool) -> tup
     if not keep_base:
         return [], None
     base_rule = recognizer.card.unknown_rule
-    base_means = base_rule.means if base_rule is not None and base_rule.score == FEATURE_SIMILARITY else None
+    base_means = base_rule.means if base_rule is not None and base_rule.has_training_means else None
     if base_means is None:
         raise TeachError(f"{recognizer.model_path}: --keep-base needs the class means of the base's training "
                          "clips, which its card lacks (a taught model, or one exported before they were "
