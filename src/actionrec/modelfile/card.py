@@ -26,7 +26,9 @@ from actionrec.modelfile.unknown import UnknownRule
 from actionrec.video.spec import SAMPLING_RULE, SAMPLING_VERSION, ClipSpec
 
 METADATA_KEY = "actionrec"
-CARD_FORMAT = 2  # 2: the graph also runs its two halves apart (FEATURES_*, WINDOW_OUTPUT); 1 is refused at load
+CARD_FORMAT = 3  # 2: the graph also runs its two halves apart (FEATURES_*, WINDOW_OUTPUT); 1 is refused at load;
+# 3 (actionrec 0.4): its unknown rule may score similarity and confidence together, its head may be a
+# motion head; a format-3 card reads as 2 did, and actionrec 0.3 refuses it as newer (not as damaged)
 INPUT_NAME, OUTPUT_NAME = "frames", "probabilities"
 # Format 2 graphs: frames -> FEATURES_OUTPUT (per frame), and the head alone: FEATURES_INPUT -> WINDOW_OUTPUT.
 FEATURES_INPUT, FEATURES_OUTPUT, WINDOW_OUTPUT = "features", "frame_features", "window_probabilities"
