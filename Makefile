@@ -8,6 +8,7 @@ SAMPLES ?= $(abspath ../shared/videos)
 # `--backbone-weights imagenet` runs offline with its hash check, and real UCF101 clips.
 WEIGHTS ?= $(abspath ../shared/weights)
 REAL_CLIPS ?= $(abspath ../shared/real/ucf101-6)
+WEIZMANN_CLIPS ?= $(abspath ../shared/real/weizmann-7)
 TEST_TORCH_HOME ?= $(abspath .test-torch)
 CHECKPOINT := mobilenet_v2-b0353104.pth
 ifneq ($(wildcard $(WEIGHTS)/$(CHECKPOINT)),)
@@ -59,6 +60,7 @@ lint: setup setup-ray
 test: setup setup-ray lint browser test-weights docs
 	ACTIONREC_SAMPLE_VIDEOS=$${ACTIONREC_SAMPLE_VIDEOS:-$(if $(wildcard $(SAMPLES)),$(SAMPLES),)} \
 	ACTIONREC_REAL_CLIPS=$${ACTIONREC_REAL_CLIPS:-$(if $(wildcard $(REAL_CLIPS)),$(REAL_CLIPS),)} \
+	ACTIONREC_WEIZMANN_CLIPS=$${ACTIONREC_WEIZMANN_CLIPS:-$(if $(wildcard $(WEIZMANN_CLIPS)),$(WEIZMANN_CLIPS),)} \
 	$(TEST_TORCH_HOME_ENV) $(PY) -m pytest -q
 
 test-fast: setup

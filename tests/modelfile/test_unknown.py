@@ -46,7 +46,8 @@ def test_low_confidence_is_evidence_too():
     rng = np.random.default_rng(2)
     directions = np.eye(8)[:3] * 5
     means = class_means([clips_near(d, 20, rng) for d in directions])
-    known = [(np.array([rng.uniform(0.6, 0.99), 0.0, 0.0]), clip) for d in directions for clip in clips_near(d, 40, rng)]
+    known = [(np.array([rng.uniform(0.6, 0.99), 0.0, 0.0]), clip)
+             for d in directions for clip in clips_near(d, 40, rng)]
     rule = calibrate(means, known, "validation clips of test")
     assert rule.score == SIMILARITY_AND_CONFIDENCE and rule.has_training_means
     assert 0.03 <= rule.known_flagged <= 0.07
