@@ -75,7 +75,7 @@ def test_one_head_module_for_each_trainable_head():
     assert tuple(option["choices"]) == TRAINABLE_HEADS  # what `train --temporal` accepts and --help lists
     assert all(TEMPORAL_HEADS[name].description in option["help"] for name in TRAINABLE_HEADS)
     for wrong in ("gru", "taught_motion"):
-        with pytest.raises(ValueError, match="'lstm' or 'mean' or 'motion'"):
+        with pytest.raises(ValueError, match="'lstm' or 'mean' or 'motion' or 'motion_lstm'"):
             TrainConfig(data_dir="data", out="run", temporal=wrong)
-        with pytest.raises(ValueError, match="one of lstm, mean, motion"):
+        with pytest.raises(ValueError, match="one of lstm, mean, motion, motion_lstm"):
             ModelConfig(num_classes=2, temporal=wrong)

@@ -51,6 +51,8 @@ TEMPORAL_HEADS: dict[str, TemporalHead] = {
     "mean": TemporalHead("the mean of the frame features, then an MLP (the order-blind baseline)", trainable=True),
     "motion": TemporalHead("the mean of the frame features, their spread over time and their frame-to-frame "
                            "change, then an MLP", trainable=True),
+    "motion_lstm": TemporalHead("an LSTM reading the frame features in order beside their mean, spread and "
+                                "frame-to-frame change", trainable=True),
     "taught_linear": TemporalHead("a linear classifier on the mean of the frame features, fitted to example "
                                   "clips by `actionrec teach` before actionrec 0.4", trainable=False),
     "taught_motion": TemporalHead("a linear classifier on the mean of the frame features and their spread over "

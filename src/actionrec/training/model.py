@@ -27,7 +27,7 @@ from actionrec.modelfile.card import IMAGENET_MEAN, IMAGENET_STD, TRAINABLE_HEAD
 @dataclass
 class ModelConfig:
     num_classes: int
-    temporal: str = "motion"  # a name in TRAINABLE_HEADS
+    temporal: str = "motion_lstm"  # a name in TRAINABLE_HEADS
     hidden_size: int = 512
     dropout: float = 0.5
     width_mult: float = 1.0
@@ -120,8 +120,28 @@ class MotionHead(nn.Module):
         return self.mlp(torch.cat([norm(part) for norm, part in zip(self.norms, parts)], dim=1))
 
 
+class MotionLSTMHead(nn.Module):
+    """An LSTM over the frame features (their order) beside `motion_statistics` (how much they move)."""
+
+    def __init__(self, num_features: int, num_classes: int, hidden_size: int, dropout: float) -> None:
+        super().__init__()
+        self.input_dropout = nn.Dropout(dropout / 2)
+        self.lstm = nn.LSTM(num_features, hidden_size, batch_first=True)
+        self.norms = nn.ModuleList(nn.LayerNorm(num_features) for _ in range(3))
+        self.statistics = nn.Sequential(nn.Dropout(dropout / 2), nn.Linear(3 * num_features, hidden_size), nn.ReLU())
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(2 * hidden_size, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        _, (hidden, _) = self.lstm(self.input_dropout(features))
+        parts = motion_statistics(features).chunk(3, dim=1)
+        moved = self.statistics(torch.cat([norm(part) for norm, part in zip(self.norms, parts)], dim=1))
+        return self.classifier(self.dropout(torch.cat([hidden[-1], moved], dim=1)))
+
+
 # One module for each of the card's TRAINABLE_HEADS (tests/training/test_model.py checks).
-HEADS: dict[str, type[nn.Module]] = {"lstm": LSTMHead, "mean": MeanHead, "motion": MotionHead}
+HEADS: dict[str, type[nn.Module]] = {"lstm": LSTMHead, "mean": MeanHead, "motion": MotionHead,
+                                     "motion_lstm": MotionLSTMHead}
 
 
 class ActionModel(nn.Module):
