@@ -1,0 +1,122 @@
+"""An answer for each region of a video (`Recognizer.predict(..., regions=...)`): who does what, where.
+
+The video is decoded once, at the moments the one sampling rule picks for a whole-video answer
+(`actionrec.video.decode.whole_video_plan`). At each moment the frame, as displayed, gives:
+
+- the whole frame, model-ready exactly as a plain prediction takes it (the answer's top level);
+- each region's crop, model-ready by the same rule (`actionrec.video.regions.crop_input`): a grid's
+  cells and fixed zones as they are; a person's box first made square around its centre (so the
+  model's centre square holds the whole person), the detector run on that moment's frame alone.
+
+People are linked into tracks over the moments (`actionrec.runtime.tracks`); at a moment where a
+track was not seen, its clip repeats its crop from the nearest moment it was. Every crop is encoded
+by the same Encoder, each region's (T, F) features classified by the same Head, and each region is
+ranked, with the "none of these" rule, as a whole video is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from actionrec.runtime.answer import Prediction, RegionAnswer, VideoFacts
+from actionrec.runtime.detectors import Detector
+from actionrec.runtime.prediction import Stages
+from actionrec.runtime.tracks import Track, link_tracks
+from actionrec.video import DecodeLimits, VideoSource
+from actionrec.video.decode import read_planned, to_model_input, whole_video_plan
+from actionrec.video.regions import PixelBox, RegionSpec, crop_input, displayed_rgb, square_box
+
+ENCODE_BATCH = 32  # crops encoded per call to the encoder
+NO_PEOPLE = "no person was found in the video: there are no regions to answer for"
+
+
+@dataclass
+class RegionFrame:
+    """What one sampled moment gives: its whole frame and each box's crop, model-ready."""
+
+    whole: np.ndarray  # (S, S, 3)
+    crops: np.ndarray  # (n, S, S, 3), one per box
+    boxes: list[PixelBox]  # the regions' boxes (for people, as detected, not squared)
+
+
+class RegionSampler:
+    """What decoding keeps of each sampled frame (a `Convert`): a `RegionFrame`."""
+
+    def __init__(self, spec: RegionSpec, image_size: int, detector: Detector | None) -> None:
+        self.spec, self.image_size, self.detector = spec, image_size, detector
+        self.detect_s = 0.0
+
+    def __call__(self, frame: av.VideoFrame) -> RegionFrame:
+        rgb = displayed_rgb(frame)
+        height, width = rgb.shape[:2]
+        if self.detector is None:
+            boxes = cropped = self.spec.pixel_boxes(width, height)
+        else:
+            started = time.perf_counter()
+            boxes = [box for box, _ in self.detector(rgb)]
+            self.detect_s += time.perf_counter() - started
+            cropped = [square_box(box, width, height) for box in boxes]
+        crops = [crop_input(rgb, box, self.image_size) for box in cropped]
+        size = self.image_size
+        return RegionFrame(to_model_input(frame, size),
+                           np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8), list(boxes))
+
+
+def predict_regions(stages: Stages, source: VideoSource, spec: RegionSpec, detector: Detector | None, *,
+                    top_k: int = 5, limits: DecodeLimits = DecodeLimits(), name: str | None = None) -> Prediction:
+    """The whole video's answer, with each region's in `regions` (see the module's docstring)."""
+    started = time.perf_counter()
+    sampler = RegionSampler(spec, stages.spec.image_size, detector)
+    read = read_planned(source, stages.spec, whole_video_plan(stages.spec), limits, name, convert=sampler)
+    decoded = time.perf_counter()
+    clip = read.clips[0].indices
+    frames: list[RegionFrame] = [read.frames[int(i)] for i in clip]
+    times = [round(float(read.times[i]), 3) for i in clip]
+    warnings = list(read.warnings)
+    if spec.fixed:
+        tracks = [Track({t: (r, frame.boxes[r]) for t, frame in enumerate(frames)})
+                  for r in range(len(frames[0].boxes))]
+        ids = spec.region_ids()
+    else:
+        tracks, dropped = link_tracks([frame.boxes for frame in frames])
+        ids = [f"person{number + 1}" for number in range(len(tracks))]
+        if not tracks:
+            warnings.append(NO_PEOPLE + (f" ({dropped} brief detections were dropped as noise)" if dropped else ""))
+    whole, clips = _encoded(stages, frames, tracks)
+    probs = stages.head(np.concatenate([whole[None], clips]) if len(clips) else whole[None])
+    top, check = stages.rank(probs[0], top_k, whole)
+    regions = []
+    for number, track in enumerate(tracks):
+        region_top, region_check = stages.rank(probs[number + 1], top_k, clips[number])
+        regions.append(RegionAnswer(
+            id=ids[number], box=list(track.middle_box(len(frames))), action=region_top[0].action,
+            confidence=region_top[0].confidence, top_k=region_top, uncertain=region_check.unknown,
+            boxes=None if spec.fixed else [[times[t], *box] for t, (_, box) in sorted(track.seen.items())],
+            unknown_check=region_check))
+    done = time.perf_counter()
+    timings = {"decode": round((decoded - started - sampler.detect_s) * 1000, 1),
+               "detect": round(sampler.detect_s * 1000, 1), "inference": round((done - decoded) * 1000, 1),
+               "total": round((done - started) * 1000, 1)}
+    if detector is None:
+        del timings["detect"]
+    prediction = Prediction.ranked(top, check, VideoFacts.read(read.info, clip, times), timings_ms=timings,
+                                   warnings=warnings)
+    prediction.regions = regions
+    return prediction
+
+
+def _encoded(stages: Stages, frames: list[RegionFrame], tracks: list[Track]) -> tuple[np.ndarray, np.ndarray]:
+    """The whole frames' (T, F) features and each track's (tracks, T, F): every crop encoded once."""
+    crops = [frame.crops for frame in frames]
+    offsets = np.cumsum([len(frames)] + [len(c) for c in crops])
+    images = np.concatenate([np.stack([frame.whole for frame in frames]), *crops])
+    features = np.concatenate([stages.encode(images[i : i + ENCODE_BATCH])
+                               for i in range(0, len(images), ENCODE_BATCH)])
+    whole = features[: len(frames)]
+    clips = [[features[offsets[track.nearest(t)] + track.seen[track.nearest(t)][0]] for t in range(len(frames))]
+             for track in tracks]
+    return whole, np.asarray(clips, dtype=features.dtype).reshape(len(tracks), len(frames), features.shape[-1])
