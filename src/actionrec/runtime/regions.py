@@ -23,10 +23,10 @@ import av
 import numpy as np
 
 from actionrec.runtime.answer import Prediction, RegionAnswer, VideoFacts
-from actionrec.runtime.detectors import Detector
+from actionrec.runtime.detectors import Detector, load_detector
 from actionrec.runtime.prediction import Stages
 from actionrec.runtime.tracks import Track, link_tracks
-from actionrec.video import DecodeLimits, VideoSource
+from actionrec.video import ClipSpec, DecodeLimits, VideoInfo, VideoSource
 from actionrec.video.decode import read_planned, to_model_input, whole_video_plan
 from actionrec.video.regions import PixelBox, RegionSpec, crop_input, displayed_rgb, square_box
 
@@ -66,17 +66,56 @@ class RegionSampler:
                            np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8), list(boxes))
 
 
+@dataclass
+class RegionsRead:
+    """What decoding a video for its regions gives (in a server's worker, or here): each sampled
+    moment's `RegionFrame`, which frames they are and when, the video, and how long it took."""
+
+    frames: list[RegionFrame]
+    clip: list[int]
+    times: list[float]
+    info: VideoInfo
+    warnings: list[str]
+    decode_ms: float
+    detect_ms: float | None  # None for a grid or zones
+
+
+_DETECTORS: dict[str, Detector | None] = {}  # a worker process's detectors, loaded at first need
+
+
+def read_regions(source: VideoSource, spec: ClipSpec, limits: DecodeLimits, regions: RegionSpec, *,
+                 name: str | None = None, detector: Detector | None = None) -> RegionsRead:
+    """Decode `source` once, at the frames the sampling rule picks, keeping each moment's whole frame
+    and regions (people found by `detector`, else by the one `regions` names, loaded once a process)."""
+    started = time.perf_counter()
+    if detector is None and not regions.fixed:
+        key = regions.text
+        if key not in _DETECTORS:
+            _DETECTORS[key] = load_detector(regions)
+        detector = _DETECTORS[key]
+    sampler = RegionSampler(regions, spec.image_size, detector)
+    read = read_planned(source, spec, whole_video_plan(spec), limits, name, convert=sampler)
+    clip = [int(i) for i in read.clips[0].indices]
+    decode_ms = (time.perf_counter() - started - sampler.detect_s) * 1000
+    return RegionsRead([read.frames[i] for i in clip], clip, [round(float(read.times[i]), 3) for i in clip],
+                       read.info, list(read.warnings), round(decode_ms, 1),
+                       None if detector is None else round(sampler.detect_s * 1000, 1))
+
+
 def predict_regions(stages: Stages, source: VideoSource, spec: RegionSpec, detector: Detector | None, *,
                     top_k: int = 5, limits: DecodeLimits = DecodeLimits(), name: str | None = None) -> Prediction:
     """The whole video's answer, with each region's in `regions` (see the module's docstring)."""
     started = time.perf_counter()
-    sampler = RegionSampler(spec, stages.spec.image_size, detector)
-    read = read_planned(source, stages.spec, whole_video_plan(stages.spec), limits, name, convert=sampler)
-    decoded = time.perf_counter()
-    clip = read.clips[0].indices
-    frames: list[RegionFrame] = [read.frames[int(i)] for i in clip]
-    times = [round(float(read.times[i]), 3) for i in clip]
-    warnings = list(read.warnings)
+    read = read_regions(source, stages.spec, limits, spec, name=name, detector=detector)
+    prediction = answer_regions(stages, read, spec, top_k)
+    prediction.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
+    return prediction
+
+
+def answer_regions(stages: Stages, read: RegionsRead, spec: RegionSpec, top_k: int = 5) -> Prediction:
+    """The answers of what `read_regions` read: every crop encoded, each region's clip classified and ranked."""
+    started = time.perf_counter()
+    frames, times, warnings = read.frames, read.times, list(read.warnings)
     if spec.fixed:
         tracks = [Track({t: (r, frame.boxes[r]) for t, frame in enumerate(frames)})
                   for r in range(len(frames[0].boxes))]
@@ -97,13 +136,10 @@ def predict_regions(stages: Stages, source: VideoSource, spec: RegionSpec, detec
             confidence=region_top[0].confidence, top_k=region_top, uncertain=region_check.unknown,
             boxes=None if spec.fixed else [[times[t], *box] for t, (_, box) in sorted(track.seen.items())],
             unknown_check=region_check))
-    done = time.perf_counter()
-    timings = {"decode": round((decoded - started - sampler.detect_s) * 1000, 1),
-               "detect": round(sampler.detect_s * 1000, 1), "inference": round((done - decoded) * 1000, 1),
-               "total": round((done - started) * 1000, 1)}
-    if detector is None:
-        del timings["detect"]
-    prediction = Prediction.ranked(top, check, VideoFacts.read(read.info, clip, times), timings_ms=timings,
+    inference_ms = round((time.perf_counter() - started) * 1000, 1)
+    timings = {"decode": read.decode_ms} | ({} if read.detect_ms is None else {"detect": read.detect_ms})
+    timings |= {"inference": inference_ms, "total": round(sum(timings.values()) + inference_ms, 1)}
+    prediction = Prediction.ranked(top, check, VideoFacts.read(read.info, read.clip, times), timings_ms=timings,
                                    warnings=warnings)
     prediction.regions = regions
     return prediction
