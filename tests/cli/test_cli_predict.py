@@ -99,8 +99,9 @@ def test_predict_regions_json_and_results_rows(model_path: Path, tmp_path: Path)
     assert all(r["action"] in LABELS and r["top_k"] and "uncertain" in r for r in answer["regions"])
     assert answer["action"] in LABELS  # the whole video's answer too
 
-    text = run_cli("predict", model_path, mosaic, "--regions", "0,0,0.5,1")
+    text = run_cli("predict", model_path, mosaic, "--regions", "0,0,0.5,1", "--segments")
     assert "zone1     0,0,64,96" in text.stdout, text.stdout
+    assert "0.00-   2.00 s" in text.stdout  # its timeline: one segment, the 2 s clip
 
     output = tmp_path / "results.csv"
     first = run_cli("predict", model_path, tmp_path / "clips", "--regions", "grid:2x1", "--output", output)
@@ -116,11 +117,12 @@ def test_predict_regions_json_and_results_rows(model_path: Path, tmp_path: Path)
     ("grid:9x9", "81 cells, more than the 16 regions"),
     ("10,10,0,5", "has no size"),
     ("detector:missing.onnx", "no such file"),
+    ("people --segments", "people are answered without one"),
 ])
 def test_predict_refuses_bad_regions_before_reading(model_path: Path, tmp_path: Path, regions: str, says: str):
     video = tmp_path / "broken.mp4"
     video.write_bytes(b"not a video: the regions are refused before it is read")
-    result = run_cli("predict", model_path, video, "--regions", regions)
+    result = run_cli("predict", model_path, video, "--regions", *regions.split())
     assert result.returncode == 2 and says in " ".join(result.stderr.split()), result.stderr
     assert "Traceback" not in result.stderr
 

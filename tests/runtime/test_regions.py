@@ -12,8 +12,10 @@ import pytest
 
 from actionrec.errors import DetectorUnavailableError, RegionsError
 from actionrec.runtime.answer import Prediction
+from actionrec.runtime.regions import read_regions
 from actionrec.runtime.tracks import link_tracks
-from actionrec.testing.regions import colour_mosaic, detector_file
+from actionrec.testing.regions import QUARTER_COLOURS, colour_mosaic, detector_file, taught_colours_model
+from actionrec.video.encode import write_video
 from actionrec.video.regions import MAX_REGIONS, Box, parse_regions, square_box
 
 MOSAIC = [["red", "blue"], ["green", "yellow"]]
@@ -75,14 +77,7 @@ def test_tracks_link_overlapping_boxes_and_drop_brief_ones():
 def colours_model(tmp_path_factory) -> Path:
     """A model taught the four colours of QUARTER_COLOURS on a small untrained base."""
     pytest.importorskip("torch", reason="making the base model needs the train extra (torch)")
-    from actionrec.teaching.flow import teach
-    from actionrec.testing import make_untrained_model
-
-    root = tmp_path_factory.mktemp("colours")
-    base = make_untrained_model(root / "base.onnx", fitted_batch_norm=True)
-    examples = {name: [colour_mosaic(root / name / f"{i}.mp4", [[name]], seed=i) for i in range(3)]
-                for row in MOSAIC for name in row}
-    return teach(base, examples, root / "colours.onnx", name="colours").path
+    return taught_colours_model(tmp_path_factory.mktemp("colours"))
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +109,26 @@ def test_zones_in_pixels_and_fractions(recognizer, tmp_path: Path):
         ("zone1", "blue", [64, 0, 64, 48]), ("zone2", "green", [0, 48, 64, 48])]
     with pytest.raises(RegionsError, match="reaches outside the 128x96 frame"):
         recognizer.predict(video, regions="100,0,64,48")
-    with pytest.raises(RegionsError, match="not available with regions yet"):
-        recognizer.predict(video, regions="grid:2x2", segments=True)
+    with pytest.raises(RegionsError, match="people are answered without one"):
+        recognizer.predict(video, regions="people", segments=True)
+
+
+def test_each_cell_gets_its_own_timeline(recognizer, tmp_path: Path):
+    rng = np.random.default_rng(3)
+
+    def half(name: str, frames: int) -> np.ndarray:
+        return np.broadcast_to(np.array(QUARTER_COLOURS[name], np.int16), (frames, 48, 64, 3))
+
+    left = np.concatenate([half("red", 45), half("blue", 45)])  # 3 s of red, then 3 s of blue
+    frames = np.concatenate([left, half("green", 90)], axis=2) + rng.integers(-30, 30, (90, 48, 128, 3))
+    video = tmp_path / "halves.mp4"
+    write_video(np.clip(frames, 0, 255).astype(np.uint8), video, 15.0)
+    prediction = recognizer.predict(video, regions="grid:2x1", segments=True)
+    assert prediction.segments  # the whole video's timeline too
+    left_cell, right_cell = prediction.regions
+    assert [s.action for s in left_cell.segments] == ["red", "blue"], left_cell.segments
+    assert 2.0 <= left_cell.segments[0].end_s <= 4.0
+    assert [s.action for s in right_cell.segments] == ["green"] and right_cell.box == [64, 0, 64, 48]
 
 
 def test_a_detector_file_finds_people_and_their_tracks_are_named(recognizer, tmp_path: Path):
@@ -161,3 +174,16 @@ def test_the_built_in_detector_says_when_it_finds_nobody(recognizer, tmp_path: P
     assert prediction.action in {"red", "blue", "green", "yellow"}  # the whole video is still answered
     frame = np.zeros((240, 320, 3), np.uint8)
     assert recognizer.detector(parse_regions("people"))(frame) == []
+
+
+def test_boxes_are_in_the_displayed_frame_of_a_rotated_video(recognizer, sample_videos: Path):
+    video = sample_videos / "rotated_90.mov"  # stored 568 x 320, shown 320 x 568
+    prediction = recognizer.predict(video, regions="grid:1x2")
+    assert (prediction.video.width, prediction.video.height) == (320, 568)
+    assert [r.box for r in prediction.regions] == [[0, 0, 320, 284], [0, 284, 320, 284]]
+    # the whole frame as a zone is what the video's answer reads (resized from RGB rather than from the
+    # decoded YUV: a level or two apart), turned the same way
+    read = read_regions(video, recognizer.spec, recognizer.limits, parse_regions("0,0,1,1"))
+    whole = np.stack([frame.whole for frame in read.frames]).astype(int)
+    zone = np.stack([frame.crops[0] for frame in read.frames]).astype(int)
+    assert np.abs(whole - zone).mean() < 3 < np.abs(whole - np.rot90(zone, axes=(1, 2))).mean()

@@ -39,6 +39,9 @@ def test_each_region_is_answered(client: TestClient, mosaic: bytes):
         ("r1c1", [0, 0, 64, 48]), ("r1c2", [64, 0, 64, 48]), ("r2c1", [0, 48, 64, 48]), ("r2c2", [64, 48, 64, 48])]
     assert all(r["action"] in LABELS and len(r["top_k"]) == 2 and r["boxes"] is None for r in answer["regions"])
     assert answer["action"] in LABELS and answer["video"]["width"] == 128
+    timelines = post(client, mosaic, regions="grid:2x1", segments="true").json()  # a timeline per cell
+    assert [r["id"] for r in timelines["regions"]] == ["r1c1", "r1c2"]
+    assert all(r["segments"] and r["segments"][0]["action"] in LABELS for r in timelines["regions"])
     plain = post(client, mosaic).json()
     assert "regions" not in plain or plain["regions"] is None
 
@@ -52,7 +55,7 @@ def test_people_found_nowhere_says_so(client: TestClient, mosaic: bytes):
 @pytest.mark.parametrize(("params", "says"), [
     ({"regions": "grid:3x3"}, "at most 4 (--max-regions)"),
     ({"regions": "detector:/etc/model.onnx"}, "does not take detector files"),
-    ({"regions": "grid:2x2", "segments": "true"}, "not available with regions"),
+    ({"regions": "people", "segments": "true"}, "people are answered without one"),
     ({"regions": "1,2"}, "is not x,y,w,h"),
     ({"regions": "100,0,64,48"}, "reaches outside the 128x96 frame"),  # known once the video is read
 ])

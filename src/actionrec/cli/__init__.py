@@ -38,6 +38,7 @@ for command in (serving.demo, benchmarking.benchmark):
 app.command("benchmark-inputs")(benchmarking.benchmark_inputs)
 app.command("benchmark-train")(benchmarking.benchmark_train)
 app.command("benchmark-serving")(benchmarking.benchmark_serving)
+app.command("benchmark-regions")(benchmarking.benchmark_regions)
 app.add_typer(training.data_app, name="data")
 
 

@@ -128,6 +128,9 @@ def _print_result(result) -> None:
         flag = "  [yellow](uncertain)[/yellow]" if region.uncertain else ""
         box = ",".join(str(v) for v in region.box)
         console.print(f"    {region.id:<9} {box:<19} {escape(region.action)} ({region.confidence:.1%}){flag}")
+        for segment in region.segments or []:
+            console.print(f"        {segment.start_s:7.2f}-{segment.end_s:7.2f} s  {escape(segment.action)} "
+                          f"({segment.confidence:.0%})")
     for warning in prediction.warnings:
         console.print(f"    [yellow]warning:[/yellow] {escape(warning)}")
 
@@ -210,12 +213,14 @@ def _region_spec(regions: str | None, ray: bool, segments: bool) -> RegionSpec |
         return None
     if ray:
         fail("--regions is not available with --ray yet: predict regions locally.", EXIT_USAGE)
-    if segments:
-        fail("--segments is not available with --regions yet: ask for one or the other.", EXIT_USAGE)
     try:
-        return parse_regions(regions)
+        spec = parse_regions(regions)
     except ActionrecError as exc:
         fail(str(exc), EXIT_USAGE)
+    if segments and not spec.fixed:
+        fail("--segments with --regions makes a timeline per cell or zone; people are answered without one.",
+             EXIT_USAGE)
+    return spec
 
 
 def _load_detector(recognizer: Recognizer, spec: RegionSpec | None) -> None:

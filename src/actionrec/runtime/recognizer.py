@@ -41,9 +41,10 @@ from actionrec.runtime.frame_batcher import FrameBatcher
 from actionrec.runtime.many_videos import predict_paths
 from actionrec.runtime.network import DEVICES, choose_providers, load_network
 from actionrec.runtime.prediction import WINDOW_BATCH, Prediction, PredictionBuilder
-from actionrec.runtime.regions import predict_regions
+from actionrec.runtime.regions import answer_region_stream, predict_regions
 from actionrec.runtime.results import BatchResult
 from actionrec.video import ClipSpec, DecodeLimits, Timeline, VideoSource, stream_prediction_frames
+from actionrec.video.decode import FixedRegionCrops
 from actionrec.video.regions import RegionSpec, parse_regions
 from actionrec.video.stream import ClipReplanned, FrameChunk, FramePlan, FramesDone, PredictionMessage
 
@@ -162,11 +163,22 @@ class Recognizer:
         if regions is not None:
             spec = parse_regions(regions) if isinstance(regions, str) else regions
             if segments:
-                raise RegionsError("timelines (segments) are not available with regions yet: ask for one or "
-                                   "the other.")
+                return self._region_timelines(source, spec, top_k)
             return predict_regions(self, source, spec, self.detector(spec), top_k=top_k, limits=self.limits)
         messages = stream_prediction_frames(source, self.spec, self.limits, self.timeline if segments else None)
         return self.predict_stream(read_ahead(messages), top_k=top_k)
+
+    def _region_timelines(self, source: VideoSource, spec: RegionSpec, top_k: int) -> Prediction:
+        """A timeline for the whole video and for each cell or zone (`answer_region_stream`)."""
+        if not spec.fixed:
+            raise RegionsError(f"regions {spec.text!r}: timelines per region are made for grids and zones; "
+                               "people are answered without one (leave out segments).")
+        started = time.perf_counter()
+        messages = stream_prediction_frames(source, self.spec, self.limits, self.timeline,
+                                            convert=FixedRegionCrops(spec, self.spec.image_size))
+        prediction = answer_region_stream(self, read_ahead(messages), spec, top_k)
+        prediction.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
+        return prediction
 
     def detector(self, spec: RegionSpec) -> Detector | None:
         """The detector `spec` needs (None for a grid or zones), loaded once and kept."""

@@ -17,20 +17,24 @@ ranked, with the "none of these" rule, as a whole video is.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import av
 import numpy as np
 
+from actionrec.errors import UndecodableVideoError
 from actionrec.runtime.answer import Prediction, RegionAnswer, VideoFacts
 from actionrec.runtime.detectors import Detector, load_detector
-from actionrec.runtime.prediction import Stages
+from actionrec.runtime.prediction import PredictionBuilder, Stages
 from actionrec.runtime.tracks import Track, link_tracks
 from actionrec.video import ClipSpec, DecodeLimits, VideoInfo, VideoSource
 from actionrec.video.decode import read_planned, to_model_input, whole_video_plan
 from actionrec.video.regions import PixelBox, RegionSpec, crop_input, displayed_rgb, square_box
+from actionrec.video.stream import ClipReplanned, FrameChunk, FramePlan, FramesDone, PredictionMessage
 
 ENCODE_BATCH = 32  # crops encoded per call to the encoder
+PERSON_CONTEXT = 1.0  # a person's crop: the square of their box's longer side times this
 NO_PEOPLE = "no person was found in the video: there are no regions to answer for"
 
 
@@ -59,7 +63,7 @@ class RegionSampler:
             started = time.perf_counter()
             boxes = [box for box, _ in self.detector(rgb)]
             self.detect_s += time.perf_counter() - started
-            cropped = [square_box(box, width, height) for box in boxes]
+            cropped = [square_box(box, width, height, PERSON_CONTEXT) for box in boxes]
         crops = [crop_input(rgb, box, self.image_size) for box in cropped]
         size = self.image_size
         return RegionFrame(to_model_input(frame, size),
@@ -142,6 +146,39 @@ def answer_regions(stages: Stages, read: RegionsRead, spec: RegionSpec, top_k: i
     prediction = Prediction.ranked(top, check, VideoFacts.read(read.info, read.clip, times), timings_ms=timings,
                                    warnings=warnings)
     prediction.regions = regions
+    return prediction
+
+
+def answer_region_stream(stages: Stages, messages: Iterable[PredictionMessage], spec: RegionSpec,
+                         top_k: int = 5) -> Prediction:
+    """The whole video's answer and timeline, and each fixed region's (grid cells, zones), from the
+    messages of `stream_prediction_frames(..., convert=FixedRegionCrops(spec, S))`: each chunk's
+    (n, regions + 1, S, S, 3) frames go to a `PredictionBuilder` per region (the whole video first),
+    so each region's timeline is made exactly as a video's is, memory bounded whatever the length."""
+    builders: list[PredictionBuilder] = []
+    for message in messages:
+        if isinstance(message, FramePlan):
+            builders = [PredictionBuilder(stages, message) for _ in range(len(spec.region_ids()) + 1)]
+        elif not builders:
+            raise ValueError(f"expected a FramePlan first, got {type(message).__name__}")
+        elif isinstance(message, FrameChunk):
+            for number, builder in enumerate(builders):
+                builder.add(FrameChunk(message.indices, message.frames[:, number]))
+        elif isinstance(message, ClipReplanned):
+            for builder in builders:
+                builder.replan(message.clip)
+        elif isinstance(message, FramesDone):
+            answers = [builder.finish(message, top_k) for builder in builders]
+            break
+    else:
+        raise UndecodableVideoError("the video's frames stopped before the end of the reading")
+    prediction = answers[0]
+    boxes = spec.pixel_boxes(prediction.video.width, prediction.video.height)
+    prediction.regions = [RegionAnswer(id=region, box=list(box), action=answer.action, confidence=answer.confidence,
+                                       top_k=answer.top_k, uncertain=answer.uncertain, segments=answer.segments,
+                                       unknown_check=answer.unknown_check)
+                          for region, box, answer in zip(spec.region_ids(), boxes, answers[1:])]
+    prediction.timings_ms["inference"] = round(sum(answer.timings_ms["inference"] for answer in answers), 1)
     return prediction
 
 

@@ -102,7 +102,7 @@ async def predict_v1(
     segments: bool = Query(False, description="Also classify sliding windows: a timeline of actions."),
     regions: str | None = Query(None, max_length=1000, description="Also answer for each region: `grid:CxR`, "
                                 "boxes `x,y,w,h;...` (pixels, or fractions of the frame) or `people`; at most "
-                                "`--max-regions`. Not with `segments`."),
+                                "`--max-regions`. With `segments`, grids and zones get a timeline each."),
 ) -> DetailedAnswer | JSONResponse:
     spec = None if regions is None else checked_regions(regions, segments, service.settings.max_regions)
     try:
@@ -121,8 +121,8 @@ def checked_regions(text: str, segments: bool, max_regions: int) -> RegionSpec:
     if max_regions == 0:
         raise RegionsError("This server answers no regions (--max-regions 0).")
     spec = parse_regions(text)
-    if segments:
-        raise RegionsError("segments (a timeline) are not available with regions yet: ask for one or the other.")
+    if segments and not spec.fixed:
+        raise RegionsError("segments with regions make a timeline per cell or zone; people are answered without one.")
     if spec.source == "detector":
         raise RegionsError("A server does not take detector files from requests: ask for grid:CxR, boxes or people.")
     count = spec.columns * spec.rows if spec.source == "grid" else len(spec.boxes)

@@ -1,6 +1,7 @@
 """Material for the tests of regions: videos made of coloured quarters (a mosaic whose cells each
-show one colour), and small ONNX person detectors in Ultralytics YOLO's output layout that find
-people where they are told to. No torch; the detector files need the onnx package."""
+show one colour), a model taught those colours (its base needs torch), and small ONNX person
+detectors in Ultralytics YOLO's output layout that find people where they are told to (the onnx
+package)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,18 @@ def colour_mosaic(path: Path, colours: Sequence[Sequence[str]], *, cell: tuple[i
     path.parent.mkdir(parents=True, exist_ok=True)
     write_video(np.clip(video, 0, 255).astype(np.uint8), path, 15.0)
     return path
+
+
+def taught_colours_model(root: Path) -> Path:
+    """A model taught the four colours of QUARTER_COLOURS (three clips each) on a small untrained base:
+    a model that names each colour, made in seconds (needs the train extra for the base)."""
+    from actionrec.teaching.flow import teach
+    from actionrec.testing import make_untrained_model
+
+    base = make_untrained_model(root / "base.onnx", fitted_batch_norm=True)
+    examples = {name: [colour_mosaic(root / "examples" / name / f"{i}.mp4", [[name]], seed=i) for i in range(3)]
+                for name in QUARTER_COLOURS}
+    return teach(base, examples, root / "colours.onnx", name="colours").path
 
 
 def detector_file(path: Path, people: Sequence[tuple[float, float, float, float, float]], *, size: int = 64,

@@ -32,7 +32,7 @@ from actionrec.video.probe import (
     open_video,
     probe,
 )
-from actionrec.video.regions import model_square
+from actionrec.video.regions import RegionSpec, crop_input, displayed_rgb, model_square
 from actionrec.video.spec import Clip, ClipSpec, DecodeLimits, PlannedClip, VideoInfo, sample_indices, span
 
 # Plans the clips to take from a stream whose frames start at `times` (seconds, sorted).
@@ -52,6 +52,20 @@ def to_model_input(frame: av.VideoFrame, image_size: int) -> np.ndarray:
     if quarter_turns:
         square = np.rot90(square, k=quarter_turns)
     return np.ascontiguousarray(square)
+
+
+class FixedRegionCrops:
+    """What a frame gives for a timeline per fixed region (a `Convert`): its model input, then each
+    region's crop of it, model-ready: (regions + 1, S, S, 3). Picklable, for a decode worker."""
+
+    def __init__(self, regions: RegionSpec, image_size: int) -> None:
+        self.regions, self.image_size = regions, image_size
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        rgb = displayed_rgb(frame)
+        boxes = self.regions.pixel_boxes(rgb.shape[1], rgb.shape[0])
+        return np.stack([to_model_input(frame, self.image_size),
+                         *(crop_input(rgb, box, self.image_size) for box in boxes)])
 
 
 @dataclass
@@ -329,5 +343,5 @@ def read_image(data: bytes, image_size: int, limits: DecodeLimits = DecodeLimits
         return checked_model_input(frame, image_size, limits, "The camera frame", hint)
 
 
-__all__ = ["DecodeOutcome", "PlannedRead", "checked_model_input", "read_clip", "read_frames", "read_image",
-           "read_planned", "read_views", "to_model_input", "whole_video_plan"]
+__all__ = ["DecodeOutcome", "FixedRegionCrops", "PlannedRead", "checked_model_input", "read_clip", "read_frames",
+           "read_image", "read_planned", "read_views", "to_model_input", "whole_video_plan"]

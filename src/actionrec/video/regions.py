@@ -171,12 +171,13 @@ def crop_input(rgb: np.ndarray, box: PixelBox, image_size: int) -> np.ndarray:
     return model_square(av.VideoFrame.from_ndarray(crop, format="rgb24"), image_size)
 
 
-def square_box(box: PixelBox, width: int, height: int) -> PixelBox:
-    """The square around `box`'s centre whose side is its longer side (moved, or shrunk, to stay inside
-    the `width` x `height` frame): what a person's box is cropped as, so that the centre square the
-    model sees holds the whole person rather than the middle of a tall box."""
+def square_box(box: PixelBox, width: int, height: int, context: float = 1.0) -> PixelBox:
+    """The square around `box`'s centre whose side is its longer side times `context` (moved, or
+    shrunk, to stay inside the `width` x `height` frame): what a person's box is cropped as, so that
+    the centre square the model sees holds the whole person (and, with `context` over 1, what is
+    around them) rather than the middle of a tall box."""
     x, y, w, h = box
-    side = min(max(w, h), width, height)
+    side = round(min(max(w, h) * context, width, height))
     left = min(max(0, round(x + w / 2 - side / 2)), width - side)
     top = min(max(0, round(y + h / 2 - side / 2)), height - side)
     return left, top, side, side

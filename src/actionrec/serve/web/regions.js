@@ -12,13 +12,19 @@ let shown = null;     // the answer whose regions are drawn
 let zone = null;      // a drawn zone, as fractions of the frame: [x, y, w, h]
 let dragFrom = null;  // where a drag to draw a zone started, as fractions
 
-/** The query that asks for the chosen regions ("" for the whole video alone, which asks for a timeline). */
+/** The query that asks for the chosen regions, with a timeline each for a grid or a zone (people get none). */
 export function regionsQuery() {
-  const value = choice.value;
-  if (value === "zone") {
-    return zone ? `&regions=${encodeURIComponent(zone.map((v) => v.toFixed(4)).join(","))}` : "&segments=true";
-  }
-  return value ? `&regions=${encodeURIComponent(value)}` : "&segments=true";
+  const value = choice.value === "zone" && zone ? zone.map((v) => v.toFixed(4)).join(",") : choice.value;
+  if (!value || value === "zone") return "&segments=true";
+  return `&regions=${encodeURIComponent(value)}${value === "people" ? "" : "&segments=true"}`;
+}
+
+/** What a region shows now: its timeline's segment at the playing moment, else its answer. */
+function answerNow(region) {
+  const now = el.video.currentTime;
+  const segment = (region.segments || []).find((s) => s.start_s <= now && now < s.end_s);
+  return segment ? { action: segment.action, confidence: segment.confidence, uncertain: false }
+                 : { action: region.action, confidence: region.confidence, uncertain: region.uncertain };
 }
 
 /** Draw `answer`'s regions over the video from now on (none where it has none). */
@@ -69,10 +75,11 @@ function draw() {
   context.lineWidth = 3;
   for (const region of shown.regions) {
     const [x, y, w, h] = boxNow(region);
+    const now = answerNow(region);
     const left = at.left + x * at.scale, top = at.top + y * at.scale;
-    context.strokeStyle = region.uncertain ? "#f5b400" : "#35d07f";
+    context.strokeStyle = now.uncertain ? "#f5b400" : "#35d07f";
     context.strokeRect(left, top, w * at.scale, h * at.scale);
-    const label = `${humanize(region.action)} ${percent(region.confidence)}${region.uncertain ? "?" : ""}`;
+    const label = `${humanize(now.action)} ${percent(now.confidence)}${now.uncertain ? "?" : ""}`;
     const width = context.measureText(label).width + 10;
     context.fillStyle = "rgba(0, 0, 0, 0.7)";
     context.fillRect(left, top, width, 22);
