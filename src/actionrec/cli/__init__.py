@@ -12,7 +12,7 @@ commands registered below):
     serving.py       serve, demo
     teaching.py      teach
     sharing.py       push
-    benchmarking.py  benchmark, benchmark-inputs, benchmark-train, benchmark-serving
+    benchmarking.py  benchmark, benchmark-inputs, benchmark-train, benchmark-serving, benchmark-regions
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ class HogPeople:
         boxes = np.asarray(found, dtype=np.float64) / scale
         scores = np.asarray(weights, dtype=np.float64).reshape(-1)
         keep = [i for i in non_max_suppression(boxes, scores) if scores[i] >= HOG_MIN_WEIGHT]
-        return [(_clipped(boxes[i], width, height), round(float(scores[i]), 4)) for i in keep][:MAX_REGIONS]
+        people = [(_clipped(boxes[i], width, height), round(float(scores[i]), 4)) for i in keep]
+        return [(box, score) for box, score in people if box[2] > 1 and box[3] > 1][:MAX_REGIONS]
 
 
 class OnnxPeople:

@@ -12,6 +12,10 @@ People are linked into tracks over the moments (`actionrec.runtime.tracks`); at 
 track was not seen, its clip repeats its crop from the nearest moment it was. Every crop is encoded
 by the same Encoder, each region's (T, F) features classified by the same Head, and each region is
 ranked, with the "none of these" rule, as a whole video is.
+
+A timeline per cell or zone (`answer_region_stream`) takes another road: the frames a timeline
+reads, streamed in chunks with each region's crops (`actionrec.video.decode.FixedRegionCrops`), and
+a `PredictionBuilder` per region, so each region's timeline is made as a video's is.
 """
 
 from __future__ import annotations
