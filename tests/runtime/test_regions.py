@@ -68,6 +68,8 @@ def test_tracks_link_overlapping_boxes_and_drop_brief_ones():
     assert [sorted(track.seen) for track in tracks] == [[0, 1, 2, 3], [0, 2]]  # a gap is allowed
     assert dropped == 1  # the box seen once
     assert tracks[0].nearest(1) == 1 and tracks[1].nearest(1) == 0
+    capped, dropped = link_tracks(moments, cap=1)  # a server's --max-regions: the track seen most often
+    assert [sorted(track.seen) for track in capped] == [[0, 1, 2, 3]] and dropped == 2
 
 
 # --------------------------------------------------------------------------- answers

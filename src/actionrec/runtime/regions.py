@@ -34,7 +34,7 @@ from actionrec.runtime.prediction import PredictionBuilder, Stages
 from actionrec.runtime.tracks import Track, link_tracks
 from actionrec.video import ClipSpec, DecodeLimits, VideoInfo, VideoSource
 from actionrec.video.decode import read_planned, to_model_input, whole_video_plan
-from actionrec.video.regions import PixelBox, RegionSpec, crop_input, displayed_rgb, square_box
+from actionrec.video.regions import MAX_REGIONS, PixelBox, RegionSpec, crop_input, displayed_rgb, square_box
 from actionrec.video.stream import ClipReplanned, FrameChunk, FramePlan, FramesDone, PredictionMessage
 
 ENCODE_BATCH = 32  # crops encoded per call to the encoder
@@ -120,8 +120,10 @@ def predict_regions(stages: Stages, source: VideoSource, spec: RegionSpec, detec
     return prediction
 
 
-def answer_regions(stages: Stages, read: RegionsRead, spec: RegionSpec, top_k: int = 5) -> Prediction:
-    """The answers of what `read_regions` read: every crop encoded, each region's clip classified and ranked."""
+def answer_regions(stages: Stages, read: RegionsRead, spec: RegionSpec, top_k: int = 5,
+                   max_tracks: int = MAX_REGIONS) -> Prediction:
+    """The answers of what `read_regions` read: every crop encoded, each region's clip classified and
+    ranked; of people, the `max_tracks` tracks seen most often."""
     started = time.perf_counter()
     frames, times, warnings = read.frames, read.times, list(read.warnings)
     if spec.fixed:
@@ -129,7 +131,7 @@ def answer_regions(stages: Stages, read: RegionsRead, spec: RegionSpec, top_k: i
                   for r in range(len(frames[0].boxes))]
         ids = spec.region_ids()
     else:
-        tracks, dropped = link_tracks([frame.boxes for frame in frames])
+        tracks, dropped = link_tracks([frame.boxes for frame in frames], max_tracks)
         ids = [f"person{number + 1}" for number in range(len(tracks))]
         if not tracks:
             warnings.append(NO_PEOPLE + (f" ({dropped} brief detections were dropped as noise)" if dropped else ""))

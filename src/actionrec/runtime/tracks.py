@@ -44,8 +44,9 @@ def min_track_moments(moments: int) -> int:
     return max(2, math.ceil(moments / 4)) if moments > 1 else 1
 
 
-def link_tracks(detections: list[list[PixelBox]]) -> tuple[list[Track], int]:
-    """Tracks from each moment's boxes, and how many tracks were dropped (too short, or over the cap)."""
+def link_tracks(detections: list[list[PixelBox]], cap: int = MAX_REGIONS) -> tuple[list[Track], int]:
+    """Tracks from each moment's boxes (at most `cap`, the most often seen), and how many tracks were
+    dropped (too short, or over the cap)."""
     live: list[Track] = []
     finished: list[Track] = []
     for moment, boxes in enumerate(detections):
@@ -67,6 +68,6 @@ def link_tracks(detections: list[list[PixelBox]]) -> tuple[list[Track], int]:
         live += [Track({moment: (d, box)}) for d, box in enumerate(boxes) if d not in taken_boxes]
     tracks = finished + live
     kept = [track for track in tracks if len(track.seen) >= min_track_moments(len(detections))]
-    kept = sorted(kept, key=lambda track: -len(track.seen))[:MAX_REGIONS]
+    kept = sorted(kept, key=lambda track: -len(track.seen))[: min(cap, MAX_REGIONS)]
     kept.sort(key=lambda track: (min(track.seen), track.middle_box(len(detections))[0]))
     return kept, len(tracks) - len(kept)

@@ -169,7 +169,8 @@ class PredictionService:
                 if regions is not None and segments:
                     return answer_region_stream(recognizer, messages, regions, top_k)
                 if regions is not None:
-                    return answer_regions(recognizer, next(iter(messages)), regions, top_k)
+                    return answer_regions(recognizer, next(iter(messages)), regions, top_k,
+                                          max_tracks=self.settings.max_regions)
                 return recognizer.predict_stream(messages, top_k=top_k)
             except ActionrecError:
                 raise
