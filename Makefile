@@ -28,7 +28,7 @@ $(VENV)/.installed-ray: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[serve,train,test,hub,docs]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[serve,train,test,hub,docs,people]'
 	touch $@
 
 # Debian's Chromium for the browser test (skipped, with a reason, where it cannot be installed).

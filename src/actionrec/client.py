@@ -43,9 +43,14 @@ class Client:
         self.api_key = api_key if api_key is not None else os.environ.get("ACTIONREC_API_KEY") or None
         self.timeout, self.retries = timeout, retries
 
-    def predict(self, video: Video, *, top_k: int = 5, segments: bool = False) -> dict[str, Any]:
-        """The v1 answer: action, confidence, top_k, uncertain, segments, video facts, timings."""
-        query = urllib.parse.urlencode({"top_k": top_k, "segments": str(segments).lower()})
+    def predict(self, video: Video, *, top_k: int = 5, segments: bool = False,
+                regions: str | None = None) -> dict[str, Any]:
+        """The v1 answer: action, confidence, top_k, uncertain, segments, video facts, timings; with
+        `regions` (grid:CxR, boxes x,y,w,h;... or people), each region's answer in `regions`."""
+        params: dict[str, Any] = {"top_k": top_k, "segments": str(segments).lower()}
+        if regions is not None:
+            params["regions"] = regions
+        query = urllib.parse.urlencode(params)
         return self._post(f"/v1/predictions?{query}", video)
 
     def action(self, video: Video) -> dict[str, Any]:

@@ -52,6 +52,23 @@ class NotAnImageError(VideoError):
     reason = "not_an_image"
 
 
+# --------------------------------------------------------------------------- regions
+
+
+class RegionsError(ActionrecError, ValueError):
+    """A `--regions` SPEC (or the server's `regions` field) that cannot be used: it does not parse,
+    a box lies outside the frame or has no size, there are too many regions, or a detector file is
+    not a detector of the documented layout. Raised before the video is decoded."""
+
+    reason, status = "bad_regions", 422
+
+
+class DetectorUnavailableError(RegionsError):
+    """`people` was asked for where its optional package (OpenCV, the `people` extra) is missing."""
+
+    reason, status = "people_unavailable", 422
+
+
 # --------------------------------------------------------------------------- model files
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 
 from actionrec.testing.media import long_video
@@ -37,23 +38,49 @@ def test_the_benchmark_reports_ratios_side_by_side(model_path: Path, tmp_path: P
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     measured = report["videos"][1]
-    assert set(measured["seconds"]) == {"sequential_decode", "answer", "answer_decoding_from_start", "answer_floor",
+    assert set(measured["seconds"]) == {"sequential_decode", "answer", "answer_grid_2x2", "answer_decoding_from_start",
+                                        "answer_floor",
                                         "clip_network", "clip_read", "timeline", "timeline_encode", "timeline_floor",
                                         "timeline_cores_allow"}
     assert set(measured["cpu_seconds"]) == {"clip_network", "clip_network_sharing_cores", "clip_read",
                                             "timeline_one_thread"}
     assert set(measured["ratios"]) == {"answer / sequential decode", "answer / answer floor",
-                                       "answer decoding from start / answer", "timeline / timeline floor",
+                                       "answer decoding from start / answer", "2 x 2 grid answer / answer",
+                                       "timeline / timeline floor",
                                        "timeline / the larger of decode and encoder", "timeline / what the cores allow"}
     assert all(value > 0 for value in measured["ratios"].values())
     assert "cores" in report["machine"]
     rows = {row["what"]: row for row in report["speed_table"]}
-    assert {"the network alone on one clip", "one answer in process", "the same answer over HTTP, one client",
+    assert {"the network alone on one clip", "one answer in process",
+            "its 2 x 2 grid's answers (4 cells and the whole)", "the same answer over HTTP, one client",
             "HTTP, 8 clients", "HTTP, 8 clients, against the cores", "predict over a folder of 2 videos",
             "predict over a folder of 2 videos, against the cores", "timeline of clip.mp4",
             "timeline of clip.mp4, against the cores", "one answer on clip.mp4"} == set(rows)
     assert all(row["ratio"] > 0 for row in rows.values() if row["ratio"] is not None)
     assert report["http"]["1"]["statuses"] == {"200": 6} and report["folder"]["answered"] == 2
+
+
+def test_benchmark_regions_builds_videos_of_held_out_clips_and_scores_them(tmp_path: Path):
+    from actionrec.testing.regions import QUARTER_COLOURS, colour_mosaic, taught_colours_model
+
+    model = taught_colours_model(tmp_path / "model")
+    for name in QUARTER_COLOURS:  # a UCF101-shaped tree: groups 20 and 21 held out, 8 not
+        for group in (8, 20, 21):
+            colour_mosaic(tmp_path / "clips" / name / f"v_{name}_g{group:02d}_c01.avi", [[name]], cell=(80, 60),
+                          frames=20 + group, seed=group)
+    result = subprocess.run([sys.executable, "-m", "actionrec.cli", "benchmark-regions", str(model),
+                             str(tmp_path / "clips"), "--groups", "20-21", "--out", str(tmp_path / "built"),
+                             "--mosaics", "2", "--pairs", "3", "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mosaic"] == {"videos": 2, "regions": 8, "named_right": 1.0, "named_right_alone": 1.0}
+    assert report["pair"] == {"videos": 3, "regions": 6, "named_right": 1.0, "named_right_alone": 1.0}
+    assert report["actions"] == sorted(QUARTER_COLOURS) and report["people"]["cells"] == 8
+    assert sorted(path.name for path in (tmp_path / "built").iterdir())[:3] == ["mosaic00.mp4", "mosaic01.mp4",
+                                                                                 "pair00.mp4"]
+    with av.open(str(tmp_path / "built" / "mosaic00.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (640, 480)  # four 320 x 240 clips
 
 
 # --------------------------------------------------------------------------- benchmark-train

@@ -57,7 +57,8 @@ def test_predict_writes_csv(model_path: Path, videos: Path, tmp_path: Path):
     result = run_cli("predict", model_path, videos / "clips" / "widen", "--output", output, "--workers", "0")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(output.open()))
-    assert [set(row) for row in rows][0] == {"path", "action", "confidence", "top_k", "uncertain", "error", "reason"}
+    assert [set(row) for row in rows][0] == {"path", "region", "box", "action", "confidence", "top_k", "uncertain",
+                                             "error", "reason"}
     assert len(rows) == 2 and all(row["action"] in LABELS and json.loads(row["top_k"]) for row in rows)
 
 
@@ -84,3 +85,53 @@ def test_predict_goes_on_after_a_file_that_fails(model_path: Path, clip: bytes, 
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines[0]["file"] == str(bad) and lines[0]["reason"] == "undecodable"
     assert lines[1]["file"] == str(good) and lines[1]["action"] in LABELS
+
+
+def test_predict_regions_json_and_results_rows(model_path: Path, tmp_path: Path):
+    from actionrec.testing.regions import colour_mosaic
+
+    mosaic = colour_mosaic(tmp_path / "clips" / "mosaic.mp4", [["red", "blue"], ["green", "yellow"]])
+    shown = run_cli("predict", model_path, mosaic, "--regions", "grid:2x2", "--json")
+    assert shown.returncode == 0, shown.stderr
+    answer = json.loads(shown.stdout)
+    assert [(r["id"], r["box"]) for r in answer["regions"]] == [
+        ("r1c1", [0, 0, 64, 48]), ("r1c2", [64, 0, 64, 48]), ("r2c1", [0, 48, 64, 48]), ("r2c2", [64, 48, 64, 48])]
+    assert all(r["action"] in LABELS and r["top_k"] and "uncertain" in r for r in answer["regions"])
+    assert answer["action"] in LABELS  # the whole video's answer too
+
+    text = run_cli("predict", model_path, mosaic, "--regions", "0,0,0.5,1", "--segments")
+    assert "zone1     0,0,64,96" in text.stdout, text.stdout
+    assert "0.00-   2.00 s" in text.stdout  # its timeline: one segment, the 2 s clip
+
+    output = tmp_path / "results.csv"
+    first = run_cli("predict", model_path, tmp_path / "clips", "--regions", "grid:2x1", "--output", output)
+    assert first.returncode == 0, first.stderr
+    rows = list(csv.DictReader(output.open()))
+    assert [row["region"] for row in rows] == ["", "r1c1", "r1c2"]  # the video's own row, then one per region
+    assert json.loads(rows[2]["box"]) == [64, 0, 64, 96] and rows[2]["action"] in LABELS
+    again = run_cli("predict", model_path, tmp_path / "clips", "--regions", "grid:2x1", "--output", output)
+    assert "1 skipped" in again.stderr and len(list(csv.DictReader(output.open()))) == 3
+
+
+@pytest.mark.parametrize(("regions", "says"), [
+    ("grid:9x9", "81 cells, more than the 16 regions"),
+    ("10,10,0,5", "has no size"),
+    ("detector:missing.onnx", "no such file"),
+    ("people --segments", "people are answered without one"),
+])
+def test_predict_refuses_bad_regions_before_reading(model_path: Path, tmp_path: Path, regions: str, says: str):
+    video = tmp_path / "broken.mp4"
+    video.write_bytes(b"not a video: the regions are refused before it is read")
+    result = run_cli("predict", model_path, video, "--regions", *regions.split())
+    assert result.returncode == 2 and says in " ".join(result.stderr.split()), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_box_outside_one_videos_frame_fails_that_video(model_path: Path, tmp_path: Path):
+    from actionrec.testing.regions import colour_mosaic
+
+    video = colour_mosaic(tmp_path / "small.mp4", [["red"]])
+    result = run_cli("predict", model_path, video, "--regions", "0,0,100,100", "--json")
+    assert result.returncode == 1, result.stderr
+    line = json.loads(result.stdout)
+    assert line["reason"] == "bad_regions" and "reaches outside the 64x48 frame" in line["error"]

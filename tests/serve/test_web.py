@@ -168,6 +168,37 @@ def test_upload_shows_answer_and_bars(page, clips: dict[str, Path]) -> None:
     page.screenshot(path=str(ARTIFACTS / "web-upload.png"), full_page=True)
 
 
+def test_regions_are_drawn_over_the_video(page, tmp_path: Path) -> None:
+    from actionrec.testing.regions import colour_mosaic
+
+    mosaic = colour_mosaic(tmp_path / "mosaic.mp4", [["red", "blue"], ["green", "yellow"]], cell=(160, 120))
+    page.set_input_files("#file-input", str(mosaic))
+    wait_for_answer(page)  # the whole video's answer first; a choice of regions asks again
+    assert page.is_hidden("#regions-list")
+    page.select_option("#regions-choice", "grid:2x2")
+    page.wait_for_function("() => document.querySelectorAll('#regions-list li').length === 4", timeout=60_000)
+    assert page.locator("#regions-list li").evaluate_all("nodes => nodes.map(n => n.dataset.region)") == [
+        "r1c1", "r1c2", "r2c1", "r2c2"]
+    assert all(label in LABELS for label in page.locator("#regions-list li").evaluate_all(
+        "nodes => nodes.map(n => n.dataset.label)"))
+    page.wait_for_function("() => document.getElementById('video').readyState >= 2")
+    drawn = """() => { const c = document.getElementById('regions-overlay');
+                       const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                       let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n > 1000; }"""
+    page.wait_for_function(drawn)  # four boxes and their labels
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-regions.png"), full_page=True)
+
+    page.select_option("#regions-choice", "zone")  # a zone drawn on the video: its answer alone
+    box = page.locator("#regions-overlay").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.45, steps=5)
+    page.mouse.up()
+    page.wait_for_function("() => document.querySelectorAll('#regions-list li').length === 1", timeout=60_000)
+    assert page.locator("#regions-list li").get_attribute("data-region") == "zone1"
+
+
 def test_long_video_gets_a_timeline_that_seeks(page, clips: dict[str, Path]) -> None:
     page.set_input_files("#file-input", str(clips["long"]))
     wait_for_answer(page)

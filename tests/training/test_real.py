@@ -137,3 +137,17 @@ def test_teaching_six_actions_from_two_clips_each(run, real_clips, tmp_path):
     clips = [clip for name in taught.labels for clip in held_out(real_clips, name)[::2]]
     right = [taught.predict(clip).action == clip.parent.name for clip in clips]
     assert np.mean(right) >= 0.85, f"{sum(right)} of {len(right)} held-out clips right"
+
+
+def test_each_quarter_of_a_mosaic_of_real_clips_is_named(run, real_clips, tmp_path):
+    """`benchmark-regions`' videos: 2 x 2 mosaics of four held-out clips of the four actions, and pairs
+    side by side (640 x 240), answered with grid:2x2 and grid:2x1 (docs/regions.md's figures are
+    the six-action model's, on more videos)."""
+    from actionrec.benchmarks.regions import build_videos, held_out_clips, measure
+    from actionrec.runtime.recognizer import Recognizer
+
+    recognizer = Recognizer(run / "model.onnx")
+    clips = held_out_clips(real_clips, recognizer.labels, set(HELD_OUT_GROUPS))
+    result = measure(recognizer, build_videos(clips, tmp_path, mosaics=6, pairs=6), people=False)
+    assert result["mosaic"]["regions"] == 24 and result["mosaic"]["named_right"] >= 0.9, result
+    assert result["pair"]["regions"] == 12 and result["pair"]["named_right"] >= 0.9, result

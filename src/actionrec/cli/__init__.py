@@ -12,7 +12,7 @@ commands registered below):
     serving.py       serve, demo
     teaching.py      teach
     sharing.py       push
-    benchmarking.py  benchmark, benchmark-inputs, benchmark-train, benchmark-serving
+    benchmarking.py  benchmark, benchmark-inputs, benchmark-train, benchmark-serving, benchmark-regions
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ for command in (serving.demo, benchmarking.benchmark):
 app.command("benchmark-inputs")(benchmarking.benchmark_inputs)
 app.command("benchmark-train")(benchmarking.benchmark_train)
 app.command("benchmark-serving")(benchmarking.benchmark_serving)
+app.command("benchmark-regions")(benchmarking.benchmark_regions)
 app.add_typer(training.data_app, name="data")
 
 

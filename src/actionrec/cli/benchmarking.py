@@ -246,3 +246,49 @@ def benchmark_inputs(
     if training_groups:
         tree = prepare_training_tree(folder, groups=training_groups)
         console.print(f"training tree: {tree}\nThen: actionrec benchmark-train {tree} --dataset ucf101")
+
+
+def benchmark_regions(
+    model: Path = typer.Argument(..., help="An exported model.onnx, trained on other groups than --groups."),
+    clips: Path = typer.Argument(..., help="Real clips laid out as UCF101 is: CLASS/v_CLASS_gNN_cNN.avi."),
+    groups: str = typer.Option("20-25", help="The held-out groups the videos are built from (e.g. 20-25)."),
+    out: Path = typer.Option(Path("regions-videos"), help="Where the built videos are written."),
+    mosaics: int = typer.Option(18, min=0, help="2 x 2 mosaics of four clips of four actions."),
+    pairs: int = typer.Option(24, min=0, help="640 x 240 pairs of two clips side by side."),
+    people: bool = typer.Option(True, "--people/--no-people", help="Also answer the mosaics with `people`."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Regions on real footage: build mosaics and side-by-side videos from held-out clips, then say how
+    often grid:2x2, grid:2x1 and people name each cell's action (see docs/regions.md)."""
+    from actionrec.benchmarks.regions import build_videos, held_out_clips, measure
+    from actionrec.runtime.recognizer import Recognizer
+
+    try:
+        first, _, last = groups.partition("-")
+        wanted = set(range(int(first), int(last or first) + 1))
+    except ValueError:
+        fail(f"--groups {groups!r}: give a range such as 20-25.")
+    try:
+        recognizer = Recognizer(model)
+        found = held_out_clips(clips, recognizer.labels, wanted)
+        if len(found) < 4:
+            fail(f"{clips}: clips of groups {groups} of at least 4 of the model's actions are needed; found "
+                 f"{len(found)} ({', '.join(found) or 'none'}).")
+        result = measure(recognizer, build_videos(found, out, mosaics, pairs), people)
+    except (ActionrecError, OSError) as exc:
+        fail(str(exc))
+    result |= {"model": str(model), "clips": str(clips), "groups": groups, "actions": sorted(found)}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for kind, grid in (("mosaic", "grid:2x2 on 2 x 2 mosaics"), ("pair", "grid:2x1 on side-by-side pairs")):
+        entry = result[kind]
+        if entry["regions"]:
+            console.print(f"{grid}: {entry['named_right']:.1%} of {entry['regions']} regions named right (their "
+                          f"clips alone: {entry['named_right_alone']:.1%})")
+    if "people" in result:
+        seen = result["people"]
+        named = "-" if seen["tracks_named_right"] is None else f"{seen['tracks_named_right']:.1%}"
+        console.print(f"people on the mosaics: a track in {seen['cells_with_a_track']:.1%} of {seen['cells']} cells; "
+                      f"{named} of {seen['tracks']} tracks named with their cell's action; the detector "
+                      f"{seen['detector_frames_per_s']} frames/s")

@@ -18,6 +18,7 @@ from actionrec.cli.common import EXIT_NOTHING_RAN, EXIT_USAGE, console, err_cons
 from actionrec.errors import ActionrecError
 from actionrec.runtime.results import BatchResult, ResultsFile, result_key, still_to_do
 from actionrec.video.probe import VIDEO_EXTENSIONS, is_video_name
+from actionrec.video.regions import RegionSpec, parse_regions
 
 if TYPE_CHECKING:
     from actionrec.runtime.recognizer import Recognizer
@@ -123,6 +124,13 @@ def _print_result(result) -> None:
         console.print(f"    {entry.action:<28} {entry.confidence:.1%}")
     for segment in prediction.segments or []:
         console.print(f"    {segment.start_s:7.2f}-{segment.end_s:7.2f} s  {segment.action} ({segment.confidence:.0%})")
+    for region in prediction.regions or []:
+        flag = "  [yellow](uncertain)[/yellow]" if region.uncertain else ""
+        box = ",".join(str(v) for v in region.box)
+        console.print(f"    {region.id:<9} {box:<19} {escape(region.action)} ({region.confidence:.1%}){flag}")
+        for segment in region.segments or []:
+            console.print(f"        {segment.start_s:7.2f}-{segment.end_s:7.2f} s  {escape(segment.action)} "
+                          f"({segment.confidence:.0%})")
     for warning in prediction.warnings:
         console.print(f"    [yellow]warning:[/yellow] {escape(warning)}")
 
@@ -153,14 +161,20 @@ def predict(
     precision: Precision = typer.Option("auto", help="auto: the int8 copy export kept beside MODEL "
                                         "(MODEL.int8.onnx) where this CPU has VNNI or AMX, else MODEL; fp32: MODEL; "
                                         "int8: the copy."),
+    regions: str | None = typer.Option(None, "--regions", help="Also answer for each region of the video: "
+                                       "grid:CxR (e.g. grid:2x2), boxes x,y,w,h;... in pixels or fractions of the "
+                                       "frame, people (the people extra), or detector:PATH.onnx (a YOLO-layout "
+                                       "person detector). See docs/regions.md."),
 ) -> None:
     """Say which action each video shows. Exit code 0: all answered; 1: some could not be read; 2: a
     wrong command line; 3: nothing could run (the model)."""
     videos = _videos(sources, ray, segments)
+    spec = _region_spec(regions, ray, segments)
     try:
         recognizer = _load_chosen(model, precision, threads)
     except ActionrecError as exc:
         fail(str(exc), EXIT_NOTHING_RAN)
+    _load_detector(recognizer, spec)
     skipped, kept_rows = 0, None
     try:
         if output is not None:
@@ -172,19 +186,50 @@ def predict(
     def answers() -> Iterable[BatchResult]:
         if ray:
             return _ray_answers(recognizer, videos, ray_address, top_k, ray_actors, ray_gpus, threads)
-        return recognizer.predict_many(videos, workers=workers, top_k=top_k, segments=segments, timeout_s=timeout_s)
+        return recognizer.predict_many(videos, workers=workers, top_k=top_k, segments=segments, timeout_s=timeout_s,
+                                       regions=spec)
 
     failures = _write_answers(answers, len(videos), out, output)
-    answered_now = len(videos) - sum(failures.values())
+    _summarise(failures, len(videos), skipped, output)
+
+
+def _summarise(failures: Counter, tried: int, skipped: int, output: Path | None) -> None:
+    """How many videos were answered, failed (by reason) and skipped, on stderr; exit code 1 after failures."""
+    answered_now = tried - sum(failures.values())
     summary = f"{answered_now} answered, {sum(failures.values())} failed"
     if failures:
         summary += " (" + ", ".join(f"{reason}: {count}" for reason, count in failures.most_common()) + ")"
     if skipped:
         summary += f", {skipped} skipped (answered, or failed for good, in {output})"
-    if len(videos) + skipped > 1 or output is not None:
+    if tried + skipped > 1 or output is not None:
         err_console.print(escape(summary + (f"; results in {output}" if output else "")))
     if failures:
         raise typer.Exit(1)
+
+
+def _region_spec(regions: str | None, ray: bool, segments: bool) -> RegionSpec | None:
+    """--regions parsed, or a usage error saying what is wrong with it."""
+    if regions is None:
+        return None
+    if ray:
+        fail("--regions is not available with --ray yet: predict regions locally.", EXIT_USAGE)
+    try:
+        spec = parse_regions(regions)
+    except ActionrecError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if segments and not spec.fixed:
+        fail("--segments with --regions makes a timeline per cell or zone; people are answered without one.",
+             EXIT_USAGE)
+    return spec
+
+
+def _load_detector(recognizer: Recognizer, spec: RegionSpec | None) -> None:
+    """The detector --regions needs, loaded (and checked) before any video is read; a usage error if it cannot."""
+    if spec is not None:
+        try:
+            recognizer.detector(spec)
+        except ActionrecError as exc:
+            fail(str(exc), EXIT_USAGE)
 
 
 def _videos(sources: list[str], ray: bool, segments: bool) -> list[Path | str]:

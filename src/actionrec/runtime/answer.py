@@ -1,5 +1,5 @@
 """The answer of a prediction, typed once: `Prediction` and its parts (`ScoredAction`, `VideoFacts`,
-the model file's `UnknownCheck`, and the timeline's `Segment`s).
+the model file's `UnknownCheck`, the timeline's `Segment`s, and each region's `RegionAnswer`).
 
 Every reader takes these values; `Prediction.to_dict()` is the one form they take outside Python
 (results files, `actionrec predict --json`, what Ray sends back), and `Prediction.from_dict` reads it
@@ -48,10 +48,39 @@ class VideoFacts:
 
 
 @dataclass
+class RegionAnswer:
+    """One region's answer (`Recognizer.predict(..., regions=...)`): its `id` (`r1c2` a grid's row 1,
+    column 2; `zone1` a zone; `person1` a track), its `box` (x, y, w, h in the displayed video's
+    pixels; a track's at the middle moment, or the seen moment nearest it), for a track its `boxes`
+    where it was seen (`[t, x, y, w, h]`, t in seconds), and its clip's answer as a video's."""
+
+    id: str
+    box: list[int]
+    action: str
+    confidence: float
+    top_k: list[ScoredAction]
+    uncertain: bool
+    boxes: list[list[float]] | None = None
+    segments: list[Segment] | None = None
+    unknown_check: UnknownCheck | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RegionAnswer:
+        check, segments = data.get("unknown_check"), data.get("segments")
+        return cls(**data | {
+            "top_k": [ScoredAction(**item) for item in data["top_k"]],
+            "segments": None if segments is None else [Segment(**item) for item in segments],
+            "unknown_check": None if check is None else UnknownCheck(**check),
+        })
+
+
+@dataclass
 class Prediction:
     """What a video shows: the best action, the `top_k` best first, whether it is likely none of them
     (`uncertain`, from `unknown_check`), the video's facts, timings (decode, inference, total, in
-    milliseconds), warnings met reading it, and the timeline's segments when one was asked for."""
+    milliseconds), warnings met reading it, the timeline's segments when one was asked for, and,
+    where regions were asked for, each region's answer (`regions`: an empty list where none was
+    found, a warning saying so)."""
 
     action: str
     confidence: float
@@ -62,6 +91,7 @@ class Prediction:
     warnings: list[str] = field(default_factory=list)
     segments: list[Segment] | None = None
     unknown_check: UnknownCheck | None = None
+    regions: list[RegionAnswer] | None = None
 
     @classmethod
     def ranked(cls, top_k: list[ScoredAction], check: UnknownCheck, video: VideoFacts, *,
@@ -73,13 +103,17 @@ class Prediction:
                    unknown_check=check)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values: its fields in order, each part as a dict of its own fields."""
-        return asdict(self)
+        """Plain JSON-ready values: its fields in order, each part as a dict of its own fields
+        (`regions` only where regions were asked for)."""
+        data = asdict(self)
+        if data["regions"] is None:
+            del data["regions"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Prediction:
         """The prediction `to_dict` gave `data` for: its inverse."""
-        check, segments = data.get("unknown_check"), data.get("segments")
+        check, segments, regions = data.get("unknown_check"), data.get("segments"), data.get("regions")
         return cls(**data | {
             "top_k": [ScoredAction(**item) for item in data["top_k"]],
             "video": VideoFacts(**data["video"]),
@@ -87,4 +121,5 @@ class Prediction:
             "warnings": list(data.get("warnings", [])),
             "segments": None if segments is None else [Segment(**item) for item in segments],
             "unknown_check": None if check is None else UnknownCheck(**check),
+            "regions": None if regions is None else [RegionAnswer.from_dict(item) for item in regions],
         })

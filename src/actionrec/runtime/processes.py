@@ -26,7 +26,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from actionrec.errors import VideoError
+from actionrec.errors import RegionsError, VideoError
 
 
 def worker_context(preload: Sequence[str] = ()) -> BaseContext:
@@ -81,7 +81,7 @@ def _child(conn: Connection, factory: Callable[[], Callable[[Any], Any]]) -> Non
             return
         try:
             outcome = Outcome("ok", value=handle(item))
-        except VideoError as exc:
+        except (VideoError, RegionsError) as exc:  # the file (or the regions asked of it)
             outcome = Outcome("video_error", reason=exc.reason, message=str(exc))
         except Exception as exc:
             outcome = Outcome("unexpected", reason="internal_error", message=f"{type(exc).__name__}: {exc}\n"

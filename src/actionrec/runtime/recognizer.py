@@ -32,16 +32,20 @@ from typing import TypeVar
 
 import numpy as np
 
-from actionrec.errors import UndecodableVideoError
+from actionrec.errors import RegionsError, UndecodableVideoError
 from actionrec.modelfile.card import ModelCard, read_card
 from actionrec.modelfile.unknown import MAX_PROBABILITY, UnknownRule
 from actionrec.runtime.answer import ScoredAction, UnknownCheck
+from actionrec.runtime.detectors import Detector, load_detector
 from actionrec.runtime.frame_batcher import FrameBatcher
 from actionrec.runtime.many_videos import predict_paths
 from actionrec.runtime.network import DEVICES, choose_providers, load_network
 from actionrec.runtime.prediction import WINDOW_BATCH, Prediction, PredictionBuilder
+from actionrec.runtime.regions import answer_region_stream, predict_regions
 from actionrec.runtime.results import BatchResult
 from actionrec.video import ClipSpec, DecodeLimits, Timeline, VideoSource, stream_prediction_frames
+from actionrec.video.decode import FixedRegionCrops
+from actionrec.video.regions import RegionSpec, parse_regions
 from actionrec.video.stream import ClipReplanned, FrameChunk, FramePlan, FramesDone, PredictionMessage
 
 __all__ = ["DEVICES", "WINDOW_BATCH", "BatchResult", "Prediction", "Recognizer", "choose_providers", "read_ahead",
@@ -83,6 +87,8 @@ class Recognizer:
             rule = UnknownRule(MAX_PROBABILITY, 0.5 if uncertain_below is None else uncertain_below)
         self.unknown_rule: UnknownRule = rule
         self.timeline = Timeline.for_clips(self.spec.num_frames, self.card.clip_duration_s or LEGACY_WINDOW_S)
+        self._detectors: dict[str, Detector | None] = {}
+        self._detectors_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -147,22 +153,59 @@ class Recognizer:
 
     # -- predictions --------------------------------------------------------------------------
 
-    def predict(self, source: VideoSource, *, top_k: int = 5, segments: bool = False) -> Prediction:
+    def predict(self, source: VideoSource, *, top_k: int = 5, segments: bool = False,
+                regions: str | RegionSpec | None = None) -> Prediction:
         """Which action `source` (a path, bytes or a binary file) shows, and with `segments`, where in
-        the video each action happens. Raises `VideoError` for bad videos."""
+        the video each action happens. With `regions` (a SPEC such as "grid:2x2", "people", or
+        its `parse_regions`), also what each region shows: `prediction.regions` (see
+        `actionrec.runtime.regions`). Raises `VideoError` for bad videos, `RegionsError` for a
+        SPEC that cannot be used (before reading the video)."""
+        if regions is not None:
+            spec = parse_regions(regions) if isinstance(regions, str) else regions
+            if segments:
+                return self._region_timelines(source, spec, top_k)
+            return predict_regions(self, source, spec, self.detector(spec), top_k=top_k, limits=self.limits)
         messages = stream_prediction_frames(source, self.spec, self.limits, self.timeline if segments else None)
         return self.predict_stream(read_ahead(messages), top_k=top_k)
 
+    def _region_timelines(self, source: VideoSource, spec: RegionSpec, top_k: int) -> Prediction:
+        """A timeline for the whole video and for each cell or zone (`answer_region_stream`)."""
+        if not spec.fixed:
+            raise RegionsError(f"regions {spec.text!r}: timelines per region are made for grids and zones; "
+                               "people are answered without one (leave out segments).")
+        started = time.perf_counter()
+        messages = stream_prediction_frames(source, self.spec, self.limits, self.timeline,
+                                            convert=FixedRegionCrops(spec, self.spec.image_size))
+        prediction = answer_region_stream(self, read_ahead(messages), spec, top_k)
+        prediction.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
+        return prediction
+
+    def detector(self, spec: RegionSpec) -> Detector | None:
+        """The detector `spec` needs (None for a grid or zones), loaded once and kept."""
+        key = spec.source if spec.source != "detector" else f"detector:{spec.detector}"
+        if spec.fixed:
+            return None
+        with self._detectors_lock:
+            if key not in self._detectors:
+                self._detectors[key] = load_detector(spec)
+            return self._detectors[key]
+
     def predict_many(self, paths: Iterable[str | os.PathLike], *, workers: int | None = None, top_k: int = 5,
-                     segments: bool = False, timeout_s: float | None = 300.0) -> Iterator[BatchResult]:
+                     segments: bool = False, timeout_s: float | None = 300.0,
+                     regions: str | RegionSpec | None = None) -> Iterator[BatchResult]:
         """Predict many videos, yielding a `BatchResult` for each as it is done (not in order).
 
         With `workers` > 1 (default: one per core), videos are read in that many worker processes,
         each with its own copy of the model: a video that crashes the decoder, or takes longer than
         `timeout_s`, costs that worker (replaced at once) and gives an error result; the others go
-        on. With `workers` 0 or 1 everything runs here.
+        on. With `workers` 0 or 1 everything runs here. `regions`: as for `predict` (its SPEC and
+        detector are checked here, before any video is read).
         """
-        return predict_paths(self, paths, workers=workers, top_k=top_k, segments=segments, timeout_s=timeout_s)
+        spec = parse_regions(regions) if isinstance(regions, str) else regions
+        if spec is not None:
+            self.detector(spec)
+        return predict_paths(self, paths, workers=workers, top_k=top_k, segments=segments, timeout_s=timeout_s,
+                             regions=spec)
 
     def predict_stream(self, messages: Iterable[PredictionMessage], *, top_k: int = 5) -> Prediction:
         """A prediction from the messages of `stream_prediction_frames`, consumed as they come."""

@@ -15,8 +15,10 @@ from actionrec.files import atomic_output
 from actionrec.runtime.answer import Prediction
 
 # A results row: each column and its type in a Parquet file (`top_k` is JSON text outside JSON lines).
-COLUMNS = {"path": "string", "action": "string", "confidence": "float64", "top_k": "string", "uncertain": "bool_",
-           "error": "string", "reason": "string"}
+# With regions, a video has a row of its own (`region` empty) and one per region (`region` its id, `box`
+# its [x, y, w, h] as JSON text outside JSON lines).
+COLUMNS = {"path": "string", "region": "string", "box": "string", "action": "string", "confidence": "float64",
+           "top_k": "string", "uncertain": "bool_", "error": "string", "reason": "string"}
 RESULT_COLUMNS = tuple(COLUMNS)
 # Failures that may pass when tried again (the machine was busy, a worker was lost); a rerun with the
 # same results file tries these again and keeps every other row.
@@ -34,10 +36,17 @@ class BatchResult:
     reason: str | None = None
 
     def row(self) -> dict:
-        """What a results file keeps of it: the COLUMNS."""
+        """What a results file keeps of the video's answer: the COLUMNS."""
         answer = self.prediction.to_dict() if self.prediction else {}
         kept = {name: answer.get(name) for name in ("action", "confidence", "top_k", "uncertain")}
-        return {"path": str(self.path), **kept, "error": self.error, "reason": self.reason}
+        return {"path": str(self.path), "region": None, "box": None, **kept, "error": self.error,
+                "reason": self.reason}
+
+    def region_rows(self) -> list[dict]:
+        """A row for each region of the answer (none without regions), with all of the region's fields."""
+        regions = self.prediction.to_dict().get("regions") if self.prediction else None
+        return [{"path": str(self.path), "region": region["id"], **{k: v for k, v in region.items() if k != "id"},
+                 "error": None, "reason": None} for region in regions or []]
 
 
 def result_key(path: Path | str) -> str:
@@ -73,7 +82,8 @@ def still_to_do(path: Path, videos: list[Path | str]) -> tuple[list[Path | str],
 
 
 def _flat(row: dict) -> dict:
-    return row | {"top_k": json.dumps(row["top_k"]) if row["top_k"] else None}  # a column, not a list
+    """Lists as JSON text, for a column (CSV, Parquet)."""
+    return row | {name: json.dumps(row[name]) if row.get(name) else None for name in ("top_k", "box")}
 
 
 class ResultsFile:
@@ -91,8 +101,10 @@ class ResultsFile:
         if self.format == "parquet":
             _parquet()
             return
-        if kept_rows is not None and len(kept_rows) < len(read_rows(path)):
-            self._rewrite(kept_rows)
+        earlier = read_rows(path)
+        if (kept_rows is not None and len(kept_rows) < len(earlier)) or (
+                self.format == "csv" and earlier and list(earlier[0]) != list(RESULT_COLUMNS)):
+            self._rewrite(earlier if kept_rows is None else kept_rows)  # an older file's columns too
         fresh = not path.exists() or path.stat().st_size == 0
         self.file = open(path, "a", encoding="utf-8", newline="")
         self.csv = csv.DictWriter(self.file, RESULT_COLUMNS) if self.format == "csv" else None
@@ -110,12 +122,14 @@ class ResultsFile:
 
     def write(self, result: BatchResult) -> None:
         row = result.row()
+        regions = result.region_rows()
         if self.format == "parquet":
-            self.rows.append(_flat(row))
+            self.rows += [_flat(each) for each in [row, *regions]]
         elif self.csv is not None:
-            self.csv.writerow(_flat(row))
+            self.csv.writerows(_flat({name: each.get(name) for name in RESULT_COLUMNS}) for each in [row, *regions])
         else:
-            self.file.write(json.dumps(row | (result.prediction.to_dict() if result.prediction else {})) + "\n")
+            answer = result.prediction.to_dict() if result.prediction else {}
+            self.file.writelines(json.dumps(each) + "\n" for each in [row | answer, *regions])
         if self.file is not None:
             self.file.flush()
 

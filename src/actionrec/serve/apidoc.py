@@ -50,6 +50,9 @@ REASONS: list[tuple[str, str, str]] = [
     ("too_few_actions", "422", "Teaching needs clips of at least two actions."),
     ("model_unusable", "422", "The model file chosen to serve cannot be loaded: damaged, not an exported "
                               "model, its card unlike its graph, or it reads another file."),
+    ("bad_regions", "422", "A `regions` that does not parse, a box outside the frame or of no size, more regions "
+                           "than `--max-regions`, or a detector file (a server takes grid, boxes and people)."),
+    ("people_unavailable", "422", "`regions=people` on a server without OpenCV (the `people` extra)."),
     ("internal_error", "500", "The model failed on frames that decoded fine: a server fault, in its log."),
     ("busy", "503", "Every place for work is taken (`--max-pending`, `--max-uploads`): retry after `Retry-After`."),
     ("worker_lost", "503", "A decode worker was killed or suspended from outside: not the file's fault; retry."),

@@ -35,6 +35,7 @@ from actionrec.errors import (
     DecodeTimedOut,
     InferenceFailed,
     ModelFileError,
+    RegionsError,
     RequestError,
     ServerBusy,
     VideoError,
@@ -149,6 +150,7 @@ def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:
         DecodersBusy: "The server is busy decoding other videos. Try again in a few seconds.",
         ServerBusy: None,
         InferenceFailed: None,
+        RegionsError: None,
     }
     for kind, detail in details.items():
         app.add_exception_handler(kind, _handler(detail))

@@ -29,8 +29,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from actionrec.errors import RequestError, VideoError
+from actionrec.errors import RegionsError, RequestError, VideoError
 from actionrec.runtime.answer import Prediction
+from actionrec.runtime.detectors import load_detector
 from actionrec.runtime.recognizer import Recognizer
 from actionrec.runtime.resources import cpu_facts
 from actionrec.serve.deps import Service, guarded
@@ -45,6 +46,7 @@ from actionrec.serve.schemas import (
 )
 from actionrec.serve.service import UPLOAD_NAME, PredictionService
 from actionrec.video.probe import VIDEO_EXTENSIONS, is_video_name
+from actionrec.video.regions import RegionSpec, parse_regions
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -62,13 +64,14 @@ router = APIRouter()
 
 
 async def _predict(request: Request, service: PredictionService, *, top_k: int, segments: bool,
-                   allow_multipart: bool = False) -> tuple[Prediction, Recognizer, float]:
+                   allow_multipart: bool = False, regions: RegionSpec | None = None
+                   ) -> tuple[Prediction, Recognizer, float]:
     """One upload through decode and inference; returns the prediction, the recognizer that made it
     and the total milliseconds."""
     started = time.perf_counter()
     async with service.received_upload(request, service.settings.max_upload_bytes, allow_multipart) as video:
         async with service.slot():  # taken once the body is in
-            prediction, recognizer = await service.predict(video, top_k=top_k, segments=segments)
+            prediction, recognizer = await service.predict(video, top_k=top_k, segments=segments, regions=regions)
     return prediction, recognizer, (time.perf_counter() - started) * 1000
 
 
@@ -97,14 +100,37 @@ async def predict_v1(
     service: Service,
     top_k: int = Query(5, ge=1, le=1000, description="How many of the best actions to list."),
     segments: bool = Query(False, description="Also classify sliding windows: a timeline of actions."),
+    regions: str | None = Query(None, max_length=1000, description="Also answer for each region: `grid:CxR`, "
+                                "boxes `x,y,w,h;...` (pixels, or fractions of the frame) or `people`; at most "
+                                "`--max-regions`. With `segments`, grids and zones get a timeline each."),
 ) -> DetailedAnswer | JSONResponse:
+    spec = None if regions is None else checked_regions(regions, segments, service.settings.max_regions)
     try:
         prediction, recognizer, total_ms = await _predict(request, service, top_k=top_k, segments=segments,
-                                                          allow_multipart=True)
+                                                          allow_multipart=True, regions=spec)
     except VideoError as exc:  # the answer it gets on every route, plus `problem`
         return video_problem_answer(exc, UPLOAD_NAME)
     return DetailedAnswer.from_prediction(prediction, ModelRef(name=recognizer.name, version=recognizer.version),
                                           len(recognizer.labels), total_ms)
+
+
+def checked_regions(text: str, segments: bool, max_regions: int) -> RegionSpec:
+    """The `regions` of a request, refused (RegionsError, 422) before its body is read where the server
+    cannot answer it: a SPEC that does not parse, too many regions, a detector file, or `people`
+    without OpenCV."""
+    if max_regions == 0:
+        raise RegionsError("This server answers no regions (--max-regions 0).")
+    spec = parse_regions(text)
+    if segments and not spec.fixed:
+        raise RegionsError("segments with regions make a timeline per cell or zone; people are answered without one.")
+    if spec.source == "detector":
+        raise RegionsError("A server does not take detector files from requests: ask for grid:CxR, boxes or people.")
+    count = spec.columns * spec.rows if spec.source == "grid" else len(spec.boxes)
+    if count > max_regions:
+        raise RegionsError(f"{count} regions asked for; this server answers at most {max_regions} (--max-regions).")
+    if spec.source == "people":
+        load_detector(spec)  # DetectorUnavailableError where OpenCV is missing
+    return spec
 
 
 # --------------------------------------------------------------------------- facts about the service

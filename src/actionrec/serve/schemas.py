@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from actionrec.errors import VideoError
 from actionrec.modelfile.unknown import UnknownCheck, unsure_warning
-from actionrec.runtime.answer import Prediction, ScoredAction, VideoFacts
+from actionrec.runtime.answer import Prediction, RegionAnswer, ScoredAction, VideoFacts
 from actionrec.runtime.segments import Segment
 
 RETRY_AFTER_S = 2
@@ -51,6 +51,8 @@ class DetailedAnswer(Answer):
     model: ModelRef
     uncertain: bool
     unknown_check: UnknownCheck | None = None
+    regions: list[RegionAnswer] | None = Field(None, description="With `regions`: each region's answer (id, box, "
+                                               "boxes of a track over time, action, confidence, top_k, uncertain).")
     warnings: list[str]
     warning_details: list[WarningDetail] = Field(default_factory=list,
                                                  description="`warnings` in the same order, each with its code.")

@@ -33,6 +33,7 @@ from actionrec.errors import (
 )
 from actionrec.runtime.answer import Prediction
 from actionrec.runtime.recognizer import Recognizer
+from actionrec.runtime.regions import answer_region_stream, answer_regions, read_regions
 from actionrec.runtime.resources import cpu_facts, describe_cpu
 from actionrec.serve import uploads
 from actionrec.serve.metrics import Metrics
@@ -40,6 +41,8 @@ from actionrec.serve.settings import ServerSettings, UploadLimits, megabytes
 from actionrec.serve.workers import DecodeFunction, DecodePool
 from actionrec.teaching.flow import MAX_CLIP_S
 from actionrec.video import DecodeLimits, stream_prediction_frames
+from actionrec.video.decode import FixedRegionCrops
+from actionrec.video.regions import RegionSpec
 from actionrec.video.stream import FramesDone
 
 log = logging.getLogger("actionrec.server")
@@ -147,15 +150,27 @@ class PredictionService:
         except Exception:  # a missed release costs memory, not answers
             log.exception("could not give back the model's working memory")
 
-    async def predict(self, video: Path, *, top_k: int, segments: bool) -> tuple[Prediction, Recognizer]:
+    async def predict(self, video: Path, *, top_k: int, segments: bool,
+                      regions: RegionSpec | None = None) -> tuple[Prediction, Recognizer]:
         """Predict from an uploaded video file (which stays for the caller to delete); with the
-        prediction, the recognizer that made it (the served model may be switched meanwhile)."""
+        prediction, the recognizer that made it (the served model may be switched meanwhile). With
+        `regions`, the worker decodes, crops (and finds people) and this process answers each region."""
         recognizer = self.recognizer
-        job = (self.decode, (str(video), recognizer.spec, recognizer.limits, recognizer.timeline if segments else None),
-               {"name": UPLOAD_NAME})
+        job: tuple = (self.decode, (str(video), recognizer.spec, recognizer.limits,
+                                    recognizer.timeline if segments else None), {"name": UPLOAD_NAME})
+        if regions is not None and segments:  # a timeline per cell or zone, from the frames and crops streamed
+            job = (stream_prediction_frames, (str(video), recognizer.spec, recognizer.limits, recognizer.timeline),
+                   {"name": UPLOAD_NAME, "convert": FixedRegionCrops(regions, recognizer.spec.image_size)})
+        elif regions is not None:
+            job = (read_regions, (str(video), recognizer.spec, recognizer.limits, regions), {"name": UPLOAD_NAME})
 
         def consume(messages: Iterator) -> Prediction:
             try:
+                if regions is not None and segments:
+                    return answer_region_stream(recognizer, messages, regions, top_k)
+                if regions is not None:
+                    return answer_regions(recognizer, next(iter(messages)), regions, top_k,
+                                          max_tracks=self.settings.max_regions)
                 return recognizer.predict_stream(messages, top_k=top_k)
             except ActionrecError:
                 raise

@@ -76,6 +76,8 @@ class ServerSettings(BaseSettings):
     teach_max_actions: int = Field(20, ge=2, le=50, description="actions a server holds example clips of")
     teach_max_clips: int = Field(20, ge=1, le=50, description="example clips an action")
     teach_max_clip_mb: float = Field(50.0, gt=0, description="larger example clips get 413")
+    max_regions: int = Field(16, ge=0, le=16, description="regions a prediction may ask for (`regions` of POST "
+                             "/v1/predictions: each costs about one more clip's encoding); 0: none")
     max_live: int = Field(4, ge=0, description="live camera streams (WebSocket /v1/live) at once")
     live_idle_timeout_s: float = Field(30.0, gt=0, description="a live stream with no frame for this long is closed")
     cors_origins: Annotated[list[str], NoDecode] = Field(

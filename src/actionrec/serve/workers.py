@@ -26,6 +26,7 @@ from actionrec.errors import (
     DecodeFailed,
     DecodersBusy,
     DecodeTimedOut,
+    RegionsError,
     VideoError,
     WorkerLost,
 )
@@ -65,7 +66,8 @@ def _decode_worker_main(conn: Connection) -> None:
     """Body of a worker process: run jobs from `conn` until told to stop or the parent goes.
 
     A job's result is sent as ("message", item) for each item it yields (or once, for a plain
-    value), then ("end", None); a VideoError as ("video_error", error); anything else as ("error", text).
+    value), then ("end", None); a VideoError (or a RegionsError: regions the video cannot have) as
+    ("video_error", error); anything else as ("error", text).
     """
     # Ctrl-C and a service manager's SIGTERM reach the whole process group; the server finishes the
     # requests in progress (which need their workers) and then stops the workers itself.
@@ -87,7 +89,7 @@ def _decode_worker_main(conn: Connection) -> None:
             for item in (result if isinstance(result, Iterator) else [result]):
                 conn.send(("message", item))
             reply: tuple[str, Any] = ("end", None)
-        except VideoError as exc:
+        except (VideoError, RegionsError) as exc:
             reply = ("video_error", exc)
         except Exception:  # an upload must never take the worker loop down; the server logs this
             reply = ("error", traceback.format_exc(limit=20))

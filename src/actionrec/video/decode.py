@@ -16,11 +16,12 @@ import io
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import av
 import numpy as np
 
-from actionrec.errors import FrameTooLargeError, NotAnImageError, UndecodableVideoError, VideoError
+from actionrec.errors import FrameTooLargeError, NotAnImageError, RegionsError, UndecodableVideoError, VideoError
 from actionrec.video.image_header import HEADER_BYTES, check_image_header
 from actionrec.video.probe import (
     VideoProbe,
@@ -31,10 +32,13 @@ from actionrec.video.probe import (
     open_video,
     probe,
 )
+from actionrec.video.regions import RegionSpec, crop_input, displayed_rgb, model_square
 from actionrec.video.spec import Clip, ClipSpec, DecodeLimits, PlannedClip, VideoInfo, sample_indices, span
 
 # Plans the clips to take from a stream whose frames start at `times` (seconds, sorted).
 Plan = Callable[[np.ndarray], list[PlannedClip]]
+# What is kept of each picked frame, in place of `to_model_input` (e.g. the crops of its regions).
+Convert = Callable[[av.VideoFrame], Any]
 
 
 # --------------------------------------------------------------------------- decoding
@@ -42,17 +46,26 @@ Plan = Callable[[np.ndarray], list[PlannedClip]]
 
 def to_model_input(frame: av.VideoFrame, image_size: int) -> np.ndarray:
     """Resize the shorter side to image_size, crop the centre square, apply display rotation."""
-    w, h = frame.width, frame.height
-    scale = image_size / min(w, h)
-    new_w, new_h = max(image_size, round(w * scale)), max(image_size, round(h * scale))
-    rgb = frame.reformat(width=new_w, height=new_h, format="rgb24", interpolation="AREA").to_ndarray()
-    top, left = (new_h - image_size) // 2, (new_w - image_size) // 2
-    square = rgb[top : top + image_size, left : left + image_size]
+    square = model_square(frame, image_size)
     # Cropping the centre square commutes with quarter turns, so rotating the small crop is enough.
     quarter_turns = round((frame.rotation or 0) / 90) % 4
     if quarter_turns:
         square = np.rot90(square, k=quarter_turns)
     return np.ascontiguousarray(square)
+
+
+class FixedRegionCrops:
+    """What a frame gives for a timeline per fixed region (a `Convert`): its model input, then each
+    region's crop of it, model-ready: (regions + 1, S, S, 3). Picklable, for a decode worker."""
+
+    def __init__(self, regions: RegionSpec, image_size: int) -> None:
+        self.regions, self.image_size = regions, image_size
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        rgb = displayed_rgb(frame)
+        boxes = self.regions.pixel_boxes(rgb.shape[1], rgb.shape[0])
+        return np.stack([to_model_input(frame, self.image_size),
+                         *(crop_input(rgb, box, self.image_size) for box in boxes)])
 
 
 @dataclass
@@ -80,14 +93,20 @@ def checked_model_input(frame: av.VideoFrame, image_size: int, limits: DecodeLim
 
 
 def _checked_convert(frame: av.VideoFrame, image_size: int, limits: DecodeLimits, name: str,
-                     outcome: DecodeOutcome) -> np.ndarray:
+                     outcome: DecodeOutcome, convert: Convert | None = None) -> Any:
     outcome.rotation = int(frame.rotation or 0)
-    return checked_model_input(frame, image_size, limits, f"{name}: a frame")
+    if convert is None:
+        return checked_model_input(frame, image_size, limits, f"{name}: a frame")
+    if frame.width * frame.height > limits.max_pixels:
+        checked_model_input(frame, image_size, limits, f"{name}: a frame")  # raises FrameTooLargeError
+    return convert(frame)
 
 
 def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], image_size: int,
-                limits: DecodeLimits, outcome: DecodeOutcome, *, seek: bool = True) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, frame) for each wanted frame index, in increasing order, converted to RGB.
+                limits: DecodeLimits, outcome: DecodeOutcome, *, seek: bool = True,
+                convert: Convert | None = None) -> Iterator[tuple[int, Any]]:
+    """(index, frame) for each wanted frame index, in increasing order, converted to RGB (or, with
+    `convert`, what it makes of the decoded frame).
 
     Seeks when the file allows it (and `seek`); otherwise, or when seeking does not hold up,
     decodes from the start. Stops early where the stream breaks: `outcome` says how far it got.
@@ -99,22 +118,22 @@ def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], 
     if seek and video.seekable:
         done = -1
         try:
-            for index, frame in _read_seeking(source, video, wanted, image_size, limits, name, outcome):
+            for index, frame in _read_seeking(source, video, wanted, image_size, limits, name, outcome, convert):
                 done = index
                 yield index, frame
             return
-        except VideoError:
+        except (VideoError, RegionsError):
             raise
         except Exception as exc:  # _SeekFailed, FFmpeg's errors, anything a damaged index provokes
             reason = str(exc) if isinstance(exc, _SeekFailed) else ffmpeg_reason(exc)
             outcome.warnings.append(f"seeking in this video did not work ({reason}); it was read from the start")
             wanted = [i for i in wanted if i > done]
     with decoder_failures(name):
-        yield from _read_sequential(source, wanted, image_size, limits, name, outcome)
+        yield from _read_sequential(source, wanted, image_size, limits, name, outcome, convert)
 
 
 def _read_sequential(source: VideoSource, wanted: list[int], image_size: int, limits: DecodeLimits, name: str,
-                     outcome: DecodeOutcome) -> Iterator[tuple[int, np.ndarray]]:
+                     outcome: DecodeOutcome, convert: Convert | None) -> Iterator[tuple[int, Any]]:
     """Decode from the start, converting only the `wanted` frame indices; stop after the last one."""
     container = open_video(source, name, limits.max_pixels)
     targets = set(wanted)
@@ -124,7 +143,7 @@ def _read_sequential(source: VideoSource, wanted: list[int], image_size: int, li
         for frame in container.decode(container.streams.video[0]):
             outcome.frames_decoded += 1
             if count in targets:
-                yield count, _checked_convert(frame, image_size, limits, name, outcome)
+                yield count, _checked_convert(frame, image_size, limits, name, outcome, convert)
             count += 1
             if count > last:
                 break
@@ -136,7 +155,7 @@ def _read_sequential(source: VideoSource, wanted: list[int], image_size: int, li
 
 
 def _read_seeking(source: VideoSource, video: VideoProbe, wanted: list[int], image_size: int, limits: DecodeLimits,
-                  name: str, outcome: DecodeOutcome) -> Iterator[tuple[int, np.ndarray]]:
+                  name: str, outcome: DecodeOutcome, convert: Convert | None) -> Iterator[tuple[int, Any]]:
     """Reach each wanted frame from the keyframe before it, matching frames by timestamp."""
     assert video.pts is not None
     container = open_video(source, name, limits.max_pixels)
@@ -162,7 +181,7 @@ def _read_seeking(source: VideoSource, video: VideoProbe, wanted: list[int], ima
                     raise _SeekFailed("timestamps out of order")
                 position = frame.pts
                 if frame.pts == target:
-                    yield index, _checked_convert(frame, image_size, limits, name, outcome)
+                    yield index, _checked_convert(frame, image_size, limits, name, outcome, convert)
                     break
                 if frame.pts > target:
                     raise _SeekFailed(f"no frame with the timestamp of frame {index}")
@@ -203,9 +222,22 @@ def broken_stream(video: VideoProbe, outcome: DecodeOutcome, spec: ClipSpec, lim
             "frames were taken from the part that decoded")
 
 
-def _read(source: VideoSource, spec: ClipSpec, plan: Plan, limits: DecodeLimits, name: str | None = None
-          ) -> list[Clip]:
-    """Probe, plan one or more clips, decode what they need, and return the clips."""
+@dataclass
+class PlannedRead:
+    """What `read_planned` took: the planned clips, each picked frame (converted) by index, the
+    frames' times, the video as displayed, and the warnings met."""
+
+    clips: list[PlannedClip]
+    frames: dict[int, Any]
+    times: np.ndarray
+    info: VideoInfo
+    warnings: list[str]
+
+
+def read_planned(source: VideoSource, spec: ClipSpec, plan: Plan, limits: DecodeLimits, name: str | None = None,
+                 convert: Convert | None = None) -> PlannedRead:
+    """Probe, plan one or more clips, and decode the frames they need (each once, through `convert`
+    where given); where the stream breaks part way, plan again over the frames that decoded."""
     source = rereadable(source)
     video = probe(source, limits, name)
     name = video.name
@@ -215,7 +247,7 @@ def _read(source: VideoSource, spec: ClipSpec, plan: Plan, limits: DecodeLimits,
         planned = plan(times)
         outcome = DecodeOutcome()
         frames = dict(read_frames(source, video, (i for clip in planned for i in clip.indices), spec.image_size,
-                                  limits, outcome, seek=attempt == 0))
+                                  limits, outcome, seek=attempt == 0, convert=convert))
         warnings += outcome.warnings
         if all(int(i) in frames for clip in planned for i in clip.indices):
             break
@@ -224,19 +256,24 @@ def _read(source: VideoSource, spec: ClipSpec, plan: Plan, limits: DecodeLimits,
         times = video.times[: outcome.decoded]
     else:
         raise UndecodableVideoError(f"{name}: decoding gave different results on each pass.")
+    return PlannedRead(planned, frames, times, displayed(video.info, outcome.rotation), warnings)
 
-    info = displayed(video.info, outcome.rotation)
+
+def _read(source: VideoSource, spec: ClipSpec, plan: Plan, limits: DecodeLimits, name: str | None = None
+          ) -> list[Clip]:
+    """Probe, plan one or more clips, decode what they need, and return the clips."""
+    read = read_planned(source, spec, plan, limits, name)
     return [
         Clip(
-            frames=np.stack([frames[int(i)] for i in clip.indices]),
+            frames=np.stack([read.frames[int(i)] for i in clip.indices]),
             frame_indices=[int(i) for i in clip.indices],
-            frame_times=[round(float(times[i]), 3) for i in clip.indices],
-            info=info,
-            warnings=list(warnings),
+            frame_times=[round(float(read.times[i]), 3) for i in clip.indices],
+            info=read.info,
+            warnings=list(read.warnings),
             start_s=round(clip.start_s, 3),
             end_s=round(clip.end_s, 3),
         )
-        for clip in planned
+        for clip in read.clips
     ]
 
 
@@ -257,11 +294,17 @@ def read_clip(
     Raises a `VideoError` subclass for anything wrong with the video (`name`: how its messages
     call the video; default its path, or "the uploaded video" for bytes).
     """
+    return _read(source, spec, whole_video_plan(spec, rng), limits, name)[0]
+
+
+def whole_video_plan(spec: ClipSpec, rng: np.random.Generator | None = None) -> Plan:
+    """The plan of `read_clip` (and of a prediction's clip): `spec.num_frames` frames spread over the
+    whole video by the sampling rule, segment centres unless `rng` is given."""
 
     def plan(times: np.ndarray) -> list[PlannedClip]:
         return [PlannedClip(sample_indices(times, spec.num_frames, rng), 0.0, span(times))]
 
-    return _read(source, spec, plan, limits, name)[0]
+    return plan
 
 
 def read_views(
@@ -300,5 +343,5 @@ def read_image(data: bytes, image_size: int, limits: DecodeLimits = DecodeLimits
         return checked_model_input(frame, image_size, limits, "The camera frame", hint)
 
 
-__all__ = ["DecodeOutcome", "checked_model_input", "read_clip", "read_frames", "read_image", "read_views",
-           "to_model_input"]
+__all__ = ["DecodeOutcome", "FixedRegionCrops", "PlannedRead", "checked_model_input", "read_clip", "read_frames",
+           "read_image", "read_planned", "read_views", "to_model_input", "whole_video_plan"]

@@ -26,6 +26,7 @@ from actionrec.errors import (
     FrameTooLargeError,
     NotAVideoError,
     NoVideoStreamError,
+    RegionsError,
     UndecodableVideoError,
     VideoError,
     VideoNotFoundError,
@@ -149,10 +150,11 @@ def probe(source: VideoSource, limits: DecodeLimits = DecodeLimits(), name: str 
 @contextmanager
 def decoder_failures(name: str) -> Iterator[None]:
     """Any other error while reading a video (a damaged file can make PyAV or FFmpeg fail in ways
-    nobody listed) is the video's problem: an UndecodableVideoError, never a traceback."""
+    nobody listed) is the video's problem: an UndecodableVideoError, never a traceback. Errors
+    raised on purpose (a VideoError; a RegionsError from what was asked of the frames) pass as they are."""
     try:
         yield
-    except VideoError:
+    except (VideoError, RegionsError):
         raise
     except Exception as exc:
         raise UndecodableVideoError(f"{name}: the decoder failed on this file ({type(exc).__name__}: "

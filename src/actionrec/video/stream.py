@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from actionrec.errors import UndecodableVideoError
-from actionrec.video.decode import DecodeOutcome, broken_stream, displayed, read_frames, rereadable
+from actionrec.video.decode import Convert, DecodeOutcome, broken_stream, displayed, read_frames, rereadable
 from actionrec.video.probe import VideoSource, probe
 from actionrec.video.spec import ClipSpec, DecodeLimits, Timeline, VideoInfo, frames_at, sample_indices, span
 
@@ -66,7 +66,8 @@ PredictionMessage = FramePlan | FrameChunk | ClipReplanned | FramesDone
 
 def stream_prediction_frames(source: VideoSource, spec: ClipSpec, limits: DecodeLimits,
                              timeline: Timeline | None = None, *, name: str | None = None,
-                             chunk_frames: int | None = None) -> Iterator[PredictionMessage]:
+                             chunk_frames: int | None = None, convert: Convert | None = None
+                             ) -> Iterator[PredictionMessage]:
     """Read what a prediction needs, frames handed out as they are decoded: a `FramePlan`, then
     `FrameChunk`s of at most `chunk_frames` frames (default: `CLIP_CHUNK_FRAMES`, or
     `TIMELINE_CHUNK_FRAMES` with a timeline), then `FramesDone`.
@@ -74,7 +75,9 @@ def stream_prediction_frames(source: VideoSource, spec: ClipSpec, limits: Decode
     Each frame is read once, whether the clip, the timeline or both use it, so memory stays
     bounded whatever the video's length. Where the stream breaks before the clip's last frame, a
     `ClipReplanned` and the new clip frames follow (reading the part that decoded again). `name`
-    is how messages call the video.
+    is how messages call the video. `convert`: what each frame gives in place of its model input
+    (`FixedRegionCrops`: the model input and each region's crop; chunks are then (n, regions + 1, S,
+    S, 3)).
     """
     clock = _WorkClock()
     chunk_frames = chunk_frames or (CLIP_CHUNK_FRAMES if timeline is None else TIMELINE_CHUNK_FRAMES)
@@ -94,8 +97,8 @@ def stream_prediction_frames(source: VideoSource, spec: ClipSpec, limits: Decode
     outcome = DecodeOutcome()
     read: set[int] = set()
     wanted = np.union1d(clip, samples)
-    yield from clock.paused(_chunks(read_frames(source, video, wanted, spec.image_size, limits, outcome),
-                                    chunk_frames, read))
+    yield from clock.paused(_chunks(read_frames(source, video, wanted, spec.image_size, limits, outcome,
+                                                convert=convert), chunk_frames, read))
     warnings = list(outcome.warnings)
     times = video.times
     if not read.issuperset(wanted.tolist()):  # the stream broke: a timeline ends early, a clip is planned again
@@ -106,8 +109,8 @@ def stream_prediction_frames(source: VideoSource, spec: ClipSpec, limits: Decode
         yield from clock.paused([ClipReplanned(clip)])
         read.clear()
         again = DecodeOutcome()
-        yield from clock.paused(_chunks(read_frames(source, video, clip, spec.image_size, limits, again, seek=False),
-                                        chunk_frames, read))
+        yield from clock.paused(_chunks(read_frames(source, video, clip, spec.image_size, limits, again, seek=False,
+                                                    convert=convert), chunk_frames, read))
         if not read.issuperset(clip.tolist()):
             raise UndecodableVideoError(f"{name}: decoding gave different results on each pass.")
     yield FramesDone(displayed(video.info, outcome.rotation), [round(float(times[i]), 3) for i in clip], warnings,

@@ -2,6 +2,7 @@
 // the answer, or what went wrong in plain words, chosen by the server's `reason` code.
 import { isKeyRefusal, keyHeaders } from "./api.js";
 import { movePlayhead, showAnswer } from "./answer.js";
+import { regionsQuery, setUpRegions, showRegions } from "./regions.js";
 import { bytes, looksLikeVideo, videoFormats } from "./common.js";
 import { stopCamera } from "./camera.js";
 import { cancelUpload, el, resetStage, showBusy, showError, showKeyCard, state } from "./page.js";
@@ -75,6 +76,7 @@ export function setUpPicking() {
   el.video.addEventListener("timeupdate", movePlayhead);
   el.video.addEventListener("seeked", movePlayhead);
   el.retry.addEventListener("click", () => state.file && analyse(state.file));
+  setUpRegions(() => state.file && analyse(state.file));
 }
 
 /** Say which formats the server takes, once GET /v1/model has told. */
@@ -88,9 +90,10 @@ export function showFormats() {
 /** Send `file` to the server, with upload progress (hence XMLHttpRequest, not fetch). */
 export function analyse(file) {
   showBusy("Uploading…", 0);
+  showRegions(null);
   const request = new XMLHttpRequest();
   state.request = request;
-  request.open("POST", "v1/predictions?top_k=5&segments=true");
+  request.open("POST", `v1/predictions?top_k=5${regionsQuery()}`);
   request.setRequestHeader("Content-Type", file.type.startsWith("video/") ? file.type : "application/octet-stream");
   request.setRequestHeader("Accept", "application/json");
   for (const [name, value] of Object.entries(keyHeaders())) request.setRequestHeader(name, value);
@@ -104,7 +107,10 @@ export function analyse(file) {
   request.addEventListener("load", () => {
     state.request = null;
     const body = request.response || {};
-    if (request.status >= 200 && request.status < 300) showAnswer(body);  // an answer; else an error body
+    if (request.status >= 200 && request.status < 300) {  // an answer; else an error body
+      showAnswer(body);
+      showRegions(body);
+    }
     else showFailure(body, request.getResponseHeader("Retry-After"), request.status);
   });
   request.addEventListener("error", () => {
@@ -146,6 +152,8 @@ const FAILURES = {
   worker_lost: { title: "The server was interrupted", text: "Send the video again in a moment.", retry: true },
   shutting_down: { title: "The server is restarting", text: "Try again in a moment.", retry: true },
   storage_error: { title: "The server could not store this video", text: "Try again in a moment.", retry: true },
+  bad_regions: { title: "These regions can't be answered", text: "Choose other regions and try again." },
+  people_unavailable: { title: "This server can't find people", text: "Choose a grid or draw a zone instead." },
   storage_full: { title: "The server has no room for this video", retry: true,
                   text: "Try a smaller video, or try again later." },
 };
