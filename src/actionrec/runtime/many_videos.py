@@ -21,29 +21,31 @@ class _PathPredictor:
     one video path at a time."""
 
     def __init__(self, make: Callable, model_path: Path, threads: int, limits: DecodeLimits,
-                 uncertain_below: float | None, top_k: int, segments: bool) -> None:
+                 uncertain_below: float | None, top_k: int, segments: bool, explain: bool = False) -> None:
         self.recognizer = make(model_path, threads=threads, limits=limits, uncertain_below=uncertain_below)
-        self.top_k, self.segments = top_k, segments
+        self.top_k, self.segments, self.explain = top_k, segments, explain
 
     def __call__(self, path: Path) -> Prediction:
-        return self.recognizer.predict(path, top_k=self.top_k, segments=self.segments)
+        return self.recognizer.predict(path, top_k=self.top_k, segments=self.segments, explain=self.explain)
 
 
 def predict_paths(recognizer: Any, paths: Iterable[str | os.PathLike], *, workers: int | None = None, top_k: int = 5,
-                  segments: bool = False, timeout_s: float | None = 300.0) -> Iterator[BatchResult]:
+                  segments: bool = False, timeout_s: float | None = 300.0,
+                  explain: bool = False) -> Iterator[BatchResult]:
     """`recognizer.predict_many(paths, ...)` (a `Recognizer`; see there)."""
     videos = [Path(path) for path in paths]
     workers = os.cpu_count() or 1 if workers is None else workers
     if workers <= 1 or len(videos) <= 1:
         for path in videos:
             try:
-                yield BatchResult(path, recognizer.predict(path, top_k=top_k, segments=segments))
+                yield BatchResult(path, recognizer.predict(path, top_k=top_k, segments=segments,
+                                                                    explain=explain))
             except VideoError as exc:
                 yield BatchResult(path, error=str(exc), reason=exc.reason)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     factory = partial(_PathPredictor, type(recognizer), recognizer.model_path, threads, recognizer.limits,
-                      recognizer.uncertain_below, top_k, segments)
+                      recognizer.uncertain_below, top_k, segments, explain)
     for path, outcome in GuardedPool(factory, workers, timeout_s).run(videos):
         if outcome.kind == "ok":
             yield BatchResult(path, outcome.value)

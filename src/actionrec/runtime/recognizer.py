@@ -147,14 +147,18 @@ class Recognizer:
 
     # -- predictions --------------------------------------------------------------------------
 
-    def predict(self, source: VideoSource, *, top_k: int = 5, segments: bool = False) -> Prediction:
-        """Which action `source` (a path, bytes or a binary file) shows, and with `segments`, where in
-        the video each action happens. Raises `VideoError` for bad videos."""
+    def predict(self, source: VideoSource, *, top_k: int = 5, segments: bool = False,
+                explain: bool = False) -> Prediction:
+        """Which action `source` (a path, bytes or a binary file) shows, with `segments` where in the
+        video each action happens, and with `explain` why: `Prediction.explanation`, the weight of each
+        sampled moment and a map of where in the picture the evidence lies (`actionrec.runtime.explain`).
+        Raises `VideoError` for bad videos."""
         messages = stream_prediction_frames(source, self.spec, self.limits, self.timeline if segments else None)
-        return self.predict_stream(read_ahead(messages), top_k=top_k)
+        return self.predict_stream(read_ahead(messages), top_k=top_k, explain=explain)
 
     def predict_many(self, paths: Iterable[str | os.PathLike], *, workers: int | None = None, top_k: int = 5,
-                     segments: bool = False, timeout_s: float | None = 300.0) -> Iterator[BatchResult]:
+                     segments: bool = False, timeout_s: float | None = 300.0,
+                     explain: bool = False) -> Iterator[BatchResult]:
         """Predict many videos, yielding a `BatchResult` for each as it is done (not in order).
 
         With `workers` > 1 (default: one per core), videos are read in that many worker processes,
@@ -162,23 +166,27 @@ class Recognizer:
         `timeout_s`, costs that worker (replaced at once) and gives an error result; the others go
         on. With `workers` 0 or 1 everything runs here.
         """
-        return predict_paths(self, paths, workers=workers, top_k=top_k, segments=segments, timeout_s=timeout_s)
+        return predict_paths(self, paths, workers=workers, top_k=top_k, segments=segments, timeout_s=timeout_s,
+                             explain=explain)
 
-    def predict_stream(self, messages: Iterable[PredictionMessage], *, top_k: int = 5) -> Prediction:
-        """A prediction from the messages of `stream_prediction_frames`, consumed as they come."""
+    def predict_stream(self, messages: Iterable[PredictionMessage], *, top_k: int = 5,
+                       explain: bool = False) -> Prediction:
+        """A prediction from the messages of `stream_prediction_frames`, consumed as they come; with
+        `explain`, why (see `predict`)."""
         started = time.perf_counter()
-        builder, done = self.read_stream(messages)
+        builder, done = self.read_stream(messages, explain=explain)
         prediction = builder.finish(done, top_k)
         prediction.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
         return prediction
 
-    def read_stream(self, messages: Iterable[PredictionMessage]) -> tuple[PredictionBuilder, FramesDone]:
+    def read_stream(self, messages: Iterable[PredictionMessage], *, explain: bool = False
+                    ) -> tuple[PredictionBuilder, FramesDone]:
         """Encode the streamed frames and classify their windows, up to the last message: what
         `finish` turns into a prediction (evaluation also reads the window probabilities)."""
         builder: PredictionBuilder | None = None
         for message in messages:
             if isinstance(message, FramePlan):
-                builder = PredictionBuilder(self, message)
+                builder = PredictionBuilder(self, message, explain=explain, maps=self.network.maps)
             elif builder is None:
                 raise ValueError(f"expected a FramePlan first, got {type(message).__name__}")
             elif isinstance(message, FrameChunk):

@@ -1,0 +1,159 @@
+"""Why this answer (actionrec.runtime.explain): the frame maps exported beside the features, the
+moments and the map by occlusion on the model's own halves, old files that explain moments only, short
+clips, and the map laid over the whole frame as the video shows it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from actionrec.runtime.answer import Explanation, Prediction
+from actionrec.runtime.explain import distinct_moments, explain_clip, frame_map, moment_windows, region
+from actionrec.testing.media import LABELS, encode, long_video, numbered_frames
+
+pytest.importorskip("torch", reason="making test models needs the train extra (torch)")
+
+
+@pytest.fixture(scope="module")
+def map_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained model of 8 frames of 96 pixels: 3 x 3 cells in each frame's map."""
+    from actionrec.testing import make_untrained_model
+
+    return make_untrained_model(tmp_path_factory.mktemp("explain") / "model.onnx", labels=LABELS, num_frames=8,
+                                image_size=96, fitted_batch_norm=True)
+
+
+@pytest.fixture(scope="module")
+def old_model(map_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same model as a file exported before frame maps: no `frame_maps` output."""
+    import onnx
+
+    graph = onnx.load(str(map_model))
+    kept = [output for output in graph.graph.output if output.name != "frame_maps"]
+    del graph.graph.output[:]
+    graph.graph.output.extend(kept)
+    path = tmp_path_factory.mktemp("old") / "model.onnx"
+    onnx.save(graph, str(path))
+    return path
+
+
+def test_the_maps_pooled_by_their_mean_are_the_frame_features(map_model: Path):
+    from actionrec.runtime.network import load_network
+
+    network = load_network(map_model)
+    assert network.maps is not None
+    frames = np.random.default_rng(0).integers(0, 256, (8, 96, 96, 3), dtype=np.uint8)
+    maps = network.maps(frames)
+    assert maps.shape == (8, 3, 3, network.card.num_features)
+    np.testing.assert_allclose(maps.mean(axis=(1, 2)), network.encoder(frames), rtol=1e-5, atol=1e-6)
+
+
+def test_an_explained_answer_is_the_plain_answer_with_its_reasons(map_model: Path):
+    from actionrec.runtime.recognizer import Recognizer
+
+    recognizer = Recognizer(map_model)
+    video = long_video(3)
+    plain, explained = recognizer.predict(video), recognizer.predict(video, explain=True)
+    assert plain.explanation is None and "explanation" not in plain.to_dict()
+    assert explained.action == plain.action and abs(explained.confidence - plain.confidence) < 1e-3
+    explanation = explained.explanation
+    assert explanation is not None and explanation.action == explained.action and explanation.warnings == []
+    assert [m.time_s for m in explanation.moments] == explained.video.frame_times_s  # one per moment, in order
+    assert [m.frame for m in explanation.moments] == explained.video.frames_used
+    grid = explanation.map
+    assert grid is not None and (grid.rows, grid.cols) == (3, 4)  # 4:3 as shown: a column of cells beyond the square
+    assert len(grid.weights) == 3 and all(len(row) == 4 for row in grid.weights)
+    assert grid.crop == [0.125, 0.0, 0.75, 1.0]
+    assert explanation.summary.startswith(("decided mostly by", "no single moment"))
+    back = Prediction.from_dict(json.loads(json.dumps(explained.to_dict())))
+    assert back == explained and isinstance(back.explanation, Explanation)
+
+
+def test_the_weights_are_what_the_head_says_without_each_moment(map_model: Path):
+    """Each moment's weight is the drop in the answer's log-odds with that moment replaced by its
+    neighbours, as the head itself gives it; each cell's, with that cell blanked before pooling."""
+    from actionrec.runtime.network import load_network
+
+    network = load_network(map_model)
+    frames = np.random.default_rng(1).integers(0, 256, (8, 96, 96, 3), dtype=np.uint8)
+    maps = network.maps(frames)
+    features = maps.mean(axis=(1, 2))
+    answer = int(np.argmax(network.head(features[None])[0]))
+    explanation = explain_clip(network.head, features, maps, answer, "x", list(range(8)), [i / 4 for i in range(8)],
+                               (96, 96))
+
+    def odds(window: np.ndarray) -> float:
+        p = float(network.head(window[None])[0, answer])
+        return float(np.log(p / (1 - p)))
+
+    without_third = features.copy()
+    without_third[3] = (features[2] + features[4]) / 2
+    assert explanation.moments[3].weight == pytest.approx(odds(features) - odds(without_third), rel=1e-3, abs=1e-5)
+    blanked = maps.copy()
+    blanked[:, 1, 2] = 0
+    assert explanation.map is not None
+    assert explanation.map.weights[1][2] == pytest.approx(odds(features) - odds(blanked.mean(axis=(1, 2))),
+                                                          rel=1e-3, abs=1e-5)
+
+
+def test_the_moment_the_answer_rests_on_weighs_most():
+    """A head that reads one moment and one cell alone: the explanation finds both."""
+    rng = np.random.default_rng(2)
+    maps = rng.random((6, 4, 4, 5)).astype(np.float32)
+    maps[:, 2, 1, 0] += 3.0  # one cell carries feature 0 in every frame...
+    maps[4, :, :, 0] += 1.0  # ...and one moment more of it
+
+    def head(windows: np.ndarray) -> np.ndarray:  # the answer's logit: feature 0, with moment 4 counted twice
+        logit = windows[:, :, 0].sum(axis=1) + windows[:, 4, 0]
+        return np.stack([1 / (1 + np.exp(-(logit - 8))), 1 / (1 + np.exp(logit - 8))], axis=1)
+
+    explanation = explain_clip(head, maps.mean(axis=(1, 2)), maps, 0, "a", [0, 5, 10, 15, 20, 25],
+                               [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], (100, 100))
+    weights = [m.weight for m in explanation.moments]
+    assert int(np.argmax(weights)) == 4
+    assert explanation.map is not None and np.unravel_index(np.argmax(explanation.map.weights), (4, 4)) == (2, 1)
+
+
+def test_a_file_without_frame_maps_explains_its_moments_and_says_why_no_map(old_model: Path):
+    from actionrec.runtime.recognizer import Recognizer
+
+    recognizer = Recognizer(old_model)
+    assert recognizer.network.maps is None
+    explanation = recognizer.predict(long_video(2), explain=True).explanation
+    assert explanation is not None and explanation.map is None and explanation.warnings == ["no_map"]
+    assert len(explanation.moments) == 8 and "," not in explanation.summary  # no place in the picture
+
+
+def test_a_clip_too_short_for_its_moments_explains_the_frames_it_has(map_model: Path):
+    from actionrec.runtime.recognizer import Recognizer
+
+    short = encode(numbered_frames(5), fps=25)  # 5 frames for 8 samples: repeats
+    prediction = Recognizer(map_model).predict(short, explain=True)
+    explanation = prediction.explanation
+    assert explanation is not None and explanation.warnings == ["few_moments"]
+    assert len(explanation.moments) == len(set(prediction.video.frames_used)) == 5
+    assert [m.frame for m in explanation.moments] == sorted(set(prediction.video.frames_used))
+
+
+def test_repeated_frames_are_one_moment_replaced_together():
+    assert distinct_moments([0, 0, 1, 2, 2, 2]) == [[0, 1], [2], [3, 4, 5]]
+    features = np.array([10, 11, 20, 30, 31, 32], dtype=np.float32)[:, None]
+    windows = moment_windows(features, distinct_moments([0, 0, 1, 2, 2, 2]))
+    assert windows[0, :, 0].tolist() == [20, 20, 20, 30, 31, 32]  # the first moment: its one neighbour
+    assert windows[1, :, 0].tolist() == [10, 11, 20.5, 30, 31, 32]  # the nearest positions on both sides
+
+
+def test_the_map_covers_the_whole_frame_as_shown_with_nothing_outside_the_square():
+    cells = np.ones((7, 7))
+    wide = frame_map(cells, 640, 480)
+    assert (wide.rows, wide.cols) == (7, 9) and wide.crop == [0.125, 0.0, 0.75, 1.0]
+    weights = np.array(wide.weights)
+    assert np.allclose(weights[:, 2:7], 1) and np.all(weights[:, [0, -1]] < 0.2)  # the edges: mostly unseen
+    tall = frame_map(cells, 480, 640)  # a phone video, rotation applied: the square is in the middle rows
+    assert (tall.rows, tall.cols) == (9, 7) and np.allclose(np.array(tall.weights)[2:7], 1)
+    corner = np.zeros((7, 7))
+    corner[0, 0] = 1
+    assert region(np.array(frame_map(corner, 640, 480).weights)) == "upper left"
