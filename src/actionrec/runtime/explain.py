@@ -12,7 +12,7 @@ occlusion on the model's own halves, with ONNX Runtime and NumPy alone (no gradi
 Every occluded window (one per moment, one per cell) and the untouched clip go through the head in
 one call, so an explanation costs one head run on a few dozen windows beside the plain answer (see
 docs/explain.md for its cost and how faithful it measured). Model files without frame maps (exported
-before actionrec 0.4, or taught) explain the moments alone, with the warning code `no_map`.
+before actionrec 0.4, or taught on such a file) explain the moments alone, with the warning code `no_map`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ EPSILON = 1e-6  # probabilities are clipped to [EPSILON, 1 - EPSILON] before the
 
 # Warning codes an explanation may carry, and what each means.
 WARNINGS = {
-    "no_map": "this model file has no frame maps (exported before actionrec 0.4, or taught): moments only; "
-              "export it again for a map",
+    "no_map": "this model file has no frame maps (exported before actionrec 0.4, or taught on such a file): "
+              "moments only; export it again for a map",
     "few_moments": "the clip has fewer distinct frames than the model samples: one moment per distinct frame",
     "one_moment": "the clip has a single distinct frame: there are no moments to compare",
 }

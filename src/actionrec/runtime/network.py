@@ -200,7 +200,7 @@ class Network:
     card: ModelCard
     path: Path
     device: str  # "cuda" when the sessions run on the CUDA provider, else "cpu"
-    maps: MapEncoder | None = None  # None for files exported before frame maps (or taught ones)
+    maps: MapEncoder | None = None  # None for files exported before frame maps (or taught on one)
 
     def classify(self, clips: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """(N, T, S, S, 3) uint8 clips -> (N, classes) probabilities: both halves."""

@@ -62,13 +62,13 @@ router = APIRouter()
 
 
 async def _predict(request: Request, service: PredictionService, *, top_k: int, segments: bool,
-                   allow_multipart: bool = False) -> tuple[Prediction, Recognizer, float]:
+                   allow_multipart: bool = False, explain: bool = False) -> tuple[Prediction, Recognizer, float]:
     """One upload through decode and inference; returns the prediction, the recognizer that made it
     and the total milliseconds."""
     started = time.perf_counter()
     async with service.received_upload(request, service.settings.max_upload_bytes, allow_multipart) as video:
         async with service.slot():  # taken once the body is in
-            prediction, recognizer = await service.predict(video, top_k=top_k, segments=segments)
+            prediction, recognizer = await service.predict(video, top_k=top_k, segments=segments, explain=explain)
     return prediction, recognizer, (time.perf_counter() - started) * 1000
 
 
@@ -97,10 +97,12 @@ async def predict_v1(
     service: Service,
     top_k: int = Query(5, ge=1, le=1000, description="How many of the best actions to list."),
     segments: bool = Query(False, description="Also classify sliding windows: a timeline of actions."),
+    explain: bool = Query(False, description="Also say why: `explanation`, the weight of each sampled moment and "
+                                             "a map of where in the picture the evidence lies."),
 ) -> DetailedAnswer | JSONResponse:
     try:
         prediction, recognizer, total_ms = await _predict(request, service, top_k=top_k, segments=segments,
-                                                          allow_multipart=True)
+                                                          allow_multipart=True, explain=explain)
     except VideoError as exc:  # the answer it gets on every route, plus `problem`
         return video_problem_answer(exc, UPLOAD_NAME)
     return DetailedAnswer.from_prediction(prediction, ModelRef(name=recognizer.name, version=recognizer.version),

@@ -147,7 +147,8 @@ class PredictionService:
         except Exception:  # a missed release costs memory, not answers
             log.exception("could not give back the model's working memory")
 
-    async def predict(self, video: Path, *, top_k: int, segments: bool) -> tuple[Prediction, Recognizer]:
+    async def predict(self, video: Path, *, top_k: int, segments: bool,
+                      explain: bool = False) -> tuple[Prediction, Recognizer]:
         """Predict from an uploaded video file (which stays for the caller to delete); with the
         prediction, the recognizer that made it (the served model may be switched meanwhile)."""
         recognizer = self.recognizer
@@ -156,7 +157,7 @@ class PredictionService:
 
         def consume(messages: Iterator) -> Prediction:
             try:
-                return recognizer.predict_stream(messages, top_k=top_k)
+                return recognizer.predict_stream(messages, top_k=top_k, explain=explain)
             except ActionrecError:
                 raise
             except Exception as exc:  # the model failed, not the upload: a server error, logged in full

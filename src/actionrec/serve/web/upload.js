@@ -4,6 +4,7 @@ import { isKeyRefusal, keyHeaders } from "./api.js";
 import { movePlayhead, showAnswer } from "./answer.js";
 import { bytes, looksLikeVideo, videoFormats } from "./common.js";
 import { stopCamera } from "./camera.js";
+import { hideExplanation } from "./explain.js";
 import { cancelUpload, el, resetStage, showBusy, showError, showKeyCard, state } from "./page.js";
 
 /** Choose a video to recognize: the newest choice wins over an upload or a camera in progress. */
@@ -22,6 +23,7 @@ export function choose(file) {
     return;
   }
   state.file = file;
+  hideExplanation();
   showPreview(file);
   analyse(file);
 }
@@ -90,7 +92,7 @@ export function analyse(file) {
   showBusy("Uploading…", 0);
   const request = new XMLHttpRequest();
   state.request = request;
-  request.open("POST", "v1/predictions?top_k=5&segments=true");
+  request.open("POST", "v1/predictions?top_k=5&segments=true&explain=true");
   request.setRequestHeader("Content-Type", file.type.startsWith("video/") ? file.type : "application/octet-stream");
   request.setRequestHeader("Accept", "application/json");
   for (const [name, value] of Object.entries(keyHeaders())) request.setRequestHeader(name, value);
