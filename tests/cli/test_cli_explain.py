@@ -66,3 +66,31 @@ def test_people_read_a_short_line_and_the_pictures(model_path: Path, video: Path
 def test_explain_out_needs_explain(model_path: Path, video: Path, tmp_path: Path):
     result = run_cli("predict", model_path, video, "--explain-out", tmp_path)
     assert result.returncode == 2 and "add --explain" in result.stderr
+
+
+def test_evaluate_measures_how_faithful_explanations_are(model_path: Path, tmp_path: Path):
+    """`evaluate MODEL.onnx DATA --explain`: deletion on the validation clips; with --unknown, pointing
+    (2 x 2 mosaics) and splicing. An untrained model's figures mean nothing: their shape is tested."""
+    import numpy as np
+
+    from actionrec.datasets.synth import render_clip
+    from actionrec.testing.media import colour_clip
+    from actionrec.video.encode import write_video
+
+    rng = np.random.default_rng(4)
+    for label in LABELS:
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for n in range(3):
+            write_video(render_clip(label, rng, width=64, height=48, num_frames=30),
+                        tmp_path / "data" / label / f"{label}_g{n:02d}.mp4", 25)
+    unknown = [colour_clip(tmp_path / "other" / f"{n}.mp4", (40 * n, 90, 160), seed=n) for n in range(3)]
+    result = run_cli("evaluate", model_path, tmp_path / "data", "--explain", "--explain-count", "2",
+                     "--unknown", unknown[0].parent, "--json")
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout)["models"][0]["explanations"]
+    deletion = measured["deletion"]
+    assert deletion["clips"] > 0 and deletion["removed"] == 4 and 0 <= deletion["top_beats_random"] <= 1
+    assert measured["pointing"]["mosaics"] == 2 and 0 <= measured["pointing"]["strongest_quadrant_known"] <= 1
+    assert measured["splicing"]["videos"] == 2
+    human = run_cli("evaluate", model_path, tmp_path / "data", "--explain")
+    assert human.returncode == 0 and "deletion" in human.stdout and "need --unknown" in human.stdout

@@ -73,8 +73,8 @@ def test_an_explained_answer_is_the_plain_answer_with_its_reasons(map_model: Pat
 
 
 def test_the_weights_are_what_the_head_says_without_each_moment(map_model: Path):
-    """Each moment's weight is the drop in the answer's log-odds with that moment replaced by its
-    neighbours, as the head itself gives it; each cell's, with that cell blanked before pooling."""
+    """Each moment's weight is the drop in the answer's log-odds with that moment replaced by the mean of
+    the others, as the head itself gives it; each cell's, with that cell blanked before pooling."""
     from actionrec.runtime.network import load_network
 
     network = load_network(map_model)
@@ -90,7 +90,7 @@ def test_the_weights_are_what_the_head_says_without_each_moment(map_model: Path)
         return float(np.log(p / (1 - p)))
 
     without_third = features.copy()
-    without_third[3] = (features[2] + features[4]) / 2
+    without_third[3] = np.delete(features, 3, axis=0).mean(axis=0)
     assert explanation.moments[3].weight == pytest.approx(odds(features) - odds(without_third), rel=1e-3, abs=1e-5)
     blanked = maps.copy()
     blanked[:, 1, 2] = 0
@@ -140,10 +140,10 @@ def test_a_clip_too_short_for_its_moments_explains_the_frames_it_has(map_model: 
 
 def test_repeated_frames_are_one_moment_replaced_together():
     assert distinct_moments([0, 0, 1, 2, 2, 2]) == [[0, 1], [2], [3, 4, 5]]
-    features = np.array([10, 11, 20, 30, 31, 32], dtype=np.float32)[:, None]
+    features = np.array([10, 12, 20, 30, 31, 32], dtype=np.float32)[:, None]
     windows = moment_windows(features, distinct_moments([0, 0, 1, 2, 2, 2]))
-    assert windows[0, :, 0].tolist() == [20, 20, 20, 30, 31, 32]  # the first moment: its one neighbour
-    assert windows[1, :, 0].tolist() == [10, 11, 20.5, 30, 31, 32]  # the nearest positions on both sides
+    assert windows[0, :, 0].tolist() == [28.25, 28.25, 20, 30, 31, 32]  # both positions: the others' mean
+    assert windows[1, :, 0].tolist() == [10, 12, 23, 30, 31, 32]
 
 
 def test_the_map_covers_the_whole_frame_as_shown_with_nothing_outside_the_square():

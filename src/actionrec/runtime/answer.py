@@ -50,7 +50,7 @@ class VideoFacts:
 @dataclass(frozen=True)
 class ExplainedMoment:
     """One sampled moment of the clip and how much the answer rests on it: `weight` is the drop in the
-    answer's log-odds when the moment is replaced by its neighbours (larger: more evidence for the
+    answer's log-odds when the moment is replaced by the rest of the clip's mean (larger: more evidence for the
     answer; negative: evidence against it, the answer surer without it), `probability_without` the
     answer's probability then; `frame` its index in the stream."""
 

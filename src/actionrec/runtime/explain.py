@@ -1,9 +1,11 @@
 """Why this answer: which sampled moments and which part of the picture decided it, measured by
 occlusion on the model's own halves, with ONNX Runtime and NumPy alone (no gradients, no torch).
 
-    moments  each distinct sampled frame's features are replaced by its neighbours' (the mean of the
-             nearest other moments before and after it) and the head is run again: the drop in the
-             answer's log-odds is the moment's weight (negative: without it the answer is surer).
+    moments  each distinct sampled frame's features are replaced by the mean of the other moments'
+             (what the rest of the clip shows) and the head is run again: the drop in the answer's
+             log-odds is the moment's weight (negative: without it the answer is surer). Chosen over
+             the mean of its two neighbours, which under-weighs moments inside a stretch of one
+             action (spliced videos: 73% of the positive weight inside the known clip against 95%).
     map      one cell of every frame's last feature map (before pooling) is blanked (set to zero,
              what a ReLU6 map reads as "nothing here"), every frame re-pooled and the head run again:
              the drop in the answer's log-odds is the cell's weight. It is then laid over the whole
@@ -48,15 +50,19 @@ def distinct_moments(frames: Sequence[int]) -> list[list[int]]:
     return sorted(groups.values(), key=lambda positions: positions[0])
 
 
+def without_positions(features: np.ndarray, removed: Sequence[int]) -> np.ndarray:
+    """The clip's (T, F) `features` with the positions `removed` replaced by the mean of the others'
+    features (what the rest of the clip shows; zeros where nothing is left)."""
+    out = features.copy()
+    kept = np.setdiff1d(np.arange(len(features)), np.asarray(removed, dtype=int))
+    out[list(removed)] = features[kept].mean(axis=0) if len(kept) else 0
+    return out
+
+
 def moment_windows(features: np.ndarray, moments: list[list[int]]) -> np.ndarray:
-    """(M, T, F): the clip's (T, F) features once per moment, that moment's positions replaced by the
-    mean of the nearest positions of other moments before and after it (one side at the clip's ends)."""
-    windows = np.repeat(features[None], len(moments), axis=0)
-    for m, positions in enumerate(moments):
-        around = [moments[n][-1] for n in (m - 1,) if n >= 0] + [moments[n][0] for n in (m + 1,) if n < len(moments)]
-        replacement = features[around].mean(axis=0) if around else np.zeros_like(features[0])
-        windows[m, positions] = replacement
-    return windows
+    """(M, T, F): the clip's (T, F) features once per moment, that moment's positions (a repeated frame's
+    all) replaced by the mean of the other positions' features."""
+    return np.stack([without_positions(features, positions) for positions in moments])
 
 
 def cell_windows(features: np.ndarray, maps: np.ndarray) -> np.ndarray:
