@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from actionrec.runtime.answer import Explanation, Prediction
-from actionrec.runtime.explain import distinct_moments, explain_clip, frame_map, moment_windows, region
+from actionrec.runtime.explain import (
+    blocks,
+    cell_weights,
+    distinct_moments,
+    explain_clip,
+    frame_map,
+    moment_windows,
+    region,
+)
 from actionrec.testing.media import LABELS, encode, long_video, numbered_frames
 
 pytest.importorskip("torch", reason="making test models needs the train extra (torch)")
@@ -102,7 +110,7 @@ def test_the_weights_are_what_the_head_says_without_each_moment(map_model: Path)
 def test_the_moment_the_answer_rests_on_weighs_most():
     """A head that reads one moment and one cell alone: the explanation finds both."""
     rng = np.random.default_rng(2)
-    maps = rng.random((6, 4, 4, 5)).astype(np.float32)
+    maps = rng.random((6, 3, 3, 5)).astype(np.float32)  # 3 x 3 cells: blanked one at a time
     maps[:, 2, 1, 0] += 3.0  # one cell carries feature 0 in every frame...
     maps[4, :, :, 0] += 1.0  # ...and one moment more of it
 
@@ -114,7 +122,7 @@ def test_the_moment_the_answer_rests_on_weighs_most():
                                [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], (100, 100))
     weights = [m.weight for m in explanation.moments]
     assert int(np.argmax(weights)) == 4
-    assert explanation.map is not None and np.unravel_index(np.argmax(explanation.map.weights), (4, 4)) == (2, 1)
+    assert explanation.map is not None and np.unravel_index(np.argmax(explanation.map.weights), (3, 3)) == (2, 1)
 
 
 def test_a_file_without_frame_maps_explains_its_moments_and_says_why_no_map(old_model: Path):
@@ -157,3 +165,16 @@ def test_the_map_covers_the_whole_frame_as_shown_with_nothing_outside_the_square
     corner = np.zeros((7, 7))
     corner[0, 0] = 1
     assert region(np.array(frame_map(corner, 640, 480).weights)) == "upper left"
+
+
+def test_a_large_map_is_blanked_in_at_most_9_blocks_their_drops_shared_by_their_cells():
+    """A 224-pixel model's 7 x 7 map: 3 x 3 blocks, the last moved back to the edge (9 head windows);
+    a cell in two blocks takes their mean."""
+    assert blocks(7) == [(0, 3), (3, 6), (4, 7)] and blocks(3) == [(0, 1), (1, 2), (2, 3)]
+    spans = [(slice(*r), slice(*c)) for r in blocks(7) for c in blocks(7)]
+    drops = np.zeros(9)
+    drops[0] = 9.0  # the upper left block
+    drops[8] = 18.0  # the lower right, overlapping the one before it in rows and columns 4 and 5
+    weights = cell_weights(drops, spans, (7, 7))
+    assert weights[0, 0] == weights[2, 2] == 1.0 and weights[6, 6] == 2.0 and weights[5, 5] == 0.5
+    assert weights[3, 3] == 0

@@ -35,7 +35,8 @@ def print_explanations(model: str, measured: dict) -> None:
     d = measured["deletion"]
     console.print(f"{model}: explanations, deletion: removing the {d['removed']} highest-weighted moments lowers the "
                   f"answer more than {d['removed']} random ones on {_share(d['top_beats_random'])} of {d['clips']} "
-                  f"clips, by {d['mean_drop_top']} against {d['mean_drop_random']} on average ({d['ratio']}x)")
+                  f"clips, by {d['mean_drop_top']} against {d['mean_drop_random']} on average (at least twice as "
+                  f"much: {'yes' if d['top_at_least_twice_random'] else 'no'})")
     if "pointing" in measured:
         p = measured["pointing"]
         console.print(f"{model}: explanations, pointing: the map's strongest quadrant is the known clip's in "

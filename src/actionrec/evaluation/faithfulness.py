@@ -71,7 +71,8 @@ def deletion(recognizer: Recognizer, clips: list[np.ndarray], *, seed: int = 0,
             "top_beats_random": round(float(np.mean(top > rand)), 4) if len(top) else None,
             "mean_drop_top": round(float(top.mean()), 4) if len(top) else None,
             "mean_drop_random": round(float(rand.mean()), 4) if len(top) else None,
-            "ratio": round(float(top.mean() / rand.mean()), 2) if len(top) and rand.mean() > 0 else None}
+            "ratio": round(float(top.mean() / rand.mean()), 2) if len(top) and rand.mean() > 0 else None,
+            "top_at_least_twice_random": bool(top.mean() >= 2 * rand.mean()) if len(top) else None}
 
 
 def whole_frames(video: Path, size: tuple[int, int] = TILE) -> np.ndarray:
