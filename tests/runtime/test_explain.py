@@ -168,13 +168,14 @@ def test_the_map_covers_the_whole_frame_as_shown_with_nothing_outside_the_square
 
 
 def test_a_large_map_is_blanked_in_at_most_9_blocks_their_drops_shared_by_their_cells():
-    """A 224-pixel model's 7 x 7 map: 3 x 3 blocks, the last moved back to the edge (9 head windows);
-    a cell in two blocks takes their mean."""
-    assert blocks(7) == [(0, 3), (3, 6), (4, 7)] and blocks(3) == [(0, 1), (1, 2), (2, 3)]
+    """A 224-pixel model's 7 x 7 map: 3 x 3 blocks spread from edge to edge (9 head windows); a cell in
+    two blocks takes their mean."""
+    assert blocks(7) == [(0, 3), (2, 5), (4, 7)] and blocks(3) == [(0, 1), (1, 2), (2, 3)]
+    assert blocks(14) == [(0, 5), (4, 9), (9, 14)] and blocks(1) == [(0, 1)]
     spans = [(slice(*r), slice(*c)) for r in blocks(7) for c in blocks(7)]
     drops = np.zeros(9)
     drops[0] = 9.0  # the upper left block
-    drops[8] = 18.0  # the lower right, overlapping the one before it in rows and columns 4 and 5
+    drops[8] = 18.0  # the lower right, overlapping the middle ones in row and column 4
     weights = cell_weights(drops, spans, (7, 7))
-    assert weights[0, 0] == weights[2, 2] == 1.0 and weights[6, 6] == 2.0 and weights[5, 5] == 0.5
-    assert weights[3, 3] == 0
+    assert weights[0, 0] == weights[1, 1] == 1.0 and weights[6, 6] == weights[5, 5] == 2.0
+    assert weights[2, 2] == 0.25 and weights[4, 4] == 0.5 and weights[3, 3] == 0

@@ -9,8 +9,8 @@ occlusion on the model's own halves, with ONNX Runtime and NumPy alone (no gradi
     map      one block of cells of every frame's last feature map (before pooling) is blanked (set to
              zero, what a ReLU6 map reads as "nothing here"), every frame re-pooled and the head run
              again: the drop in the answer's log-odds, shared by the block's cells, is their weight
-             (blocks of 3 x 3 cells on a 224-pixel model's 7 x 7 map, the last overlapping its
-             neighbour; single cells on maps of 3 x 3 or fewer). It is then laid over the whole
+             (blocks of 3 x 3 cells on a 224-pixel model's 7 x 7 map, starting at cells 0, 2 and 4;
+             single cells on maps of 3 x 3 or fewer). It is then laid over the whole
              frame as the video shows it: cells outside the centre square the model sees weigh 0.
 
 Every occluded window (one per moment, one per block) and the untouched clip go through the head in
@@ -74,11 +74,10 @@ def moment_windows(features: np.ndarray, moments: list[list[int]]) -> np.ndarray
 
 def blocks(cells: int) -> list[tuple[int, int]]:
     """(start, end) of the blocks a map's `cells` rows (or columns) are blanked in: at most
-    MAX_BLOCKS_A_SIDE, equal, the last moved back to end at the edge (so it may overlap its neighbour)."""
+    MAX_BLOCKS_A_SIDE of equal size, spread evenly from edge to edge (neighbours may overlap)."""
     size = -(-cells // MAX_BLOCKS_A_SIDE)
-    starts = list(range(0, cells - size + 1, size))
-    if starts[-1] + size < cells:
-        starts.append(cells - size)
+    count = min(MAX_BLOCKS_A_SIDE, cells - size + 1)
+    starts = sorted({round(float(start)) for start in np.linspace(0, cells - size, count)})
     return [(start, start + size) for start in starts]
 
 
@@ -163,6 +162,9 @@ def frame_map(cells: np.ndarray, width: int, height: int) -> ExplanationMap:
 
 
 def _clock(seconds: float) -> str:
+    """83.4 -> "1:23"; under a minute, tenths ("0:03.7"), as the page writes times."""
+    if seconds < 59.95:
+        return f"0:{seconds:04.1f}"
     whole = int(seconds)
     return f"{whole // 60}:{whole % 60:02d}"
 
