@@ -179,3 +179,23 @@ def test_a_large_map_is_blanked_in_at_most_9_blocks_their_drops_shared_by_their_
     weights = cell_weights(drops, spans, (7, 7))
     assert weights[0, 0] == weights[1, 1] == 1.0 and weights[6, 6] == weights[5, 5] == 2.0
     assert weights[2, 2] == 0.25 and weights[4, 4] == 0.5 and weights[3, 3] == 0
+
+
+def test_a_map_that_cannot_run_or_has_the_wrong_shape_leaves_the_moments(map_model: Path):
+    """A file from a stranger whose `frame_maps` part fails or gives something else: the answer comes,
+    as the plain answer, explaining its moments with `no_map`."""
+    from actionrec.runtime.recognizer import Recognizer
+
+    recognizer = Recognizer(map_model)
+    video = long_video(2)
+    plain = recognizer.predict(video)
+
+    def broken(frames: np.ndarray) -> np.ndarray:
+        raise RuntimeError("this graph's map part does not run")
+
+    for maps in (broken, lambda frames: np.zeros((len(frames), 3, 3, 7), np.float32)):
+        recognizer.network.maps = maps  # type: ignore[assignment]
+        explained = recognizer.predict(video, explain=True)
+        assert explained.action == plain.action and explained.confidence == plain.confidence
+        assert explained.explanation is not None and explained.explanation.warnings == ["no_map"]
+        assert explained.explanation.map is None and len(explained.explanation.moments) == 8

@@ -53,11 +53,12 @@ class PredictionBuilder:
     are the features the answer reads), and the answer carries its explanation."""
 
     def __init__(self, stages: Stages, plan: FramePlan, *, explain: bool = False,
-                 maps: MapEncoder | None = None) -> None:
+                 maps: MapEncoder | None = None, features: int | None = None) -> None:
         self.stages = stages
         self.plan = plan
         self.explain = explain
         self.maps = maps if explain else None
+        self.features = features  # the width of a frame's features, which a map's cells must have
         self.clip_maps: dict[int, np.ndarray] = {}  # frame index -> its feature map, with `maps`
         self.timeline = bool(plan.windows)
         # frame index -> its frame (or features), None until it comes
@@ -107,9 +108,9 @@ class PredictionBuilder:
         pooled by their mean (one encode for a clip; a timeline's other frames as ever)."""
         rows = [row for row, index in enumerate(chunk.indices.tolist()) if index in self.clip] \
             if self.maps is not None else []
-        if not rows or self.maps is None:
+        maps = self._maps(chunk.frames[rows]) if rows and self.maps is not None else None
+        if maps is None:
             return self.stages.encode(chunk.frames, alongside_decoding=self.encoded_alongside)
-        maps = self.maps(chunk.frames[rows])
         pooled = maps.mean(axis=(1, 2), dtype=np.float32)
         if len(rows) == len(chunk.indices):
             units = pooled
@@ -119,6 +120,20 @@ class PredictionBuilder:
         for row, frame_map in zip(rows, maps):
             self.clip_maps[int(chunk.indices[row])] = frame_map
         return units
+
+    def _maps(self, frames: np.ndarray) -> np.ndarray | None:
+        """The frames' feature maps, or None (and no more maps for this prediction: it explains its
+        moments only, `no_map`) where the file's map cannot be run or is not (n, rows, cols, features)."""
+        assert self.maps is not None
+        try:
+            maps = self.maps(frames)
+        except Exception:  # a file from a stranger whose map part does not run: the answer still comes
+            maps = None
+        if maps is None or maps.ndim != 4 or len(maps) != len(frames) or 0 in maps.shape[1:3] \
+                or (self.features is not None and maps.shape[3] != self.features):
+            self.maps, self.clip_maps = None, {}
+            return None
+        return maps
 
     def _waiting_on_decoder(self, now: float) -> bool:
         """Whether this timeline's chunk came late, the decoder (still reading the next) being the

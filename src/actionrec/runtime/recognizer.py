@@ -186,7 +186,8 @@ class Recognizer:
         builder: PredictionBuilder | None = None
         for message in messages:
             if isinstance(message, FramePlan):
-                builder = PredictionBuilder(self, message, explain=explain, maps=self.network.maps)
+                builder = PredictionBuilder(self, message, explain=explain, maps=self.network.maps,
+                                            features=self.card.num_features)
             elif builder is None:
                 raise ValueError(f"expected a FramePlan first, got {type(message).__name__}")
             elif isinstance(message, FrameChunk):
