@@ -52,7 +52,7 @@ def test_a_taught_model_predicts_its_actions(taught: Path, tmp_path: Path):
     recognizer = Recognizer(taught)
     assert recognizer.labels == ["blue", "red"]
     card = recognizer.card
-    assert card.name == "colours" and card.model["temporal"] == "taught_linear"
+    assert card.name == "colours" and card.model["temporal"] == "taught_motion"
     assert card.model["taught"]["clips"] == {"blue": 3, "red": 3}
     assert card.model["taught"]["base"] == "untrained-test-model"
     assert card.unknown_rule.score == "centered_similarity"

@@ -63,19 +63,19 @@ def test_a_failing_feature_extractor_says_so_once(tmp_path: Path, monkeypatch):
 
 def test_one_head_module_for_each_trainable_head():
     """The heads training builds, `train --temporal`'s choices and the card's table of heads agree: the
-    table's trainable heads; `taught_linear` (made by `teach` alone) is not offered."""
+    table's trainable heads; `taught_motion` (made by `teach` alone) is not offered."""
     pytest.importorskip("torch")
     from actionrec.modelfile.card import TEMPORAL_HEADS, TRAINABLE_HEADS
     from actionrec.training.config import TrainConfig
     from actionrec.training.model import HEADS, ModelConfig
 
     assert HEADS.keys() == set(TRAINABLE_HEADS) == {name for name, head in TEMPORAL_HEADS.items() if head.trainable}
-    assert "taught_linear" in TEMPORAL_HEADS and "taught_linear" not in TRAINABLE_HEADS
+    assert {"taught_linear", "taught_motion"} <= set(TEMPORAL_HEADS) and "taught_motion" not in TRAINABLE_HEADS
     option = next(field for field in fields(TrainConfig) if field.name == "temporal").metadata
     assert tuple(option["choices"]) == TRAINABLE_HEADS  # what `train --temporal` accepts and --help lists
     assert all(TEMPORAL_HEADS[name].description in option["help"] for name in TRAINABLE_HEADS)
-    for wrong in ("gru", "taught_linear"):
-        with pytest.raises(ValueError, match="'lstm' or 'mean'"):
+    for wrong in ("gru", "taught_motion"):
+        with pytest.raises(ValueError, match="'lstm' or 'mean' or 'motion'"):
             TrainConfig(data_dir="data", out="run", temporal=wrong)
-        with pytest.raises(ValueError, match="one of lstm, mean"):
+        with pytest.raises(ValueError, match="one of lstm, mean, motion"):
             ModelConfig(num_classes=2, temporal=wrong)

@@ -50,8 +50,12 @@ class TemporalHead:
 TEMPORAL_HEADS: dict[str, TemporalHead] = {
     "lstm": TemporalHead("an LSTM reading the frame features in order", trainable=True),
     "mean": TemporalHead("the mean of the frame features, then an MLP (the order-blind baseline)", trainable=True),
+    "motion": TemporalHead("the mean of the frame features, their spread over time and their frame-to-frame "
+                           "change, then an MLP", trainable=True),
     "taught_linear": TemporalHead("a linear classifier on the mean of the frame features, fitted to example "
-                                  "clips by `actionrec teach`", trainable=False),
+                                  "clips by `actionrec teach` before actionrec 0.4", trainable=False),
+    "taught_motion": TemporalHead("a linear classifier on the mean of the frame features and their spread over "
+                                  "time, fitted to example clips by `actionrec teach`", trainable=False),
 }
 TRAINABLE_HEADS: tuple[str, ...] = tuple(name for name, head in TEMPORAL_HEADS.items() if head.trainable)
 

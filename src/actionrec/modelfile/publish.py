@@ -28,7 +28,7 @@ def model_card_text(model: Path, repo_id: str, run_dir: Path | None = None, lice
     reads = known.description if known else f"{head or 'a temporal head'} over the frames"
     header: dict[str, Any] = {
         "library_name": "actionrec", "pipeline_tag": "video-classification", "license": license_id,
-        "tags": ["action-recognition", "onnx", "mobilenet_v2", str(head or "video")],  # lstm, mean, taught_linear
+        "tags": ["action-recognition", "onnx", "mobilenet_v2", str(head or "video")],  # motion, lstm, mean, taught_motion
     }
     if card.dataset:
         header["datasets"] = [card.dataset]

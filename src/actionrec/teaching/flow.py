@@ -43,7 +43,7 @@ from actionrec.video import SAMPLING_RULE, SAMPLING_VERSION, DecodeLimits, read_
 MAX_ACTIONS = 50
 MAX_CLIPS_PER_ACTION = 50
 MAX_CLIP_S = 60.0  # an example is a short clip of the action; longer ones are refused
-HEAD = "taught_linear"  # its name in the card's TEMPORAL_HEADS
+HEAD = "taught_motion"  # its name in the card's TEMPORAL_HEADS
 
 
 @dataclass

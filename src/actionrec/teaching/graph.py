@@ -71,19 +71,30 @@ def _encoder_nodes(graph) -> list:
 
 
 def _head_nodes(source: str, output: str, prefix: str, axes_as_input: bool) -> list:
-    """The head on the (N, T, F) features `source`: their mean over time, scaled to length 1, the
-    linear layer and a softmax into `output`. From opset 18 on, reductions take their axes as inputs."""
+    """The head on the (N, T, F) features `source`, as `actionrec.teaching.head.pool` and `LinearHead`
+    compute it: their mean and standard deviation over time, each scaled to length 1, side by side,
+    the linear layer and a softmax into `output`. From opset 18 on, reductions take their axes as inputs."""
     from onnx import helper
 
-    mean_inputs = [source] + ([f"{prefix}_axes"] if axes_as_input else [])
-    mean_kwargs: dict[str, Any] = {} if axes_as_input else {"axes": [1]}
-    norm_kwargs: dict[str, Any] = {} if axes_as_input else {"axes": [-1]}
+    def reduce(op: str, x: str, out: str, axis: str, keepdims: int) -> Any:
+        axes = [f"{prefix}_axes" if axis == "time" else f"{prefix}_axes_last"]
+        kwargs: dict[str, Any] = {} if axes_as_input else {"axes": [1 if axis == "time" else -1]}
+        return helper.make_node(op, [x] + (axes if axes_as_input else []), [out], keepdims=keepdims, **kwargs)
+
+    def unit(x: str) -> list:
+        return [reduce("ReduceL2", x, f"{x}_norm", "last", 1),
+                helper.make_node("Max", [f"{x}_norm", "taught_eps"], [f"{x}_norm_safe"]),
+                helper.make_node("Div", [x, f"{x}_norm_safe"], [f"{x}_unit"])]
+
     return [
-        helper.make_node("ReduceMean", mean_inputs, [f"{prefix}_mean"], keepdims=0, **mean_kwargs),
-        helper.make_node("ReduceL2", [f"{prefix}_mean"] + ([f"{prefix}_axes_last"] if axes_as_input else []),
-                         [f"{prefix}_norm"], keepdims=1, **norm_kwargs),
-        helper.make_node("Max", [f"{prefix}_norm", "taught_eps"], [f"{prefix}_norm_safe"]),
-        helper.make_node("Div", [f"{prefix}_mean", f"{prefix}_norm_safe"], [f"{prefix}_pooled"]),
+        reduce("ReduceMean", source, f"{prefix}_mean_kept", "time", 1),
+        reduce("ReduceMean", source, f"{prefix}_mean", "time", 0),
+        helper.make_node("Sub", [source, f"{prefix}_mean_kept"], [f"{prefix}_centred"]),
+        helper.make_node("Mul", [f"{prefix}_centred", f"{prefix}_centred"], [f"{prefix}_squared"]),
+        reduce("ReduceMean", f"{prefix}_squared", f"{prefix}_variance", "time", 0),
+        helper.make_node("Sqrt", [f"{prefix}_variance"], [f"{prefix}_std"]),
+        *unit(f"{prefix}_mean"), *unit(f"{prefix}_std"),
+        helper.make_node("Concat", [f"{prefix}_mean_unit", f"{prefix}_std_unit"], [f"{prefix}_pooled"], axis=-1),
         helper.make_node("Gemm", [f"{prefix}_pooled", "taught_weights", "taught_bias"], [f"{prefix}_logits"],
                          transB=1),
         helper.make_node("Softmax", [f"{prefix}_logits"], [output], axis=-1),
@@ -131,7 +142,8 @@ def _check_written(path: Path, head: LinearHead) -> None:
                           if i.name == FEATURES_INPUT)
     frames_input = next(i for i in session.get_inputs() if i.name == INPUT_NAME)
     length = features_input.shape[1] if isinstance(features_input.shape[1], int) else 4
-    features = np.random.default_rng(0).normal(size=(3, length, head.weights.shape[1])).astype(np.float32)
+    width = head.weights.shape[1] // 2  # the head reads the mean and the spread of each feature
+    features = np.random.default_rng(0).normal(size=(3, length, width)).astype(np.float32)
     side = frames_input.shape[2] if isinstance(frames_input.shape[2], int) else 32
     got = session.run([WINDOW_OUTPUT], {INPUT_NAME: np.zeros((1, 1, side, side, 3), np.uint8),
                                         FEATURES_INPUT: features})[0]

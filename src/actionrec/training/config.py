@@ -33,7 +33,7 @@ RUNTIME_SETTINGS = ("out", "cache_dir", "device", "precision", "workers", "micro
 # Sized so that feature extraction for UCF101 split 1 fits in about an hour on 2 CPU cores. A folder's
 # epochs and batch size (None here) follow the number of training clips: see TrainConfig.resolve_schedule.
 RECIPES: dict[str, dict[str, Any]] = {
-    "folder": dict(epochs=None, batch_size=None, train_views=1, test_views=1, flip=False),
+    "folder": dict(epochs=None, batch_size=None, train_views=None, test_views=None, flip=False),
     "ucf101": dict(epochs=20, batch_size=64, train_views=2, test_views=2, flip=True),
 }
 # A folder dataset's schedule. A fixed 15 epochs of batch 32 gave a 70-clip dataset 45 optimiser steps,
@@ -42,6 +42,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 MIN_EPOCHS, MAX_EPOCHS = 15, 200
 MIN_HEAD_STEPS = 600
 MIN_BATCH, MAX_BATCH = 8, 32
+# A small folder dataset's views: with a frozen backbone, up to SMALL_DATASET training clips cache
+# SMALL_VIEWS views each (one drawn per epoch) and validation averages as many. On the Weizmann clips
+# (56 training clips a fold, actors held out) 4 and 4 took the motion head from 84.3% to 90.0% at the
+# last epoch; the views cost feature extraction time alone, so a large dataset keeps one.
+SMALL_DATASET, SMALL_VIEWS = 2000, 4
 
 
 def _setting(default: Any = MISSING, help: str = "", **cli: Any) -> Any:
@@ -49,6 +54,10 @@ def _setting(default: Any = MISSING, help: str = "", **cli: Any) -> Any:
     help; where needed `choices`, `flags` (Click's declarations), `path`, `argument`, `shown_default`
     (what --help shows where the field's default is None), or `cli=False` (not an option)."""
     return field(default=default, metadata={"help": help, **cli})
+
+
+_SMALL_VIEWS_HELP = (f"from the data: {SMALL_VIEWS} with a frozen backbone and at most {SMALL_DATASET} training "
+                     "clips, else 1")
 
 
 def _recipe(name: str, data: str = "") -> str:
@@ -86,16 +95,16 @@ class TrainConfig:
     label_smoothing: float = _setting(0.1, "Label smoothing of the loss.", cli=False)
     backbone_weights: str = _setting("imagenet", "imagenet | none (random: trains end to end) | PATH to "
                                      "MobileNetV2 weights.")
-    temporal: str = _setting("lstm", "What reads the frame features. " + "; ".join(
+    temporal: str = _setting("motion", "What reads the frame features. " + "; ".join(
         f"{name}: {TEMPORAL_HEADS[name].description}" for name in TRAINABLE_HEADS) + ".", choices=TRAINABLE_HEADS)
     finetune: bool = _setting(False, "Train the backbone too (implied by --backbone-weights none).")
     width_mult: float = _setting(1.0, "MobileNetV2 width multiplier (ImageNet weights exist for 1.0 only).")
     hidden_size: int = _setting(512, "LSTM / MLP hidden size.")
     dropout: float = _setting(0.5, "Dropout in the head.")
     train_views: int | None = _setting(None, "Temporal clips cached per training video; one is drawn each "
-                                       "epoch.", shown_default=_recipe("train_views"))
+                                       "epoch.", shown_default=_recipe("train_views", _SMALL_VIEWS_HELP))
     test_views: int | None = _setting(None, "Clips averaged per validation video.",
-                                      shown_default=_recipe("test_views"))
+                                      shown_default=_recipe("test_views", _SMALL_VIEWS_HELP))
     flip: bool | None = _setting(None, "Mirror random training views (not where left/right is the label).",
                                  shown_default=_recipe("flip"))
     # None: DEFAULT_SHIFT end to end (measured: 52% -> 69% held out on synth data), 0 with a frozen backbone
@@ -143,11 +152,17 @@ class TrainConfig:
         self.spec  # noqa: B018 - validates frames and image_size
 
     def resolve_schedule(self, num_train: int) -> None:
-        """Fill in the epochs and batch size that the recipe leaves to the data (`num_train` clips):
-        batches of about an eighth of the clips (8 to 32); end to end 15 epochs, with a frozen
-        backbone as many as `MIN_HEAD_STEPS` steps take (15 to 200)."""
+        """Fill in what the recipe leaves to the data (`num_train` clips): batches of about an eighth
+        of the clips (8 to 32); end to end 15 epochs, with a frozen backbone as many as
+        `MIN_HEAD_STEPS` steps take (15 to 200); views per clip (`SMALL_VIEWS` for a small dataset on
+        a frozen backbone, else 1)."""
         if self.batch_size is None:
             self.batch_size = min(MAX_BATCH, max(MIN_BATCH, 2 ** int(math.log2(max(1, num_train // 8)))))
+        small = not self.end_to_end and num_train <= SMALL_DATASET
+        if self.train_views is None:
+            self.train_views = SMALL_VIEWS if small else 1
+        if self.test_views is None:
+            self.test_views = SMALL_VIEWS if small else 1
         if self.epochs is None:
             steps = max(1, math.ceil(num_train / self.batch_size))
             self.epochs = MIN_EPOCHS if self.end_to_end else \

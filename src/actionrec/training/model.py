@@ -27,7 +27,7 @@ from actionrec.modelfile.card import IMAGENET_MEAN, IMAGENET_STD, TRAINABLE_HEAD
 @dataclass
 class ModelConfig:
     num_classes: int
-    temporal: str = "lstm"  # a name in TRAINABLE_HEADS
+    temporal: str = "motion"  # a name in TRAINABLE_HEADS
     hidden_size: int = 512
     dropout: float = 0.5
     width_mult: float = 1.0
@@ -91,8 +91,37 @@ class MeanHead(nn.Module):
         return self.mlp(features.mean(dim=1))
 
 
+def motion_statistics(features: torch.Tensor) -> torch.Tensor:
+    """(B, T, F) -> (B, 3F): the mean of the frame features over time, their spread over time (standard
+    deviation) and the mean size of their change from one frame to the next. In a fixed scene the mean
+    barely differs between actions; how much, and how fast, the features move does."""
+    mean = features.mean(dim=1)
+    spread = (features - mean.unsqueeze(1)).square().mean(dim=1).clamp_min(1e-12).sqrt()
+    change = (features[:, 1:] - features[:, :-1]).abs().mean(dim=1) if features.shape[1] > 1 else torch.zeros_like(mean)
+    return torch.cat([mean, spread, change], dim=1)
+
+
+class MotionHead(nn.Module):
+    """The frame features' mean, spread over time and frame-to-frame change, each normalised, then an MLP."""
+
+    def __init__(self, num_features: int, num_classes: int, hidden_size: int, dropout: float) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList(nn.LayerNorm(num_features) for _ in range(3))
+        self.mlp = nn.Sequential(
+            nn.Dropout(dropout / 2),
+            nn.Linear(3 * num_features, hidden_size),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_size, num_classes),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        parts = motion_statistics(features).chunk(3, dim=1)
+        return self.mlp(torch.cat([norm(part) for norm, part in zip(self.norms, parts)], dim=1))
+
+
 # One module for each of the card's TRAINABLE_HEADS (tests/training/test_model.py checks).
-HEADS: dict[str, type[nn.Module]] = {"lstm": LSTMHead, "mean": MeanHead}
+HEADS: dict[str, type[nn.Module]] = {"lstm": LSTMHead, "mean": MeanHead, "motion": MotionHead}
 
 
 class ActionModel(nn.Module):

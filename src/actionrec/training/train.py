@@ -67,8 +67,8 @@ def _train(config: TrainConfig, resume: bool, console: Console, runtime: Runtime
     console.print(f"Training on {runtime.device} ({runtime.precision}" +
                   (f", {runtime.world} processes)" if runtime.distributed else ")"))
     ready = setup(config, console, runtime)
+    _resolve_schedule(config, run, len(ready.dataset.train), resume, console)  # views too: before caching
     train_side, val_side, skipped = _sides(config, ready, console, runtime)
-    _resolve_schedule(config, run, len(train_side.samples), resume, console)
     classes = ready.dataset.classes
     steps = steps_per_epoch(len(train_side.samples), resolved(config.batch_size, "batch_size"))
     state = start_state(ready.model, config, runtime, steps, fingerprint(config, classes))
@@ -111,16 +111,18 @@ def _sides(config: TrainConfig, ready: Setup, console: Console, runtime: Runtime
 
 def _resolve_schedule(config: TrainConfig, run: RunDir, clips: int, resume: bool, console: Console) -> None:
     """Epochs and batch size where the config leaves them to the recipe."""
-    if config.epochs is not None and config.batch_size is not None:
+    if None not in (config.epochs, config.batch_size, config.train_views, config.test_views):
         return
     if resume:  # the schedule the run started with, not one drawn again from today's clips
         saved = saved_settings(run)
-        config.epochs = config.epochs or saved.get("epochs")
-        config.batch_size = config.batch_size or saved.get("batch_size")
+        for name in ("epochs", "batch_size", "train_views", "test_views"):
+            if getattr(config, name) is None:
+                setattr(config, name, saved.get(name))
     config.resolve_schedule(clips)
     epochs, batch_size = resolved(config.epochs, "epochs"), resolved(config.batch_size, "batch_size")
     console.print(f"{epochs} epochs of batches of {batch_size} "
-                  f"({steps_per_epoch(clips, batch_size) * epochs} optimiser steps)")
+                  f"({steps_per_epoch(clips, batch_size) * epochs} optimiser steps); {config.train_views} "
+                  f"view(s) cached per training clip, {config.test_views} averaged per validation clip")
 
 
 def _epochs(state: TrainState, run: RunDir, train_side: Side, val_side: Side, config: TrainConfig, console: Console,
