@@ -41,13 +41,14 @@ def test_the_benchmark_reports_ratios_side_by_side(model_path: Path, tmp_path: P
     assert set(measured["seconds"]) == {"sequential_decode", "answer", "answer_grid_2x2", "answer_decoding_from_start",
                                         "answer_floor",
                                         "clip_network", "clip_read", "timeline", "timeline_encode", "timeline_floor",
-                                        "timeline_cores_allow"}
+                                        "timeline_cores_allow", "answer_beside_explained", "explained_answer"}
     assert set(measured["cpu_seconds"]) == {"clip_network", "clip_network_sharing_cores", "clip_read",
                                             "timeline_one_thread"}
     assert set(measured["ratios"]) == {"answer / sequential decode", "answer / answer floor",
                                        "answer decoding from start / answer", "2 x 2 grid answer / answer",
                                        "timeline / timeline floor",
-                                       "timeline / the larger of decode and encoder", "timeline / what the cores allow"}
+                                       "timeline / the larger of decode and encoder", "timeline / what the cores allow",
+                                       "explained answer / answer"}
     assert all(value > 0 for value in measured["ratios"].values())
     assert "cores" in report["machine"]
     rows = {row["what"]: row for row in report["speed_table"]}
@@ -55,7 +56,8 @@ def test_the_benchmark_reports_ratios_side_by_side(model_path: Path, tmp_path: P
             "its 2 x 2 grid's answers (4 cells and the whole)", "the same answer over HTTP, one client",
             "HTTP, 8 clients", "HTTP, 8 clients, against the cores", "predict over a folder of 2 videos",
             "predict over a folder of 2 videos, against the cores", "timeline of clip.mp4",
-            "timeline of clip.mp4, against the cores", "one answer on clip.mp4"} == set(rows)
+            "timeline of clip.mp4, against the cores", "one answer on clip.mp4",
+            "one answer explained (--explain)"} == set(rows)
     assert all(row["ratio"] > 0 for row in rows.values() if row["ratio"] is not None)
     assert report["http"]["1"]["statuses"] == {"200": 6} and report["folder"]["answered"] == 2
 

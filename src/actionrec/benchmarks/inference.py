@@ -6,7 +6,9 @@ For each video, against the same file and model:
   was given before (decoding from the start up to the last sampled frame), and its floor
   (reading the sampled frames alone, plus the model alone on them);
 - the whole-video timeline, and its floor (one sequential decode plus the encoder alone on the
-  sampled frames).
+  sampled frames);
+- the answer with its explanation (`predict --explain`) against the plain answer, runs of the two
+  interleaved, where the model file can explain.
 Work that runs at once cannot end sooner than its CPU seconds over the cores: "what the cores
 allow" is the larger of a wall-clock floor and that (the work done on one thread, its CPU time).
 With `server`, a real `actionrec serve` answers a timeline request for each video while its
@@ -37,6 +39,19 @@ from actionrec.video import probe, stream_prediction_frames
 from actionrec.video.decode import DecodeOutcome, read_frames
 from actionrec.video.probe import VideoProbe
 from actionrec.video.spec import frames_at, sample_indices
+
+
+def _side_by_side(first: Callable[[], object], second: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall-clock seconds of `first` and of `second`, their runs interleaved (a busy moment of a
+    shared machine falls on both alike)."""
+    firsts: list[float] = []
+    seconds: list[float] = []
+    for _ in range(repeats):
+        for work, times in ((first, firsts), (second, seconds)):
+            started = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - started)
+    return statistics.median(firsts), statistics.median(seconds)
 
 
 def _median_seconds(work: Callable[[], object], repeats: int) -> float:
@@ -128,6 +143,9 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
     seconds["clip_read"], cpu["clip_read"] = _median_wall_and_cpu(lambda: read(clip, True), repeats)
     seconds["answer_floor"] = seconds["clip_read"] + seconds["clip_network"]
     result["cores"] = usable_cores()
+    recognizer.predict(path, explain=True)  # the first run makes the frame maps' session
+    seconds["answer_beside_explained"], seconds["explained_answer"] = _side_by_side(
+        lambda: recognizer.predict(path), lambda: recognizer.predict(path, explain=True), max(5, repeats))
 
     if len(recognizer.timeline.sample_times(video.info.duration_s)):
         _time_timeline(recognizer, path, video, read, result, repeats)
@@ -136,6 +154,7 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
         "answer / answer floor": seconds["answer"] / seconds["answer_floor"],
         "answer decoding from start / answer": seconds["answer_decoding_from_start"] / seconds["answer"],
         "2 x 2 grid answer / answer": seconds["answer_grid_2x2"] / seconds["answer"],
+        "explained answer / answer": seconds["explained_answer"] / seconds["answer_beside_explained"],
     }
     if "timeline" in seconds:
         result["ratios"]["timeline / timeline floor"] = seconds["timeline"] / seconds["timeline_floor"]
@@ -240,6 +259,11 @@ def speed_table(results: dict) -> list[SpeedRow]:
     rows.append({"what": "its 2 x 2 grid's answers (4 cells and the whole)",
                  "figure": f"{short['seconds']['answer_grid_2x2'] * 1000:.0f} ms",
                  "ratio": short["seconds"]["answer_grid_2x2"] / answer_s, "of": "one answer", "target": ("<=", 4.5)})
+    explained = short["seconds"].get("explained_answer")
+    if explained is not None:
+        rows.append({"what": "one answer explained (--explain)", "figure": f"{explained * 1000:.0f} ms",
+                     "ratio": explained / short["seconds"]["answer_beside_explained"],
+                     "of": "the plain answer beside it", "target": ("<=", 1.5)})
     http = results.get("http")
     if http:
         one, many = http[min(http)], http[max(http)]

@@ -133,6 +133,24 @@ def _print_result(result) -> None:
                           f"({segment.confidence:.0%})")
     for warning in prediction.warnings:
         console.print(f"    [yellow]warning:[/yellow] {escape(warning)}")
+    if prediction.explanation is not None:
+        _print_explanation(prediction.explanation)
+
+
+def _print_explanation(explanation) -> None:
+    """The explanation's short line, then its moments as bars (removing one lowers the answer where
+    its weight is positive), and what its warning codes mean."""
+    from actionrec.runtime.explain import WARNINGS
+
+    console.print(f"    why: {escape(explanation.summary or 'no moments to weigh')}")
+    largest = max((abs(moment.weight) for moment in explanation.moments), default=0.0) or 1.0
+    for moment in explanation.moments:
+        bar = "#" * round(10 * abs(moment.weight) / largest)
+        effect = "lowers" if moment.weight > 0 else "raises" if moment.weight < 0 else "does not change"
+        console.print(f"    {moment.time_s:7.2f} s  {moment.weight:+9.4f} {bar:<10} (without it: "
+                      f"{moment.probability_without:.1%}, removing it {effect} the answer)")
+    for code in explanation.warnings:
+        console.print(f"    [yellow]explanation: {code}[/yellow]: {escape(WARNINGS.get(code, ''))}")
 
 
 def predict(
@@ -165,11 +183,16 @@ def predict(
                                        "grid:CxR (e.g. grid:2x2), boxes x,y,w,h;... in pixels or fractions of the "
                                        "frame, people (the people extra), or detector:PATH.onnx (a YOLO-layout "
                                        "person detector). See docs/regions.md."),
+    explain: bool = typer.Option(False, "--explain", help="Also say why: the weight of each sampled moment and "
+                                 "where in the picture the evidence lies (--json: `explanation`)."),
+    explain_out: Path | None = typer.Option(None, "--explain-out", help="With --explain, also draw each video's "
+                                            "explanation into this folder (PNG): its moments as a strip, and "
+                                            "its strongest frame with the map laid over it."),
 ) -> None:
     """Say which action each video shows. Exit code 0: all answered; 1: some could not be read; 2: a
     wrong command line; 3: nothing could run (the model)."""
-    videos = _videos(sources, ray, segments)
-    spec = _region_spec(regions, ray, segments)
+    videos = _videos(sources, ray, segments, explain, explain_out)
+    spec = _region_spec(regions, ray, segments, explain)
     try:
         recognizer = _load_chosen(model, precision, threads)
     except ActionrecError as exc:
@@ -187,14 +210,15 @@ def predict(
         if ray:
             return _ray_answers(recognizer, videos, ray_address, top_k, ray_actors, ray_gpus, threads)
         return recognizer.predict_many(videos, workers=workers, top_k=top_k, segments=segments, timeout_s=timeout_s,
-                                       regions=spec)
+                                       regions=spec, explain=explain)
 
-    failures = _write_answers(answers, len(videos), out, output)
-    _summarise(failures, len(videos), skipped, output)
+    failures = _write_answers(answers, len(videos), out, output, explain_out)
+    _summarize(failures, len(videos), skipped, output)
 
 
-def _summarise(failures: Counter, tried: int, skipped: int, output: Path | None) -> None:
-    """How many videos were answered, failed (by reason) and skipped, on stderr; exit code 1 after failures."""
+def _summarize(failures: Counter, tried: int, skipped: int, output: Path | None) -> None:
+    """How many were answered, failed (by reason) and skipped, on stderr where there were several;
+    exit code 1 where any failed."""
     answered_now = tried - sum(failures.values())
     summary = f"{answered_now} answered, {sum(failures.values())} failed"
     if failures:
@@ -207,10 +231,12 @@ def _summarise(failures: Counter, tried: int, skipped: int, output: Path | None)
         raise typer.Exit(1)
 
 
-def _region_spec(regions: str | None, ray: bool, segments: bool) -> RegionSpec | None:
+def _region_spec(regions: str | None, ray: bool, segments: bool, explain: bool) -> RegionSpec | None:
     """--regions parsed, or a usage error saying what is wrong with it."""
     if regions is None:
         return None
+    if explain:
+        fail("--explain explains the whole video's answer, not regions: use one or the other.", EXIT_USAGE)
     if ray:
         fail("--regions is not available with --ray yet: predict regions locally.", EXIT_USAGE)
     try:
@@ -232,8 +258,13 @@ def _load_detector(recognizer: Recognizer, spec: RegionSpec | None) -> None:
             fail(str(exc), EXIT_USAGE)
 
 
-def _videos(sources: list[str], ray: bool, segments: bool) -> list[Path | str]:
+def _videos(sources: list[str], ray: bool, segments: bool, explain: bool = False,
+            explain_out: Path | None = None) -> list[Path | str]:
     """The videos SOURCES name (local ones expanded, object-store URIs listed), or a usage error."""
+    if explain_out is not None and not explain:
+        fail("--explain-out draws explanations: add --explain.", EXIT_USAGE)
+    if explain and ray:
+        fail("--explain is not available with --ray yet: explain answers locally.", EXIT_USAGE)
     remote = [source for source in sources if "://" in source]
     if remote and not ray:
         fail(f"{remote[0]}: URIs are read by Ray; add --ray.", EXIT_USAGE)
@@ -247,7 +278,7 @@ def _videos(sources: list[str], ray: bool, segments: bool) -> list[Path | str]:
 
 
 def _write_answers(answers: Callable[[], Iterable[BatchResult]], count: int, out: _Output,
-                   output: Path | None) -> Counter:
+                   output: Path | None, explain_out: Path | None = None) -> Counter:
     """Each answer to stdout and the results file as it comes, under a progress bar on a terminal;
     returns the failures by reason. Ctrl-C keeps what was written."""
     failures: Counter = Counter()
@@ -260,6 +291,8 @@ def _write_answers(answers: Callable[[], Iterable[BatchResult]], count: int, out
             task = progress.add_task("videos", total=count)
         for result in answers():
             out.write(result, progress)
+            if explain_out is not None and result.prediction is not None:
+                _draw(result, explain_out)
             if result.prediction is None:
                 failures[result.reason] += 1
             if progress is not None:
@@ -272,6 +305,20 @@ def _write_answers(answers: Callable[[], Iterable[BatchResult]], count: int, out
             progress.stop()
         out.close()
     return failures
+
+
+def _draw(result: BatchResult, folder: Path) -> None:
+    """The result's explanation drawn into `folder` (`actionrec.runtime.explain_pictures`); where it
+    cannot be, why, on stderr: the answer stands."""
+    from actionrec.runtime.explain_pictures import draw_explanation
+
+    assert result.prediction is not None
+    try:
+        for path in draw_explanation(result.path, result.prediction, folder):
+            err_console.print(f"[dim]{escape(str(path))}[/dim]")
+    except Exception as exc:  # the video read again, a full disk: the answer stands, said either way
+        err_console.print(f"[yellow]{escape(str(result.path))}: cannot draw its explanation "
+                          f"({escape(type(exc).__name__)}: {escape(str(exc))})[/yellow]")
 
 
 def watch(

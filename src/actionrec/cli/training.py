@@ -139,13 +139,17 @@ def evaluate(
                                           "errors (model files)."),
     seed_timelines: int = typer.Option(0, help="Which clips the timelines join.", hidden=True),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (model files)."),
+    explain: bool = typer.Option(False, "--explain", help="Also measure how faithful explanations are: deletion on "
+                                 "the validation clips; with --unknown, pointing (2 x 2 mosaics) and splicing "
+                                 "(model files; see docs/explain.md)."),
+    explain_count: int = typer.Option(24, help="--explain: how many mosaics and how many spliced videos.", min=1),
 ) -> None:
     """Top-1/top-5, mean class accuracy, confusion; for a run writes metrics.json and report.html."""
     from actionrec.modelfile.hub import is_hub_name
 
     if target.suffix == ".onnx" or is_hub_name(target):
         _evaluate_model_files([target, *compare], data_dir or data, dataset, split, val_fraction, seed, limit, as_json,
-                              unknown, timelines, seed_timelines)
+                              unknown, timelines, seed_timelines, explain_count if explain else 0)
         return
     needs_training_extra()
     from actionrec.training.run_evaluation import evaluate_run
@@ -171,7 +175,8 @@ def evaluate(
 
 def _evaluate_model_files(models: list[Path], data_dir: Path | None, dataset: str, split: int,
                           val_fraction: float, seed: int, limit: int | None, as_json: bool,
-                          unknown: Sequence[Path] = (), timelines: int = 0, seed_timelines: int = 0) -> None:
+                          unknown: Sequence[Path] = (), timelines: int = 0, seed_timelines: int = 0,
+                          explain_count: int = 0) -> None:
     """Torch-free: model files through ONNX Runtime on the dataset's validation clips."""
     import json
 
@@ -179,7 +184,7 @@ def _evaluate_model_files(models: list[Path], data_dir: Path | None, dataset: st
         fail("DATA_DIR is needed to evaluate a model file: the dataset whose validation clips to use.", EXIT_USAGE)
     try:
         results = _measure_model_files(models, data_dir, dataset, split, val_fraction, seed, limit, unknown,
-                                       timelines, seed_timelines)
+                                       timelines, seed_timelines, explain_count)
     except (ActionrecError, ValueError, OSError) as exc:
         fail(str(exc))
     if as_json:
@@ -191,7 +196,8 @@ def _evaluate_model_files(models: list[Path], data_dir: Path | None, dataset: st
 
 
 def _measure_model_files(models: list[Path], data_dir: Path, dataset: str, split: int, val_fraction: float, seed: int,
-                         limit: int | None, unknown: Sequence[Path], timelines: int, seed_timelines: int) -> dict:
+                         limit: int | None, unknown: Sequence[Path], timelines: int, seed_timelines: int,
+                         explain_count: int = 0) -> dict:
     import tempfile
 
     from rich.progress import Progress
@@ -228,6 +234,12 @@ def _measure_model_files(models: list[Path], data_dir: Path, dataset: str, split
                 entry["timelines"] = joined_timelines(
                     recognizer, clips, Path(folder), count=timelines, seed=seed_timelines,
                     progress=lambda done, total: progress.update(task, completed=done, total=total))
+    if explain_count:
+        from actionrec.cli.explaining import measure_explanations
+
+        others = expand([str(path) for path in unknown]) if unknown else []
+        for recognizer, entry in zip(recognizers, results["models"]):
+            entry["explanations"] = measure_explanations(recognizer, clips, others, explain_count)
     return results
 
 
@@ -248,6 +260,12 @@ def _print_unknown_and_timelines(entry: dict) -> None:
                           f"video {_share(t['worst_video_time_right'])}); boundaries off by "
                           f"{t['boundary_error_median_s']} s (median), {t['boundary_error_max_s']} s at most, "
                           f"{_share(t['boundaries_within_0.5s'])} within 0.5 s")
+
+
+    if "explanations" in entry:
+        from actionrec.cli.explaining import print_explanations
+
+        print_explanations(entry["model"], entry["explanations"])
 
 
 def _share(value: float | None) -> str:

@@ -32,6 +32,9 @@ CARD_FORMAT = 3  # 2: the graph also runs its two halves apart (FEATURES_*, WIND
 INPUT_NAME, OUTPUT_NAME = "frames", "probabilities"
 # Format 2 graphs: frames -> FEATURES_OUTPUT (per frame), and the head alone: FEATURES_INPUT -> WINDOW_OUTPUT.
 FEATURES_INPUT, FEATURES_OUTPUT, WINDOW_OUTPUT = "features", "frame_features", "window_probabilities"
+# Files exported since actionrec 0.4 also give each frame's last feature map before pooling, channels last:
+# (batch, time, rows, cols, features); its mean over the cells is FEATURES_OUTPUT. Explanations read it.
+MAPS_OUTPUT = "frame_maps"
 
 
 @dataclass(frozen=True)

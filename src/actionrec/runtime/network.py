@@ -7,7 +7,9 @@ per-frame features, the `Head` reads windows of features and gives each window's
 A prediction, a timeline, live recognition, Ray actors, evaluation and teaching all use the halves;
 nothing runs the whole graph to get one of them. Files exported before the split (card format 1,
 before actionrec 0.2) are refused when their card is read (`actionrec.modelfile.card`): they are to
-be exported again.
+be exported again. Files exported since actionrec 0.4 also name each frame's feature map before
+pooling (`frame_maps`): a third cut, `MapEncoder`, which explanations read (`actionrec.runtime.explain`);
+older files load as they did, without it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from actionrec.modelfile.card import (
     FEATURES_INPUT,
     FEATURES_OUTPUT,
     INPUT_NAME,
+    MAPS_OUTPUT,
     WINDOW_OUTPUT,
     ModelCard,
     card_of_file,
@@ -166,6 +169,28 @@ class Head:
         _release(self.session, self.output, {self.input: np.zeros((1, *self.window_shape), np.float32)})
 
 
+class MapEncoder:
+    """Frames -> each frame's last feature map before pooling: `maps(frames)` with (n, S, S, 3) uint8
+    frames gives (n, rows, cols, F) float32, whose mean over the rows and columns is what `Encoder`
+    gives. Its session is made at first use (only explanations use it), from the graph cut at load."""
+
+    def __init__(self, graph: bytes, source: Path, threads: int | None, providers: list[str]) -> None:
+        self._graph, self._source, self._threads, self._providers = graph, source, threads, providers
+        self._session: ort.InferenceSession | None = None
+        self._making = threading.Lock()
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return self.session.run([MAPS_OUTPUT], {INPUT_NAME: np.ascontiguousarray(frames[None])})[0][0]
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        with self._making:
+            if self._session is None:
+                self._session = open_session(self._graph, self._source, session_options(self._threads),
+                                             self._providers)
+            return self._session
+
+
 @dataclass
 class Network:
     """A model file loaded in its two halves, with the card it carries."""
@@ -175,6 +200,7 @@ class Network:
     card: ModelCard
     path: Path
     device: str  # "cuda" when the sessions run on the CUDA provider, else "cpu"
+    maps: MapEncoder | None = None  # None for files exported before frame maps (or taught on one)
 
     def classify(self, clips: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """(N, T, S, S, 3) uint8 clips -> (N, classes) probabilities: both halves."""
@@ -217,7 +243,9 @@ def _load(path: Path, threads: int | None, providers: list[str], card: ModelCard
     encoder = Encoder(encoder_session, card.image_size, _narrow_encoder(encoder_graph, path, threads, providers))
     head = Head(head_session, (card.num_frames, card.num_features))
     on_gpu = "CUDAExecutionProvider" in (encoder.session.get_providers()[0], head.session.get_providers()[0])
-    return Network(encoder, head, card, path, "cuda" if on_gpu else "cpu")
+    maps_graph = map_graph(model_bytes)
+    maps = None if maps_graph is None else MapEncoder(maps_graph, path, threads, providers)
+    return Network(encoder, head, card, path, "cuda" if on_gpu else "cpu", maps)
 
 
 def check_halves(encoder: ort.InferenceSession, head: ort.InferenceSession, card: ModelCard, path: Path) -> None:
@@ -279,3 +307,14 @@ def split_graph(model_bytes: bytes, source: Path) -> tuple[bytes, bytes]:
     except graph_split.CannotSplit as exc:
         raise ModelFileError(f"{source}: cannot read this file as a model in two halves ({exc}). "
                              "Export it again with `actionrec export RUN_DIR`.") from None
+
+
+def map_graph(model_bytes: bytes) -> bytes | None:
+    """The graph from frames to each frame's feature map, where the file names one (`frame_maps`,
+    exported since actionrec 0.4) and it can be cut there; else None (the file still answers)."""
+    try:
+        if MAPS_OUTPUT not in graph_split.names(model_bytes)[1]:
+            return None
+        return graph_split.cut(model_bytes, INPUT_NAME, MAPS_OUTPUT)
+    except graph_split.CannotSplit:
+        return None

@@ -13,8 +13,9 @@ from typing import Protocol
 import numpy as np
 
 from actionrec.errors import UndecodableVideoError
-from actionrec.runtime.answer import Prediction, ScoredAction, UnknownCheck, VideoFacts
-from actionrec.runtime.network import Encoder
+from actionrec.runtime.answer import Explanation, Prediction, ScoredAction, UnknownCheck, VideoFacts
+from actionrec.runtime.explain import explain_clip
+from actionrec.runtime.network import Encoder, MapEncoder
 from actionrec.runtime.segments import SampleEvidence, Segment
 from actionrec.video import ClipSpec, Timeline
 from actionrec.video.stream import FrameChunk, FramePlan, FramesDone
@@ -47,11 +48,18 @@ class Stages(Protocol):
 
 class PredictionBuilder:
     """Turns streamed frames into a prediction: encodes each frame once, classifies each timeline
-    window as soon as its last sample is in, and keeps only what later windows still need."""
+    window as soon as its last sample is in, and keeps only what later windows still need. With
+    `explain`, the clip's frames are encoded to their feature maps where `maps` is given (pooled, they
+    are the features the answer reads), and the answer carries its explanation."""
 
-    def __init__(self, stages: Stages, plan: FramePlan) -> None:
+    def __init__(self, stages: Stages, plan: FramePlan, *, explain: bool = False,
+                 maps: MapEncoder | None = None, features: int | None = None) -> None:
         self.stages = stages
         self.plan = plan
+        self.explain = explain
+        self.maps = maps if explain else None
+        self.features = features  # the width of a frame's features, which a map's cells must have
+        self.clip_maps: dict[int, np.ndarray] = {}  # frame index -> its feature map, with `maps`
         self.timeline = bool(plan.windows)
         # frame index -> its frame (or features), None until it comes
         self.clip: dict[int, np.ndarray | None] = {int(i): None for i in plan.clip}
@@ -73,7 +81,7 @@ class PredictionBuilder:
     def add(self, chunk: FrameChunk) -> None:
         started = time.perf_counter()
         self.encoded_alongside = self._waiting_on_decoder(started)
-        units = self.stages.encode(chunk.frames, alongside_decoding=self.encoded_alongside)
+        units = self._encode(chunk)
         self.encode_s = time.perf_counter() - started
         framed: list[int] = []  # rows of `units` that timeline samples show
         for row, (index, unit) in enumerate(zip(chunk.indices.tolist(), units)):
@@ -95,6 +103,38 @@ class PredictionBuilder:
         self.added_at = time.perf_counter()
         self.inference_s += self.added_at - started
 
+    def _encode(self, chunk: FrameChunk) -> np.ndarray:
+        """The chunk's frames encoded; with frame maps to explain by, the clip's frames through the maps,
+        pooled by their mean (one encode for a clip; a timeline's other frames as ever)."""
+        rows = [row for row, index in enumerate(chunk.indices.tolist()) if index in self.clip] \
+            if self.maps is not None else []
+        maps = self._maps(chunk.frames[rows]) if rows and self.maps is not None else None
+        if maps is None:
+            return self.stages.encode(chunk.frames, alongside_decoding=self.encoded_alongside)
+        pooled = maps.mean(axis=(1, 2), dtype=np.float32)
+        if len(rows) == len(chunk.indices):
+            units = pooled
+        else:
+            units = self.stages.encode(chunk.frames, alongside_decoding=self.encoded_alongside)
+            units[rows] = pooled
+        for row, frame_map in zip(rows, maps):
+            self.clip_maps[int(chunk.indices[row])] = frame_map
+        return units
+
+    def _maps(self, frames: np.ndarray) -> np.ndarray | None:
+        """The frames' feature maps, or None (and no more maps for this prediction: it explains its
+        moments only, `no_map`) where the file's map cannot be run or is not (n, rows, cols, features)."""
+        assert self.maps is not None
+        try:
+            maps = self.maps(frames)
+        except Exception:  # a file from a stranger whose map part does not run: the answer still comes
+            maps = None
+        if maps is None or maps.ndim != 4 or len(maps) != len(frames) or 0 in maps.shape[1:3] \
+                or (self.features is not None and maps.shape[3] != self.features):
+            self.maps, self.clip_maps = None, {}
+            return None
+        return maps
+
     def _waiting_on_decoder(self, now: float) -> bool:
         """Whether this timeline's chunk came late, the decoder (still reading the next) being the
         slower stage: then the encoder keeps to its share of the cores without holding anything up
@@ -108,6 +148,7 @@ class PredictionBuilder:
 
     def replan(self, clip: np.ndarray) -> None:
         self.clip = {int(i): None for i in clip}
+        self.clip_maps = {}
         self.plan = replace(self.plan, clip=clip)
 
     def _classify_windows(self, final: bool) -> None:
@@ -133,13 +174,26 @@ class PredictionBuilder:
         if len(units) < len(clip):
             raise UndecodableVideoError("the video's frames stopped before the end of the reading")
         stacked = np.stack(units)
-        top, check = self.stages.rank(self.stages.head(stacked[None])[0], top_k, stacked)
+        probs = self.stages.head(stacked[None])[0]
+        top, check = self.stages.rank(probs, top_k, stacked)
         segments = self._segments(done, top[0])
+        video = VideoFacts.read(done.info, self.plan.clip, done.clip_times)
+        explanation = self._explanation(stacked, probs, video) if self.explain else None
         self.inference_s += time.perf_counter() - started
         return Prediction.ranked(
-            top, check, VideoFacts.read(done.info, self.plan.clip, done.clip_times),
+            top, check, video,
             timings_ms={"decode": round(done.decode_ms, 1), "inference": round(self.inference_s * 1000, 1)},
-            warnings=done.warnings, segments=segments)
+            warnings=done.warnings, segments=segments, explanation=explanation)
+
+    def _explanation(self, features: np.ndarray, probs: np.ndarray, video: VideoFacts) -> Explanation:
+        """Why the clip's answer is its best action (`actionrec.runtime.explain`)."""
+        answer = int(np.argmax(probs))
+        frames = [int(i) for i in self.plan.clip]
+        maps = None
+        if self.maps is not None and all(i in self.clip_maps for i in frames):
+            maps = np.stack([self.clip_maps[i] for i in frames])
+        return explain_clip(self.stages.head, features, maps, answer, self.stages.labels[answer], frames,
+                            video.frame_times_s, (video.width, video.height))
 
     def _segments(self, done: FramesDone, best: ScoredAction) -> list[Segment] | None:
         """The timeline, from the windows classified; None when none was asked for."""

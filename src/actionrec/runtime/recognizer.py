@@ -154,19 +154,25 @@ class Recognizer:
     # -- predictions --------------------------------------------------------------------------
 
     def predict(self, source: VideoSource, *, top_k: int = 5, segments: bool = False,
-                regions: str | RegionSpec | None = None) -> Prediction:
+                regions: str | RegionSpec | None = None, explain: bool = False) -> Prediction:
         """Which action `source` (a path, bytes or a binary file) shows, and with `segments`, where in
         the video each action happens. With `regions` (a SPEC such as "grid:2x2", "people", or
         its `parse_regions`), also what each region shows: `prediction.regions` (see
-        `actionrec.runtime.regions`). Raises `VideoError` for bad videos, `RegionsError` for a
-        SPEC that cannot be used (before reading the video)."""
+        `actionrec.runtime.regions`). With `explain`, why: `Prediction.explanation`, the weight of
+        each sampled moment and a map of where in the picture the evidence lies
+        (`actionrec.runtime.explain`; for the whole video, so not with `regions`). Raises
+        `VideoError` for bad videos, `RegionsError` for a SPEC that cannot be used (before reading
+        the video)."""
         if regions is not None:
             spec = parse_regions(regions) if isinstance(regions, str) else regions
+            if explain:
+                raise RegionsError("an explanation is made for the whole video's answer, not for regions: ask for "
+                                   "one or the other.")
             if segments:
                 return self._region_timelines(source, spec, top_k)
             return predict_regions(self, source, spec, self.detector(spec), top_k=top_k, limits=self.limits)
         messages = stream_prediction_frames(source, self.spec, self.limits, self.timeline if segments else None)
-        return self.predict_stream(read_ahead(messages), top_k=top_k)
+        return self.predict_stream(read_ahead(messages), top_k=top_k, explain=explain)
 
     def _region_timelines(self, source: VideoSource, spec: RegionSpec, top_k: int) -> Prediction:
         """A timeline for the whole video and for each cell or zone (`answer_region_stream`)."""
@@ -192,7 +198,7 @@ class Recognizer:
 
     def predict_many(self, paths: Iterable[str | os.PathLike], *, workers: int | None = None, top_k: int = 5,
                      segments: bool = False, timeout_s: float | None = 300.0,
-                     regions: str | RegionSpec | None = None) -> Iterator[BatchResult]:
+                     regions: str | RegionSpec | None = None, explain: bool = False) -> Iterator[BatchResult]:
         """Predict many videos, yielding a `BatchResult` for each as it is done (not in order).
 
         With `workers` > 1 (default: one per core), videos are read in that many worker processes,
@@ -203,25 +209,32 @@ class Recognizer:
         """
         spec = parse_regions(regions) if isinstance(regions, str) else regions
         if spec is not None:
+            if explain:
+                raise RegionsError("an explanation is made for the whole video's answer, not for regions: ask for "
+                                   "one or the other.")
             self.detector(spec)
         return predict_paths(self, paths, workers=workers, top_k=top_k, segments=segments, timeout_s=timeout_s,
-                             regions=spec)
+                             regions=spec, explain=explain)
 
-    def predict_stream(self, messages: Iterable[PredictionMessage], *, top_k: int = 5) -> Prediction:
-        """A prediction from the messages of `stream_prediction_frames`, consumed as they come."""
+    def predict_stream(self, messages: Iterable[PredictionMessage], *, top_k: int = 5,
+                       explain: bool = False) -> Prediction:
+        """A prediction from the messages of `stream_prediction_frames`, consumed as they come; with
+        `explain`, why (see `predict`)."""
         started = time.perf_counter()
-        builder, done = self.read_stream(messages)
+        builder, done = self.read_stream(messages, explain=explain)
         prediction = builder.finish(done, top_k)
         prediction.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 1)
         return prediction
 
-    def read_stream(self, messages: Iterable[PredictionMessage]) -> tuple[PredictionBuilder, FramesDone]:
+    def read_stream(self, messages: Iterable[PredictionMessage], *, explain: bool = False
+                    ) -> tuple[PredictionBuilder, FramesDone]:
         """Encode the streamed frames and classify their windows, up to the last message: what
         `finish` turns into a prediction (evaluation also reads the window probabilities)."""
         builder: PredictionBuilder | None = None
         for message in messages:
             if isinstance(message, FramePlan):
-                builder = PredictionBuilder(self, message)
+                builder = PredictionBuilder(self, message, explain=explain, maps=self.network.maps,
+                                            features=self.card.num_features)
             elif builder is None:
                 raise ValueError(f"expected a FramePlan first, got {type(message).__name__}")
             elif isinstance(message, FrameChunk):

@@ -102,6 +102,11 @@ def markdown() -> str:
               "`{\"code\", \"text\"}`, `code` `unsure` (the answer is `uncertain`: the video may show none of "
               "the model's actions) or `decoding` (reading the video met a problem, such as a stream that broke "
               "part way).",
+              "- `explanation` in an answer of `POST /v1/predictions?explain=true` (else null): `moments` (one per "
+              "sampled moment in time order, `time_s` and `weight`: larger is more evidence for the answer, "
+              "negative is evidence against), `map` (`rows`, `cols`, `weights[row][col]` over the whole frame "
+              "as shown) and `warnings` codes: `no_map` (the model file has no frame maps: `map` is null), "
+              "`few_moments`, `one_moment` ([Explanations](explain.md)).",
               "- `video_extensions` in `GET /v1/model`: the file extensions the server takes for a video by its "
               "name (where it searches folders; the web page checks a file that has no type by it). Uploads are "
               "judged by their content whatever their name.", "",

@@ -64,14 +64,15 @@ router = APIRouter()
 
 
 async def _predict(request: Request, service: PredictionService, *, top_k: int, segments: bool,
-                   allow_multipart: bool = False, regions: RegionSpec | None = None
+                   allow_multipart: bool = False, regions: RegionSpec | None = None, explain: bool = False
                    ) -> tuple[Prediction, Recognizer, float]:
     """One upload through decode and inference; returns the prediction, the recognizer that made it
     and the total milliseconds."""
     started = time.perf_counter()
     async with service.received_upload(request, service.settings.max_upload_bytes, allow_multipart) as video:
         async with service.slot():  # taken once the body is in
-            prediction, recognizer = await service.predict(video, top_k=top_k, segments=segments, regions=regions)
+            prediction, recognizer = await service.predict(video, top_k=top_k, segments=segments, regions=regions,
+                                                           explain=explain)
     return prediction, recognizer, (time.perf_counter() - started) * 1000
 
 
@@ -103,11 +104,15 @@ async def predict_v1(
     regions: str | None = Query(None, max_length=1000, description="Also answer for each region: `grid:CxR`, "
                                 "boxes `x,y,w,h;...` (pixels, or fractions of the frame) or `people`; at most "
                                 "`--max-regions`. With `segments`, grids and zones get a timeline each."),
+    explain: bool = Query(False, description="Also say why: `explanation`, the weight of each sampled moment and "
+                                             "a map of where in the picture the evidence lies (not with `regions`)."),
 ) -> DetailedAnswer | JSONResponse:
     spec = None if regions is None else checked_regions(regions, segments, service.settings.max_regions)
+    if spec is not None and explain:
+        raise RegionsError("explain explains the whole video's answer, not regions: ask for one or the other.")
     try:
         prediction, recognizer, total_ms = await _predict(request, service, top_k=top_k, segments=segments,
-                                                          allow_multipart=True, regions=spec)
+                                                          allow_multipart=True, regions=spec, explain=explain)
     except VideoError as exc:  # the answer it gets on every route, plus `problem`
         return video_problem_answer(exc, UPLOAD_NAME)
     return DetailedAnswer.from_prediction(prediction, ModelRef(name=recognizer.name, version=recognizer.version),

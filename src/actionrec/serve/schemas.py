@@ -1,6 +1,7 @@
 """The API's answers as pydantic models, each made from a prediction in one place (`from_prediction`),
 the body every error has, and how raw-body requests and errors are documented. The answer's parts
-(scored actions, segments, video facts, the unknown check) are the prediction's own typed values."""
+(scored actions, segments, video facts, the unknown check, the explanation) are the prediction's own typed
+values."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from actionrec.errors import VideoError
 from actionrec.modelfile.unknown import UnknownCheck, unsure_warning
-from actionrec.runtime.answer import Prediction, RegionAnswer, ScoredAction, VideoFacts
+from actionrec.runtime.answer import Explanation, Prediction, RegionAnswer, ScoredAction, VideoFacts
 from actionrec.runtime.segments import Segment
 
 RETRY_AFTER_S = 2
@@ -56,6 +57,10 @@ class DetailedAnswer(Answer):
     warnings: list[str]
     warning_details: list[WarningDetail] = Field(default_factory=list,
                                                  description="`warnings` in the same order, each with its code.")
+    explanation: Explanation | None = Field(None, description="With `explain=true`: why the answer is `action`. "
+                                            "`moments` (time_s, weight: larger = more evidence, negative = against) "
+                                            "and `map` (rows x cols weights over the whole frame as shown), or "
+                                            "`map` null and the warning code `no_map` for files without frame maps.")
 
     @classmethod
     def from_prediction(  # type: ignore[override]  # the detailed answer also needs the request's model and time

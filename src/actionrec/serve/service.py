@@ -151,7 +151,7 @@ class PredictionService:
             log.exception("could not give back the model's working memory")
 
     async def predict(self, video: Path, *, top_k: int, segments: bool,
-                      regions: RegionSpec | None = None) -> tuple[Prediction, Recognizer]:
+                      regions: RegionSpec | None = None, explain: bool = False) -> tuple[Prediction, Recognizer]:
         """Predict from an uploaded video file (which stays for the caller to delete); with the
         prediction, the recognizer that made it (the served model may be switched meanwhile). With
         `regions`, the worker decodes, crops (and finds people) and this process answers each region."""
@@ -171,7 +171,7 @@ class PredictionService:
                 if regions is not None:
                     return answer_regions(recognizer, next(iter(messages)), regions, top_k,
                                           max_tracks=self.settings.max_regions)
-                return recognizer.predict_stream(messages, top_k=top_k)
+                return recognizer.predict_stream(messages, top_k=top_k, explain=explain)
             except ActionrecError:
                 raise
             except Exception as exc:  # the model failed, not the upload: a server error, logged in full

@@ -16,6 +16,7 @@ from actionrec.modelfile.card import (
     FEATURES_INPUT,
     FEATURES_OUTPUT,
     INPUT_NAME,
+    MAPS_OUTPUT,
     OUTPUT_NAME,
     WINDOW_OUTPUT,
     ModelCard,
@@ -55,9 +56,10 @@ def write_taught_graph(base_path: Path, head: LinearHead, card: ModelCard, out: 
 
 
 def _encoder_nodes(graph) -> list:
-    """The nodes of `graph` that the frame features are computed from, in the graph's order."""
+    """The nodes of `graph` that the frame features (and, where the base gives them, its frame maps,
+    which explanations read) are computed from, in the graph's order."""
     producers = {output: node for node in graph.node for output in node.output}
-    needed, stack = set(), [FEATURES_OUTPUT]
+    needed, stack = set(), [FEATURES_OUTPUT, MAPS_OUTPUT]
     while stack:
         name = stack.pop()
         node = producers.get(name)

@@ -1,6 +1,7 @@
 // Showing an answer: the action, the top guesses as bars, the video's facts, and for longer
 // videos a timeline of segments under the player that seeks when clicked.
 import { clock, humanize, make, percent } from "./common.js";
+import { showExplanation } from "./explain.js";
 import { el, showOnly, state } from "./page.js";
 
 const TIMELINE_MIN_SECONDS = 5;  // shorter videos are one window: no timeline worth drawing
@@ -20,6 +21,7 @@ export function showAnswer(answer) {
   showTopGuesses(answer);
   showFacts(answer);
   showTimeline(answer.segments || [], answer.video.duration_s);
+  showExplanation(answer);
   showOnly(el.answer);
 }
 

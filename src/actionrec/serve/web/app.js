@@ -6,6 +6,7 @@ import { onKeyRefused } from "./api.js";
 import { startCamera, setUpCamera, stopCamera } from "./camera.js";
 import { apiKey, count, humanize, make, setVideoExtensions } from "./common.js";
 import { loadExamples } from "./examples.js";
+import { setUpExplanations } from "./explain.js";
 import { cancelUpload, el, showKeyCard, state } from "./page.js";
 import { enterTeach, leaveTeach, setUpTeach } from "./teach.js";
 import { analyse, setUpPicking, showFormats } from "./upload.js";
@@ -137,6 +138,7 @@ async function setUpModes() {
 
 setUpKey();
 setUpPicking();
+setUpExplanations();
 setUpCamera();
 setUpModes();
 loadModel();

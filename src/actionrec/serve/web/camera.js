@@ -2,6 +2,7 @@
 // the picture and beside it. One frame is in flight at a time, spaced as the server asks.
 import { isKeyRefusal } from "./api.js";
 import { showTopGuesses } from "./answer.js";
+import { hideExplanation } from "./explain.js";
 import { apiKey, humanize, percent } from "./common.js";
 import { cancelUpload, el, resetStage, showError, showKeyCard, showOnly } from "./page.js";
 
@@ -62,6 +63,7 @@ function onLiveMessage(message) {
     el.cameraLabel.dataset.label = message.action;
     el.eyebrow.textContent = "Live: the camera shows";
     showTopGuesses(message);
+    hideExplanation();  // live answers are not explained
     el.facts.replaceChildren();
     showOnly(el.answer);
     sendFrameSoon();

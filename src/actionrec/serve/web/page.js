@@ -21,6 +21,8 @@ export const el = {
   cameraStop: $("camera-stop"), examples: $("examples"), exampleList: $("example-list"),
   modes: $("modes"), modeRecognize: $("mode-recognize"), modeTeach: $("mode-teach"), heroTitle: $("hero-title"),
   heroLede: $("hero-lede"), workspace: $("workspace"), teach: $("teach"), footerTeach: $("footer-teach"),
+  why: $("why"), whySummary: $("why-summary"), whyNote: $("why-note"), moments: $("moments"),
+  mapOverlay: $("map-overlay"), mapToggle: $("map-toggle"), mapToggleRow: $("map-toggle-row"),
 };
 
 export const state = {

@@ -5,6 +5,7 @@ import { movePlayhead, showAnswer } from "./answer.js";
 import { regionsQuery, setUpRegions, showRegions } from "./regions.js";
 import { bytes, looksLikeVideo, videoFormats } from "./common.js";
 import { stopCamera } from "./camera.js";
+import { hideExplanation } from "./explain.js";
 import { cancelUpload, el, resetStage, showBusy, showError, showKeyCard, state } from "./page.js";
 
 /** Choose a video to recognize: the newest choice wins over an upload or a camera in progress. */
@@ -23,6 +24,7 @@ export function choose(file) {
     return;
   }
   state.file = file;
+  hideExplanation();
   showPreview(file);
   analyse(file);
 }
@@ -93,7 +95,8 @@ export function analyse(file) {
   showRegions(null);
   const request = new XMLHttpRequest();
   state.request = request;
-  request.open("POST", `v1/predictions?top_k=5${regionsQuery()}`);
+  const query = regionsQuery();  // the whole video is also explained; regions are not
+  request.open("POST", `v1/predictions?top_k=5${query}${query.includes("regions=") ? "" : "&explain=true"}`);
   request.setRequestHeader("Content-Type", file.type.startsWith("video/") ? file.type : "application/octet-stream");
   request.setRequestHeader("Accept", "application/json");
   for (const [name, value] of Object.entries(keyHeaders())) request.setRequestHeader(name, value);
