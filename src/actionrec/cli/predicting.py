@@ -198,14 +198,7 @@ def predict(
     except ActionrecError as exc:
         fail(str(exc), EXIT_NOTHING_RAN)
     _load_detector(recognizer, spec)
-    skipped, kept_rows = 0, None
-    try:
-        if output is not None:
-            todo, kept_rows = still_to_do(output, videos)
-            skipped, videos = len(videos) - len(todo), todo
-        out = _Output(output, as_json, kept_rows)
-    except ActionrecError as exc:
-        fail(str(exc), EXIT_USAGE)
+    out, videos, skipped = _open_output(output, videos, as_json)
     def answers() -> Iterable[BatchResult]:
         if ray:
             return _ray_answers(recognizer, videos, ray_address, top_k, ray_actors, ray_gpus, threads)
@@ -214,6 +207,19 @@ def predict(
 
     failures = _write_answers(answers, len(videos), out, output, explain_out)
     _summarize(failures, len(videos), skipped, output)
+
+
+def _open_output(output: Path | None, videos: list[Path | str], as_json: bool) -> tuple[_Output, list[Path | str], int]:
+    """Where answers go, the videos still to answer (a results file's rerun skips those it has) and
+    how many were skipped; a usage error where the results file cannot be used."""
+    skipped, kept_rows = 0, None
+    try:
+        if output is not None:
+            todo, kept_rows = still_to_do(output, videos)
+            skipped, videos = len(videos) - len(todo), todo
+        return _Output(output, as_json, kept_rows), videos, skipped
+    except ActionrecError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 def _summarize(failures: Counter, tried: int, skipped: int, output: Path | None) -> None:

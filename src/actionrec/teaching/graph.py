@@ -72,19 +72,15 @@ def _encoder_nodes(graph) -> list:
 
 def _head_nodes(source: str, output: str, prefix: str, axes_as_input: bool) -> list:
     """The head on the (N, T, F) features `source`, as `actionrec.teaching.head.pool` and `LinearHead`
-    compute it: their mean and standard deviation over time, each scaled to length 1, side by side,
-    the linear layer and a softmax into `output`. From opset 18 on, reductions take their axes as inputs."""
+    compute it: their mean and standard deviation over time, side by side, divided by the mean's
+    length, the linear layer and a softmax into `output`. From opset 18 on, reductions take their
+    axes as inputs."""
     from onnx import helper
 
     def reduce(op: str, x: str, out: str, axis: str, keepdims: int) -> Any:
         axes = [f"{prefix}_axes" if axis == "time" else f"{prefix}_axes_last"]
         kwargs: dict[str, Any] = {} if axes_as_input else {"axes": [1 if axis == "time" else -1]}
         return helper.make_node(op, [x] + (axes if axes_as_input else []), [out], keepdims=keepdims, **kwargs)
-
-    def unit(x: str) -> list:
-        return [reduce("ReduceL2", x, f"{x}_norm", "last", 1),
-                helper.make_node("Max", [f"{x}_norm", "taught_eps"], [f"{x}_norm_safe"]),
-                helper.make_node("Div", [x, f"{x}_norm_safe"], [f"{x}_unit"])]
 
     return [
         reduce("ReduceMean", source, f"{prefix}_mean_kept", "time", 1),
@@ -93,8 +89,10 @@ def _head_nodes(source: str, output: str, prefix: str, axes_as_input: bool) -> l
         helper.make_node("Mul", [f"{prefix}_centred", f"{prefix}_centred"], [f"{prefix}_squared"]),
         reduce("ReduceMean", f"{prefix}_squared", f"{prefix}_variance", "time", 0),
         helper.make_node("Sqrt", [f"{prefix}_variance"], [f"{prefix}_std"]),
-        *unit(f"{prefix}_mean"), *unit(f"{prefix}_std"),
-        helper.make_node("Concat", [f"{prefix}_mean_unit", f"{prefix}_std_unit"], [f"{prefix}_pooled"], axis=-1),
+        reduce("ReduceL2", f"{prefix}_mean", f"{prefix}_norm", "last", 1),
+        helper.make_node("Max", [f"{prefix}_norm", "taught_eps"], [f"{prefix}_norm_safe"]),
+        helper.make_node("Concat", [f"{prefix}_mean", f"{prefix}_std"], [f"{prefix}_both"], axis=-1),
+        helper.make_node("Div", [f"{prefix}_both", f"{prefix}_norm_safe"], [f"{prefix}_pooled"]),
         helper.make_node("Gemm", [f"{prefix}_pooled", "taught_weights", "taught_bias"], [f"{prefix}_logits"],
                          transB=1),
         helper.make_node("Softmax", [f"{prefix}_logits"], [output], axis=-1),

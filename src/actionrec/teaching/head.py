@@ -1,6 +1,6 @@
 """The head a taught model puts on its base's encoder, fitted with NumPy: the frames' mean feature
-and their spread over time (standard deviation), each scaled to length 1, and a linear softmax
-classifier on both; how well it does with each clip left out; and the "none of these" rule
+and their spread over time (standard deviation), both divided by the mean's length, and a linear
+softmax classifier on both; how well it does with each clip left out; and the "none of these" rule
 calibrated on the example clips (`actionrec.teaching.flow` uses them).
 
 The spread is the movement: in one room the mean of the frames barely differs between actions,
@@ -24,9 +24,12 @@ STEPS = 300
 
 def pool(features: np.ndarray) -> np.ndarray:
     """(..., T, F) frame features -> (..., 2F): their mean and their standard deviation over time,
-    each scaled to length 1. What the head reads."""
+    both divided by the mean's length (so the mean has length 1, and a still clip's spread stays
+    near 0 rather than its noise being scaled up). What the head reads."""
     features = np.asarray(features, np.float32)
-    return np.concatenate([unit(features.mean(axis=-2)), unit(features.std(axis=-2))], axis=-1)
+    mean = features.mean(axis=-2)
+    length = np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
+    return np.concatenate([mean, features.std(axis=-2)], axis=-1) / length
 
 
 def appearance(features: np.ndarray) -> np.ndarray:
@@ -95,7 +98,7 @@ def fit_on_clips(clips_by_class: list[list[np.ndarray]], *, seed: int = 0,
     ys = [np.full(len(rows), label) for label, rows in enumerate(xs)]
     if prototypes is not None:
         width = prototypes.shape[-1]
-        spread = unit(np.concatenate(xs)[:, width:].mean(0))
+        spread = np.concatenate(xs)[:, width:].mean(0)
         xs.append(np.concatenate([unit(prototypes), np.broadcast_to(spread, prototypes.shape)], axis=-1))
         ys.append(np.arange(len(clips_by_class), len(clips_by_class) + len(prototypes)))
     return fit_head(np.concatenate(xs), np.concatenate(ys), len(clips_by_class) + (0 if prototypes is None
