@@ -58,6 +58,19 @@ def real_clips() -> Path:
 
 
 @pytest.fixture(scope="session")
+def weizmann_clips() -> Path:
+    """Real Weizmann clips, `<action>/<actor>_<action>.avi`: ACTIONREC_WEIZMANN_CLIPS."""
+    folder = os.environ.get("ACTIONREC_WEIZMANN_CLIPS")
+    if not folder:
+        pytest.skip("ACTIONREC_WEIZMANN_CLIPS is not set: no Weizmann clips to test on (`make test` sets it to "
+                    "../shared/real/weizmann-7 where that exists)")
+    path = Path(folder)
+    if not path.is_dir() or not any(path.glob("*/*_*.avi")):
+        pytest.skip(f"ACTIONREC_WEIZMANN_CLIPS={folder} holds no <action>/<actor>_<action>.avi clips")
+    return path
+
+
+@pytest.fixture(scope="session")
 def untrained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`make_untrained_model` with its defaults (4 frames of 32 pixels, labels LABELS): a real model file
     whose answers mean nothing. Skips without the train extra (torch)."""

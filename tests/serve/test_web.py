@@ -19,16 +19,8 @@ from actionrec.video.encode import write_video
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 LABELS = ["grow", "shrink", "brighten", "darken"]
 
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the "
-                "browser tests", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -59,21 +51,10 @@ def server_url(tmp_path_factory: pytest.TempPathFactory):
         yield url + "/"
 
 
-@pytest.fixture(scope="module")
-def playwright():
-    with sync_api.sync_playwright() as playwright:
-        yield playwright
 
 
 @pytest.fixture(scope="module")
-def browser(playwright):
-    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    yield chromium
-    chromium.close()
-
-
-@pytest.fixture(scope="module")
-def camera_browser(playwright, tmp_path_factory: pytest.TempPathFactory):
+def camera_browser(launch_chromium, tmp_path_factory: pytest.TempPathFactory):
     """Chromium whose camera is a fake device playing a clip the test makes (Y4M, as Chromium wants)."""
     clip = tmp_path_factory.mktemp("camera") / "camera.y4m"
     frames = render_clip("grow", np.random.default_rng(5), width=320, height=240, num_frames=100)
@@ -83,9 +64,8 @@ def camera_browser(playwright, tmp_path_factory: pytest.TempPathFactory):
         for image in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode(None))
-    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS + [
-        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={clip}"])
+    chromium = launch_chromium("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                               f"--use-file-for-fake-video-capture={clip}")
     yield chromium
     chromium.close()
 
@@ -108,7 +88,7 @@ def page(browser, server_url: str):
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def test_camera_mode_shows_the_live_action(camera_browser, server_url: str) -> None:
+def test_camera_mode_shows_the_live_action(camera_browser, server_url: str, artifacts) -> None:
     page, errors = open_page(camera_browser, server_url)
     page.click("#camera-start")
     page.wait_for_function("() => document.querySelector('#camera-label').dataset.label", timeout=60_000)
@@ -117,8 +97,7 @@ def test_camera_mode_shows_the_live_action(camera_browser, server_url: str) -> N
     assert page.inner_text("#answer-eyebrow").startswith("Live")
     assert page.locator("#bars li").count() == len(LABELS)
     assert "a frame every" in page.inner_text("#camera-status")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "web-camera.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "web-camera.png"), full_page=True)
     page.click("#camera-stop")
     assert page.is_hidden("#camera") and page.is_visible("#drop-zone")
     page.close()
@@ -142,7 +121,7 @@ def test_page_describes_the_model(page) -> None:
     assert page.is_hidden("#key-card")  # no API key on this server
 
 
-def test_upload_shows_answer_and_bars(page, clips: dict[str, Path]) -> None:
+def test_upload_shows_answer_and_bars(page, clips: dict[str, Path], artifacts) -> None:
     page.set_input_files("#file-input", str(clips["short"]))
     assert page.locator("#video").get_attribute("src").startswith("blob:")
     wait_for_answer(page)
@@ -164,11 +143,10 @@ def test_upload_shows_answer_and_bars(page, clips: dict[str, Path]) -> None:
 
     page.wait_for_function("document.getElementById('video').readyState >= 3")
     page.wait_for_timeout(1500)  # the bars' growth and the player's loading spinner fade-out
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "web-upload.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "web-upload.png"), full_page=True)
 
 
-def test_regions_are_drawn_over_the_video(page, tmp_path: Path) -> None:
+def test_regions_are_drawn_over_the_video(page, tmp_path: Path, artifacts) -> None:
     from actionrec.testing.regions import colour_mosaic
 
     mosaic = colour_mosaic(tmp_path / "mosaic.mp4", [["red", "blue"], ["green", "yellow"]], cell=(160, 120))
@@ -186,8 +164,7 @@ def test_regions_are_drawn_over_the_video(page, tmp_path: Path) -> None:
                        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                        let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n > 1000; }"""
     page.wait_for_function(drawn)  # four boxes and their labels
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "web-regions.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "web-regions.png"), full_page=True)
 
     page.select_option("#regions-choice", "zone")  # a zone drawn on the video: its answer alone
     box = page.locator("#regions-overlay").bounding_box()
@@ -397,7 +374,7 @@ def add_action(page, name: str) -> None:
 
 
 def test_teach_mode_from_files_and_camera_then_serves_it_live(camera_browser, teach_server_url: str,
-                                                              red_clips: list[Path]) -> None:
+                                                              red_clips: list[Path], artifacts) -> None:
     page, errors = open_page(camera_browser, teach_server_url)
     page.wait_for_selector("#modes:not([hidden])")
     assert page.is_visible("#footer-teach")
@@ -445,8 +422,7 @@ def test_teach_mode_from_files_and_camera_then_serves_it_live(camera_browser, te
     assert page.inner_text("#train-summary").startswith("Taught 2 actions from 4 clips")
     assert page.inner_text("#train-status") == "Done"
     page.wait_for_selector("#model-list li:has-text('page-taught')")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "web-teach.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "web-teach.png"), full_page=True)
 
     page.click("#use-model")
     page.wait_for_selector("#try-live:not([hidden])")

@@ -17,16 +17,8 @@ from actionrec.video.encode import write_video
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 LABELS = ["grow", "shrink", "brighten", "darken"]
 
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the "
-                "browser tests", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +40,6 @@ def server_url(tmp_path_factory: pytest.TempPathFactory):
         yield url + "/"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
 
 @pytest.fixture
 def page(browser, server_url: str):
@@ -75,7 +60,7 @@ def upload(page, clip: Path) -> None:
         pytest.fail(f"the page showed an error: {page.inner_text('#state-error')}")
 
 
-def test_the_answer_shows_its_moments_and_its_map(page, clip: Path) -> None:
+def test_the_answer_shows_its_moments_and_its_map(page, clip: Path, artifacts) -> None:
     upload(page, clip)
     assert page.is_visible("#why") and page.inner_text("#why-summary").strip()
     moments = page.locator("#moments .moment-button")
@@ -100,8 +85,7 @@ def test_the_answer_shows_its_moments_and_its_map(page, clip: Path) -> None:
     page.click("#map-toggle")
     assert page.is_hidden("#map-overlay")
     page.click("#map-toggle")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "web-explain.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "web-explain.png"), full_page=True)
 
 
 def test_a_model_without_maps_shows_moments_and_says_why(page, clip: Path) -> None:

@@ -9,7 +9,6 @@ the clips, `<action>/<actor>_<action>.avi` (ACTIONREC_WEIZMANN_CLIPS, `make test
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +18,6 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 HELD_OUT = ("eli", "ido")
-
-
-@pytest.fixture(scope="module")
-def weizmann_clips() -> Path:
-    folder = os.environ.get("ACTIONREC_WEIZMANN_CLIPS")
-    if not folder:
-        pytest.skip("ACTIONREC_WEIZMANN_CLIPS is not set: no Weizmann clips to test on (`make test` sets it to "
-                    "../shared/real/weizmann-7 where that exists)")
-    path = Path(folder)
-    if not path.is_dir() or len(list(path.glob("*/*.avi"))) < 20:
-        pytest.skip(f"ACTIONREC_WEIZMANN_CLIPS={folder} holds no <action>/<actor>_<action>.avi clips")
-    return path
 
 
 def imagenet_base(out: Path) -> Path:
