@@ -80,6 +80,31 @@ def test_an_explained_answer_is_the_plain_answer_with_its_reasons(map_model: Pat
     assert back == explained and isinstance(back.explanation, Explanation)
 
 
+def test_with_a_timeline_the_explained_answer_encodes_each_frame_once(map_model: Path):
+    """A timeline and an explanation together: the clip's frames go through the maps, the timeline's
+    others through the features, none through both; the answer and the timeline are the plain ones."""
+    from actionrec.runtime.recognizer import Recognizer
+
+    recognizer = Recognizer(map_model)
+    video = long_video(12)
+    encoded: list[int] = []
+    encode = recognizer.encode
+
+    def counting(frames, **kwargs):
+        encoded.append(len(frames))
+        return encode(frames, **kwargs)
+
+    recognizer.encode = counting  # type: ignore[method-assign]
+    plain = recognizer.predict(video, segments=True)
+    plain_frames, encoded[:] = sum(encoded), []
+    explained = recognizer.predict(video, segments=True, explain=True)
+    assert explained.explanation is not None and explained.explanation.map is not None
+    assert explained.action == plain.action and [s.action for s in explained.segments or []] == \
+        [s.action for s in plain.segments or []]
+    through_maps = len(set(explained.video.frames_used))
+    assert 0 < through_maps < plain_frames and sum(encoded) == plain_frames - through_maps, (encoded, plain_frames)
+
+
 def test_the_weights_are_what_the_head_says_without_each_moment(map_model: Path):
     """Each moment's weight is the drop in the answer's log-odds with that moment replaced by the mean of
     the others, as the head itself gives it; each cell's, with that cell blanked before pooling."""

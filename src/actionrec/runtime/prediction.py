@@ -105,18 +105,19 @@ class PredictionBuilder:
 
     def _encode(self, chunk: FrameChunk) -> np.ndarray:
         """The chunk's frames encoded; with frame maps to explain by, the clip's frames through the maps,
-        pooled by their mean (one encode for a clip; a timeline's other frames as ever)."""
+        pooled by their mean, and the rest as ever: every frame is encoded once."""
         rows = [row for row, index in enumerate(chunk.indices.tolist()) if index in self.clip] \
             if self.maps is not None else []
         maps = self._maps(chunk.frames[rows]) if rows and self.maps is not None else None
         if maps is None:
             return self.stages.encode(chunk.frames, alongside_decoding=self.encoded_alongside)
         pooled = maps.mean(axis=(1, 2), dtype=np.float32)
-        if len(rows) == len(chunk.indices):
-            units = pooled
-        else:
-            units = self.stages.encode(chunk.frames, alongside_decoding=self.encoded_alongside)
+        clip_rows = set(rows)
+        others = [row for row in range(len(chunk.indices)) if row not in clip_rows]
+        units = pooled if not others else np.empty((len(chunk.indices), pooled.shape[1]), np.float32)
+        if others:  # a timeline's other frames, each encoded once: the clip's through the maps only
             units[rows] = pooled
+            units[others] = self.stages.encode(chunk.frames[others], alongside_decoding=self.encoded_alongside)
         for row, frame_map in zip(rows, maps):
             self.clip_maps[int(chunk.indices[row])] = frame_map
         return units
