@@ -25,6 +25,7 @@ pytest.importorskip("torch", reason="making test models needs the train extra (t
 from fastapi.testclient import TestClient  # noqa: E402
 
 from actionrec.serve.app import create_app  # noqa: E402
+from actionrec.serve.schemas import for_clients  # noqa: E402
 from actionrec.serve.settings import ServerSettings  # noqa: E402
 
 
@@ -204,10 +205,33 @@ def test_a_teaching_base_damaged_after_start_is_answered_in_json(model_file: Pat
             hostile(model_file, base, raw_card=raw_card, edit=_no_frames_input)
             answer = client.post("/v1/models/teach-base/serve")
             assert answer.status_code == 422 and answer.json()["reason"] == "model_unusable", answer.text
-            assert str(base) in answer.json()["detail"]
+            assert answer.json()["detail"].startswith("base.onnx: "), answer.text  # never the server's folders
+            assert str(tmp_path) not in answer.text
         base.write_bytes(model_file.read_bytes()[:5000])
         about = client.get("/v1/teach")
         assert about.status_code == 200 and about.json()["enabled"] is False, about.text
-        assert about.json()["error"].startswith(f"{base}: "), about.text
+        assert about.json()["error"].startswith("base.onnx: ") and str(tmp_path) not in about.text, about.text
         listed = client.get("/v1/teach/examples")
         assert listed.status_code == 200 and listed.json()["teaching"]["enabled"] is False, listed.text
+
+
+def test_messages_for_api_clients_name_files_not_the_servers_folders(tmp_path: Path):
+    spaced = tmp_path / "my models" / "base.onnx"
+    assert for_clients(f"{spaced}: damaged.", (spaced, "base.onnx")) == "base.onnx: damaged."
+    assert for_clients("/srv/actionrec/models/x.onnx: its card (v2) does not match") == "x.onnx: its card (v2) " \
+                                                                                         "does not match"
+    kept = "hf://owner/name@main: see https://huggingface.co/owner/name, a/b testing, models/x.onnx, 16/9"
+    assert for_clients(kept) == kept
+
+
+def test_a_job_on_a_teaching_base_damaged_after_start_is_refused_before_anything_is_kept(model_file: Path,
+                                                                                       tmp_path: Path):
+    base = tmp_path / "base.onnx"
+    base.write_bytes(model_file.read_bytes())
+    settings = ServerSettings(model_path=model_file, workers=1, allowed_hosts=["testserver"],
+                              data_dir=tmp_path / "data", teach_base=base)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        base.write_bytes(model_file.read_bytes()[:5000])
+        answer = client.post("/v1/teach/jobs", json={"name": "mine"})
+        assert answer.status_code == 409 and answer.json()["reason"] == "teach_base_unusable", answer.text
+        assert not list((tmp_path / "data").rglob("jobs/*"))

@@ -51,7 +51,7 @@ from actionrec.serve.logs import SafeLogText, Throttle, configure_logging
 from actionrec.serve.metrics import RequestLogMiddleware
 from actionrec.serve.protocol import ACCEPT_BACKLOG, connection_limit, guarded_protocol, listening_sockets
 from actionrec.serve.routes import WEB_DIR, router
-from actionrec.serve.schemas import error_answer
+from actionrec.serve.schemas import error_answer, for_clients
 from actionrec.serve.service import PredictionService
 from actionrec.serve.settings import ServerSettings
 from actionrec.serve.teaching import router as teaching_router
@@ -174,7 +174,7 @@ def _add_error_handlers(app: FastAPI, service: PredictionService) -> None:
         return error_answer(exc.status_code, str(exc.detail), reason, headers)
 
     async def model_file_error(_request: Request, exc: Exception) -> JSONResponse:  # a model that did not load
-        return error_answer(422, str(exc), "model_unusable")
+        return error_answer(422, for_clients(str(exc)), "model_unusable")
 
     app.add_exception_handler(RequestError, request_error)
     app.add_exception_handler(ModelFileError, model_file_error)

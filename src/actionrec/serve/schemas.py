@@ -5,6 +5,8 @@ values."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
@@ -124,6 +126,19 @@ def error_answer(status: int, detail: str, reason: str, headers: dict[str, str] 
     if status == 503:
         headers = {"Retry-After": str(RETRY_AFTER_S)} | (headers or {})
     return JSONResponse({"detail": detail, "reason": reason}, status_code=status, headers=headers)
+
+
+# An absolute path (at least one folder), not part of a URL or of a relative path like A/B.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w/.~:-])/(?:[^\s/'\"`()]+/)+([^\s/'\"`()]+)")
+
+
+def for_clients(message: str, *known: tuple[Path, str]) -> str:
+    """`message` as an API client may read it: each `known` (path, what to call it) given its name,
+    any other absolute path shortened to its file name. The server's folders are its operator's."""
+    for path, shown in known:
+        for form in dict.fromkeys((str(path), str(path.absolute()), str(path.resolve()))):
+            message = message.replace(form, shown)
+    return _ABSOLUTE_PATH.sub(r"\1", message)
 
 
 def video_problem_answer(exc: VideoError, subject: str) -> JSONResponse:

@@ -37,6 +37,7 @@ from fastapi import Request
 from actionrec.errors import ModelFileError, RequestError
 from actionrec.serve import uploads
 from actionrec.serve.durable import durable_write, read_json, write_json
+from actionrec.serve.schemas import for_clients
 from actionrec.serve.teach_jobs import has_snapshot, take_snapshot, teach_in_child
 from actionrec.teaching.names import TeachError, check_action_name, model_id_for, name_key, valid_id
 
@@ -143,8 +144,9 @@ class Teaching:
             return read_card(self.base_path)
         except ModelFileError as exc:  # checked at start: changed since
             log.warning("the teaching base cannot be read: %s", exc)
-            raise RequestError(409, f"{exc} Teaching is off until the file is put back; the served model still "
-                                    "answers.", "teach_base_unusable") from None
+            problem = for_clients(str(exc), (self.base_path, self.base_path.name))
+            raise RequestError(409, f"{problem} Teaching is off until the file is put back; the served model "
+                                    "still answers.", "teach_base_unusable") from None
 
     def about(self) -> dict[str, Any]:
         """What the page shows of teaching here: what it builds on, and any note from the operator."""
@@ -240,8 +242,9 @@ class Teaching:
             name = check_action_name(name or "taught")
         except TeachError as exc:
             raise RequestError(422, str(exc).replace("action", "model"), "invalid_model_name") from None
+        base_labels = self._base_card().labels  # a base gone bad since start: 409, before anything is kept
         examples = self.examples()
-        if len(examples) + (len(self._base_card().labels) if keep_base else 0) < 2:
+        if len(examples) + (len(base_labels) if keep_base else 0) < 2:
             raise RequestError(422, f"Teaching needs clips of at least two actions; this server has "
                                     f"{len(examples)} ({', '.join(examples) or 'none'}). Add clips of another "
                                     "(one may be 'nothing', standing still).", "too_few_actions")
@@ -361,7 +364,7 @@ class Teaching:
             try:
                 await self.service.switch_model(path)
             except ModelFileError as exc:
-                raise RequestError(422, str(exc), "model_unusable") from None
+                raise RequestError(422, for_clients(str(exc), (path, path.name)), "model_unusable") from None
             if remember and self.data_dir is not None:
                 await asyncio.to_thread(write_json, self.data_dir / "served.json", {"model": model_id})
         return {"served": model_id, "model": self.service.recognizer.describe()}
