@@ -150,3 +150,38 @@ def test_a_delete_takes_the_folder_of_exactly_its_name_where_an_older_server_kep
         assert client.delete("/v1/teach/examples/wаlk").status_code == 200
         assert (examples / "walk").is_dir() and not (examples / "wаlk").exists()
         assert listed(client) == [("walk", 1)]
+
+
+def test_a_job_whose_record_cannot_be_written_leaves_no_clips_set_aside(base_model: Path, clips, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    from actionrec.serve import teaching_data
+
+    written = teaching_data.write_json
+
+    def full_disk_for_jobs(path: Path, value) -> None:
+        if path.parent.name == "jobs":
+            raise OSError(28, "No space left on device")
+        written(path, value)
+
+    with teaching_client(base_model, tmp_path / "data") as client:
+        for action in ("red", "blue"):
+            assert add(client, action, clips[action][0]).status_code == 201
+        monkeypatch.setattr(teaching_data, "write_json", full_disk_for_jobs)
+        answer = client.post("/v1/teach/jobs", json={"name": "mine"})
+        assert answer.status_code == 507, answer.text
+        assert list((tmp_path / "data" / "jobs").iterdir()) == []
+        monkeypatch.setattr(teaching_data, "write_json", written)
+        assert client.post("/v1/teach/jobs", json={"name": "mine"}).status_code == 202  # and it can start again
+
+
+def test_a_server_starting_again_removes_the_clips_set_aside_for_jobs_that_are_over(base_model: Path, clips,
+                                                                                    tmp_path: Path):
+    data = tmp_path / "data"
+    for job_id, state in (("0123456789ab", "done"), ("ba9876543210", None)):  # ended; killed before its record
+        (data / "jobs" / job_id / "red").mkdir(parents=True)
+        (data / "jobs" / job_id / "red" / "clip.mp4").write_bytes(clips["red"][0])
+        if state:
+            (data / "jobs" / f"{job_id}.json").write_text(json.dumps({"id": job_id, "state": state}))
+    with teaching_client(base_model, data) as client:
+        assert client.get("/v1/teach/jobs").status_code == 200
+        assert sorted(p.name for p in (data / "jobs").iterdir()) == ["0123456789ab.json"]

@@ -73,7 +73,7 @@ async def start_job(request: Request, teaching: TeachingDep) -> dict:
     name = options.get("name")
     if name is not None and not isinstance(name, str):
         raise RequestError(422, "name: must be a string.", "invalid_parameters")
-    return teaching.start_job(name, bool(options.get("keep_base", False)))
+    return await teaching.start_job(name, bool(options.get("keep_base", False)))
 
 
 @router.get("/v1/teach", summary="Whether this server teaches, what it builds on, and its limits")

@@ -62,6 +62,7 @@ class Teaching:
         self.note = getattr(self.settings, "teach_note", None)
         self.running: asyncio.Task | None = None
         self.switching = asyncio.Lock()
+        self.starting = asyncio.Lock()  # one job set up at a time: its clips are set aside off the event loop
         self.writing: Counter[Path] = Counter()  # clips being written, by their action's folder
         if data_dir is not None:
             for sub in ("examples", "jobs", "models"):
@@ -233,7 +234,11 @@ class Teaching:
             raise RequestError(404, f"No teaching job {job_id!r}.", "not_found")
         return job
 
-    def start_job(self, name: str | None, keep_base: bool) -> dict:
+    async def start_job(self, name: str | None, keep_base: bool) -> dict:
+        async with self.starting:
+            return await self._start_job(name, keep_base)
+
+    async def _start_job(self, name: str | None, keep_base: bool) -> dict:
         root = self._require()
         if self.running is not None and not self.running.done():
             raise RequestError(409, "The server is teaching already; follow that job (GET /v1/teach/jobs) and "
@@ -255,12 +260,14 @@ class Teaching:
                "total": sum(len(clips) for clips in examples.values()), "name": name, "keep_base": keep_base,
                "model": model_id, "created_at": time.time(), "updated_at": time.time(),
                "actions": {action: len(clips) for action, clips in examples.items()}}
+        snapshot = root / "jobs" / job_id
         try:  # the clips as they are now: a DELETE during the job does not change what it teaches on
-            take_snapshot(root / "examples", root / "jobs" / job_id, examples)
+            await asyncio.to_thread(take_snapshot, root / "examples", snapshot, examples)
+            await asyncio.to_thread(write_json, root / "jobs" / f"{job_id}.json", job)  # acknowledged from here
         except OSError as exc:
+            await asyncio.to_thread(shutil.rmtree, snapshot, True)
             log.warning("a teaching job's clips could not be kept in %s (%s)", root / "jobs", exc)
             raise uploads.storage_failure(exc) from None
-        write_json(root / "jobs" / f"{job_id}.json", job)  # acknowledged from here
         self.running = asyncio.get_running_loop().create_task(self._run(job))
         return job
 
@@ -313,8 +320,11 @@ class Teaching:
         for job in cut_short[1:]:
             job.update(state="failed", reason="teach_failed", error="The server stopped during this job.")
             write_json(self.data_dir / "jobs" / f"{job['id']}.json", job)
-            shutil.rmtree(self.data_dir / "jobs" / job["id"], ignore_errors=True)
-        if cut_short and self.base_path is not None:
+        restarting = cut_short[0]["id"] if cut_short and self.base_path is not None else None
+        for folder in (self.data_dir / "jobs").iterdir():  # the clips set aside for jobs that ended or never began
+            if folder.is_dir() and folder.name != restarting:
+                await asyncio.to_thread(shutil.rmtree, folder, True)
+        if restarting is not None:
             job = cut_short[0] | {"state": "queued", "done": 0, "restarted": True}
             write_json(self.data_dir / "jobs" / f"{job['id']}.json", job)
             log.info("teaching job %s was cut short when the server stopped: starting it again", job["id"])
