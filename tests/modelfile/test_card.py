@@ -113,3 +113,21 @@ def test_damaged_protobuf_is_refused_at_once_whatever_its_size(tmp_path: Path):
         path.write_bytes(data)
         with pytest.raises(ModelFileError, match=rf"{name}.onnx: this is not an ONNX model file \({why}\)"):
             read_card(path)
+
+
+def test_a_card_no_reader_would_take_is_never_written(model_file: Path):
+    from dataclasses import replace
+
+    import onnx
+
+    from actionrec.modelfile.card import card_of_proto, write_card
+
+    model = onnx.load(str(model_file))
+    card = card_of_proto(model, str(model_file))
+    for too_much in (replace(card, labels=[f"action {i} " + "x" * 100 for i in range(1000)]),  # 100 KB shown
+                     replace(card, num_frames=200)):
+        with pytest.raises(ModelFileError, match="would not be read back, so it is not written"):
+            write_card(model, too_much)
+        assert card_of_proto(model, "kept") == card  # the model keeps the card it had
+    write_card(model, replace(card, name="renamed"))
+    assert card_of_proto(model, "written").name == "renamed"

@@ -245,10 +245,18 @@ def card_of_file(file: io.BufferedIOBase | io.BytesIO, source: str | os.PathLike
 
 
 def write_card(model: Any, card: ModelCard) -> None:
-    """Put `card` in an ONNX model's (a ModelProto's) metadata, in place of what was there."""
+    """Put `card` in an ONNX model's (a ModelProto's) metadata, in place of what was there.
+    ModelFileError, and the model left as it was, where the card would not be read back (too large,
+    too many frames): a file every reader refuses is never written."""
+    text = card.to_json()
+    try:
+        ModelCard.from_json(text, "the card being written")
+    except ModelFileError as exc:
+        raise ModelFileError(f"{card.name}: this model's card would not be read back, so it is not written "
+                             f"({str(exc).removeprefix('the card being written: ')})") from None
     del model.metadata_props[:]
     entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, card.to_json()
+    entry.key, entry.value = METADATA_KEY, text
 
 
 def update_card(path: Path, **changes: Any) -> ModelCard:
