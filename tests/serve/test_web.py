@@ -448,8 +448,10 @@ def test_teach_mode_refuses_bad_input_plainly(page_on_teach_server) -> None:
     add_action(page, "  ")
     assert "Type the action's name" in page.inner_text("#teach-error")
     add_action(page, "jump")
-    add_action(page, "JUMP")
-    assert "already an action named “jump”" in page.inner_text("#teach-error")
+    for same in ("JUMP", "jumр", "ｊｕｍｐ"):  # the case, a Cyrillic р, fullwidth letters: one action on the server
+        add_action(page, "  ")
+        add_action(page, same)
+        assert "already an action named “jump”" in page.inner_text("#teach-error"), same
 
     with page.expect_file_chooser() as chooser:
         action_item(page, "jump").locator("button.add-files").click()

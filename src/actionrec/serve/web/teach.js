@@ -61,11 +61,26 @@ async function loadAbout() {
 
 // ------------------------------------------------------------------ actions and their clips
 
+// Names are one action when their keys match, as the server compares them (actionrec.teaching.names:
+// NFKC, case folded, Cyrillic and Greek look-alikes taken as Latin letters). toLowerCase stands in for
+// case folding, with the folds it lacks that matter here ("ß" is "ss", a final "ς" is "σ").
+const LOOK_ALIKES = "авеніјкморсѕтухԁԛԝӏαβεζηικμνορτυχ";
+const LATIN = "abehijkmopcstyxdqwlabezhikmvoptux";
+
+function nameKey(name) {
+  const folded = name.split(/\s+/).filter(Boolean).join(" ").normalize("NFKC").toLowerCase()
+    .replaceAll("ß", "ss").replaceAll("ς", "σ").normalize("NFKC");
+  return [...folded].map((letter) => {
+    const at = LOOK_ALIKES.indexOf(letter);
+    return at < 0 ? letter : LATIN[at];
+  }).join("");
+}
+
 async function loadExamples() {
   const listed = await call("GET", "v1/teach/examples");
   state.actions = listed.actions;
-  const held = new Set(state.actions.map((entry) => entry.action.toLowerCase()));
-  state.pending = state.pending.filter((name) => !held.has(name.toLowerCase()));
+  const held = new Set(state.actions.map((entry) => nameKey(entry.action)));
+  state.pending = state.pending.filter((name) => !held.has(nameKey(name)));
   renderActions();
 }
 
@@ -80,7 +95,7 @@ function addAction(event) {
     showError("Type the action's name first, e.g. squat or waving.");
     return;
   }
-  const existing = allActions().find((entry) => entry.action.toLowerCase() === name.toLowerCase());
+  const existing = allActions().find((entry) => nameKey(entry.action) === nameKey(name));
   if (existing) {
     showError(`There is already an action named “${existing.action}”. Add clips to it, or choose another name.`);
     return;
