@@ -185,3 +185,14 @@ def test_a_server_starting_again_removes_the_clips_set_aside_for_jobs_that_are_o
     with teaching_client(base_model, data) as client:
         assert client.get("/v1/teach/jobs").status_code == 200
         assert sorted(p.name for p in (data / "jobs").iterdir()) == ["0123456789ab.json"]
+
+
+def test_a_model_an_older_server_kept_under_a_name_that_is_no_id_is_named_in_the_log(base_model: Path,
+                                                                                      tmp_path: Path, caplog):
+    models = tmp_path / "data" / "models"
+    models.mkdir(parents=True)
+    (models / "_private-20261206-101010.onnx").write_bytes(base_model.read_bytes())
+    with caplog.at_level("WARNING", logger="actionrec"), teaching_client(base_model, tmp_path / "data") as client:
+        assert [m["id"] for m in client.get("/v1/models").json()["models"]] == ["base"]
+    said = [r.getMessage() for r in caplog.records if "_private-20261206-101010.onnx" in r.getMessage()]
+    assert said and "Rename it, e.g. to private-20261206-101010.onnx" in said[0], caplog.text

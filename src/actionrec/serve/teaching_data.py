@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import re
 import shutil
 import time
 import uuid
@@ -309,6 +310,12 @@ class Teaching:
         """At start: serve the model chosen last, and start again a job the last server did not finish."""
         if self.data_dir is None:
             return
+        for unlisted in sorted((self.data_dir / "models").glob("[!.]*.onnx")):  # ".NAME": a file being written
+            if not valid_id(unlisted.stem):  # kept by an older server, whose ids could start with "_"
+                suggested = re.sub(r"[^A-Za-z0-9._-]+", "-", unlisted.stem).strip("._-")[:80] or "model"
+                log.warning("%s is not listed or served: its name is not a model id (a letter or digit, then "
+                            "letters, digits and . _ -). Rename it, e.g. to %s.onnx, to list and serve it",
+                            unlisted, suggested)
         chosen = read_json(self.data_dir / "served.json")
         if chosen and chosen.get("model") not in (None, BASE_ID):
             try:
