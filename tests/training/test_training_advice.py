@@ -34,3 +34,12 @@ def test_training_says_what_to_change_when_it_memorises_its_clips():
     settling = _history([0.2, 0.3, 0.4, 0.45, 0.5, 0.55], [0.125] * 6)  # batch-norm statistics settling
     assert overfitting_advice(settling, 256, True, False, final=True) is None
     assert "a larger --shift than 0.125" in overfitting_advice(memorising, 256, True, False, shift=0.125)
+
+
+def test_each_epoch_line_says_how_long_is_left_at_the_recent_pace():
+    from actionrec.training.train import _time_left
+
+    history = [{"epoch": 1, "seconds": 60.0}] + [{"epoch": e, "seconds": 6.0} for e in range(2, 7)]
+    assert _time_left(history, 5) == "; about 30 s left"  # the last five epochs, not the slow first one
+    assert _time_left(history, 20) == "; about 2 min 0 s left"
+    assert _time_left(history, 0) == ""

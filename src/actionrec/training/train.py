@@ -151,10 +151,20 @@ def _epochs(state: TrainState, run: RunDir, train_side: Side, val_side: Side, co
                       f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.1%}")
             bar.update(task, advance=1, status=status)
             if epoch % print_every == 0 or epoch == epochs:  # about 20 lines however long the run
-                bar.console.print(f"epoch {epoch:3d}/{epochs}  {status}  ({row['seconds']:.1f} s)")
+                bar.console.print(f"epoch {epoch:3d}/{epochs}  {status}  ({row['seconds']:.1f} s"
+                                  f"{_time_left(state.progress.history, epochs - epoch)})")
             if not advised and (advice := _advice(state.progress, train_side, config)):
                 bar.console.print(f"[yellow]note:[/yellow] {escape(advice)}")
                 advised = True
+
+
+def _time_left(history: list[dict], epochs_left: int) -> str:
+    """'; about 1 min 40 s left', at the pace of the last five epochs."""
+    if not epochs_left:
+        return ""
+    recent = [row["seconds"] for row in history[-5:] if "seconds" in row]
+    seconds = round(sum(recent) / max(len(recent), 1) * epochs_left)
+    return f"; about {seconds // 60} min {seconds % 60} s left" if seconds >= 60 else f"; about {seconds} s left"
 
 
 def _save_epoch(state: TrainState, run: RunDir, row: dict, runtime: Runtime) -> None:
