@@ -217,3 +217,24 @@ def test_the_server_serves_the_float_model_where_the_copy_cannot_be_read(model: 
     assert "running model.onnx (fp32): its int8 copy cannot be run" in caplog.text
     with TestClient(app) as client:
         assert client.get("/v1/model").json()["precision"] == "fp32"
+
+
+def test_the_comparison_counts_the_clips_the_copy_loses_and_gains():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from actionrec.evaluation.model_files import Clips, evaluate_files
+
+    labels = ["a", "b"]
+    targets = np.array([0, 0, 1, 1, 0])
+
+    def answering(*answers: int) -> SimpleNamespace:
+        probs = np.eye(2, dtype=np.float32)[list(answers)]
+        return SimpleNamespace(labels=labels, model_path=Path("m.onnx"), classify=lambda frames: probs[: len(frames)])
+
+    clips = Clips([], [np.zeros((1, 2, 2, 3), np.uint8)] * 5, targets, labels, {})
+    fp32, int8 = answering(0, 0, 1, 0, 1), answering(0, 1, 1, 1, 0)  # fp32 right on 0-2; int8 on 0, 2, 3, 4
+    compared = evaluate_files([fp32, int8], clips)["models"][1]
+    assert compared["agreement_with_first"] == pytest.approx(2 / 5)
+    assert compared["lost_vs_first"] == 1 and compared["gained_vs_first"] == 2

@@ -101,20 +101,19 @@ def test_evaluating_a_model_file_needs_its_dataset(run: Path):
     assert result.returncode == 2 and "DATA_DIR is needed" in result.stderr
 
 
-def test_export_writes_the_int8_copy_by_default_and_keeps_it_only_where_it_agrees(run: Path):
+def test_export_writes_the_int8_copy_by_default_and_keeps_it_only_where_it_loses_few_clips(run: Path):
     from actionrec.modelfile.card import read_card
     from actionrec.runtime.precision import KEEP_RULE, keeps_copy
 
     exported = run_cli("export", run, "--calibration-clips", "6")
     assert exported.returncode == 0, exported.stderr
     comparison = json.loads((run / "int8_comparison.json").read_text())
-    agreement, clips = comparison["models"][1]["agreement_with_first"], comparison["num_clips"]
-    assert comparison["keep_rule"] == KEEP_RULE and 0 <= comparison["disagreement_bound"] <= 1
+    lost, clips = comparison["models"][1]["lost_vs_first"], comparison["num_clips"]
+    assert comparison["keep_rule"] == KEEP_RULE and 0 <= comparison["loss_bound"] <= 1
     printed = " ".join(exported.stdout.split())
-    if keeps_copy(round((1 - agreement) * clips), clips):
+    if keeps_copy(lost, clips):
         quantization = read_card(run / "model.int8.onnx").quantization
-        assert quantization["agreement_with_fp32"] == pytest.approx(agreement)
-        assert quantization["keep_rule"] == KEEP_RULE
+        assert quantization["clips_lost"] == lost and quantization["keep_rule"] == KEEP_RULE
         assert "serve, predict and watch run it where this CPU has VNNI or AMX" in printed
     else:
         assert not (run / "model.int8.onnx").exists() and "No int8 copy kept" in printed

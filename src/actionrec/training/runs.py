@@ -21,7 +21,7 @@ import platform
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -236,15 +236,15 @@ class RunDir:
 
         config = self.config
         fp32 = Recognizer(model_path)
-        split = {"dataset": config.dataset, "split": config.split, "val_fraction": config.val_fraction,
-                 "seed": config.seed}
+        read = partial(validation_clips, config.data_dir, fp32, dataset=config.dataset, split=config.split,
+                       val_fraction=config.val_fraction, seed=config.seed)
         # Calibrated on training clips, so that the clips it is judged on are ones it has not seen.
-        calibration = validation_clips(config.data_dir, fp32, **split, limit=calibration_clips, training=True)
+        calibration = read(limit=calibration_clips, training=True)
         out = model_path.with_name(model_path.stem + ".int8.onnx")
         quantize_model(model_path, calibration.frames, out,
                        calibrated_on=f"{len(calibration.frames)} training clips of {config.data_dir}")
         del calibration
-        clips = validation_clips(config.data_dir, fp32, **split, limit=compare_clips, progress=progress)
+        clips = read(limit=compare_clips, progress=progress)
         fp32_rule = fp32.card.unknown_rule
         if fp32_rule is not None and fp32_rule.means is not None:  # its own threshold, on the same clips
             rule = rule_on_clips(Recognizer(out), fp32_rule.means, clips, f"validation clips of {config.data_dir}")
