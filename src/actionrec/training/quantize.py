@@ -8,7 +8,7 @@ model file's card, saying how it was quantized, so a server treats it like any o
 Each activation's range is the mean, over the calibration clips, of each clip's own minimum and
 maximum, rather than the extremes of them all: a rare outlier then no longer widens the range for
 every clip (measured on real footage in docs/train.md: the frame features' error against fp32
-fell from 26% to 16%, and the late 160-channel blocks, where it was worst, gained the most).
+fell from 26% to 16%).
 
 Whether it pays depends on the CPU: int8 convolutions are fast where the CPU has VNNI
 instructions (AVX-512 VNNI, AVX-VNNI) and can be slower than float where it has only AVX2.
