@@ -341,9 +341,11 @@ def _export_int8(run, path: Path, calibration_clips: int, compare_clips: int, as
         return
     print_comparison(comparison)
     agreement = comparison["models"][1].get("agreement_with_first")
+    if quantized is None and agreement is None:
+        console.print("No int8 copy kept: no validation clip could be compared. The float model is served everywhere.")
+        return
     if quantized is None:
-        shown = "n/a" if agreement is None else f"{agreement:.1%}"
-        lost, clips = comparison["models"][1].get("lost_vs_first"), comparison["num_clips"]
+        shown, lost, clips = f"{agreement:.1%}", comparison["models"][1]["lost_vs_first"], comparison["num_clips"]
         console.print(f"No int8 copy kept: it names the float model's action on {shown} of {clips} validation "
                       f"clips and gets wrong {lost} that it gets right; {clips} clips cannot show, with "
                       f"{CONFIDENCE:.0%} confidence, that it loses at most {MAX_LOSS:.0%} of clips like them. "

@@ -132,9 +132,9 @@ def _why_not_the_copy(card: ModelCard, copy: Path, copied: ModelCard, int8_pays:
         return f"{copy.name} was made from another export of it; `actionrec export` writes a new one"
     quantization = copied.quantization or {}
     clips, agreement = quantization.get("compared_on_clips"), quantization.get("agreement_with_fp32")
-    # Copies kept before the count of lost clips was recorded: each disagreement counts as lost.
-    lost = quantization.get("clips_lost", None if not isinstance(agreement, (int, float)) or not isinstance(clips, int)
-                            else round((1 - agreement) * clips))
+    lost = quantization.get("clips_lost")
+    if lost is None and isinstance(agreement, (int, float)) and isinstance(clips, int):
+        lost = round((1 - agreement) * clips)  # a copy kept before lost clips were counted: each disagreement
     if not isinstance(lost, int) or not isinstance(clips, int) or clips < 1:
         return f"{copy.name} does not say how often it agrees with it; `actionrec export` measures that"
     if not keeps_copy(lost, clips):
