@@ -328,7 +328,7 @@ def _export_int8(run, path: Path, calibration_clips: int, compare_clips: int, as
 
     try:
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("Reading validation clips", total=None)
+            task = progress.add_task("Reading training clips to calibrate on, then validation clips", total=None)
             quantized, comparison = run.export_int8(
                 path, calibration_clips=calibration_clips, compare_clips=compare_clips or None,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))

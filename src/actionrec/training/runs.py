@@ -239,7 +239,7 @@ class RunDir:
         read = partial(validation_clips, config.data_dir, fp32, dataset=config.dataset, split=config.split,
                        val_fraction=config.val_fraction, seed=config.seed)
         # Calibrated on training clips, so that the clips it is judged on are ones it has not seen.
-        calibration = read(limit=calibration_clips, training=True)
+        calibration = read(limit=calibration_clips, training=True, progress=progress)
         out = model_path.with_name(model_path.stem + ".int8.onnx")
         quantize_model(model_path, calibration.frames, out,
                        calibrated_on=f"{len(calibration.frames)} training clips of {config.data_dir}")
