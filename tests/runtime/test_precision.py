@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from actionrec.errors import ModelFileError
-from actionrec.runtime.precision import choose_model_file, int8_copy_of
+from actionrec.runtime.precision import MAX_LOSS, choose_model_file, int8_copy_of, keeps_copy, loss_bound
 from actionrec.testing.processes import run_cli
 
 
@@ -20,12 +20,17 @@ def model(tmp_path: Path) -> Path:
     return make_untrained_model(tmp_path / "model.onnx", num_frames=4, image_size=32)
 
 
-def with_copy(model: Path, agreement: float | None = None) -> Path:
+def with_copy(model: Path, agreement: float | None = None, clips: int = 200, lost: int | None = None) -> Path:
+    """An int8 "copy" of `model` (the same graph) whose card says how it compared on `clips` clips;
+    without `lost`, as export wrote it before it counted lost clips."""
     from actionrec.modelfile.card import update_card
 
     copy = int8_copy_of(model)
     shutil.copy(model, copy)
-    quantization = {"method": "for the test"} | ({} if agreement is None else {"agreement_with_fp32": agreement})
+    quantization = {"method": "for the test"} | ({} if agreement is None else {"agreement_with_fp32": agreement,
+                                                                              "compared_on_clips": clips})
+    if lost is not None:
+        quantization["clips_lost"] = lost
     update_card(copy, precision="int8", quantization=quantization)
     return copy
 
@@ -50,7 +55,36 @@ def test_the_copy_runs_where_the_cpu_pays_for_it(model: Path):
 def test_a_copy_that_disagrees_is_not_picked(model: Path):
     with_copy(model, agreement=0.9)
     choice = choose_model_file(model, int8_pays=True)
-    assert choice.path == model and "90.0%" in choice.why
+    assert choice.path == model and "wrong 20 of the 200" in choice.why
+
+
+@pytest.mark.parametrize(("lost", "clips", "bound"), [(0, 48, 0.0468), (1, 48, 0.0786), (0, 72, 0.0315),
+                                                      (2, 128, 0.0410), (18, 500, 0.0492), (0, 1, 0.9)])
+def test_the_loss_bound_is_clopper_pearsons_one_sided_90_percent_bound(lost: int, clips: int, bound: float):
+    assert loss_bound(lost, clips) == pytest.approx(bound, abs=5e-4)
+    assert loss_bound(0, 48) == pytest.approx(1 - 0.1 ** (1 / 48))  # none lost: the closed form
+    assert loss_bound(clips, clips) == 1.0
+
+
+def test_the_keep_rule_judges_few_clips_by_what_they_can_show():
+    # 48 clips without a loss show it under 5% (with 90% confidence); one of 48 does not, one of 128 does
+    assert keeps_copy(0, 48) and not keeps_copy(1, 48) and keeps_copy(1, 128) and keeps_copy(2, 128)
+    assert not keeps_copy(0, 20)  # too few clips to show anything
+    assert keeps_copy(18, 500) and not keeps_copy(19, 500)
+    assert not keeps_copy(0, 0) and MAX_LOSS == 0.05
+    with pytest.raises(ValueError):
+        loss_bound(3, 2)
+
+
+def test_auto_applies_the_keep_rule_to_the_copys_card(model: Path):
+    with_copy(model, agreement=46 / 48, clips=48, lost=1)  # one clip lost of 48: too few clips to be sure
+    assert "wrong 1 of the 48" in choose_model_file(model, int8_pays=True).why
+    copy = with_copy(model, agreement=46 / 48, clips=48, lost=0)  # both disagreements on clips fp32 got wrong
+    assert choose_model_file(model, int8_pays=True).path == copy
+    with_copy(model, agreement=47 / 48, clips=48)  # written before lost clips were counted: the disagreement counts
+    assert "wrong 1 of the 48" in choose_model_file(model, int8_pays=True).why
+    copy = with_copy(model, agreement=127 / 128, clips=128)
+    assert choose_model_file(model, int8_pays=True).path == copy
 
 
 def test_auto_picks_only_a_measured_copy_of_this_very_export_and_never_on_a_gpu(model: Path):
@@ -58,7 +92,9 @@ def test_auto_picks_only_a_measured_copy_of_this_very_export_and_never_on_a_gpu(
 
     copy = with_copy(model)  # no agreement measured (written before export measured it)
     assert "does not say how often" in choose_model_file(model, int8_pays=True).why
-    update_card(copy, quantization={"agreement_with_fp32": 1.0})
+    update_card(copy, quantization={"agreement_with_fp32": 1.0})  # on how many clips, not said
+    assert "does not say how often" in choose_model_file(model, int8_pays=True).why
+    update_card(copy, quantization={"agreement_with_fp32": 1.0, "compared_on_clips": 64})
     assert choose_model_file(model, int8_pays=True).path == copy
     assert "GPU" in choose_model_file(model, int8_pays=True, on_gpu=True).why
     update_card(model, exported_at="2030-01-01T00:00:00")  # the model exported again: the copy is stale
@@ -181,3 +217,24 @@ def test_the_server_serves_the_float_model_where_the_copy_cannot_be_read(model: 
     assert "running model.onnx (fp32): its int8 copy cannot be run" in caplog.text
     with TestClient(app) as client:
         assert client.get("/v1/model").json()["precision"] == "fp32"
+
+
+def test_the_comparison_counts_the_clips_the_copy_loses_and_gains():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from actionrec.evaluation.model_files import Clips, evaluate_files
+
+    labels = ["a", "b"]
+    targets = np.array([0, 0, 1, 1, 0])
+
+    def answering(*answers: int) -> SimpleNamespace:
+        probs = np.eye(2, dtype=np.float32)[list(answers)]
+        return SimpleNamespace(labels=labels, model_path=Path("m.onnx"), classify=lambda frames: probs[: len(frames)])
+
+    clips = Clips([], [np.zeros((1, 2, 2, 3), np.uint8)] * 5, targets, labels, {})
+    fp32, int8 = answering(0, 0, 1, 0, 1), answering(0, 1, 1, 1, 0)  # fp32 right on 0-2; int8 on 0, 2, 3, 4
+    compared = evaluate_files([fp32, int8], clips)["models"][1]
+    assert compared["agreement_with_first"] == pytest.approx(2 / 5)
+    assert compared["lost_vs_first"] == 1 and compared["gained_vs_first"] == 2

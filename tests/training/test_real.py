@@ -78,6 +78,17 @@ def test_the_default_recipe_learns_real_clips(run, real_clips):
     assert np.mean(right) >= 0.9, f"{sum(right)} of {len(right)} held-out clips right"
 
 
+def test_export_keeps_an_int8_copy_that_loses_no_held_out_clip(run):
+    from actionrec.runtime.precision import KEEP_RULE
+
+    comparison = json.loads((run / "int8_comparison.json").read_text())
+    fp32, int8 = comparison["models"]
+    assert comparison["kept"] and (run / "model.int8.onnx").is_file(), comparison  # on this CPU or any other
+    assert comparison["keep_rule"] == KEEP_RULE and comparison["num_clips"] == 48
+    assert int8["lost_vs_first"] == 0 and int8["top1"] >= fp32["top1"] - 0.01, int8
+    assert int8["agreement_with_first"] >= 0.97, int8  # one of 48 may be a near tie fp32 gets wrong
+
+
 def test_actions_the_model_was_not_taught_are_flagged(run, real_clips):
     from actionrec.runtime.recognizer import Recognizer
 

@@ -289,11 +289,11 @@ def export(
     run_dir: Path = typer.Argument(..., help="A run directory made by `actionrec train`."),
     out: Path | None = typer.Option(None, help="Where to write (default RUN_DIR/model.onnx)."),
     int8: bool | None = typer.Option(None, "--int8/--no-int8", show_default=False, help="Also write an int8 copy "
-                                        "(MODEL.int8.onnx), calibrated on the run's validation clips and compared "
-                                        "with the float model on them; it is kept only where the two name the same "
-                                        "action on at least 99% of them. Default: yes, where the run's validation "
-                                        "clips can be read."),
-    calibration_clips: int = typer.Option(64, min=1, help="Validation clips the int8 copy's activation ranges are "
+                                        "(MODEL.int8.onnx), calibrated on the run's training clips and compared "
+                                        "with the float model on its validation clips; it is kept only where they "
+                                        "show (90% confidence) that it gets wrong at most 5% of clips that the "
+                                        "float model gets right. Default: yes, where the run's clips can be read."),
+    calibration_clips: int = typer.Option(64, min=1, help="Training clips the int8 copy's activation ranges are "
                                                    "measured on."),
     compare_clips: int = typer.Option(500, help="Validation clips fp32 and int8 are compared on (0: all), and the "
                                                 "unknown threshold is measured on."),
@@ -320,13 +320,15 @@ def export(
 
 
 def _export_int8(run, path: Path, calibration_clips: int, compare_clips: int, asked: bool) -> None:
-    """The int8 copy, kept where it agrees with the float model; by default, a warning where the
-    run's validation clips cannot be read (with --int8, an error)."""
+    """The int8 copy, kept where it loses few clips against the float model; by default, a warning
+    where the run's clips cannot be read (with --int8, an error)."""
     from rich.progress import Progress
+
+    from actionrec.runtime.precision import CONFIDENCE, MAX_LOSS
 
     try:
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("Reading validation clips", total=None)
+            task = progress.add_task("Reading training clips to calibrate on, then validation clips", total=None)
             quantized, comparison = run.export_int8(
                 path, calibration_clips=calibration_clips, compare_clips=compare_clips or None,
                 progress=lambda done, total: progress.update(task, completed=done, total=total))
@@ -334,20 +336,29 @@ def _export_int8(run, path: Path, calibration_clips: int, compare_clips: int, as
         if asked:
             raise
         console.print(f"[yellow]warning:[/yellow] no int8 copy written ({exc}). It is calibrated on the run's "
-                      f"validation clips, read from {run.config.data_dir}: with the dataset there, `actionrec "
-                      f"export {run.path} --int8` writes it.")
+                      f"training clips and compared on its validation clips, read from {run.config.data_dir}: "
+                      f"with the dataset there, `actionrec export {run.path} --int8` writes it.")
         return
     print_comparison(comparison)
     agreement = comparison["models"][1].get("agreement_with_first")
-    if quantized is None:
-        shown = "n/a" if agreement is None else f"{agreement:.1%}"
-        console.print(f"No int8 copy kept: it names the float model's action on {shown} of the validation clips, "
-                      "under the 99% asked of it. The float model is served everywhere.")
+    if quantized is None and agreement is None:
+        console.print("No int8 copy kept: no validation clip could be compared. The float model is served everywhere.")
         return
+    if quantized is None:
+        shown, lost, clips = f"{agreement:.1%}", comparison["models"][1]["lost_vs_first"], comparison["num_clips"]
+        console.print(f"No int8 copy kept: it names the float model's action on {shown} of {clips} validation "
+                      f"clips and gets wrong {lost} that it gets right; {clips} clips cannot show, with "
+                      f"{CONFIDENCE:.0%} confidence, that it loses at most {MAX_LOSS:.0%} of clips like them. "
+                      "The float model is served everywhere.")
+        return
+    from actionrec.modelfile.card import read_card
+
+    calibrated_on = (read_card(quantized).quantization or {}).get("calibrated_on", "training clips")
     console.print(f"Wrote {quantized} ({quantized.stat().st_size / 1e6:.1f} MB), int8, calibrated on "
-                  f"{min(calibration_clips, comparison['num_clips'])} validation clips, agreeing with the float "
-                  f"model on {agreement:.1%} of {comparison['num_clips']}; serve, predict and watch run it where "
-                  "this CPU has VNNI or AMX (--precision fp32 keeps the float model).")
+                  f"{calibrated_on}, agreeing with the float model on {agreement:.1%} of "
+                  f"{comparison['num_clips']} validation clips (it may lose up to {comparison['loss_bound']:.1%} of "
+                  f"clips like them, {CONFIDENCE:.0%} bound); serve, predict and watch run it where this CPU has "
+                  "VNNI or AMX (--precision fp32 keeps the float model).")
 
 
 def _measure_unknown(run, path: Path, limit: int | None) -> None:

@@ -40,16 +40,17 @@ class Clips:
 
 def validation_clips(data_dir: str | os.PathLike, recognizer: Recognizer, *, dataset: str = "folder",
                      split: int = 1, val_fraction: float = 0.2, seed: int = 0, limit: int | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> Clips:
+                     progress: Callable[[int, int], None] | None = None, training: bool = False) -> Clips:
     """Decode (up to `limit`, spread over the classes) validation clips of a dataset as the model
-    reads them. The dataset's split settings must be those the model was trained with."""
+    reads them; with `training`, its training clips instead. The dataset's split settings must be
+    those the model was trained with."""
     split_set = load_dataset(data_dir, kind=dataset, split=split, val_fraction=val_fraction,  # type: ignore[arg-type]
                              seed=seed)
     missing = [name for name in split_set.classes if name not in recognizer.labels]
     if missing:
         raise ModelFileError(f"{recognizer.model_path}: the model has no class {missing[0]!r} of {data_dir} "
                              f"({len(missing)} of the dataset's classes are not among its labels).")
-    samples = evenly(split_set.val, limit)
+    samples = evenly(split_set.train if training else split_set.val, limit)
     kept, frames, failed = [], [], {}
     for done, sample in enumerate(samples, 1):
         try:
@@ -75,7 +76,8 @@ def class_probabilities(recognizer: Recognizer, clips: Clips, batch_size: int = 
 
 def evaluate_files(models: list[Recognizer], clips: Clips) -> dict[str, Any]:
     """Metrics of each model on the same clips and, for two or more, how often each agrees with
-    the first on the top class."""
+    the first on the top class, and on how many clips it is wrong where the first is right
+    (`lost_vs_first`) and the other way round (`gained_vs_first`)."""
     results: dict[str, Any] = {"num_clips": len(clips.samples), "failed": {str(p): e for p, e in clips.failed.items()},
                                "models": []}
     first: np.ndarray | None = None
@@ -88,6 +90,9 @@ def evaluate_files(models: list[Recognizer], clips: Clips) -> dict[str, Any]:
             first = probs.argmax(-1)
         else:
             entry["agreement_with_first"] = float((probs.argmax(-1) == first).mean()) if len(probs) else None
+            right, first_right = probs.argmax(-1) == clips.targets, first == clips.targets
+            entry["lost_vs_first"] = int((first_right & ~right).sum())
+            entry["gained_vs_first"] = int((right & ~first_right).sum())
         results["models"].append(entry)
     return results
 

@@ -2,15 +2,18 @@
 
 int8 convolutions are fast where the CPU has VNNI or AMX instructions and can be slower than float
 where it has only AVX2 (measured in docs/train.md). `actionrec export` keeps an int8 copy
-(MODEL.int8.onnx) only when it agrees with the float model on at least `MIN_AGREEMENT` of the
-run's validation clips; `choose_model_file` then picks it on a CPU where it pays, and says which
-copy it picked and why, for `serve`, `predict` and `watch` to show, with the card it read from that
-file's metadata: passed on to `Recognizer(choice.path, card=choice.card)`, the file's card is read
-once.
+(MODEL.int8.onnx) only where the validation clips it was compared on show, with `CONFIDENCE`,
+that it gets wrong at most `MAX_LOSS` of clips like them that the float model gets right
+(`keeps_copy`: a one-sided upper confidence bound on that share, so that a few dozen clips are
+judged as soundly as a few hundred, and a clip both get wrong costs nothing). `choose_model_file`
+then picks it on a CPU where it pays, and says which copy it picked and why, for `serve`,
+`predict` and `watch` to show, with the card it read from that file's metadata: passed on to
+`Recognizer(choice.path, card=choice.card)`, the file's card is read once.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,8 +26,38 @@ from actionrec.modelfile.hub import resolve_model
 from actionrec.runtime.resources import cpu_facts
 
 PRECISIONS = ("auto", "fp32", "int8")
-MIN_AGREEMENT = 0.99  # of validation clips on which the int8 copy must name the float model's action
+MAX_LOSS = 0.05  # of compared clips, which the float model names right and the kept int8 copy wrong
+CONFIDENCE = 0.9  # that the copy's share of such clips is at most MAX_LOSS
+KEEP_RULE = (f"kept where the one-sided {CONFIDENCE:.0%} upper confidence bound (Clopper-Pearson) on the share of "
+             f"compared clips that fp32 names right and int8 wrong is at most {MAX_LOSS:.0%}")
 T = TypeVar("T")
+
+
+def loss_bound(lost: int, clips: int, confidence: float = CONFIDENCE) -> float:
+    """The one-sided upper `confidence` bound (Clopper-Pearson) on the share of clips that the int8
+    copy gets wrong and the float model right, where that happened on `lost` of `clips`: with none
+    of 48 clips, 4.7% at 90%; of 500, 0.5%."""
+    if clips < 1 or not 0 <= lost <= clips:
+        raise ValueError(f"{lost} clips lost of {clips}")
+    if lost == clips:
+        return 1.0
+    low, high = lost / clips, 1.0
+    for _ in range(50):  # the share at which seeing at most `lost` becomes as unlikely as 1 - confidence
+        middle = (low + high) / 2
+        low, high = (middle, high) if _at_most(lost, clips, middle) > 1 - confidence else (low, middle)
+    return high
+
+
+def _at_most(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), 0 < p < 1."""
+    return sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
+                        + (n - i) * math.log1p(-p)) for i in range(k + 1))
+
+
+def keeps_copy(lost: int, clips: int) -> bool:
+    """Whether an int8 copy that got wrong `lost` of `clips` compared clips that the float model
+    got right is kept (`KEEP_RULE`): none of 45 or more, at most 2 of 128, 18 of 500."""
+    return clips > 0 and loss_bound(lost, clips) <= MAX_LOSS
 
 
 def int8_copy_of(path: Path) -> Path:
@@ -97,11 +130,16 @@ def _why_not_the_copy(card: ModelCard, copy: Path, copied: ModelCard, int8_pays:
     `copied`); None where the copy is the one to run."""
     if (copied.name, copied.exported_at) != (card.name, card.exported_at):
         return f"{copy.name} was made from another export of it; `actionrec export` writes a new one"
-    agreement = (copied.quantization or {}).get("agreement_with_fp32")
-    if not isinstance(agreement, (int, float)):
+    quantization = copied.quantization or {}
+    clips, agreement = quantization.get("compared_on_clips"), quantization.get("agreement_with_fp32")
+    lost = quantization.get("clips_lost")
+    if lost is None and isinstance(agreement, (int, float)) and isinstance(clips, int):
+        lost = round((1 - agreement) * clips)  # a copy kept before lost clips were counted: each disagreement
+    if not isinstance(lost, int) or not isinstance(clips, int) or clips < 1:
         return f"{copy.name} does not say how often it agrees with it; `actionrec export` measures that"
-    if agreement < MIN_AGREEMENT:
-        return f"{copy.name} agrees with it on only {agreement:.1%} of its validation clips"
+    if not keeps_copy(lost, clips):
+        return (f"{copy.name} got wrong {lost} of the {clips} validation clips it was compared on that the float "
+                f"model got right: too many to show ({CONFIDENCE:.0%} confidence) that it loses at most {MAX_LOSS:.0%}")
     if not (cpu_facts()["int8_pays"] if int8_pays is None else int8_pays):
         return f"this CPU has no VNNI or AMX, where {copy.name} would be slower; --precision int8 runs it anyway"
     return None

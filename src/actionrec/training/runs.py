@@ -21,7 +21,7 @@ import platform
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from actionrec import __version__
-from actionrec.datasets import evenly
 from actionrec.errors import TrainingError
 from actionrec.evaluation.scores import best_epoch_index
 from actionrec.files import atomic_output, write_json, write_text
@@ -223,36 +222,47 @@ class RunDir:
     def export_int8(self, model_path: Path, *, calibration_clips: int = 64, compare_clips: int | None = 500,
                     progress: Callable[[int, int], None] | None = None) -> tuple[Path | None, dict[str, Any]]:
         """Write an int8 copy of the exported `model_path` beside it (`model.int8.onnx`), calibrated
-        on the run's validation clips, and compare the two on (up to `compare_clips` of) them: each
-        one's accuracy and how often they agree. The copy is kept, its agreement in its card, only
-        where the two name the same action on at least `MIN_AGREEMENT` of the clips; else it is
-        removed and None is returned. The comparison is also written to the run."""
+        on (`calibration_clips` of) the run's training clips, and compare the two on (up to
+        `compare_clips` of) its validation clips: each one's accuracy and how often they agree.
+        The copy is kept, with these in its card, only
+        where it gets wrong so few clips that the float model gets right that their share is at
+        most `MAX_LOSS` with `CONFIDENCE` (`keeps_copy`); else it is removed and None is returned.
+        The comparison is also written to the run."""
         from actionrec.evaluation.model_files import evaluate_files, rule_on_clips, validation_clips
         from actionrec.modelfile.card import read_card
-        from actionrec.runtime.precision import MIN_AGREEMENT
+        from actionrec.runtime.precision import KEEP_RULE, keeps_copy, loss_bound
         from actionrec.runtime.recognizer import Recognizer
         from actionrec.training.quantize import quantize_model
 
         config = self.config
         fp32 = Recognizer(model_path)
-        clips = validation_clips(config.data_dir, fp32, dataset=config.dataset,
-                                 split=config.split, val_fraction=config.val_fraction, seed=config.seed,
-                                 limit=compare_clips, progress=progress)
-        calibration = evenly(clips.frames, calibration_clips)
+        read = partial(validation_clips, config.data_dir, fp32, dataset=config.dataset, split=config.split,
+                       val_fraction=config.val_fraction, seed=config.seed)
+        # Calibrated on training clips, so that the clips it is judged on are ones it has not seen.
+        calibration = read(limit=calibration_clips, training=True, progress=progress)
         out = model_path.with_name(model_path.stem + ".int8.onnx")
-        quantize_model(model_path, list(calibration), out,
-                       calibrated_on=f"{len(calibration)} validation clips of {config.data_dir}")
+        quantize_model(model_path, calibration.frames, out,
+                       calibrated_on=f"{len(calibration.frames)} training clips of {config.data_dir}")
+        del calibration
+        clips = read(limit=compare_clips, progress=progress)
         fp32_rule = fp32.card.unknown_rule
         if fp32_rule is not None and fp32_rule.means is not None:  # its own threshold, on the same clips
             rule = rule_on_clips(Recognizer(out), fp32_rule.means, clips, f"validation clips of {config.data_dir}")
             update_card(out, unknown=rule.to_dict())
         comparison = evaluate_files([fp32, Recognizer(out)], clips)
+        agreement, compared = comparison["models"][1].get("agreement_with_first"), comparison["num_clips"]
+        lost = comparison["models"][1].get("lost_vs_first")
+        comparison["keep_rule"] = KEEP_RULE
+        comparison["loss_bound"] = None if lost is None or not compared else round(loss_bound(lost, compared), 4)
+        comparison["kept"] = lost is not None and keeps_copy(lost, compared)
         write_json(self.path / "int8_comparison.json", comparison)
-        agreement = comparison["models"][1].get("agreement_with_first")
-        if agreement is None or agreement < MIN_AGREEMENT:
+        if not comparison["kept"]:
             out.unlink(missing_ok=True)
             return None, comparison
         quantization = read_card(out).quantization or {}
-        update_card(out, quantization=quantization | {"agreement_with_fp32": round(agreement, 4),
-                                                      "compared_on_clips": comparison["num_clips"]})
+        update_card(out, quantization=quantization | {
+            "agreement_with_fp32": round(agreement, 4), "compared_on_clips": compared, "clips_lost": lost,
+            "clips_gained": comparison["models"][1]["gained_vs_first"], "loss_bound": comparison["loss_bound"],
+            "keep_rule": KEEP_RULE, "top1_fp32": comparison["models"][0]["top1"],
+            "top1_int8": comparison["models"][1]["top1"]})
         return out, comparison
