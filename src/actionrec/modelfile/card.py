@@ -246,14 +246,14 @@ def card_of_file(file: io.BufferedIOBase | io.BytesIO, source: str | os.PathLike
 
 def write_card(model: Any, card: ModelCard) -> None:
     """Put `card` in an ONNX model's (a ModelProto's) metadata, in place of what was there.
-    ModelFileError, and the model left as it was, where the card would not be read back (too large,
+    ModelFileError, and the model left as it was, where the card is past a reader's limits (too large,
     too many frames): a file every reader refuses is never written."""
     text = card.to_json()
-    try:
-        ModelCard.from_json(text, "the card being written")
-    except ModelFileError as exc:
-        raise ModelFileError(f"{card.name}: this model's card would not be read back, so it is not written "
-                             f"({str(exc).removeprefix('the card being written: ')})") from None
+    too_large = (f"{len(text) / 1024 / 1024:.1f} MB, where a card is at most {MAX_CARD_BYTES // 1024 // 1024} MB"
+                 if len(text) > MAX_CARD_BYTES else None)
+    if problem := too_large or _clip_problem(card.num_frames, card.image_size) or _shown_size_problem(card.to_dict()):
+        raise ModelFileError(f"{card.name}: this model's card is past what actionrec reads ({problem}), so it is "
+                             "not written.")
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, text
@@ -308,15 +308,21 @@ def _contract(data: dict[str, Any], source: str) -> tuple[int, int]:
 
 def _check_clip(num_frames: int, image_size: int, source: str) -> None:
     """Refuse a clip no model of this package uses, before anything is allocated for it."""
+    if problem := _clip_problem(num_frames, image_size):
+        raise _damaged(source, problem)
+
+
+def _clip_problem(num_frames: int, image_size: int) -> str | None:
     try:
         ClipSpec(num_frames, image_size)
     except ValueError as exc:
-        raise _damaged(source, str(exc)) from None
+        return str(exc)
     if num_frames > MAX_NUM_FRAMES:
-        raise _damaged(source, f"'num_frames' is {num_frames}, and a clip is at most {MAX_NUM_FRAMES} frames")
+        return f"'num_frames' is {num_frames}, and a clip is at most {MAX_NUM_FRAMES} frames"
     if num_frames * image_size ** 2 > MAX_CLIP_PIXELS:
-        raise _damaged(source, f"a clip of {num_frames} frames of {image_size} x {image_size} pixels, where a clip "
-                               f"is at most {MAX_CLIP_PIXELS:,} pixels (16 frames of 512 x 512)")
+        return (f"a clip of {num_frames} frames of {image_size} x {image_size} pixels, where a clip is at most "
+                f"{MAX_CLIP_PIXELS:,} pixels (16 frames of 512 x 512)")
+    return None
 
 
 def _depth(value: Any) -> int:
@@ -335,13 +341,19 @@ def _depth(value: Any) -> int:
 def _check_shown_size(data: dict[str, Any], source: str) -> None:
     """Refuse a card whose parts other than the unknown rule's class means and center (what GET
     /v1/model shows without a key: labels, facts, the rule's description) are too large to show."""
+    if problem := _shown_size_problem(data):
+        raise _damaged(source, problem)
+
+
+def _shown_size_problem(data: dict[str, Any]) -> str | None:
     unknown = data.get("unknown")
     unknown = unknown if isinstance(unknown, dict) else {}
     described = {key: value for key, value in unknown.items() if key not in ("means", "center")}
     shown = len(json.dumps({key: value for key, value in data.items() if key != "unknown"} | {"unknown": described}))
     if shown > MAX_SHOWN_CARD_BYTES:
-        raise _damaged(source, f"{shown // 1024} KB besides the unknown rule, where a card's labels and facts "
-                               f"take at most {MAX_SHOWN_CARD_BYTES // 1024} KB")
+        return (f"{shown // 1024} KB besides the unknown rule, where a card's labels and facts take at most "
+                f"{MAX_SHOWN_CARD_BYTES // 1024} KB")
+    return None
 
 
 def _normalization(given: Any, source: str) -> Normalization:
