@@ -226,7 +226,8 @@ class RunDir:
         `compare_clips` of) its validation clips: each one's accuracy and how often they agree.
         The copy is kept, with these in its card, only
         where it gets wrong so few clips that the float model gets right that their share is at
-        most `MAX_LOSS` with `CONFIDENCE` (`keeps_copy`); else it is removed and None is returned.
+        most `MAX_LOSS` with `CONFIDENCE`, and its top-1 at most `MAX_DROP` below (`keeps_copy`); else
+        it is removed and None is returned.
         The comparison is also written to the run."""
         from actionrec.evaluation.model_files import evaluate_files, rule_on_clips, validation_clips
         from actionrec.modelfile.card import read_card
@@ -254,7 +255,7 @@ class RunDir:
         lost = comparison["models"][1].get("lost_vs_first")
         comparison["keep_rule"] = KEEP_RULE
         comparison["loss_bound"] = None if lost is None or not compared else round(loss_bound(lost, compared), 4)
-        comparison["kept"] = lost is not None and keeps_copy(lost, compared)
+        comparison["kept"] = lost is not None and keeps_copy(lost, compared, comparison["models"][1]["gained_vs_first"])
         write_json(self.path / "int8_comparison.json", comparison)
         if not comparison["kept"]:
             out.unlink(missing_ok=True)
