@@ -324,7 +324,7 @@ def _export_int8(run, path: Path, calibration_clips: int, compare_clips: int, as
     where the run's clips cannot be read (with --int8, an error)."""
     from rich.progress import Progress
 
-    from actionrec.runtime.precision import CONFIDENCE, MAX_LOSS
+    from actionrec.runtime.precision import CONFIDENCE, MAX_DROP, MAX_LOSS, loss_bound
 
     try:
         with Progress(console=console, transient=True) as progress:
@@ -345,10 +345,14 @@ def _export_int8(run, path: Path, calibration_clips: int, compare_clips: int, as
         console.print("No int8 copy kept: no validation clip could be compared. The float model is served everywhere.")
         return
     if quantized is None:
-        shown, lost, clips = f"{agreement:.1%}", comparison["models"][1]["lost_vs_first"], comparison["num_clips"]
-        console.print(f"No int8 copy kept: it names the float model's action on {shown} of {clips} validation "
-                      f"clips and gets wrong {lost} that it gets right; {clips} clips cannot show, with "
-                      f"{CONFIDENCE:.0%} confidence, that it loses at most {MAX_LOSS:.0%} of clips like them. "
+        copy, clips = comparison["models"][1], comparison["num_clips"]
+        lost, gained = copy["lost_vs_first"], copy["gained_vs_first"]
+        why = (f"its top-1 is {(lost - gained) / clips:.1%} below the float model's, more than {MAX_DROP:.0%}"
+               if loss_bound(lost, clips) <= MAX_LOSS else
+               f"{clips} clips cannot show, with {CONFIDENCE:.0%} confidence, that it loses at most {MAX_LOSS:.0%} "
+               "of clips like them")
+        console.print(f"No int8 copy kept: it names the float model's action on {agreement:.1%} of {clips} validation "
+                      f"clips, gets wrong {lost} that it gets right and right {gained} that it gets wrong; {why}. "
                       "The float model is served everywhere.")
         return
     from actionrec.modelfile.card import read_card
