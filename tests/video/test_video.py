@@ -101,9 +101,66 @@ def test_the_sampled_frames_are_the_ones_returned(numbered_clip):
 def test_only_sampled_frames_are_converted(numbered_clip, monkeypatch):
     calls = []
     original = decode.to_model_input
-    monkeypatch.setattr(decode, "to_model_input", lambda frame, size: calls.append(1) or original(frame, size))
+    monkeypatch.setattr(decode, "to_model_input",
+                        lambda frame, size, *rest: calls.append(1) or original(frame, size, *rest))
     read_clip(numbered_clip, ClipSpec(4, 32))
     assert len(calls) == 4
+
+
+def test_frames_convert_on_a_thread_in_order_and_a_failure_comes_after_the_frames_before_it():
+    seen: list[int] = []
+
+    def frames():
+        for index in range(10):
+            seen.append(index)
+            if index == 7:
+                raise RuntimeError("the decoder broke")
+            yield index, index
+
+    converted = decode.converted_ahead(frames(), lambda value: value * 10, depth=2)
+    handed: list[tuple[int, int]] = []
+    with pytest.raises(RuntimeError, match="broke"):
+        for pair in converted:
+            handed.append(pair)
+    assert handed == [(i, i * 10) for i in range(7)]
+
+
+def test_a_reader_stopped_early_closes_its_frames_and_a_conversion_error_reaches_it():
+    closed = []
+
+    def frames():
+        try:
+            yield from ((i, i) for i in range(100))
+        finally:
+            closed.append(True)
+
+    converted = decode.converted_ahead(frames(), lambda value: value, depth=4)
+    assert [next(converted) for _ in range(3)] == [(0, 0), (1, 1), (2, 2)]
+    converted.close()
+    assert closed == [True]
+
+    def refuse(value: int) -> int:
+        if value == 5:
+            raise FrameTooLargeError("too large")
+        return value
+
+    with pytest.raises(FrameTooLargeError):
+        list(decode.converted_ahead(((i, i) for i in range(10)), refuse))
+
+
+def test_a_scaler_kept_for_a_stream_gives_the_pixels_each_frame_s_own_gives():
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from actionrec.video.regions import model_square
+
+    data = encode(np.random.default_rng(0).integers(0, 256, (12, 64, 96, 3), dtype=np.uint8))  # detail to scale
+    with av.open(io.BytesIO(data)) as container:
+        frames = list(container.decode(video=0))
+    kept = VideoReformatter()
+    for frame in frames:
+        for size in (32, 40):
+            np.testing.assert_array_equal(model_square(frame, size, kept), model_square(frame, size))
 
 
 def test_training_views_are_random_and_reproducible(numbered_clip):
