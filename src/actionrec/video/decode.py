@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -113,7 +113,7 @@ def _frame_converter(image_size: int, limits: DecodeLimits, name: str, outcome: 
     return converted
 
 
-def converted_ahead(frames: Iterator[tuple[int, av.VideoFrame]], convert: Convert,
+def converted_ahead(frames: Generator[tuple[int, av.VideoFrame], None, None], convert: Convert,
                     depth: int = CONVERT_AHEAD) -> Iterator[tuple[int, Any]]:
     """(index, `convert(frame)`) for each of `frames`, in order, each frame converted on a thread of
     its own while the decoder goes on with the next ones (FFmpeg's scaler and decoder both let go
@@ -174,7 +174,7 @@ def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], 
 
 
 def _read_sequential(source: VideoSource, wanted: list[int], name: str, limits: DecodeLimits,
-                     outcome: DecodeOutcome) -> Iterator[tuple[int, av.VideoFrame]]:
+                     outcome: DecodeOutcome) -> Generator[tuple[int, av.VideoFrame], None, None]:
     """Decode from the start, handing out only the `wanted` frame indices; stop after the last one."""
     container = open_video(source, name, limits.max_pixels)
     targets = set(wanted)
@@ -196,7 +196,7 @@ def _read_sequential(source: VideoSource, wanted: list[int], name: str, limits: 
 
 
 def _read_seeking(source: VideoSource, video: VideoProbe, wanted: list[int], limits: DecodeLimits,
-                  outcome: DecodeOutcome) -> Iterator[tuple[int, av.VideoFrame]]:
+                  outcome: DecodeOutcome) -> Generator[tuple[int, av.VideoFrame], None, None]:
     """Reach each wanted frame from the keyframe before it, matching frames by timestamp."""
     assert video.pts is not None
     container = open_video(source, video.name, limits.max_pixels)
