@@ -1,7 +1,7 @@
 """The answer stage of a prediction: frames as they stream in -> encoded -> windows classified ->
-a `Prediction`. `PredictionBuilder` encodes each frame once, classifies each timeline window as
-soon as its last sample is in, and keeps only what later windows still need, so memory stays
-bounded whatever the video's length.
+a `Prediction`. `PredictionBuilder` encodes each frame once, classifies timeline windows as their
+samples come in (a batch at a time, with the samples' own frames), and keeps only what later
+windows still need, so memory stays bounded whatever the video's length.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ class Stages(Protocol):
 
 
 class PredictionBuilder:
-    """Turns streamed frames into a prediction: encodes each frame once, classifies each timeline
-    window as soon as its last sample is in, and keeps only what later windows still need. With
+    """Turns streamed frames into a prediction: encodes each frame once, classifies timeline windows
+    as their samples come in, a batch at a time, and keeps only what later windows still need. With
     `explain`, the clip's frames are encoded to their feature maps where `maps` is given (pooled, they
     are the features the answer reads), and the answer carries its explanation."""
 
