@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -117,12 +118,19 @@ def test_frames_convert_on_a_thread_in_order_and_a_failure_comes_after_the_frame
                 raise RuntimeError("the decoder broke")
             yield index, index
 
-    converted = decode.converted_ahead(frames(), lambda value: value * 10, depth=2)
+    threads: set[str] = set()
+
+    def convert(value: int) -> int:
+        threads.add(threading.current_thread().name)
+        return value * 10
+
+    converted = decode.converted_ahead(frames(), convert, depth=2)
     handed: list[tuple[int, int]] = []
     with pytest.raises(RuntimeError, match="broke"):
         for pair in converted:
             handed.append(pair)
     assert handed == [(i, i * 10) for i in range(7)]
+    assert threading.current_thread().name not in threads  # the conversions ran beside the decoding
 
 
 def test_a_reader_stopped_early_closes_its_frames_and_a_conversion_error_reaches_it():
