@@ -19,6 +19,7 @@ from actionrec.errors import (
 )
 from actionrec.testing.media import encode, frame_number, numbered_frames, video_without_a_decoder
 from actionrec.video import ClipSpec, DecodeLimits, Timeline, decode, read_clip, read_views, sample_indices, spec
+from actionrec.video.converting import converted_ahead
 
 SPEC = ClipSpec(num_frames=8, image_size=32)
 
@@ -124,7 +125,7 @@ def test_frames_convert_on_a_thread_in_order_and_a_failure_comes_after_the_frame
         threads.add(threading.current_thread().name)
         return value * 10
 
-    converted = decode.converted_ahead(frames(), convert, depth=2)
+    converted = converted_ahead(frames(), convert, depth=2)
     handed: list[tuple[int, int]] = []
     with pytest.raises(RuntimeError, match="broke"):
         for pair in converted:
@@ -142,7 +143,7 @@ def test_a_reader_stopped_early_closes_its_frames_and_a_conversion_error_reaches
         finally:
             closed.append(True)
 
-    converted = decode.converted_ahead(frames(), lambda value: value, depth=4)
+    converted = converted_ahead(frames(), lambda value: value, depth=4)
     assert [next(converted) for _ in range(3)] == [(0, 0), (1, 1), (2, 2)]
     converted.close()
     assert closed == [True]
@@ -153,7 +154,7 @@ def test_a_reader_stopped_early_closes_its_frames_and_a_conversion_error_reaches
         return value
 
     with pytest.raises(FrameTooLargeError):
-        list(decode.converted_ahead(((i, i) for i in range(10)), refuse))
+        list(converted_ahead(((i, i) for i in range(10)), refuse))
 
 
 def test_a_scaler_kept_for_a_stream_gives_the_pixels_each_frame_s_own_gives():

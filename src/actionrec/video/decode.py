@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +23,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from actionrec.errors import FrameTooLargeError, NotAnImageError, RegionsError, UndecodableVideoError, VideoError
+from actionrec.video.converting import converted_ahead
 from actionrec.video.image_header import HEADER_BYTES, check_image_header
 from actionrec.video.probe import (
     VideoProbe,
@@ -43,7 +41,6 @@ from actionrec.video.spec import Clip, ClipSpec, DecodeLimits, PlannedClip, Vide
 Plan = Callable[[np.ndarray], list[PlannedClip]]
 # What is kept of each picked frame, in place of `to_model_input` (e.g. the crops of its regions).
 Convert = Callable[[av.VideoFrame], Any]
-CONVERT_AHEAD = 4  # decoded frames that may wait for their conversion (see `converted_ahead`)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -111,35 +108,6 @@ def _frame_converter(image_size: int, limits: DecodeLimits, name: str, outcome: 
         return to_model_input(frame, image_size, reformatter) if convert is None else convert(frame)
 
     return converted
-
-
-def converted_ahead(frames: Generator[tuple[int, av.VideoFrame], None, None], convert: Convert,
-                    depth: int = CONVERT_AHEAD) -> Iterator[tuple[int, Any]]:
-    """(index, `convert(frame)`) for each of `frames`, in order, each frame converted on a thread of
-    its own while the decoder goes on with the next ones (FFmpeg's scaler and decoder both let go
-    of the GIL): a timeline's reading then costs the decode alone, not the decode and then each
-    sample's conversion. At most `depth` decoded frames wait for conversion. Where `frames` fails,
-    the frames before the failure still come, then the failure is raised."""
-    pending: deque[tuple[int, Future]] = deque()
-    failure: Exception | None = None
-    with closing(frames), ThreadPoolExecutor(1, thread_name_prefix="actionrec-convert") as pool:
-        while failure is None:
-            try:
-                index, frame = next(frames)
-            except StopIteration:
-                break
-            except Exception as exc:  # raised once the frames decoded before it are handed out
-                failure = exc
-                break
-            pending.append((index, pool.submit(convert, frame)))
-            if len(pending) > depth:
-                index, conversion = pending.popleft()
-                yield index, conversion.result()
-        while pending:
-            index, conversion = pending.popleft()
-            yield index, conversion.result()
-    if failure is not None:
-        raise failure
 
 
 def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], image_size: int,
