@@ -139,6 +139,34 @@ def test_windows_from_shared_features_match_the_whole_network(model_path: Path):
     np.testing.assert_allclose(probs, recognizer.classify(clips), atol=1e-4)
 
 
+def test_windows_and_samples_own_frames_share_the_head_s_calls_and_score_as_each_alone(model_path: Path):
+    from actionrec.runtime.prediction import WINDOW_BATCH
+    from actionrec.runtime.recognizer import Recognizer
+
+    recognizer = Recognizer(model_path)
+    calls: list[int] = []
+    head = recognizer.head
+    recognizer.head = lambda units: calls.append(len(units)) or head(units)  # type: ignore[method-assign]
+    data = long_video(40)
+    plan, builder, _ = builder_after(recognizer, data)
+    frames = np.unique(plan.samples)
+    assert sum(calls) == len(plan.windows) + len(frames) > WINDOW_BATCH  # each window and frame once
+    assert all(rows == WINDOW_BATCH for rows in calls[:-1])  # full calls, but the last
+    assert builder.frames_waiting == [] and not builder.samples
+
+    features = {}
+    for message in stream_prediction_frames(data, recognizer.spec, recognizer.limits, recognizer.timeline):
+        if isinstance(message, FrameChunk):
+            features.update(zip(message.indices.tolist(), recognizer.encode(message.frames)))
+    size = recognizer.spec.num_frames
+    windows = np.stack([np.stack([features[int(plan.samples[first + t])] for t in range(size)])
+                        for first, _, _ in plan.windows])
+    np.testing.assert_allclose(np.concatenate(builder.window_probs), head(windows), atol=1e-5)
+    alone = head(np.stack([np.repeat(features[int(i)][None], size, axis=0) for i in plan.samples]))
+    assert builder.evidence is not None
+    np.testing.assert_allclose(builder.evidence.frame_log, np.log(np.maximum(alone, 1e-6)), atol=1e-4)
+
+
 def test_the_head_runs_alone_and_answers_as_the_whole_network(tmp_path: Path):
     from actionrec.runtime.recognizer import Recognizer
     from actionrec.testing import make_untrained_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from actionrec.errors import (
 )
 from actionrec.testing.media import encode, frame_number, numbered_frames, video_without_a_decoder
 from actionrec.video import ClipSpec, DecodeLimits, Timeline, decode, read_clip, read_views, sample_indices, spec
+from actionrec.video.converting import converted_ahead
 
 SPEC = ClipSpec(num_frames=8, image_size=32)
 
@@ -101,9 +103,73 @@ def test_the_sampled_frames_are_the_ones_returned(numbered_clip):
 def test_only_sampled_frames_are_converted(numbered_clip, monkeypatch):
     calls = []
     original = decode.to_model_input
-    monkeypatch.setattr(decode, "to_model_input", lambda frame, size: calls.append(1) or original(frame, size))
+    monkeypatch.setattr(decode, "to_model_input",
+                        lambda frame, size, *rest: calls.append(1) or original(frame, size, *rest))
     read_clip(numbered_clip, ClipSpec(4, 32))
     assert len(calls) == 4
+
+
+def test_frames_convert_on_a_thread_in_order_and_a_failure_comes_after_the_frames_before_it():
+    seen: list[int] = []
+
+    def frames():
+        for index in range(10):
+            seen.append(index)
+            if index == 7:
+                raise RuntimeError("the decoder broke")
+            yield index, index
+
+    threads: set[str] = set()
+
+    def convert(value: int) -> int:
+        threads.add(threading.current_thread().name)
+        return value * 10
+
+    converted = converted_ahead(frames(), convert, depth=2)
+    handed: list[tuple[int, int]] = []
+    with pytest.raises(RuntimeError, match="broke"):
+        for pair in converted:
+            handed.append(pair)
+    assert handed == [(i, i * 10) for i in range(7)]
+    assert threading.current_thread().name not in threads  # the conversions ran beside the decoding
+
+
+def test_a_reader_stopped_early_closes_its_frames_and_a_conversion_error_reaches_it():
+    closed = []
+
+    def frames():
+        try:
+            yield from ((i, i) for i in range(100))
+        finally:
+            closed.append(True)
+
+    converted = converted_ahead(frames(), lambda value: value, depth=4)
+    assert [next(converted) for _ in range(3)] == [(0, 0), (1, 1), (2, 2)]
+    converted.close()
+    assert closed == [True]
+
+    def refuse(value: int) -> int:
+        if value == 5:
+            raise FrameTooLargeError("too large")
+        return value
+
+    with pytest.raises(FrameTooLargeError):
+        list(converted_ahead(((i, i) for i in range(10)), refuse))
+
+
+def test_a_scaler_kept_for_a_stream_gives_the_pixels_each_frame_s_own_gives():
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from actionrec.video.regions import model_square
+
+    data = encode(np.random.default_rng(0).integers(0, 256, (12, 64, 96, 3), dtype=np.uint8))  # detail to scale
+    with av.open(io.BytesIO(data)) as container:
+        frames = list(container.decode(video=0))
+    kept = VideoReformatter()
+    for frame in frames:
+        for size in (32, 40):
+            np.testing.assert_array_equal(model_square(frame, size, kept), model_square(frame, size))
 
 
 def test_training_views_are_random_and_reproducible(numbered_clip):

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from actionrec.errors import FrameTooLargeError, NotAnImageError, RegionsError, UndecodableVideoError, VideoError
+from actionrec.video.converting import converted_ahead
 from actionrec.video.image_header import HEADER_BYTES, check_image_header
 from actionrec.video.probe import (
     VideoProbe,
@@ -44,9 +46,10 @@ Convert = Callable[[av.VideoFrame], Any]
 # --------------------------------------------------------------------------- decoding
 
 
-def to_model_input(frame: av.VideoFrame, image_size: int) -> np.ndarray:
-    """Resize the shorter side to image_size, crop the centre square, apply display rotation."""
-    square = model_square(frame, image_size)
+def to_model_input(frame: av.VideoFrame, image_size: int, reformatter: VideoReformatter | None = None) -> np.ndarray:
+    """Resize the shorter side to image_size, crop the centre square, apply display rotation
+    (`reformatter`: one kept for a stream's frames, see `model_square`)."""
+    square = model_square(frame, image_size, reformatter)
     # Cropping the centre square commutes with quarter turns, so rotating the small crop is enough.
     quarter_turns = round((frame.rotation or 0) / 90) % 4
     if quarter_turns:
@@ -92,14 +95,19 @@ def checked_model_input(frame: av.VideoFrame, image_size: int, limits: DecodeLim
     return to_model_input(frame, image_size)
 
 
-def _checked_convert(frame: av.VideoFrame, image_size: int, limits: DecodeLimits, name: str,
-                     outcome: DecodeOutcome, convert: Convert | None = None) -> Any:
-    outcome.rotation = int(frame.rotation or 0)
-    if convert is None:
-        return checked_model_input(frame, image_size, limits, f"{name}: a frame")
-    if frame.width * frame.height > limits.max_pixels:
-        checked_model_input(frame, image_size, limits, f"{name}: a frame")  # raises FrameTooLargeError
-    return convert(frame)
+def _frame_converter(image_size: int, limits: DecodeLimits, name: str, outcome: DecodeOutcome,
+                     convert: Convert | None) -> Convert:
+    """What each picked frame of one read goes through: `convert`, or the model input made with
+    one scaler kept for the read's frames; FrameTooLargeError for a frame over the pixel limit."""
+    reformatter = VideoReformatter()
+
+    def converted(frame: av.VideoFrame) -> Any:
+        outcome.rotation = int(frame.rotation or 0)
+        if frame.width * frame.height > limits.max_pixels:
+            checked_model_input(frame, image_size, limits, f"{name}: a frame")  # raises FrameTooLargeError
+        return to_model_input(frame, image_size, reformatter) if convert is None else convert(frame)
+
+    return converted
 
 
 def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], image_size: int,
@@ -115,10 +123,11 @@ def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], 
     if not wanted:
         return
     name = video.name
+    converted = _frame_converter(image_size, limits, name, outcome, convert)
     if seek and video.seekable:
         done = -1
         try:
-            for index, frame in _read_seeking(source, video, wanted, image_size, limits, name, outcome, convert):
+            for index, frame in converted_ahead(_read_seeking(source, video, wanted, limits, outcome), converted):
                 done = index
                 yield index, frame
             return
@@ -129,12 +138,12 @@ def read_frames(source: VideoSource, video: VideoProbe, indices: Iterable[int], 
             outcome.warnings.append(f"seeking in this video did not work ({reason}); it was read from the start")
             wanted = [i for i in wanted if i > done]
     with decoder_failures(name):
-        yield from _read_sequential(source, wanted, image_size, limits, name, outcome, convert)
+        yield from converted_ahead(_read_sequential(source, wanted, name, limits, outcome), converted)
 
 
-def _read_sequential(source: VideoSource, wanted: list[int], image_size: int, limits: DecodeLimits, name: str,
-                     outcome: DecodeOutcome, convert: Convert | None) -> Iterator[tuple[int, Any]]:
-    """Decode from the start, converting only the `wanted` frame indices; stop after the last one."""
+def _read_sequential(source: VideoSource, wanted: list[int], name: str, limits: DecodeLimits,
+                     outcome: DecodeOutcome) -> Generator[tuple[int, av.VideoFrame], None, None]:
+    """Decode from the start, handing out only the `wanted` frame indices; stop after the last one."""
     container = open_video(source, name, limits.max_pixels)
     targets = set(wanted)
     last = wanted[-1]
@@ -143,7 +152,7 @@ def _read_sequential(source: VideoSource, wanted: list[int], image_size: int, li
         for frame in container.decode(container.streams.video[0]):
             outcome.frames_decoded += 1
             if count in targets:
-                yield count, _checked_convert(frame, image_size, limits, name, outcome, convert)
+                yield count, frame
             count += 1
             if count > last:
                 break
@@ -154,11 +163,11 @@ def _read_sequential(source: VideoSource, wanted: list[int], image_size: int, li
         container.close()
 
 
-def _read_seeking(source: VideoSource, video: VideoProbe, wanted: list[int], image_size: int, limits: DecodeLimits,
-                  name: str, outcome: DecodeOutcome, convert: Convert | None) -> Iterator[tuple[int, Any]]:
+def _read_seeking(source: VideoSource, video: VideoProbe, wanted: list[int], limits: DecodeLimits,
+                  outcome: DecodeOutcome) -> Generator[tuple[int, av.VideoFrame], None, None]:
     """Reach each wanted frame from the keyframe before it, matching frames by timestamp."""
     assert video.pts is not None
-    container = open_video(source, name, limits.max_pixels)
+    container = open_video(source, video.name, limits.max_pixels)
     try:
         stream = container.streams.video[0]
         frames: Iterator[av.VideoFrame] = iter(())
@@ -181,7 +190,7 @@ def _read_seeking(source: VideoSource, video: VideoProbe, wanted: list[int], ima
                     raise _SeekFailed("timestamps out of order")
                 position = frame.pts
                 if frame.pts == target:
-                    yield index, _checked_convert(frame, image_size, limits, name, outcome, convert)
+                    yield index, frame
                     break
                 if frame.pts > target:
                     raise _SeekFailed(f"no frame with the timestamp of frame {index}")
