@@ -33,8 +33,8 @@ def test_the_benchmark_reports_ratios_side_by_side(model_path: Path, tmp_path: P
     short.write_bytes(long_video(3))
     clip.write_bytes(long_video(12))
     result = subprocess.run([sys.executable, "-m", "actionrec.cli", "benchmark", str(model_path), str(short), str(clip),
-                             "--repeats", "1", "--http", "--http-workers", "2", "--http-workers", "1", "--folder", str(tmp_path), "--json"], capture_output=True,
-                            text=True, timeout=300)
+                             "--repeats", "1", "--http", "--http-workers", "2", "--http-workers", "1",
+                             "--folder", str(tmp_path), "--json"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     measured = report["videos"][1]

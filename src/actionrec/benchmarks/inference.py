@@ -218,8 +218,10 @@ def benchmark_http(model_path: Path, video: Path, recognizer: Recognizer, client
             servers[count] = (f"http://127.0.0.1:{port}", start_server(
                 model_path, port, count, None, ("--max-pending", str(clients * 2), "--precision", "fp32", *options)))
         recognizer.predict(video)
-        one: dict[int, dict[str, list]] = {count: {"http": [], "in_process": [], "statuses": []} for count in workers}
-        many: dict[int, dict[str, list]] = {count: {"rate": [], "p50": [], "cpu": [], "statuses": []} for count in workers}
+        one: dict[int, dict[str, list]] = {count: {"http": [], "in_process": [], "statuses": []}
+                                           for count in workers}
+        many: dict[int, dict[str, list]] = {count: {"rate": [], "p50": [], "cpu": [], "statuses": []}
+                                            for count in workers}
         with httpx.Client(timeout=120) as http:  # one client, its connection kept alive
             for url, _ in servers.values():
                 asyncio.run(load(url, body, 3, 1))  # warm up
@@ -250,7 +252,8 @@ def benchmark_http(model_path: Path, video: Path, recognizer: Recognizer, client
                 1: {"p50_ms": round(statistics.median(alone["http"]) * 1000, 1) if alone["http"] else float("nan"),
                     "in_process_ms": round(statistics.median(alone["in_process"]) * 1000, 1),
                     "statuses": {status: alone["statuses"].count(status) for status in set(alone["statuses"])}},
-                clients: {"answers_per_s": statistics.median(loaded["rate"]), "p50_ms": statistics.median(loaded["p50"]),
+                clients: {"answers_per_s": statistics.median(loaded["rate"]),
+                          "p50_ms": statistics.median(loaded["p50"]),
                           "load_generator_cpu_ms": round(statistics.median(loaded["cpu"]) * 1000, 1),
                           "statuses": statuses}}
         return figures
@@ -305,8 +308,9 @@ def speed_table(results: dict) -> list[SpeedRow]:
         rows.append({"what": "one answer explained (--explain)", "figure": f"{explained * 1000:.0f} ms",
                      "ratio": explained / short["seconds"]["answer_beside_explained"],
                      "of": "the plain answer beside it", "target": ("<=", 1.5)})
-    for count, figures in (results.get("http") or {}).items():
-        rows.extend(_http_rows(count, figures, network_s, cores_rate, short["cores"], count == next(iter(results["http"]))))
+    http = results.get("http") or {}
+    for count, figures in http.items():
+        rows.extend(_http_rows(count, figures, network_s, cores_rate, short["cores"], count == next(iter(http))))
     folder = results.get("folder")
     if folder:
         rows.append({"what": f"predict over a folder of {folder['videos']} videos",

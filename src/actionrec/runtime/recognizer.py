@@ -242,7 +242,8 @@ class Recognizer:
             with self._streams_lock:
                 self._streams -= 1
 
-    def _read_stream(self, messages: Iterable[PredictionMessage], explain: bool) -> tuple[PredictionBuilder, FramesDone]:
+    def _read_stream(self, messages: Iterable[PredictionMessage], explain: bool
+                     ) -> tuple[PredictionBuilder, FramesDone]:
         builder: PredictionBuilder | None = None
         for message in messages:
             if isinstance(message, FramePlan):
