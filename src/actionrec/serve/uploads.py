@@ -161,7 +161,8 @@ async def _limited(request: Request, limits: UploadLimits, held: BudgetHold | No
     try:
         while True:
             try:
-                chunk = await asyncio.wait_for(chunks.__anext__(), timeout=limits.idle_timeout_s)
+                async with asyncio.timeout(limits.idle_timeout_s):  # no task made for each chunk, as wait_for does
+                    chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 return
             except TimeoutError:
