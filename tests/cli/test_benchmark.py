@@ -66,7 +66,7 @@ def test_the_benchmark_reports_ratios_side_by_side(model_path: Path, tmp_path: P
     assert all(row["ratio"] > 0 for row in rows.values() if row["ratio"] is not None)
     for workers in ("2", "1"):  # each server's one client beside answers in process, and 8 clients at once
         http = report["http"][workers]
-        assert http["1"]["statuses"] == {"200": 9} and http["1"]["in_process_ms"] > 0
+        assert http["1"]["statuses"] == {"200": 15} and http["1"]["in_process_ms"] > 0
         assert http["8"]["statuses"] == {"200": 3 * 48} and http["8"]["load_generator_cpu_ms"] > 0
     assert report["folder"]["answered"] == 2
 

@@ -193,7 +193,7 @@ def _time_timeline(recognizer: Recognizer, path: Path, video: VideoProbe,
 
 
 def benchmark_http(model_path: Path, video: Path, recognizer: Recognizer, clients: int = 8,
-                   requests_per_client: int = 6, workers: tuple[int, ...] = (2,), rounds: int = 3, pairs: int = 9,
+                   requests_per_client: int = 6, workers: tuple[int, ...] = (2,), rounds: int = 3, pairs: int = 15,
                    options: tuple[str, ...] = ()) -> dict[int, dict[int, dict]]:
     """Real `actionrec serve`s (default settings but `options`; one for each count of decode `workers`)
     answering `video`, all started at once and measured in turns so that a busy moment of a shared
