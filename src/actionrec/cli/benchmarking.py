@@ -27,7 +27,7 @@ def benchmark(
     http: bool = typer.Option(False, "--http", help="Also time a real server answering the first video: one "
                                                      "client (each request beside an in-process answer), and 8 at "
                                                      "once."),
-    http_workers: list[int] = typer.Option([2], "--http-workers", min=1,
+    http_workers: list[int] = typer.Option([2], "--http-workers", min=1, metavar="N",
                                            help="Decode workers of the server --http times; repeat the option to "
                                                 "time servers with each count side by side."),
     folder: Path | None = typer.Option(None, help="Also time `predict` over the videos of this folder."),
