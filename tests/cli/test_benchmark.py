@@ -33,8 +33,8 @@ def test_the_benchmark_reports_ratios_side_by_side(model_path: Path, tmp_path: P
     short.write_bytes(long_video(3))
     clip.write_bytes(long_video(12))
     result = subprocess.run([sys.executable, "-m", "actionrec.cli", "benchmark", str(model_path), str(short), str(clip),
-                             "--repeats", "1", "--http", "--folder", str(tmp_path), "--json"], capture_output=True,
-                            text=True, timeout=300)
+                             "--repeats", "1", "--http", "--http-workers", "2", "--http-workers", "1",
+                             "--folder", str(tmp_path), "--json"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     measured = report["videos"][1]
@@ -54,12 +54,21 @@ def test_the_benchmark_reports_ratios_side_by_side(model_path: Path, tmp_path: P
     rows = {row["what"]: row for row in report["speed_table"]}
     assert {"the network alone on one clip", "one answer in process",
             "its 2 x 2 grid's answers (4 cells and the whole)", "the same answer over HTTP, one client",
-            "HTTP, 8 clients", "HTTP, 8 clients, against the cores", "predict over a folder of 2 videos",
+            "HTTP, 8 clients", "HTTP, 8 clients, against the cores",
+            "HTTP, 8 clients, against the cores the load generator leaves",
+            "the same answer over HTTP, one client, --workers 1", "HTTP, 8 clients, --workers 1",
+            "HTTP, 8 clients, --workers 1, against the cores",
+            "HTTP, 8 clients, --workers 1, against the cores the load generator leaves",
+            "predict over a folder of 2 videos",
             "predict over a folder of 2 videos, against the cores", "timeline of clip.mp4",
             "timeline of clip.mp4, against the cores", "one answer on clip.mp4",
             "one answer explained (--explain)"} == set(rows)
     assert all(row["ratio"] > 0 for row in rows.values() if row["ratio"] is not None)
-    assert report["http"]["1"]["statuses"] == {"200": 6} and report["folder"]["answered"] == 2
+    for workers in ("2", "1"):  # each server's one client beside answers in process, and 8 clients at once
+        http = report["http"][workers]
+        assert http["1"]["statuses"] == {"200": 15} and http["1"]["in_process_ms"] > 0
+        assert http["8"]["statuses"] == {"200": 3 * 48} and http["8"]["load_generator_cpu_ms"] > 0
+    assert report["folder"]["answered"] == 2
 
 
 def test_benchmark_regions_builds_videos_of_held_out_clips_and_scores_them(tmp_path: Path):

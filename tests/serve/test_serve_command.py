@@ -4,8 +4,10 @@ it, and the API docs work offline."""
 
 from __future__ import annotations
 
+import http.client
 import inspect
 import io
+import json
 import os
 import subprocess
 import sys
@@ -65,6 +67,28 @@ def test_variables_and_flags_reach_the_settings(served: str, clip: bytes) -> Non
     ready = httpx.get(served + "/readyz").json()
     assert ready["workers"] == {"running": 1, "configured": 1}
     assert httpx.get(served + "/v1/model").json()["api_key_required"] is True
+
+
+def post_in_one_go(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    """POST with Python's http.client, which sends the whole body before it reads the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.request("POST", "/", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_an_answer_given_before_the_body_is_read_reaches_a_client_still_sending(served: str) -> None:
+    """Refused from its headers, a body far larger than the socket buffers still reaches the answer:
+    the server reads and drops the rest before it closes, where closing at once reset the connection."""
+    body = os.urandom(48 * 1024 * 1024)
+    status, answer = post_in_one_go(served, body, {"Content-Type": "video/mp4", "X-API-Key": API_KEY})
+    assert (status, answer["reason"]) == (413, "upload_too_large")
+    status, answer = post_in_one_go(served, body, {"Content-Type": "video/mp4"})  # no key: 401, as early
+    assert status == 401 and "detail" in answer
 
 
 def test_bad_settings_are_refused_with_the_flag_named(tmp_path: Path) -> None:

@@ -432,6 +432,18 @@ def test_api_key_guards_prediction_routes(guarded_server: Server, clip: bytes) -
     assert http_get(url + "/metrics", headers={"X-API-Key": API_KEY}).status_code == 200
 
 
+def test_an_answer_given_before_the_body_is_read_closes_the_connection(guarded_server: Server, clip: bytes) -> None:
+    """Refused before its body was read, a request's connection is not kept for another (the server
+    would have to read the rest first); an answer to a body read whole, or to a request without
+    one, keeps it."""
+    url = guarded_server.url
+    refused = post_video(url + "/", clip)  # no API key: 401 from the headers
+    assert refused.status_code == 401 and refused.headers["connection"] == "close"
+    answered = post_video(url + "/", clip, headers={"X-API-Key": API_KEY})
+    assert answered.status_code == 200 and "connection" not in answered.headers
+    assert "connection" not in http_get(url + "/healthz").headers
+
+
 def test_api_key_leaves_page_and_probes_open(guarded_server: Server) -> None:
     url = guarded_server.url
     for route in ("/", "/healthz", "/readyz", "/v1/model"):

@@ -25,7 +25,11 @@ def benchmark(
     compare: list[Path] = typer.Option([], "--compare", help="Other model files (e.g. MODEL.int8.onnx) timed side by "
                                                               "side with MODEL on the first video."),
     http: bool = typer.Option(False, "--http", help="Also time a real server answering the first video: one "
-                                                     "client, and 8 at once."),
+                                                     "client (each request beside an in-process answer), and 8 at "
+                                                     "once."),
+    http_workers: list[int] = typer.Option([2], "--http-workers", min=1, metavar="N",
+                                           help="Decode workers of the server --http times; repeat the option to "
+                                                "time servers with each count side by side."),
     folder: Path | None = typer.Option(None, help="Also time `predict` over the videos of this folder."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -37,7 +41,8 @@ def benchmark(
 
     try:
         recognizer = Recognizer(model, threads=threads)
-        results = _measure(recognizer, model, videos, repeats, threads, server, compare, http, folder)
+        results = _measure(recognizer, model, videos, repeats, threads, server, compare,
+                           tuple(http_workers) if http else (), folder)
     except (ActionrecError, ValueError, OSError) as exc:
         fail(str(exc))
     results["speed_table"] = speed_table(results)
@@ -76,7 +81,7 @@ def benchmark(
 
 
 def _measure(recognizer, model: Path, videos: list[Path], repeats: int, threads: int | None, server: bool,
-             compare: list[Path], http: bool, folder: Path | None) -> dict:
+             compare: list[Path], http_workers: tuple[int, ...], folder: Path | None) -> dict:
     from actionrec.benchmarks.inference import (
         benchmark_folder,
         benchmark_http,
@@ -94,8 +99,8 @@ def _measure(recognizer, model: Path, videos: list[Path], repeats: int, threads:
         results["models"] = compare_models([model, *compare], videos[0], max(5, repeats), threads)
     if server:
         results["server"] = benchmark_server(model, videos)
-    if http:
-        results["http"] = benchmark_http(model, videos[0])
+    if http_workers:
+        results["http"] = benchmark_http(model, videos[0], recognizer, workers=http_workers)
     if folder is not None:
         results["folder"] = benchmark_folder(recognizer, expand([str(folder)]))
     return results

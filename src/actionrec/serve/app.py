@@ -46,7 +46,7 @@ from actionrec.runtime.network import load_network
 from actionrec.runtime.precision import choose_model_file, load_chosen
 from actionrec.runtime.recognizer import Recognizer, choose_providers
 from actionrec.serve import live
-from actionrec.serve.guards import AnswerWhenCutShort, HostCheck, OriginCheck
+from actionrec.serve.guards import AnswerWhenCutShort, CloseWhenBodyUnread, HostCheck, OriginCheck
 from actionrec.serve.logs import SafeLogText, Throttle, configure_logging
 from actionrec.serve.metrics import RequestLogMiddleware
 from actionrec.serve.protocol import ACCEPT_BACKLOG, connection_limit, guarded_protocol, listening_sockets
@@ -118,6 +118,7 @@ def create_app(settings: ServerSettings, recognizer: Recognizer | None = None, *
     app.add_middleware(OriginCheck, origins=settings.cors_origins, hosts=settings.allowed_hosts)
     app.add_middleware(HostCheck, hosts=settings.hosts)
     app.add_middleware(AnswerWhenCutShort)
+    app.add_middleware(CloseWhenBodyUnread)
     app.add_middleware(RequestLogMiddleware, metrics=service.metrics)
     return app
 

@@ -1,6 +1,7 @@
 """What the app refuses before a route sees a request, and what a request cut short gets:
-Host values that do not name this server, pages on other origins, and the server stopping.
-Each is an ASGI middleware; `create_app` adds them."""
+Host values that do not name this server, pages on other origins, and the server stopping; and
+the connection of a request answered before its body was read is not kept. Each is an ASGI
+middleware; `create_app` adds them."""
 
 from __future__ import annotations
 
@@ -75,6 +76,43 @@ class AnswerWhenCutShort:
             response = error_answer(503, "The server stopped before it could finish this request. Send it again.",
                                     "shutting_down", {"Connection": "close"})
             await response(scope, receive, send)
+
+
+class CloseWhenBodyUnread:
+    """An answer given before its request's body was read (refused from the headers, or part way
+    through) says `Connection: close`: the server reads no body it refused just to keep the
+    connection, and the client knows not to send another request on it. The connection then closes
+    lingering (see `actionrec.serve.protocol`), so that a client still sending gets the answer."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or not has_body(scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        body_read = False
+
+        async def receive_and_note() -> dict:
+            nonlocal body_read
+            message = await receive()
+            body_read = body_read or message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def send_closing(message: dict) -> None:
+            if message["type"] == "http.response.start" and not body_read:
+                headers = [(name, value) for name, value in message.get("headers", []) if name.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive_and_note, send_closing)
+
+
+def has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request with these (lower-case, as ASGI gives them) headers has a body to read."""
+    named = dict(headers)
+    length = named.get(b"content-length", b"")
+    return b"transfer-encoding" in named or (length.isdigit() and int(length) > 0)
 
 
 class OriginCheck:

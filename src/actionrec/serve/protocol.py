@@ -10,6 +10,13 @@
   later, in the protocol, is too late: asyncio accepts a whole backlog of connections per wake-up
   and closes a refused one only a loop turn after that, so several backlogs' worth of descriptors
   can be open at once.
+- **Answers given before the body is in.** A request refused early (413, 507, 401) is answered
+  while its client may still be sending the body; closing the socket then, with bytes unread,
+  resets the connection, and a client that reads its answer only after sending everything (Python's
+  `http.client`) gets ECONNRESET instead of the answer. Such a connection closes as nginx's
+  lingering close does: the answer is sent and the write side shut, then whatever the client still
+  sends is read and thrown away until it stops (`LINGER_IDLE_S` without a byte), finishes, or
+  `LINGER_S` have passed, and only then is the socket closed.
 - **Ambiguous framing.** A request with both Content-Length and Transfer-Encoding, bare-LF line
   endings or a folded header line is read differently by proxies and servers (request
   smuggling); RFC 9112 lets a server refuse it and says to close the connection. It gets 400
@@ -34,6 +41,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 MAX_HEAD_BYTES = 64 * 1024  # h11 refuses longer heads itself
 # the listening socket's backlog (uvicorn's default, 2048, is also how many asyncio accepts at once)
 ACCEPT_BACKLOG = 128
+LINGER_S = 30.0  # the longest an answered connection is read from before it is closed (nginx's lingering_time)
+LINGER_IDLE_S = 5.0  # ... or once it has sent nothing for this long (nginx's lingering_timeout)
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _FOLDED = re.compile(rb"\r\n[ \t]")
 
@@ -151,6 +160,24 @@ def listening_sockets(host: str, port: int, max_connections: int) -> list[Connec
     return bound
 
 
+class _LingerOnClose:
+    """The connection's transport as uvicorn sees it, but for `close()`, which closes it with a
+    lingering close while the client is still sending the body of an answered request."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedH11Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def close(self) -> None:
+        self._protocol.close_connection()
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedH11Protocol(H11Protocol):
     header_timeout_s = 10.0  # `guarded_protocol` makes a subclass with the settings
 
@@ -158,7 +185,12 @@ class GuardedH11Protocol(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._cycle_when_armed: Any = None
         self._framing_problem: str | None = None
+        self.lingering = False
+        self._linger_timer: asyncio.TimerHandle | None = None
+        self._linger_started = self._last_read = 0.0
         super().connection_made(transport)
+        self._wire = transport
+        self.transport = _LingerOnClose(transport, self)  # type: ignore[assignment]
         self.conn.next_event = self._check_framing_then(self.conn.next_event)  # type: ignore[method-assign]
         self._arm_header_timer()
 
@@ -202,7 +234,36 @@ class GuardedH11Protocol(H11Protocol):
                                      f"{self._framing_problem}. The connection is closed.", "bad_framing"))
         self.transport.close()
 
+    # -- closing while the client still sends -------------------------------------------------
+
+    def close_connection(self) -> None:
+        """Close the connection; with a lingering close where the client is still sending a
+        request's body (see the module's docstring). Closing a lingering connection closes it now."""
+        if self.lingering or self._wire.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+            self._wire.close()
+            return
+        self.lingering = True
+        self._disarm_header_timer()
+        self._unset_keepalive_if_required()
+        self._linger_started = self._last_read = self.loop.time()
+        if self._wire.can_write_eof():
+            self._wire.write_eof()  # once the answer is out: the client sees its end
+        self.flow.resume_reading()
+        self._linger_timer = self.loop.call_later(LINGER_IDLE_S, self._check_linger)
+
+    def _check_linger(self) -> None:
+        ends = min(self._last_read + LINGER_IDLE_S, self._linger_started + LINGER_S)
+        now = self.loop.time()
+        if now >= ends:
+            self._linger_timer = None
+            self._wire.close()
+        else:
+            self._linger_timer = self.loop.call_later(ends - now, self._check_linger)
+
     def data_received(self, data: bytes) -> None:
+        if self.lingering:  # the rest of an answered request's body: read and dropped
+            self._last_read = self.loop.time()
+            return
         super().data_received(data)
         if self._header_timer is not None and self.cycle is not self._cycle_when_armed:
             self._disarm_header_timer()  # a request's headers are in: the body has its own limits
@@ -212,12 +273,16 @@ class GuardedH11Protocol(H11Protocol):
         super().handle_websocket_upgrade(event)
 
     def on_response_complete(self) -> None:
+        if not self.transport.is_closing() and self.conn.their_state is h11.SEND_BODY:
+            self.transport.close()  # answered before its body came in: not kept alive, and closed lingering
         super().on_response_complete()
         if not self.transport.is_closing():
             self._arm_header_timer()  # kept alive: the next request's headers have the same limit
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
 
 

@@ -61,7 +61,8 @@ def check_headers(request: Request, max_bytes: int, allow_multipart: bool) -> No
 
 def too_large(max_bytes: int) -> UploadError:
     return UploadError(413, f"The upload is larger than this server's limit of {megabytes(max_bytes)}. "
-                            "Send a shorter or more compressed video.", "upload_too_large")
+                            "Send a shorter or more compressed video.", "upload_too_large",
+                       {"Connection": "close"})  # the rest of the body is not read to keep the connection
 
 
 class UploadBudget:
@@ -160,7 +161,8 @@ async def _limited(request: Request, limits: UploadLimits, held: BudgetHold | No
     try:
         while True:
             try:
-                chunk = await asyncio.wait_for(chunks.__anext__(), timeout=limits.idle_timeout_s)
+                async with asyncio.timeout(limits.idle_timeout_s):  # no task made for each chunk, as wait_for does
+                    chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 return
             except TimeoutError:

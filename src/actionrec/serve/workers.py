@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import signal
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -62,6 +64,17 @@ def _limit_memory(headroom: int) -> None:
         pass  # not Linux, or not allowed: FFmpeg's own pixel limit still applies
 
 
+def _widen_send_buffer(conn: Connection, size: int = 4 * 1024 * 1024) -> None:
+    """Let a chunk of decoded frames (four 224 px frames are 0.6 MB, three times the socket's default
+    buffer) go to the server in one write while the server still encodes the last one, so that it
+    is there to read at once when the server asks for it. The kernel caps `size` at its limit."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    except OSError:
+        pass  # not a socket: the chunk goes in several writes, as before
+
+
 def _decode_worker_main(conn: Connection) -> None:
     """Body of a worker process: run jobs from `conn` until told to stop or the parent goes.
 
@@ -74,6 +87,7 @@ def _decode_worker_main(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _limit_memory(WORKER_MEMORY_HEADROOM)
+    _widen_send_buffer(conn)
     conn.send("ready")
     while True:
         try:
