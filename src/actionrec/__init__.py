@@ -6,7 +6,7 @@ and changes nothing in the process (the `actionrec` command sets what it needs w
 
 from actionrec.errors import ActionrecError, ModelFileError, VideoError
 
-__version__ = "0.4.0"
+__version__ = "0.4.1"
 
 
 # The public names, each imported from its room only when asked for (so that `import actionrec` stays
