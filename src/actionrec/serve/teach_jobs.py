@@ -1,6 +1,8 @@
-"""A teaching job's clips and the process that teaches on them (`actionrec.serve.teaching_data`
-starts jobs and keeps their records):
+"""The example clips, a teaching job's clips and the process that teaches on them
+(`actionrec.serve.teaching_data` takes the clips, starts jobs and keeps their records):
 
+    examples/ACTION/ID.mp4       an example clip, and its facts (acknowledged once these are written)
+    examples/ACTION/ID.json
     jobs/ID.json                 the job's record: its state, written at every step
     jobs/ID/ACTION/FILE          the clips the job teaches on: hard links to the example clips as they
     jobs/ID/clips.json           were when it started (copies where links cannot be made), and their
@@ -13,15 +15,63 @@ names clips as ACTION/FILE and models by id: never a folder of the server.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from actionrec.serve.durable import read_json, write_json
+from actionrec.teaching.names import valid_id
 
 MANIFEST = "clips.json"
+log = logging.getLogger("actionrec.server")
+
+
+def read_examples(examples_dir: Path) -> dict[str, list[dict]]:
+    """{action: its acknowledged clips' facts, oldest first}, actions by name."""
+    found: dict[str, list[dict]] = {}
+    for folder in sorted(examples_dir.iterdir(), key=lambda p: p.name.lower()):
+        if not folder.is_dir():
+            continue
+        clips = [facts for facts in (read_json(p) for p in sorted(folder.glob("*.json")))
+                 if facts and (folder / facts.get("file", "")).is_file()]
+        if clips:
+            found[folder.name] = sorted(clips, key=lambda c: c.get("added_at", 0))
+    return found
+
+
+def count_clips(examples_dir: Path, key: Callable[[str], str]) -> Counter[str]:
+    """{key(action): its clips}, their records counted unread: a few ms for the largest limits, where
+    reading every record took 70 (on the event loop, at every upload)."""
+    counts: Counter[str] = Counter()
+    for folder in examples_dir.iterdir():
+        if folder.is_dir():
+            with os.scandir(folder) as entries:
+                found = sum(entry.name.endswith(".json") and not entry.name.startswith(".") for entry in entries)
+            if found:
+                counts[key(folder.name)] += found
+    return counts
+
+
+def name_unlisted_models(models_dir: Path) -> None:
+    """Log each model file kept by an older server under a name that is no model id (which could
+    start with "_"): it is not listed or served, and the log says what to rename it to."""
+    for unlisted in sorted(models_dir.glob("[!.]*.onnx")):  # ".NAME": a file being written
+        if not valid_id(unlisted.stem):
+            suggested = re.sub(r"[^A-Za-z0-9._-]+", "-", unlisted.stem).strip("._-")[:80] or "model"
+            log.warning("%s is not listed or served: its name is not a model id (a letter or digit, then letters, "
+                        "digits and . _ -). Rename it, e.g. to %s.onnx, to list and serve it", unlisted, suggested)
+
+
+def remove_snapshots(jobs_dir: Path, but: str | None) -> None:
+    """Remove the clips set aside for jobs that ended or never began: every snapshot `but` one."""
+    for folder in jobs_dir.iterdir():
+        if folder.is_dir() and folder.name != but:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def take_snapshot(examples_dir: Path, folder: Path, examples: dict[str, list[dict]]) -> None:

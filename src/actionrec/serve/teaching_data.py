@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import os
-import re
 import shutil
 import time
 import uuid
@@ -40,7 +38,15 @@ from actionrec.errors import ModelFileError, RequestError
 from actionrec.serve import uploads
 from actionrec.serve.durable import durable_write, read_json, write_json
 from actionrec.serve.schemas import for_clients
-from actionrec.serve.teach_jobs import has_snapshot, take_snapshot, teach_in_child
+from actionrec.serve.teach_jobs import (
+    count_clips,
+    has_snapshot,
+    name_unlisted_models,
+    read_examples,
+    remove_snapshots,
+    take_snapshot,
+    teach_in_child,
+)
 from actionrec.teaching.names import TeachError, check_action_name, model_id_for, name_key, valid_id
 
 if TYPE_CHECKING:
@@ -113,7 +119,7 @@ class Teaching:
         key = name_key(name)
         writing = {name_key(folder.name): folder for folder in self.writing}
         folder = self._folders().get(key) or writing.get(key) or self._require() / "examples" / name
-        counts = self._clip_counts()
+        counts = count_clips(self._require() / "examples", name_key)
         for being_written, count in self.writing.items():
             counts[name_key(being_written.name)] += count
         if not counts[key] and len(+counts) >= self.settings.teach_max_actions:
@@ -125,30 +131,9 @@ class Teaching:
                                "too_many_clips")
         return folder
 
-    def _clip_counts(self) -> Counter[str]:
-        """{name key: the action's clips}, their records counted unread: a few ms for the largest limits,
-        where reading every record took 70 (on the event loop, at every upload)."""
-        counts: Counter[str] = Counter()
-        for folder in (self._require() / "examples").iterdir():
-            if folder.is_dir():
-                with os.scandir(folder) as entries:
-                    found = sum(entry.name.endswith(".json") and not entry.name.startswith(".") for entry in entries)
-                if found:
-                    counts[name_key(folder.name)] += found
-        return counts
-
     def examples(self) -> dict[str, list[dict]]:
         """{action: its acknowledged clips' facts}, actions by name."""
-        root = self._require() / "examples"
-        found: dict[str, list[dict]] = {}
-        for folder in sorted(root.iterdir(), key=lambda p: p.name.lower()):
-            if not folder.is_dir():
-                continue
-            clips = [facts for facts in (read_json(p) for p in sorted(folder.glob("*.json")))
-                     if facts and (folder / facts.get("file", "")).is_file()]
-            if clips:
-                found[folder.name] = sorted(clips, key=lambda c: c.get("added_at", 0))
-        return found
+        return read_examples(self._require() / "examples")
 
     def _base_card(self) -> ModelCard:
         from actionrec.modelfile.card import read_card
@@ -323,12 +308,7 @@ class Teaching:
         """At start: serve the model chosen last, and start again a job the last server did not finish."""
         if self.data_dir is None:
             return
-        for unlisted in sorted((self.data_dir / "models").glob("[!.]*.onnx")):  # ".NAME": a file being written
-            if not valid_id(unlisted.stem):  # kept by an older server, whose ids could start with "_"
-                suggested = re.sub(r"[^A-Za-z0-9._-]+", "-", unlisted.stem).strip("._-")[:80] or "model"
-                log.warning("%s is not listed or served: its name is not a model id (a letter or digit, then "
-                            "letters, digits and . _ -). Rename it, e.g. to %s.onnx, to list and serve it",
-                            unlisted, suggested)
+        name_unlisted_models(self.data_dir / "models")
         chosen = read_json(self.data_dir / "served.json")
         if chosen and chosen.get("model") not in (None, BASE_ID):
             try:
@@ -341,9 +321,7 @@ class Teaching:
             job.update(state="failed", reason="teach_failed", error="The server stopped during this job.")
             write_json(self.data_dir / "jobs" / f"{job['id']}.json", job)
         restarting = cut_short[0]["id"] if cut_short and self.base_path is not None else None
-        for folder in (self.data_dir / "jobs").iterdir():  # the clips set aside for jobs that ended or never began
-            if folder.is_dir() and folder.name != restarting:
-                await asyncio.to_thread(shutil.rmtree, folder, True)
+        await asyncio.to_thread(remove_snapshots, self.data_dir / "jobs", but=restarting)
         if restarting is not None:
             job = cut_short[0] | {"state": "queued", "done": 0, "restarted": True}
             write_json(self.data_dir / "jobs" / f"{job['id']}.json", job)
