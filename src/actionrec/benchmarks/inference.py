@@ -11,8 +11,7 @@ For each video, against the same file and model:
   interleaved, where the model file can explain.
 Work that runs at once cannot end sooner than its CPU seconds over the cores: "what the cores
 allow" is the larger of a wall-clock floor and that (the work done on one thread, its CPU time).
-With `server`, a real `actionrec serve` answers a timeline request for each video while its
-resident memory (the server process and its decode workers) is sampled.
+Real servers (their memory, HTTP answers, batching) are measured in `actionrec.benchmarks.servers`.
 
 Ratios, not absolute times, are what carry from one machine to another; these machines are
 shared and noisy, so each figure is the median of `repeats` runs.
@@ -34,7 +33,6 @@ import numpy as np
 
 from actionrec.runtime.cores import usable_cores
 from actionrec.runtime.recognizer import Recognizer
-from actionrec.runtime.resources import PeakMemory, memory_mb
 from actionrec.video import probe, stream_prediction_frames
 from actionrec.video.decode import DecodeOutcome, read_frames
 from actionrec.video.probe import VideoProbe
@@ -54,11 +52,11 @@ def _side_by_side(first: Callable[[], object], second: Callable[[], object], rep
     return statistics.median(firsts), statistics.median(seconds)
 
 
-def _median_seconds(work: Callable[[], object], repeats: int) -> float:
+def median_seconds(work: Callable[[], object], repeats: int) -> float:
     return _median_wall_and_cpu(work, repeats)[0]
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     """CPU time of this process, all its threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -68,10 +66,10 @@ def _median_wall_and_cpu(work: Callable[[], object], repeats: int) -> tuple[floa
     """Median wall-clock seconds of `work`, and median CPU seconds it took across its threads."""
     walls, cpus = [], []
     for _ in range(repeats):
-        cpu, started = _cpu_seconds(), time.perf_counter()
+        cpu, started = cpu_seconds(), time.perf_counter()
         work()
         walls.append(time.perf_counter() - started)
-        cpus.append(_cpu_seconds() - cpu)
+        cpus.append(cpu_seconds() - cpu)
     return statistics.median(walls), statistics.median(cpus)
 
 
@@ -92,8 +90,8 @@ def compare_models(models: list[Path], video: Path, repeats: int = 5, threads: i
         recognizer.classify(frames[id(recognizer)])
     for _ in range(repeats):
         for recognizer in recognizers:
-            model_times[id(recognizer)].append(_median_seconds(partial(recognizer.classify, frames[id(recognizer)]), 1))
-            answer_times[id(recognizer)].append(_median_seconds(partial(recognizer.predict, video), 1))
+            model_times[id(recognizer)].append(median_seconds(partial(recognizer.classify, frames[id(recognizer)]), 1))
+            answer_times[id(recognizer)].append(median_seconds(partial(recognizer.predict, video), 1))
     results: list[dict[str, Any]] = []
     for recognizer in recognizers:
         model_s, answer_s = (statistics.median(t[id(recognizer)]) for t in (model_times, answer_times))
@@ -127,12 +125,12 @@ def benchmark_video(recognizer: Recognizer, path: Path, repeats: int = 3) -> dic
                     "frames_per_clip": spec.num_frames, "image_size": spec.image_size}
     seconds = result["seconds"] = {}
     cpu = result["cpu_seconds"] = {}
-    seconds["sequential_decode"] = _median_seconds(lambda: _decode_everything(path), repeats)
-    seconds["answer"] = _median_seconds(lambda: recognizer.predict(path), repeats)
+    seconds["sequential_decode"] = median_seconds(lambda: _decode_everything(path), repeats)
+    seconds["answer"] = median_seconds(lambda: recognizer.predict(path), repeats)
     # Each cell of a 2 x 2 grid answered, with the whole video's answer, from one decode.
     recognizer.predict(path, regions="grid:2x2")
-    seconds["answer_grid_2x2"] = _median_seconds(lambda: recognizer.predict(path, regions="grid:2x2"), repeats)
-    seconds["answer_decoding_from_start"] = _median_seconds(
+    seconds["answer_grid_2x2"] = median_seconds(lambda: recognizer.predict(path, regions="grid:2x2"), repeats)
+    seconds["answer_decoding_from_start"] = median_seconds(
         lambda: recognizer.classify(read(clip, False)[None]), repeats)
     seconds["clip_network"], cpu["clip_network"] = _median_wall_and_cpu(
         lambda: recognizer.classify(clip_frames[None]), repeats)
@@ -174,12 +172,12 @@ def _time_timeline(recognizer: Recognizer, path: Path, video: VideoProbe,
     """The whole-video timeline's seconds, its floor and what the cores allow, into `result`."""
     seconds, cpu, spec = result["seconds"], result["cpu_seconds"], recognizer.spec
     sample_times = recognizer.timeline.sample_times(video.info.duration_s)
-    seconds["timeline"] = _median_seconds(lambda: recognizer.predict(path, segments=True), repeats)
+    seconds["timeline"] = median_seconds(lambda: recognizer.predict(path, segments=True), repeats)
     samples = np.unique(frames_at(video.times, sample_times))
     encode_s = 0.0
     for start in range(0, len(samples), 64):  # the frames in batches, then the encoder alone on them
         frames = read(samples[start : start + 64], True)
-        encode_s += _median_seconds(partial(_encode_in_sixteens, recognizer, frames), repeats)
+        encode_s += median_seconds(partial(_encode_in_sixteens, recognizer, frames), repeats)
     seconds["timeline_encode"] = encode_s
     seconds["timeline_floor"] = seconds["sequential_decode"] + encode_s
     # All of a timeline's work (decoding, converting the samples, encoder, head) done one step
@@ -190,77 +188,6 @@ def _time_timeline(recognizer: Recognizer, path: Path, video: VideoProbe,
     seconds["timeline_cores_allow"] = max(seconds["sequential_decode"], encode_s,
                                           cpu["timeline_one_thread"] / result["cores"])
     result["timeline_samples"] = int(len(sample_times))
-
-
-def benchmark_http(model_path: Path, video: Path, recognizer: Recognizer, clients: int = 8,
-                   requests_per_client: int = 6, workers: tuple[int, ...] = (2,), rounds: int = 3, pairs: int = 15,
-                   options: tuple[str, ...] = ()) -> dict[int, dict[int, dict]]:
-    """Real `actionrec serve`s (default settings but `options`; one for each count of decode `workers`)
-    answering `video`, all started at once and measured in turns so that a busy moment of a shared
-    machine falls on each alike. For each worker count: one client (`1`: `pairs` requests, each beside
-    an in-process answer of the same video by `recognizer` run just before it, so that the two are
-    compared on the same moment's machine), and `clients` at once (medians of `rounds` runs of
-    `requests_per_client` each), with the CPU this process spent sending them: the load generator's
-    share of the cores."""
-    import asyncio
-
-    import httpx
-
-    from actionrec.testing.loadtest import GOOD, free_port, load, start_server
-
-    data = Path(video).read_bytes()
-    body = [(GOOD, data, "video/mp4")]
-    servers: dict[int, tuple[str, Any]] = {}
-    try:
-        for count in workers:
-            port = free_port()
-            # The file as given, as the in-process figures run it (not an int8 copy picked by --precision auto).
-            servers[count] = (f"http://127.0.0.1:{port}", start_server(
-                model_path, port, count, None, ("--max-pending", str(clients * 2), "--precision", "fp32", *options)))
-        recognizer.predict(video)
-        one: dict[int, dict[str, list]] = {count: {"http": [], "in_process": [], "statuses": []}
-                                           for count in workers}
-        many: dict[int, dict[str, list]] = {count: {"rate": [], "p50": [], "cpu": [], "statuses": []}
-                                            for count in workers}
-        with httpx.Client(timeout=120) as http:  # one client, its connection kept alive
-            for url, _ in servers.values():
-                asyncio.run(load(url, body, 3, 1))  # warm up
-            for _ in range(pairs):
-                for count, (url, _) in servers.items():
-                    one[count]["in_process"].append(_median_seconds(lambda: recognizer.predict(video), 1))
-                    started = time.perf_counter()
-                    response = http.post(url + "/", content=data, headers={"Content-Type": "video/mp4"})
-                    one[count]["statuses"].append(str(response.status_code))
-                    if response.status_code == 200:
-                        one[count]["http"].append(time.perf_counter() - started)
-        for _ in range(rounds):
-            for count, (url, _) in servers.items():
-                cpu = _cpu_seconds()
-                run = asyncio.run(load(url, body, clients * requests_per_client, clients))
-                many[count]["cpu"].append((_cpu_seconds() - cpu) / (clients * requests_per_client))
-                many[count]["rate"].append(run["requests_per_s"])
-                many[count]["p50"].append(run["answered_ms"]["p50"])
-                many[count]["statuses"].append(run["statuses"])
-        figures: dict[int, dict[int, dict]] = {}
-        for count in workers:
-            alone, loaded = one[count], many[count]
-            statuses: dict[str, int] = {}
-            for seen in loaded["statuses"]:
-                for status, number in seen.items():
-                    statuses[status] = statuses.get(status, 0) + number
-            figures[count] = {
-                1: {"p50_ms": round(statistics.median(alone["http"]) * 1000, 1) if alone["http"] else float("nan"),
-                    "in_process_ms": round(statistics.median(alone["in_process"]) * 1000, 1),
-                    "statuses": {status: alone["statuses"].count(status) for status in set(alone["statuses"])}},
-                clients: {"answers_per_s": statistics.median(loaded["rate"]),
-                          "p50_ms": statistics.median(loaded["p50"]),
-                          "load_generator_cpu_ms": round(statistics.median(loaded["cpu"]) * 1000, 1),
-                          "statuses": statuses}}
-        return figures
-    finally:
-        for _, process in servers.values():
-            process.terminate()
-            process.wait(timeout=60)
 
 
 def benchmark_folder(recognizer: Recognizer, videos: list[Path], workers: int | None = None) -> dict:
@@ -355,74 +282,6 @@ def _http_rows(workers: int, figures: dict[int, dict], network_s: float, cores_r
          "figure": f"{left_rate:.1f}/s allowed ({many['load_generator_cpu_ms']:.0f} ms CPU to send each)",
          "ratio": many["answers_per_s"] / left_rate, "of": "what the cores allow the server", "target": None},
     ]
-
-
-# --------------------------------------------------------------------------- a real server's memory
-
-
-def benchmark_server(model_path: Path, videos: list[Path], workers: int = 2) -> dict:
-    """Resident memory of `actionrec serve` idle, and at its peak answering a timeline request."""
-    import httpx
-
-    from actionrec.testing.loadtest import free_port, start_server
-
-    port = free_port()
-    process = start_server(model_path, port, workers, None,
-                           ("--max-upload-mb", "4096", "--max-duration-s", "1200", "--decode-timeout-s", "600",
-                            "--precision", "fp32"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        time.sleep(1.0)
-        result: dict = {"workers": workers, "idle_mb": dict(zip(("server", "with_workers"), memory_mb(process.pid))),
-                        "requests": []}
-        for path in videos:
-            with PeakMemory(process.pid, interval_s=0.02) as peak, open(path, "rb") as body:
-                started = time.perf_counter()
-                response = httpx.post(url + "/v1/predictions", params={"segments": "true"}, content=body,
-                                      headers={"Content-Type": "video/mp4"}, timeout=900)
-                seconds = time.perf_counter() - started
-            peaks = (peak.process_mb, peak.total_mb)
-            result["requests"].append({"video": str(path), "status": response.status_code,
-                                       "seconds": round(seconds, 2), "peak_server_mb": round(peaks[0], 1),
-                                       "peak_with_workers_mb": round(peaks[1], 1),
-                                       "segments": len(response.json().get("segments") or [])})
-        time.sleep(3.0)  # the server gives memory back once idle for a second
-        result["idle_after_mb"] = dict(zip(("server", "with_workers"), memory_mb(process.pid)))
-        return result
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def benchmark_batching(model_path: Path, video: Path, concurrencies: tuple[int, ...] = (1, 8, 32),
-                       requests_per_client: int = 4, workers: int = 4, window_ms: float = 0.0) -> dict:
-    """Answers a second and latency of a real server at each concurrency, with dynamic batching
-    off and on, in one run on the same video; both servers alike but for batching."""
-    import asyncio
-    import tempfile
-
-    from actionrec.testing.loadtest import GOOD, free_port, load, start_server
-
-    body = [(GOOD, Path(video).read_bytes(), "video/mp4")]
-    results: dict = {"video": str(video), "workers": workers, "runs": []}
-    with tempfile.TemporaryDirectory(prefix="actionrec-batching-") as scratch:
-        for batching in (False, True):
-            port = free_port()
-            options = ("--max-pending", str(max(concurrencies) * 2), "--batching" if batching else "--no-batching",
-                       "--batch-window-ms", str(window_ms))
-            server = start_server(model_path, port, workers, Path(scratch) / f"server-{batching}.log", options)
-            try:
-                url = f"http://127.0.0.1:{port}"
-                asyncio.run(load(url, body, 2, 1))  # warm up
-                for concurrency in concurrencies:
-                    run = asyncio.run(load(url, body, concurrency * requests_per_client, concurrency))
-                    results["runs"].append({"batching": batching, "concurrency": concurrency,
-                                            "answers_per_s": run["requests_per_s"], "p50_ms": run["answered_ms"]["p50"],
-                                            "p95_ms": run["answered_ms"]["p95"], "statuses": run["statuses"]})
-            finally:
-                server.terminate()
-                server.wait(timeout=60)
-    return results
 
 
 # --------------------------------------------------------------------------- inputs

@@ -50,6 +50,12 @@ def benchmark(
         print(json.dumps(results, indent=2))
         return
     console.print(f"{results['machine']}; {model} ({recognizer.spec.num_frames} x {recognizer.spec.image_size}px)")
+    _print_measured(results, videos[0], repeats)
+    _print_speed_table(results["speed_table"])
+
+
+def _print_measured(results: dict, first_video: Path, repeats: int) -> None:
+    """Each video's figures, the models side by side and the server's memory, where measured."""
     for result in results["videos"]:
         info = result["info"]
         console.print(f"\n[bold]{result['video']}[/bold]: {info['width']}x{info['height']}, {info['duration_s']} s, "
@@ -60,15 +66,15 @@ def benchmark(
         console.print(table)
         for name, ratio in result["ratios"].items():
             console.print(f"  {name:<40} {ratio:6.2f}x")
-    if compare:
-        console.print(f"\n[bold]models side by side[/bold] on {videos[0]} "
+    if "models" in results:
+        console.print(f"\n[bold]models side by side[/bold] on {first_video} "
                       f"(medians of {max(5, repeats)} interleaved runs)")
         table = Table("model", "precision", "network, one clip (ms)", "vs the first", "whole answer (ms)", box=None)
         for entry in results["models"]:
             table.add_row(entry["model"], entry["precision"], f"{entry['model_ms']:.1f}",
                           f"{entry['model_vs_first']:.2f}x", f"{entry['answer_ms']:.1f}")
         console.print(table)
-    if server:
+    if "server" in results:
         memory = results["server"]
         console.print(f"\nserver with {memory['workers']} decode workers: idle {memory['idle_mb']['server']:.0f} MB "
                       f"(with workers {memory['idle_mb']['with_workers']:.0f} MB)")
@@ -77,18 +83,12 @@ def benchmark(
                           f"{request['peak_server_mb']:.0f} MB (with workers {request['peak_with_workers_mb']:.0f} MB)")
         console.print(f"  idle after: {memory['idle_after_mb']['server']:.0f} MB "
                       f"(with workers {memory['idle_after_mb']['with_workers']:.0f} MB)")
-    _print_speed_table(results["speed_table"])
 
 
 def _measure(recognizer, model: Path, videos: list[Path], repeats: int, threads: int | None, server: bool,
              compare: list[Path], http_workers: tuple[int, ...], folder: Path | None) -> dict:
-    from actionrec.benchmarks.inference import (
-        benchmark_folder,
-        benchmark_http,
-        benchmark_server,
-        benchmark_video,
-        compare_models,
-    )
+    from actionrec.benchmarks.inference import benchmark_folder, benchmark_video, compare_models
+    from actionrec.benchmarks.servers import benchmark_http, benchmark_server
     from actionrec.cli.predicting import expand
     from actionrec.runtime.resources import describe_cpu
 
@@ -217,7 +217,7 @@ def benchmark_serving(
 ) -> None:
     """Dynamic batching measured: a real server's answers/s and latency at each concurrency, off and on."""
     needs_serving_extra()
-    from actionrec.benchmarks.inference import benchmark_batching
+    from actionrec.benchmarks.servers import benchmark_batching
     from actionrec.runtime.resources import describe_cpu
 
     result = benchmark_batching(model, video, tuple(concurrency), requests_per_client, workers, window_ms)
