@@ -94,8 +94,8 @@ def build_demo_model(root: Path, console: Console, rebuild: bool = False, seed: 
     from actionrec.training.train import train
 
     started = time.perf_counter()
-    console.print(f"Building the demo's model in {paths.root}: two to three minutes on two CPU cores, once (the next "
-                  "run serves it in seconds). Each epoch's line says how long is left.")
+    console.print(f"Building the demo's model in {paths.root}: about two minutes on two idle CPU cores (three where "
+                  "they are busy), once: the next run serves it in seconds. Each epoch's line says how long is left.")
     console.rule("1/3  Generating the synthetic dataset")
     if rebuild and paths.data.exists():
         shutil.rmtree(paths.data)  # its clips may come from another seed
