@@ -119,3 +119,25 @@ def test_export_writes_the_int8_copy_by_default_and_keeps_it_only_where_it_loses
         assert not (run / "model.int8.onnx").exists() and "No int8 copy kept" in printed
         assert not comparison["kept"]
     assert run_cli("export", run, "--no-int8").returncode == 0
+
+
+def test_a_kept_copy_carries_its_own_unknown_threshold_and_the_rule_it_was_kept_by(run: Path, tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch):
+    import shutil
+
+    from actionrec.modelfile.card import read_card
+    from actionrec.runtime import precision
+    from actionrec.training.runs import RunDir
+
+    model = tmp_path / "model.onnx"
+    shutil.copy(run / "model.onnx", model)
+    monkeypatch.setattr(precision, "keeps_copy", lambda lost, clips, gained=0: True)  # 8 clips never pass it
+    copy, comparison = RunDir(run).export_int8(model, calibration_clips=6)
+    assert copy == tmp_path / "model.int8.onnx" and comparison["kept"]
+    fp32, int8 = read_card(model), read_card(copy)
+    quantization = int8.quantization or {}
+    assert quantization["keep_rule"] == precision.KEEP_RULE and quantization["compared_on_clips"] == 8
+    assert {"clips_lost", "clips_gained", "loss_bound", "top1_fp32", "top1_int8"} <= quantization.keys()
+    assert fp32.unknown_rule is not None and fp32.unknown_rule.means is not None
+    assert int8.unknown_rule is not None and int8.unknown_rule.means is not None  # measured on the copy itself
+    assert int8.unknown_rule.to_dict()["means"] == fp32.unknown_rule.to_dict()["means"]  # the same class means
