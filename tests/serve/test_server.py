@@ -432,13 +432,16 @@ def test_api_key_guards_prediction_routes(guarded_server: Server, clip: bytes) -
     assert http_get(url + "/metrics", headers={"X-API-Key": API_KEY}).status_code == 200
 
 
-def test_an_answer_given_before_the_body_is_read_closes_the_connection(guarded_server: Server, clip: bytes) -> None:
+def test_an_answer_given_before_the_body_is_read_closes_the_connection(guarded_server: Server, server: Server,
+                                                                       clip: bytes) -> None:
     """Refused before its body was read, a request's connection is not kept for another (the server
     would have to read the rest first); an answer to a body read whole, or to a request without
     one, keeps it."""
     url = guarded_server.url
     refused = post_video(url + "/", clip)  # no API key: 401 from the headers
     assert refused.status_code == 401 and refused.headers["connection"] == "close"
+    too_large = post_video(server.url + "/", b"\0" * (1024 * 1024 + 1))  # over its 1 MB limit
+    assert too_large.status_code == 413 and too_large.headers["connection"] == "close"
     answered = post_video(url + "/", clip, headers={"X-API-Key": API_KEY})
     assert answered.status_code == 200 and "connection" not in answered.headers
     assert "connection" not in http_get(url + "/healthz").headers

@@ -61,8 +61,7 @@ def check_headers(request: Request, max_bytes: int, allow_multipart: bool) -> No
 
 def too_large(max_bytes: int) -> UploadError:
     return UploadError(413, f"The upload is larger than this server's limit of {megabytes(max_bytes)}. "
-                            "Send a shorter or more compressed video.", "upload_too_large",
-                       {"Connection": "close"})  # the rest of the body is not read to keep the connection
+                            "Send a shorter or more compressed video.", "upload_too_large")
 
 
 class UploadBudget:
