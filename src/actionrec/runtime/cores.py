@@ -10,9 +10,8 @@ always on every core: 10 minutes of 720p 12.1 s against 13.4 s; a minute of 720p
 1.43 s, of 480p 1.10 against 1.14, of 360p 0.93 against 0.99, of 1080p 1.89 against 1.93; a
 real 320x240 UCF101 clip 260 ms both ways. Keeping the decoder to the other half as well slowed
 all but the 10-minute video (1080p: 2.23 s against 1.93 s), so it keeps FFmpeg's own threads.
-A run of the encoder that starts while another is under way, or while another prediction is reading
-its frames (a server's requests at once), also takes half the cores. "Cores" are physical ones, as
-ONNX Runtime counts them for its own default.
+A run of the encoder that starts while another is under way (several requests at once) also takes
+half the cores. "Cores" are physical ones, as ONNX Runtime counts them for its own default.
 """
 
 from __future__ import annotations
