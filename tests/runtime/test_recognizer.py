@@ -103,38 +103,6 @@ def test_a_timeline_encoder_keeps_to_its_share_of_the_cores_only_while_it_waits_
     assert alongside[-1] == timeline  # what add() passes on
 
 
-def test_encodes_keep_to_their_share_of_the_cores_while_another_prediction_reads_its_frames(
-        model_path: Path, clip: bytes):
-    """A server's requests at once: while two predictions are reading their frames, each encode goes to
-    the encoder's share of the cores; a prediction alone takes every core for its clip."""
-    from actionrec.runtime.recognizer import Recognizer
-
-    recognizer = Recognizer(model_path)
-    shared: list[bool] = []
-    real_encoder = recognizer.encoder
-
-    def recording_encoder(frames, *, alongside_decoding=False):
-        shared.append(alongside_decoding)
-        return real_encoder(frames, alongside_decoding=alongside_decoding)
-
-    recognizer.encoder = recording_encoder
-
-    def messages():
-        return stream_prediction_frames(clip, recognizer.spec, recognizer.limits, None)
-
-    def another_meanwhile():
-        stream = messages()
-        yield next(stream)  # this prediction has begun reading its frames ...
-        recognizer.predict_stream(messages())  # ... when another reads all of its own
-        yield from stream
-
-    recognizer.predict_stream(messages())
-    assert shared == [False]  # alone: one chunk of 4 frames, on every core
-    shared.clear()
-    recognizer.predict_stream(another_meanwhile())
-    assert shared == [True, False]  # the other's encode while this one read, then this one's alone
-
-
 def test_the_timeline_covers_the_whole_video_whatever_its_length(model_path: Path):
     from actionrec.runtime.recognizer import Recognizer
 

@@ -89,8 +89,6 @@ class Recognizer:
         self.timeline = Timeline.for_clips(self.spec.num_frames, self.card.clip_duration_s or LEGACY_WINDOW_S)
         self._detectors: dict[str, Detector | None] = {}
         self._detectors_lock = threading.Lock()
-        self._streams = 0  # predictions reading their frames now (a server's requests at once)
-        self._streams_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -121,12 +119,10 @@ class Recognizer:
         """(n, S, S, 3) frames -> what the head reads for each: (n, features). With batching on,
         together with the frames other threads are encoding. `alongside_decoding`: the video's next frames are being
         decoded meanwhile, more slowly than the encoder works, so the encoder keeps to its share
-        of the cores (actionrec.runtime.cores); so does every encode while another prediction is
-        reading its frames (a server's requests at once: between their encodes they decode, and an
-        encode on every core would fight those decoders and the other request's encodes)."""
+        of the cores (actionrec.runtime.cores)."""
         if self.batcher is not None:
             return self.batcher.encode(frames)
-        return self.encoder(frames, alongside_decoding=alongside_decoding or self._streams > 1)
+        return self.encoder(frames, alongside_decoding=alongside_decoding)
 
     def enable_batching(self, window_s: float = 0.0, max_frames: int = 64) -> None:
         """Encode frames of concurrent predictions together (see `actionrec.runtime.frame_batcher`): more
@@ -234,16 +230,6 @@ class Recognizer:
                     ) -> tuple[PredictionBuilder, FramesDone]:
         """Encode the streamed frames and classify their windows, up to the last message: what
         `finish` turns into a prediction (evaluation also reads the window probabilities)."""
-        with self._streams_lock:
-            self._streams += 1
-        try:
-            return self._read_stream(messages, explain)
-        finally:
-            with self._streams_lock:
-                self._streams -= 1
-
-    def _read_stream(self, messages: Iterable[PredictionMessage], explain: bool
-                     ) -> tuple[PredictionBuilder, FramesDone]:
         builder: PredictionBuilder | None = None
         for message in messages:
             if isinstance(message, FramePlan):
